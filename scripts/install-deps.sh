@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of Vane on Debian 12 (bookworm).
+# Idempotent; needs root or sudo.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libqpid-proton11-dev
+  libboost-dev libboost-system-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
+  libssl-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev
+  python3 python3-qpid-proton python3-pytest python3-psutil
+  clang libclang-rt-14-dev
+  iproute2 procps socat
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all packages present"
+fi

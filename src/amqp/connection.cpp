@@ -1,0 +1,1020 @@
+#include "amqp/connection.hpp"
+
+#include <proton/codec.h>
+#include <proton/condition.h>
+#include <proton/connection.h>
+#include <proton/connection_driver.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+#include <proton/event.h>
+#include <proton/link.h>
+#include <proton/sasl.h>
+#include <proton/session.h>
+#include <proton/terminus.h>
+#include <proton/transport.h>
+
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "amqp/message_scan.hpp"
+#include "core/log.hpp"
+#include "routing/core.hpp"
+
+namespace vane::amqp {
+
+namespace asio = boost::asio;
+using forwarding::Chunk;
+using forwarding::Consumer;
+using forwarding::IngressDelivery;
+using forwarding::Outcome;
+using forwarding::Transfer;
+
+namespace {
+
+constexpr std::size_t kReadChunk = 64 * 1024;
+
+std::int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string str(const char* s) { return s ? std::string(s) : std::string(); }
+
+std::string terminusAddress(pn_terminus_t* t) { return str(pn_terminus_get_address(t)); }
+
+// Copies an Outcome onto a delivery's local disposition and settles it.
+void settleWith(pn_delivery_t* d, const Outcome& o, Stats& stats) {
+  pn_disposition_t* local = pn_delivery_local(d);
+  std::uint64_t type = PN_RELEASED;
+  switch (o.kind) {
+    case Outcome::Kind::kAccepted:
+      type = PN_ACCEPTED;
+      break;
+    case Outcome::Kind::kRejected:
+      type = PN_REJECTED;
+      stats.deliveries_rejected.fetch_add(1, std::memory_order_relaxed);
+      if (!o.error_name.empty()) {
+        pn_condition_t* c = pn_disposition_condition(local);
+        pn_condition_set_name(c, o.error_name.c_str());
+        if (!o.error_description.empty())
+          pn_condition_set_description(c, o.error_description.c_str());
+      }
+      break;
+    case Outcome::Kind::kReleased:
+      type = PN_RELEASED;
+      stats.deliveries_released.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Outcome::Kind::kModified:
+      type = PN_MODIFIED;
+      stats.deliveries_modified.fetch_add(1, std::memory_order_relaxed);
+      pn_disposition_set_failed(local, o.delivery_failed);
+      pn_disposition_set_undeliverable(local, o.undeliverable_here);
+      break;
+  }
+  pn_delivery_update(d, type);
+  pn_delivery_settle(d);
+}
+
+// Reads the consumer's outcome from a delivery's remote disposition.
+bool remoteOutcome(pn_delivery_t* d, Outcome& out) {
+  switch (pn_delivery_remote_state(d)) {
+    case PN_ACCEPTED:
+      out = Outcome::accepted();
+      return true;
+    case PN_REJECTED: {
+      pn_condition_t* c = pn_disposition_condition(pn_delivery_remote(d));
+      out = Outcome::rejected(str(pn_condition_get_name(c)), str(pn_condition_get_description(c)));
+      return true;
+    }
+    case PN_RELEASED:
+      out = Outcome::released();
+      return true;
+    case PN_MODIFIED: {
+      pn_disposition_t* r = pn_delivery_remote(d);
+      out = Outcome(Outcome::Kind::kModified);
+      out.delivery_failed = pn_disposition_is_failed(r);
+      out.undeliverable_here = pn_disposition_is_undeliverable(r);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// Frees a copy that will not (or no longer) be sent: its buffered bytes leave
+// the budget, its sender learns the outcome (released if the consumer never
+// saw a byte, modified/delivery-failed otherwise), and its slot is returned.
+void dropTransfer(const std::shared_ptr<Transfer>& t) {
+  std::int64_t bytes = -static_cast<std::int64_t>(t->front_offset);
+  for (auto& c : t->pending) bytes += static_cast<std::int64_t>(c->size());
+  t->pending.clear();
+  t->front_offset = 0;
+  if (bytes > 0) t->budget->release(bytes);
+  forwarding::uncount(*t);
+  forwarding::postOutcome(t, t->started ? Outcome::modifiedFailed() : Outcome::released());
+  forwarding::postCopyDone(t);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// OutLink: router -> consumer. The egress side of Transfers.
+// ---------------------------------------------------------------------------
+class OutLink : public forwarding::EgressSink, public std::enable_shared_from_this<OutLink> {
+ public:
+  OutLink(Connection& conn, pn_link_t* link, std::string address)
+      : conn_(conn), link_(link), address_(std::move(address)) {
+    force_settled_ = pn_link_remote_snd_settle_mode(link) == PN_SND_SETTLED;
+  }
+
+  const std::string& address() const { return address_; }
+  void setConsumer(std::shared_ptr<Consumer> c) { consumer_ = std::move(c); }
+  const std::shared_ptr<Consumer>& consumer() const { return consumer_; }
+  pn_link_t* link() const { return link_; }
+
+  // Called when the routing core has published the consumer everywhere.
+  void setReady() { ready_ = true; }
+
+  void enqueue(std::shared_ptr<Transfer> t) override {
+    if (!link_) {
+      dropTransfer(t);
+      return;
+    }
+    queue_.push_back(std::move(t));
+    pump();
+    conn_.process();
+  }
+
+  void append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) override {
+    if (!link_ || t->aborted || t->slot_reported) {
+      // The copy was already dropped or settled: the bytes go nowhere.
+      t->budget->release(static_cast<std::int64_t>(chunk->size()));
+      return;
+    }
+    if (!chunk->empty()) {
+      t->pending.push_back(std::move(chunk));
+    } else {
+      t->budget->release(0);
+    }
+    if (last) t->complete = true;
+    pump();
+    conn_.process();
+  }
+
+  void abort(const std::shared_ptr<Transfer>& t) override {
+    if (t->aborted || t->finished_sending || t->slot_reported) return;
+    t->aborted = true;
+    t->outcome_reported = true;  // the sender aborted: nobody waits for an outcome
+    if (current_ == t) {
+      current_.reset();
+      unsettled_.erase(t.get());
+      if (link_ && t->engine_delivery) {
+        auto* d = static_cast<pn_delivery_t*>(t->engine_delivery);
+        pn_delivery_set_context(d, nullptr);
+        pn_delivery_abort(d);
+        t->engine_delivery = nullptr;
+      }
+    } else {
+      auto it = std::find(queue_.begin(), queue_.end(), t);
+      if (it != queue_.end()) queue_.erase(it);
+    }
+    dropTransfer(t);
+    if (link_) {
+      pump();
+      conn_.process();
+    }
+  }
+
+  // Moves queued bytes into the engine while the consumer has credit and the
+  // session has room.
+  void pump() {
+    if (!link_ || !ready_) return;
+    pn_session_t* ssn = pn_link_session(link_);
+    const std::size_t limit = conn_.context().settings.session_outgoing_limit;
+    while (true) {
+      if (!current_) {
+        if (queue_.empty() || pn_link_credit(link_) <= 0) break;
+        current_ = std::move(queue_.front());
+        queue_.pop_front();
+        const std::uint64_t tag = next_tag_++;
+        pn_delivery_t* d =
+            pn_delivery(link_, pn_dtag(reinterpret_cast<const char*>(&tag), sizeof tag));
+        current_->engine_delivery = d;
+        pn_delivery_set_context(d, current_.get());
+        if (!settlesOnSend(*current_)) unsettled_[current_.get()] = current_;
+      }
+      Transfer& t = *current_;
+      while (!t.pending.empty()) {
+        if (pn_session_outgoing_bytes(ssn) > limit) {
+          conn_.addBlocked(weak_from_this());
+          return;
+        }
+        const Chunk& c = t.pending.front();
+        const std::size_t n = c->size() - t.front_offset;
+        pn_link_send(link_, c->data() + t.front_offset, n);
+        t.started = true;
+        t.pending.pop_front();
+        t.front_offset = 0;
+        t.budget->release(static_cast<std::int64_t>(n));
+      }
+      if (!t.complete) break;  // more bytes to come
+      auto* d = static_cast<pn_delivery_t*>(t.engine_delivery);
+      pn_link_advance(link_);
+      t.finished_sending = true;
+      conn_.context().stats.deliveries_out.fetch_add(1, std::memory_order_relaxed);
+      if (settlesOnSend(t)) {
+        pn_delivery_set_context(d, nullptr);
+        pn_delivery_settle(d);
+        t.engine_delivery = nullptr;
+        forwarding::uncount(t);
+        // A consumer that asked for pre-settled delivery takes the message
+        // as given: it is accepted on its behalf.
+        if (!t.presettled) forwarding::postOutcome(current_, Outcome::accepted());
+      }
+      forwarding::postCopyDone(current_);
+      current_.reset();
+    }
+    if (!current_ && queue_.empty() && pn_link_get_drain(link_) && pn_link_credit(link_) > 0) {
+      pn_link_drained(link_);
+    }
+  }
+
+  // The consumer updated a delivery we sent.
+  void onDeliveryUpdated(pn_delivery_t* d) {
+    auto* raw = static_cast<Transfer*>(pn_delivery_get_context(d));
+    if (!raw) return;
+    auto it = unsettled_.find(raw);
+    if (it == unsettled_.end()) return;
+    Outcome o;
+    const bool terminal = remoteOutcome(d, o);
+    if (!terminal && !pn_delivery_settled(d)) return;  // e.g. "received": not final
+    if (!terminal) o = Outcome::accepted();            // settled with no state: consumed
+    auto t = it->second;
+    unsettled_.erase(it);
+    pn_delivery_set_context(d, nullptr);
+    t->engine_delivery = nullptr;
+    if (current_ == t) {
+      // Settled before the last byte was sent: stop sending it.
+      current_.reset();
+      pn_delivery_abort(d);
+      std::int64_t bytes = -static_cast<std::int64_t>(t->front_offset);
+      for (auto& c : t->pending) bytes += static_cast<std::int64_t>(c->size());
+      t->pending.clear();
+      t->front_offset = 0;
+      t->aborted = true;
+      if (bytes > 0) t->budget->release(bytes);
+      forwarding::postCopyDone(t);
+    } else {
+      pn_delivery_settle(d);
+    }
+    forwarding::uncount(*t);
+    forwarding::postOutcome(t, o);
+    pump();
+  }
+
+  // The link or its connection is gone: every copy still here is settled
+  // back to its sender as released (never sent) or modified (sent).
+  void close() {
+    if (!link_) return;
+    for (auto& [raw, t] : unsettled_) {
+      if (t->engine_delivery) {
+        pn_delivery_set_context(static_cast<pn_delivery_t*>(t->engine_delivery), nullptr);
+        t->engine_delivery = nullptr;
+      }
+    }
+    if (current_ && current_->engine_delivery) {
+      pn_delivery_set_context(static_cast<pn_delivery_t*>(current_->engine_delivery), nullptr);
+      current_->engine_delivery = nullptr;
+    }
+    link_ = nullptr;
+    if (current_) {
+      unsettled_.erase(current_.get());
+      dropTransfer(current_);
+      current_.reset();
+    }
+    for (auto& t : queue_) dropTransfer(t);
+    queue_.clear();
+    for (auto& [raw, t] : unsettled_) dropTransfer(t);
+    unsettled_.clear();
+  }
+
+ private:
+  bool settlesOnSend(const Transfer& t) const { return t.presettled || force_settled_; }
+
+  Connection& conn_;
+  pn_link_t* link_;
+  std::string address_;
+  std::shared_ptr<Consumer> consumer_;
+  bool ready_ = false;
+  bool force_settled_ = false;
+  std::uint64_t next_tag_ = 1;
+  std::deque<std::shared_ptr<Transfer>> queue_;
+  std::shared_ptr<Transfer> current_;
+  std::unordered_map<Transfer*, std::shared_ptr<Transfer>> unsettled_;
+};
+
+// ---------------------------------------------------------------------------
+// InLink: sender -> router. The ingress side: reads deliveries, routes them,
+// and turns consumer outcomes back into dispositions.
+// ---------------------------------------------------------------------------
+class InLink : public forwarding::IngressSink,
+               public forwarding::CreditListener,
+               public std::enable_shared_from_this<InLink> {
+ public:
+  InLink(Connection& conn, pn_link_t* link, std::string address)
+      : conn_(conn), ctx_(conn.context()), link_(link), address_(std::move(address)) {}
+
+  ~InLink() override { unregister(); }
+
+  void init() {
+    budget_ = std::make_shared<forwarding::FlowBudget>(ctx_.loop, ctx_.settings.inflight_limit);
+    budget_->sink = weak_from_this();
+    if (!address_.empty()) {
+      ctx_.table.addListener(address_, ctx_.core.distributionFor(address_), this);
+      registered_ = true;
+    }
+    topUpCredit();
+  }
+
+  pn_link_t* link() const { return link_; }
+
+  // PN_DELIVERY on this link: new bytes, or the sender settled.
+  void onDelivery(pn_delivery_t* d) {
+    auto* rec = static_cast<IngressDelivery*>(pn_delivery_get_context(d));
+    if (rec && rec->fully_received) {
+      if (pn_delivery_settled(d) && !rec->settled) {
+        // The sender settled first (it no longer cares about the outcome).
+        finishSettle(rec, d);
+        maybeRetire(rec);
+      }
+      return;
+    }
+    pump();
+  }
+
+  // Reads the link's current deliveries as far as the budget allows.
+  void pump() {
+    while (link_) {
+      pn_delivery_t* d = pn_link_current(link_);
+      if (!d) break;
+      auto* rec = static_cast<IngressDelivery*>(pn_delivery_get_context(d));
+      if (!rec) rec = startDelivery(d);
+      if (pn_delivery_aborted(d)) {
+        onAborted(rec, d);
+        continue;
+      }
+      if (!readFrom(rec, d)) break;
+    }
+  }
+
+  // IngressSink
+  void onOutcome(const std::shared_ptr<IngressDelivery>& rec, const Outcome& o) override {
+    if (!link_ || rec->settled) return;
+    if (!rec->fully_received) {
+      rec->has_pending_outcome = true;
+      rec->pending_outcome = o;
+      return;
+    }
+    applyOutcome(rec.get(), o);
+    maybeRetire(rec.get());
+    conn_.process();
+  }
+
+  void onCopyDone(const std::shared_ptr<IngressDelivery>& rec) override {
+    if (!link_) return;
+    --rec->copies_in_router;
+    maybeFreeSlot(rec.get());
+    maybeRetire(rec.get());
+    conn_.process();
+  }
+
+  void onResume() override {
+    if (!link_) return;
+    pump();
+    conn_.process();
+  }
+
+  // CreditListener
+  void onConsumersChanged(bool available) override {
+    if (available && link_) {
+      topUpCredit();
+      conn_.process();
+    }
+  }
+
+  // The link or connection is gone. Partly received deliveries are aborted
+  // towards their consumers; outcomes that arrive later are dropped.
+  void close() {
+    if (!link_) return;
+    for (auto& [raw, rec] : live_) {
+      if (!rec->fully_received) abortCopies(rec.get());
+      rec->copies.clear();
+      if (rec->engine_delivery) {
+        pn_delivery_set_context(static_cast<pn_delivery_t*>(rec->engine_delivery), nullptr);
+        rec->engine_delivery = nullptr;
+      }
+      rec->settled = true;
+    }
+    live_.clear();
+    link_ = nullptr;
+    unregister();
+  }
+
+ private:
+  void unregister() {
+    if (registered_) {
+      ctx_.table.removeListener(address_, this);
+      registered_ = false;
+    }
+  }
+
+  IngressDelivery* startDelivery(pn_delivery_t* d) {
+    auto rec = std::make_shared<IngressDelivery>(weak_from_this());
+    rec->engine_delivery = d;
+    rec->presettled = pn_delivery_settled(d);
+    pn_delivery_set_context(d, rec.get());
+    ++occupied_;
+    auto* raw = rec.get();
+    live_.emplace(raw, std::move(rec));
+    return raw;
+  }
+
+  // Returns true when the delivery is complete (the link advanced), false
+  // when reading must wait (more frames to come, or the budget is full).
+  bool readFrom(IngressDelivery* rec, pn_delivery_t* d) {
+    while (true) {
+      if (budget_->overLimit() && !pauseReading()) return false;
+      const ssize_t pending = pn_delivery_pending(d);
+      const bool partial = pn_delivery_partial(d);
+      if (pending <= 0) {
+        if (partial) return false;
+        complete(rec, d, nullptr);
+        return true;
+      }
+      const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(pending), kReadChunk);
+      auto buf = std::make_shared<std::string>(want, '\0');
+      const ssize_t n = pn_link_recv(link_, buf->data(), want);
+      if (n <= 0) {
+        // PN_EOS: nothing more in this delivery.
+        if (partial) return false;
+        complete(rec, d, nullptr);
+        return true;
+      }
+      buf->resize(static_cast<std::size_t>(n));
+      if (!partial && pn_delivery_pending(d) == 0) {
+        complete(rec, d, std::move(buf));
+        return true;
+      }
+      onBytes(rec, std::move(buf), false);
+    }
+  }
+
+  // The budget is over its limit: pause, unless the egress drained it
+  // meanwhile. Returns true to keep reading.
+  bool pauseReading() {
+    budget_->paused.store(true, std::memory_order_release);
+    if (budget_->overLimit()) return false;
+    // Drained between the check and the flag: take the flag back (or let the
+    // resume that the egress posted find nothing to do).
+    budget_->paused.store(false, std::memory_order_release);
+    return true;
+  }
+
+  void complete(IngressDelivery* rec, pn_delivery_t* d, std::shared_ptr<std::string> last) {
+    pn_link_advance(link_);
+    rec->fully_received = true;
+    ctx_.stats.deliveries_in.fetch_add(1, std::memory_order_relaxed);
+    onBytes(rec, std::move(last), true);
+    rec->copies.clear();  // no more bytes to pass on
+    if (rec->discard) {
+      if (rec->presettled) {
+        finishSettle(rec, d);
+      } else {
+        applyOutcome(rec, rec->drop_outcome);
+      }
+    } else if (rec->presettled || rec->multicast) {
+      // Multicast is settled by the router on receipt.
+      if (rec->presettled) {
+        finishSettle(rec, d);
+      } else {
+        applyOutcome(rec, Outcome::accepted());
+      }
+    } else if (rec->has_pending_outcome) {
+      applyOutcome(rec, rec->pending_outcome);
+    }
+    maybeFreeSlot(rec);
+    maybeRetire(rec);
+  }
+
+  void onBytes(IngressDelivery* rec, std::shared_ptr<std::string> chunk, bool last) {
+    if (rec->discard) return;
+    if (!rec->routed) {
+      if (!address_.empty()) {
+        route(rec, address_);
+      } else {
+        if (chunk) rec->buffered.append(*chunk);
+        ScanResult r = scanTo(rec->buffered.data(), rec->buffered.size());
+        if (r.status == ScanStatus::kNeedMore && !last) return;
+        if (r.status == ScanStatus::kFound) {
+          route(rec, r.to);
+        } else if (r.status == ScanStatus::kMalformed) {
+          drop(rec, Outcome::rejected("amqp:decode-error", "message sections are malformed"));
+        } else {
+          drop(rec, Outcome::rejected("amqp:precondition-failed",
+                                      "message from an anonymous sender has no 'to' address"));
+        }
+        if (rec->discard) return;
+        chunk = std::make_shared<std::string>(std::move(rec->buffered));
+        rec->buffered.clear();
+      }
+      if (rec->discard) return;
+      // First bytes for freshly created copies: hand over in one post.
+      const Chunk c = chunk ? Chunk(std::move(chunk)) : Chunk();
+      for (auto& t : rec->copies) {
+        if (c && !c->empty()) {
+          t->pending.push_back(c);
+          budget_->take(static_cast<std::int64_t>(c->size()));
+        }
+        t->complete = last;
+        t->consumer->loop.post([t] {
+          if (auto sink = t->consumer->sink.lock()) {
+            sink->enqueue(t);
+          } else {
+            dropTransfer(t);
+          }
+        });
+      }
+      return;
+    }
+    const Chunk c = chunk ? Chunk(std::move(chunk)) : std::make_shared<const std::string>();
+    for (auto& t : rec->copies) {
+      budget_->take(static_cast<std::int64_t>(c->size()));
+      t->consumer->loop.post([t, c, last] {
+        if (auto sink = t->consumer->sink.lock()) {
+          sink->append(t, c, last);
+        } else {
+          t->budget->release(static_cast<std::int64_t>(c->size()));
+          if (!t->slot_reported) dropTransfer(t);
+        }
+      });
+    }
+  }
+
+  void route(IngressDelivery* rec, const std::string& address) {
+    rec->routed = true;
+    forwarding::AddressEntry* e = ctx_.table.find(address);
+    if (!e || e->consumers.empty()) {
+      ctx_.stats.deliveries_dropped_no_route.fetch_add(1, std::memory_order_relaxed);
+      drop(rec, Outcome::released());
+      return;
+    }
+    const bool anycast = forwarding::isAnycast(e->distribution);
+    forwarding::forwarderFor(e->distribution)(*e, targets_);
+    const bool presettled = rec->presettled || !anycast;
+    rec->multicast = !anycast;
+    auto self = live_.at(rec);
+    for (auto& c : targets_) {
+      if (anycast) c->outstanding.fetch_add(1, std::memory_order_relaxed);
+      rec->copies.push_back(std::make_shared<Transfer>(self, c, budget_, presettled, anycast));
+    }
+    rec->copies_in_router = static_cast<int>(rec->copies.size());
+    targets_.clear();
+  }
+
+  // No consumer will get this delivery: read and discard the rest of it, then
+  // settle it with `o`.
+  void drop(IngressDelivery* rec, Outcome o) {
+    rec->routed = true;
+    rec->discard = true;
+    rec->drop_outcome = std::move(o);
+    rec->buffered.clear();
+    rec->buffered.shrink_to_fit();
+  }
+
+  void abortCopies(IngressDelivery* rec) {
+    for (auto& t : rec->copies) {
+      t->consumer->loop.post([t] {
+        if (auto sink = t->consumer->sink.lock()) {
+          sink->abort(t);
+        } else if (!t->slot_reported) {
+          dropTransfer(t);
+        }
+      });
+    }
+    rec->copies.clear();
+  }
+
+  void onAborted(IngressDelivery* rec, pn_delivery_t* d) {
+    abortCopies(rec);
+    rec->fully_received = true;
+    rec->discard = true;
+    pn_delivery_set_context(d, nullptr);
+    pn_delivery_settle(d);  // also advances the link past it
+    rec->engine_delivery = nullptr;
+    rec->settled = true;
+    maybeFreeSlot(rec);
+    maybeRetire(rec);
+  }
+
+  void applyOutcome(IngressDelivery* rec, const Outcome& o) {
+    if (rec->settled) return;
+    auto* d = static_cast<pn_delivery_t*>(rec->engine_delivery);
+    rec->settled = true;
+    rec->engine_delivery = nullptr;
+    if (!d) return;
+    pn_delivery_set_context(d, nullptr);
+    settleWith(d, o, ctx_.stats);
+  }
+
+  void finishSettle(IngressDelivery* rec, pn_delivery_t* d) {
+    rec->settled = true;
+    rec->engine_delivery = nullptr;
+    pn_delivery_set_context(d, nullptr);
+    pn_delivery_settle(d);
+  }
+
+  void maybeFreeSlot(IngressDelivery* rec) {
+    if (rec->slot_freed || !rec->fully_received || rec->copies_in_router > 0) return;
+    rec->slot_freed = true;
+    --occupied_;
+    topUpCredit();
+  }
+
+  void maybeRetire(IngressDelivery* rec) {
+    if (rec->slot_freed && rec->settled) live_.erase(rec);
+  }
+
+  // Grants credit up to link_capacity minus the deliveries still inside the
+  // router; none while a named address has no consumer.
+  void topUpCredit() {
+    if (!link_) return;
+    if (!address_.empty()) {
+      forwarding::AddressEntry* e = ctx_.table.find(address_);
+      if (!e || e->consumers.empty()) return;
+    }
+    const int capacity = ctx_.settings.link_capacity;
+    const int credit = pn_link_credit(link_);
+    const int want = capacity - occupied_ - credit;
+    if (want <= 0) return;
+    if (credit > 0 && want < std::max(1, capacity / 8)) return;  // batch small top-ups
+    pn_link_flow(link_, want);
+  }
+
+  Connection& conn_;
+  LoopContext& ctx_;
+  pn_link_t* link_;
+  const std::string address_;  // empty: anonymous sender, route by `to`
+  bool registered_ = false;
+  int occupied_ = 0;  // deliveries received and not yet out of the router
+  std::shared_ptr<forwarding::FlowBudget> budget_;
+  std::unordered_map<IngressDelivery*, std::shared_ptr<IngressDelivery>> live_;
+  std::vector<std::shared_ptr<Consumer>> targets_;  // scratch
+};
+
+// ---------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------
+Connection::Connection(LoopContext& ctx, asio::ip::tcp::socket socket, std::string listener,
+                       ClosedCallback on_closed)
+    : ctx_(ctx),
+      socket_(std::move(socket)),
+      timer_(ctx.loop.context()),
+      listener_(std::move(listener)),
+      on_closed_(std::move(on_closed)),
+      driver_(std::make_unique<pn_connection_driver_t>()) {
+  std::memset(driver_.get(), 0, sizeof(pn_connection_driver_t));
+  pn_connection_driver_init(driver_.get(), nullptr, nullptr);
+  boost::system::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  peer_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+Connection::~Connection() {
+  // Links hold raw engine pointers: detach them before the engine goes.
+  for (auto& [l, in] : in_links_) in->close();
+  for (auto& [l, out] : out_links_) out->close();
+  pn_connection_driver_destroy(driver_.get());
+}
+
+void Connection::start() {
+  VANE_ASSERT_THREAD(ctx_.loop);
+  pn_transport_t* t = driver_->transport;
+  pn_transport_set_server(t);
+  pn_transport_set_max_frame(t, ctx_.settings.max_frame_size);
+  pn_transport_set_channel_max(t, 1024);
+  if (ctx_.settings.idle_timeout_ms > 0) pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
+  // Clients may or may not use a SASL layer; accept both, ANONYMOUS only.
+  pn_transport_require_auth(t, false);
+  pn_sasl_t* sasl = pn_sasl(t);
+  pn_sasl_allowed_mechs(sasl, "ANONYMOUS");
+  pn_connection_set_container(driver_->connection, ctx_.settings.container_id.c_str());
+  ctx_.stats.connections_opened.fetch_add(1, std::memory_order_relaxed);
+  ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
+  VANE_LOG_DEBUG("connection from {} accepted on listener {}", peer_, listener_);
+  process();
+}
+
+void Connection::closeWithError(const char* condition, const char* description) {
+  VANE_ASSERT_THREAD(ctx_.loop);
+  if (torn_down_) return;
+  pn_connection_t* c = driver_->connection;
+  if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) {
+    pn_condition_t* cond = pn_connection_condition(c);
+    pn_condition_set_name(cond, condition);
+    pn_condition_set_description(cond, description);
+    if (pn_connection_state(c) & PN_LOCAL_UNINIT) pn_connection_open(c);
+    pn_connection_close(c);
+  }
+  // Give the peer a moment to read the close, then drop the socket.
+  auto self = shared_from_this();
+  auto grace = std::make_shared<asio::steady_timer>(ctx_.loop.context(), std::chrono::seconds(2));
+  grace->async_wait([self, grace](const boost::system::error_code&) {
+    if (!self->torn_down_) {
+      pn_connection_driver_close(self->driver_.get());
+      self->process();
+    }
+  });
+  process();
+}
+
+void Connection::process() {
+  if (torn_down_) return;
+  if (processing_) {
+    again_ = true;
+    return;
+  }
+  auto self = shared_from_this();  // on_closed_ may drop the registry's reference
+  processing_ = true;
+  do {
+    again_ = false;
+    while (pn_event_t* e = pn_connection_driver_next_event(driver_.get())) handleEvent(e);
+  } while (again_);
+  processing_ = false;
+  scheduleIo();
+}
+
+void Connection::scheduleIo() {
+  if (torn_down_) return;
+  if (!writing_) {
+    pn_bytes_t wb = pn_connection_driver_write_buffer(driver_.get());
+    if (wb.size > 0) {
+      writing_ = true;
+      socket_.async_write_some(
+          asio::buffer(wb.start, wb.size),
+          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            self->writing_ = false;
+            if (self->torn_down_) return;
+            if (ec) {
+              pn_connection_driver_write_close(self->driver_.get());
+            } else {
+              pn_connection_driver_write_done(self->driver_.get(), n);
+              self->onWritten();
+            }
+            self->process();
+          });
+    }
+  }
+  if (!reading_) {
+    pn_rwbytes_t rb = pn_connection_driver_read_buffer(driver_.get());
+    if (rb.size > 0) {
+      reading_ = true;
+      socket_.async_read_some(
+          asio::buffer(rb.start, rb.size),
+          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            self->reading_ = false;
+            if (self->torn_down_) return;
+            if (ec) {
+              pn_connection_driver_read_close(self->driver_.get());
+            } else {
+              pn_connection_driver_read_done(self->driver_.get(), n);
+            }
+            self->process();
+          });
+    }
+  }
+  if (pn_connection_driver_finished(driver_.get()) && !writing_) teardown();
+}
+
+void Connection::onWritten() {
+  if (blocked_.empty()) return;
+  auto blocked = std::move(blocked_);
+  blocked_.clear();
+  for (auto& w : blocked) {
+    if (auto l = w.lock()) l->pump();
+  }
+}
+
+void Connection::scheduleTick() {
+  if (torn_down_) return;
+  const std::int64_t deadline = pn_transport_tick(driver_->transport, nowMs());
+  if (deadline == 0 || (tick_armed_ && deadline >= tick_deadline_)) return;
+  tick_armed_ = true;
+  tick_deadline_ = deadline;
+  timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(1, deadline - nowMs())));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->torn_down_) return;
+    self->tick_armed_ = false;
+    self->scheduleTick();
+    self->process();
+  });
+}
+
+void Connection::teardown() {
+  if (torn_down_) return;
+  torn_down_ = true;
+  pn_condition_t* cond = pn_transport_condition(driver_->transport);
+  if (pn_condition_is_set(cond)) {
+    VANE_LOG_DEBUG("connection {} closed: {}: {}", peer_, str(pn_condition_get_name(cond)),
+                   str(pn_condition_get_description(cond)));
+  } else {
+    VANE_LOG_DEBUG("connection {} closed", peer_);
+  }
+  for (auto& [l, in] : in_links_) in->close();
+  for (auto& [l, out] : out_links_) {
+    out->close();
+    if (out->consumer()) ctx_.core.removeConsumer(out->address(), out->consumer()->id);
+  }
+  in_links_.clear();
+  out_links_.clear();
+  blocked_.clear();
+  boost::system::error_code ec;
+  timer_.cancel();
+  socket_.close(ec);
+  ctx_.stats.connections_closed.fetch_add(1, std::memory_order_relaxed);
+  ctx_.stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
+  if (on_closed_) on_closed_(this);
+}
+
+void Connection::handleEvent(pn_event_t* e) {
+  switch (pn_event_type(e)) {
+    case PN_CONNECTION_REMOTE_OPEN: {
+      pn_connection_t* c = pn_event_connection(e);
+      if (pn_connection_state(c) & PN_LOCAL_UNINIT) pn_connection_open(c);
+      scheduleTick();
+      break;
+    }
+    case PN_CONNECTION_REMOTE_CLOSE: {
+      pn_connection_t* c = pn_event_connection(e);
+      pn_condition_t* rc = pn_connection_remote_condition(c);
+      if (pn_condition_is_set(rc)) {
+        VANE_LOG_DEBUG("connection {} closed by peer: {}: {}", peer_, str(pn_condition_get_name(rc)),
+                       str(pn_condition_get_description(rc)));
+      }
+      if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) pn_connection_close(c);
+      break;
+    }
+    case PN_SESSION_REMOTE_OPEN: {
+      pn_session_t* s = pn_event_session(e);
+      if (pn_session_state(s) & PN_LOCAL_UNINIT) {
+        pn_session_set_incoming_capacity(s, ctx_.settings.session_capacity);
+        pn_session_open(s);
+      }
+      break;
+    }
+    case PN_SESSION_REMOTE_CLOSE:
+      onSessionRemoteClose(pn_event_session(e));
+      break;
+    case PN_LINK_REMOTE_OPEN:
+      onLinkRemoteOpen(pn_event_link(e));
+      break;
+    case PN_LINK_REMOTE_CLOSE:
+    case PN_LINK_REMOTE_DETACH:
+      onLinkRemoteClose(pn_event_link(e));
+      break;
+    case PN_LINK_FLOW: {
+      pn_link_t* l = pn_event_link(e);
+      if (pn_link_is_sender(l)) {
+        if (auto* out = static_cast<OutLink*>(pn_link_get_context(l))) out->pump();
+      }
+      break;
+    }
+    case PN_DELIVERY: {
+      pn_delivery_t* d = pn_event_delivery(e);
+      pn_link_t* l = pn_delivery_link(d);
+      void* ctx = pn_link_get_context(l);
+      if (!ctx) break;
+      if (pn_link_is_receiver(l)) {
+        static_cast<InLink*>(ctx)->onDelivery(d);
+      } else {
+        static_cast<OutLink*>(ctx)->onDeliveryUpdated(d);
+      }
+      break;
+    }
+    case PN_TRANSPORT_ERROR: {
+      pn_condition_t* c = pn_transport_condition(pn_event_transport(e));
+      ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      VANE_LOG_WARN("connection {} on listener {}: protocol error: {}: {}", peer_, listener_,
+                    str(pn_condition_get_name(c)), str(pn_condition_get_description(c)));
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void Connection::onLinkRemoteOpen(pn_link_t* link) {
+  if (!(pn_link_state(link) & PN_LOCAL_UNINIT)) return;
+  pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+  pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+  pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link));
+  pn_link_set_rcv_settle_mode(link, pn_link_remote_rcv_settle_mode(link));
+
+  if (pn_link_is_receiver(link)) {
+    // The peer sends to the router.
+    pn_terminus_t* rt = pn_link_remote_target(link);
+    if (pn_terminus_is_dynamic(rt)) {
+      pn_condition_set_name(pn_link_condition(link), "amqp:not-implemented");
+      pn_condition_set_description(pn_link_condition(link), "dynamic targets are not supported");
+      pn_link_open(link);
+      pn_link_close(link);
+      return;
+    }
+    auto in = std::make_shared<InLink>(*this, link, terminusAddress(rt));
+    pn_link_set_context(link, in.get());
+    in_links_.emplace(link, in);
+    pn_link_open(link);
+    in->init();
+    return;
+  }
+
+  // The peer receives from the router: a consumer.
+  pn_terminus_t* rs = pn_link_remote_source(link);
+  std::string address;
+  if (pn_terminus_is_dynamic(rs)) {
+    address = ctx_.core.newDynamicAddress();
+    pn_terminus_set_address(pn_link_source(link), address.c_str());
+  } else {
+    address = terminusAddress(rs);
+  }
+  if (address.empty()) {
+    pn_condition_set_name(pn_link_condition(link), "amqp:invalid-field");
+    pn_condition_set_description(pn_link_condition(link),
+                                 "a receiving link needs a source address (or dynamic)");
+    pn_link_open(link);
+    pn_link_close(link);
+    return;
+  }
+  auto out = std::make_shared<OutLink>(*this, link, address);
+  auto consumer =
+      std::make_shared<Consumer>(ctx_.core.nextConsumerId(), ctx_.loop, std::weak_ptr<OutLink>(out));
+  out->setConsumer(consumer);
+  pn_link_set_context(link, out.get());
+  out_links_.emplace(link, out);
+  // Answer the attach once every loop can route to the new consumer.
+  ctx_.core.addConsumer(address, consumer, ctx_.loop,
+                        [weak_self = weak_from_this(), weak_out = std::weak_ptr<OutLink>(out)] {
+                          auto self = weak_self.lock();
+                          auto out = weak_out.lock();
+                          if (!self || !out || !out->link()) return;
+                          pn_link_open(out->link());
+                          out->setReady();
+                          out->pump();
+                          self->process();
+                        });
+}
+
+void Connection::closeLink(pn_link_t* link) {
+  if (pn_link_is_receiver(link)) {
+    auto it = in_links_.find(link);
+    if (it != in_links_.end()) {
+      it->second->close();
+      in_links_.erase(it);
+    }
+  } else {
+    auto it = out_links_.find(link);
+    if (it != out_links_.end()) {
+      it->second->close();
+      if (it->second->consumer()) {
+        ctx_.core.removeConsumer(it->second->address(), it->second->consumer()->id);
+      }
+      out_links_.erase(it);
+    }
+  }
+  pn_link_set_context(link, nullptr);
+}
+
+void Connection::onLinkRemoteClose(pn_link_t* link) {
+  closeLink(link);
+  if (!(pn_link_state(link) & PN_LOCAL_CLOSED)) {
+    if (pn_link_state(link) & PN_LOCAL_UNINIT) pn_link_open(link);
+    pn_link_close(link);
+  }
+  pn_link_free(link);
+}
+
+void Connection::onSessionRemoteClose(pn_session_t* ssn) {
+  std::vector<pn_link_t*> links;
+  for (auto& [l, in] : in_links_)
+    if (pn_link_session(l) == ssn) links.push_back(l);
+  for (auto& [l, out] : out_links_)
+    if (pn_link_session(l) == ssn) links.push_back(l);
+  for (auto* l : links) closeLink(l);
+  if (!(pn_session_state(ssn) & PN_LOCAL_CLOSED)) pn_session_close(ssn);
+}
+
+}  // namespace vane::amqp

@@ -1,0 +1,134 @@
+// One AMQP 1.0 connection accepted by the router, driven by Proton's
+// connection driver on one event loop for its whole life.
+//
+// The socket is Boost.Asio; bytes are read straight into Proton's input
+// buffer and written from its output buffer. Proton types stay inside
+// src/amqp: the rest of the router sees forwarding::Transfer, Outcome and the
+// sink interfaces.
+//
+// IMPORTANT: every method runs on the connection's loop.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "forwarding/forwarder.hpp"
+
+struct pn_connection_driver_t;
+struct pn_event_t;
+struct pn_link_t;
+struct pn_session_t;
+
+namespace vane::routing {
+class RoutingCore;
+}
+
+namespace vane::amqp {
+
+struct ConnectionSettings {
+  std::string container_id;
+  std::uint32_t max_frame_size = 65536;
+  std::uint32_t session_capacity = 1u << 21;
+  std::uint32_t idle_timeout_ms = 16000;
+  int link_capacity = 250;
+  std::int64_t inflight_limit = 1 << 20;
+  // Bytes a session may hold in the engine's outgoing buffer before the
+  // router stops moving more into it.
+  std::size_t session_outgoing_limit = 1u << 20;
+};
+
+// Counters shared by all connections (relaxed atomics; read by management).
+struct Stats {
+  std::atomic<std::uint64_t> connections_opened{0};
+  std::atomic<std::uint64_t> connections_closed{0};
+  std::atomic<std::uint64_t> connections_refused{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> deliveries_in{0};
+  std::atomic<std::uint64_t> deliveries_out{0};
+  std::atomic<std::uint64_t> deliveries_released{0};
+  std::atomic<std::uint64_t> deliveries_rejected{0};
+  std::atomic<std::uint64_t> deliveries_modified{0};
+  std::atomic<std::uint64_t> deliveries_dropped_no_route{0};
+  std::atomic<std::int64_t> connections_active{0};
+};
+
+// What the connections of one loop share.
+struct LoopContext {
+  core::EventLoop& loop;
+  forwarding::ForwardingTable& table;  // this loop's replica
+  routing::RoutingCore& core;
+  const ConnectionSettings& settings;
+  Stats& stats;
+};
+
+class InLink;
+class OutLink;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using ClosedCallback = std::function<void(Connection*)>;
+
+  Connection(LoopContext& ctx, boost::asio::ip::tcp::socket socket, std::string listener,
+             ClosedCallback on_closed);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Begins the protocol. Call once, on the loop.
+  void start();
+
+  // Closes with an AMQP close carrying `condition`; the socket closes once the
+  // close frame is written or `grace` expires.
+  void closeWithError(const char* condition, const char* description);
+
+  // Drains engine events and schedules socket I/O. Safe to call at any time
+  // on the loop; re-entrant calls are folded into the running one.
+  void process();
+
+  const std::string& peer() const { return peer_; }
+  LoopContext& context() { return ctx_; }
+  bool closed() const { return torn_down_; }
+
+  // Called by an OutLink that could not move bytes into a full session.
+  void addBlocked(std::weak_ptr<OutLink> link) { blocked_.push_back(std::move(link)); }
+
+ private:
+  void handleEvent(pn_event_t* e);
+  void onLinkRemoteOpen(pn_link_t* link);
+  void onLinkRemoteClose(pn_link_t* link);
+  void onSessionRemoteClose(pn_session_t* ssn);
+  void closeLink(pn_link_t* link);
+  void scheduleIo();
+  void scheduleTick();
+  void onWritten();
+  void teardown();
+
+  LoopContext& ctx_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer timer_;
+  std::string listener_;
+  std::string peer_;
+  ClosedCallback on_closed_;
+  std::unique_ptr<pn_connection_driver_t> driver_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool processing_ = false;
+  bool again_ = false;
+  bool torn_down_ = false;
+  bool tick_armed_ = false;
+  std::int64_t tick_deadline_ = 0;
+  std::unordered_map<pn_link_t*, std::shared_ptr<InLink>> in_links_;
+  std::unordered_map<pn_link_t*, std::shared_ptr<OutLink>> out_links_;
+  std::vector<std::weak_ptr<OutLink>> blocked_;
+};
+
+}  // namespace vane::amqp

@@ -1,0 +1,641 @@
+// YAML configuration parser. Every problem is reported as a ConfigError that
+// names the file, the 1-based line and column, and the dotted field path.
+// Internally the parser throws a private Failure type which parseString()
+// converts into a ConfigError; no exception leaves this file.
+#include "config/config.hpp"
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "routing/address_policy.hpp"
+
+namespace vane::config {
+
+const char* toString(RouterMode m) {
+  switch (m) {
+    case RouterMode::kInterior:
+      return "interior";
+    case RouterMode::kEdge:
+      return "edge";
+  }
+  return "unknown";
+}
+
+const char* toString(ListenerRole r) {
+  switch (r) {
+    case ListenerRole::kNormal:
+      return "normal";
+    case ListenerRole::kInterRouter:
+      return "inter-router";
+    case ListenerRole::kEdge:
+      return "edge";
+  }
+  return "unknown";
+}
+
+const char* toString(Distribution d) {
+  switch (d) {
+    case Distribution::kBalanced:
+      return "balanced";
+    case Distribution::kClosest:
+      return "closest";
+    case Distribution::kMulticast:
+      return "multicast";
+  }
+  return "unknown";
+}
+
+std::string ConfigError::toString() const {
+  std::string out = file.empty() ? std::string("<input>") : file;
+  if (line > 0) {
+    out += fmt::format(":{}", line);
+    if (column > 0) out += fmt::format(":{}", column);
+  }
+  out += ": ";
+  if (!field.empty()) out += fmt::format("field '{}': ", field);
+  out += message;
+  return out;
+}
+
+namespace {
+
+constexpr std::size_t kMaxNameLength = 64;
+
+// Thrown inside the parser only; caught in parseString().
+struct Failure {
+  ConfigError error;
+};
+
+// Renders a user-supplied value for an error message: control and non-ASCII
+// bytes are escaped and very long values are shortened.
+std::string displayValue(std::string_view value) {
+  constexpr std::size_t kMaxShown = 64;
+  std::string out;
+  const std::size_t shown = value.size() > kMaxShown ? kMaxShown : value.size();
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned>(c));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (shown < value.size()) out += "...";
+  return out;
+}
+
+const char* describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a sequence";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+std::string joinField(const std::string& path, std::string_view key) {
+  if (path.empty()) return std::string(key);
+  return fmt::format("{}.{}", path, key);
+}
+
+std::string joinNames(std::initializer_list<std::string_view> names) {
+  std::string out;
+  for (std::string_view n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+// One key/value pair of a YAML mapping that passed the key checks.
+struct Entry {
+  std::string key;
+  std::string field;  // full dotted path of this entry
+  YAML::Node key_node;
+  YAML::Node value;
+};
+
+template <typename Enum>
+struct EnumName {
+  std::string_view name;
+  Enum value;
+};
+
+class Parser {
+ public:
+  explicit Parser(std::string file) : file_(std::move(file)) {}
+
+  Config parseDocument(const YAML::Node& root) {
+    Config cfg;
+    cfg.source = file_;
+    bool have_listeners = false;
+    if (root.IsNull()) {
+      cfg.listeners.push_back(defaultListener());
+      return cfg;
+    }
+    if (!root.IsMap()) {
+      fail(root, "", fmt::format("expected a mapping at the top level, got {}", describe(root)));
+    }
+    for (const Entry& e : entries(root, "", {"router", "listeners", "addresses"})) {
+      if (e.key == "router") {
+        parseRouter(e, cfg.router);
+      } else if (e.key == "listeners") {
+        have_listeners = true;
+        parseListeners(e, cfg.listeners);
+      } else {
+        parseAddresses(e, cfg.addresses);
+      }
+    }
+    if (!have_listeners) cfg.listeners.push_back(defaultListener());
+    return cfg;
+  }
+
+  [[noreturn]] void failAt(const YAML::Mark& mark, std::string field, std::string message) const {
+    Failure f;
+    f.error.file = file_;
+    if (!mark.is_null() && mark.line >= 0) {
+      f.error.line = mark.line + 1;
+      f.error.column = mark.column >= 0 ? mark.column + 1 : 0;
+    }
+    f.error.field = std::move(field);
+    f.error.message = std::move(message);
+    throw f;
+  }
+
+ private:
+  static ListenerConfig defaultListener() {
+    ListenerConfig l;
+    l.name = "amqp";
+    return l;
+  }
+
+  [[noreturn]] void fail(const YAML::Node& node, std::string field, std::string message) const {
+    failAt(node.Mark(), std::move(field), std::move(message));
+  }
+
+  // Where to report a problem with an entry's value. The mark of an empty
+  // (null) value points past the key, often onto the next line, so problems
+  // with missing values are reported at the key instead.
+  static YAML::Mark valueMark(const Entry& e) {
+    return e.value.IsNull() ? e.key_node.Mark() : e.value.Mark();
+  }
+
+  [[noreturn]] void failValue(const Entry& e, std::string message) const {
+    failAt(valueMark(e), e.field, std::move(message));
+  }
+
+  // Returns the entries of `map` in file order after checking that every key
+  // is a known field name and that no key is repeated.
+  std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
+                             std::initializer_list<std::string_view> allowed) const {
+    std::vector<Entry> out;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node key = it->first;
+      if (!key.IsScalar()) {
+        fail(key, path, fmt::format("expected a field name, got {}", describe(key)));
+      }
+      const std::string& name = key.Scalar();
+      bool known = false;
+      for (std::string_view a : allowed) known = known || a == name;
+      if (!known) {
+        fail(key, joinField(path, name),
+             fmt::format("unknown field '{}' (expected one of: {})", displayValue(name),
+                         joinNames(allowed)));
+      }
+      for (const Entry& prev : out) {
+        if (prev.key == name) {
+          fail(key, prev.field,
+               fmt::format("duplicate field '{}' (first given at line {})", name,
+                           prev.key_node.Mark().line + 1));
+        }
+      }
+      out.push_back(Entry{name, joinField(path, name), key, it->second});
+    }
+    return out;
+  }
+
+  // Checks a section that must be a mapping; an empty (null) section is
+  // allowed and returns false.
+  bool expectMapOrNull(const Entry& e) const {
+    if (e.value.IsNull()) return false;
+    if (!e.value.IsMap()) failValue(e, fmt::format("expected a mapping, got {}", describe(e.value)));
+    return true;
+  }
+
+  bool expectSequenceOrNull(const Entry& e) const {
+    if (e.value.IsNull()) return false;
+    if (!e.value.IsSequence()) {
+      failValue(e, fmt::format("expected a sequence, got {}", describe(e.value)));
+    }
+    return true;
+  }
+
+  const std::string& scalar(const Entry& e, const char* what) const {
+    if (e.value.IsNull()) failValue(e, fmt::format("missing value (expected {})", what));
+    if (!e.value.IsScalar()) {
+      failValue(e, fmt::format("expected {}, got {}", what, describe(e.value)));
+    }
+    return e.value.Scalar();
+  }
+
+  std::string nonEmptyString(const Entry& e) const {
+    const std::string& s = scalar(e, "a string");
+    if (s.empty()) failValue(e, "must not be empty");
+    return s;
+  }
+
+  // A name: 1..64 characters of [A-Za-z0-9._-].
+  std::string name(const Entry& e) const {
+    std::string s = nonEmptyString(e);
+    if (s.size() > kMaxNameLength) {
+      failValue(e, fmt::format("'{}' is too long ({} characters, at most {})", displayValue(s),
+                               s.size(), kMaxNameLength));
+    }
+    for (char c : s) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-';
+      if (!ok) {
+        failValue(e, fmt::format("invalid character '{}' in '{}' (allowed: letters, digits, '.', "
+                                 "'_', '-')",
+                                 displayValue(std::string_view(&c, 1)), displayValue(s)));
+      }
+    }
+    return s;
+  }
+
+  // A decimal integer in [min, max]. `allowed` overrides the range text shown
+  // in messages. Only plain decimal digits with an optional sign are
+  // accepted; leading zeros are rejected (YAML 1.1 reads them as octal).
+  std::uint64_t integer(const Entry& e, std::uint64_t min, std::uint64_t max,
+                        std::string_view allowed = {}) const {
+    const std::string& s = scalar(e, "an integer");
+    const std::string range =
+        allowed.empty() ? fmt::format("{}..{}", min, max) : std::string(allowed);
+    std::size_t i = 0;
+    bool negative = false;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+      negative = s[i] == '-';
+      ++i;
+    }
+    if (i == s.size()) failValue(e, fmt::format("expected an integer, got '{}'", displayValue(s)));
+    for (std::size_t j = i; j < s.size(); ++j) {
+      if (s[j] < '0' || s[j] > '9') {
+        failValue(e, fmt::format("expected an integer, got '{}'", displayValue(s)));
+      }
+    }
+    if (s[i] == '0' && s.size() - i > 1) {
+      failValue(e, fmt::format("invalid integer '{}': leading zeros are not allowed",
+                               displayValue(s)));
+    }
+    std::uint64_t v = 0;
+    bool overflow = false;
+    for (std::size_t j = i; j < s.size(); ++j) {
+      const auto digit = static_cast<std::uint64_t>(s[j] - '0');
+      if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) {
+        overflow = true;
+        break;
+      }
+      v = v * 10 + digit;
+    }
+    if (overflow || (negative && v != 0) || v < min || v > max) {
+      failValue(e, fmt::format("value {} is out of range (allowed: {})", displayValue(s), range));
+    }
+    return v;
+  }
+
+  template <typename Enum>
+  Enum enumeration(const Entry& e, std::initializer_list<EnumName<Enum>> names) const {
+    const std::string& s = scalar(e, "a string");
+    std::string list;
+    for (const auto& n : names) {
+      if (n.name == s) return n.value;
+      if (!list.empty()) list += ", ";
+      list += n.name;
+    }
+    failValue(e, fmt::format("invalid value '{}' (expected one of: {})", displayValue(s), list));
+  }
+
+  void parseRouter(const Entry& section, RouterConfig& r) const {
+    if (!expectMapOrNull(section)) return;
+    const Entry* frame_entry = nullptr;
+    const Entry* session_entry = nullptr;
+    const auto list = entries(section.value, section.field,
+                              {"id", "mode", "workers", "link_capacity",
+                               "max_message_inflight_bytes", "max_frame_size", "session_capacity",
+                               "idle_timeout_ms", "max_connections"});
+    for (const Entry& e : list) {
+      if (e.key == "id") {
+        r.id = name(e);
+      } else if (e.key == "mode") {
+        r.mode = enumeration<RouterMode>(
+            e, {{"interior", RouterMode::kInterior}, {"edge", RouterMode::kEdge}});
+      } else if (e.key == "workers") {
+        r.workers = static_cast<int>(integer(e, 1, 256));
+      } else if (e.key == "link_capacity") {
+        r.link_capacity = static_cast<int>(integer(e, 1, 100000));
+      } else if (e.key == "max_message_inflight_bytes") {
+        r.max_message_inflight_bytes = static_cast<std::uint32_t>(integer(e, 16384, 1u << 30));
+      } else if (e.key == "max_frame_size") {
+        r.max_frame_size = static_cast<std::uint32_t>(integer(e, 512, 4194304));
+        frame_entry = &e;
+      } else if (e.key == "session_capacity") {
+        r.session_capacity = static_cast<std::uint32_t>(integer(e, 512, 1u << 30));
+        session_entry = &e;
+      } else if (e.key == "idle_timeout_ms") {
+        const auto v = integer(e, 0, 3600000, "0 or 1000..3600000");
+        if (v != 0 && v < 1000) {
+          failValue(e, fmt::format("value {} is out of range (allowed: 0 or 1000..3600000)", v));
+        }
+        r.idle_timeout_ms = static_cast<std::uint32_t>(v);
+      } else if (e.key == "max_connections") {
+        r.max_connections = static_cast<std::uint32_t>(integer(e, 0, 1000000));
+      }
+    }
+    if (r.session_capacity < r.max_frame_size) {
+      if (session_entry != nullptr) {
+        failValue(*session_entry,
+                  fmt::format("value {} is smaller than max_frame_size ({}); it must be at least "
+                              "one frame",
+                              r.session_capacity, r.max_frame_size));
+      }
+      // Only max_frame_size was given and it exceeds the default window.
+      if (frame_entry == nullptr) {
+        fail(section.value, section.field, "session_capacity is smaller than max_frame_size");
+      }
+      failValue(*frame_entry,
+                fmt::format("value {} is larger than session_capacity ({}, the default); set "
+                            "router.session_capacity to at least {}",
+                            r.max_frame_size, r.session_capacity, r.max_frame_size));
+    }
+  }
+
+  void parseListeners(const Entry& section, std::vector<ListenerConfig>& out) const {
+    if (!expectSequenceOrNull(section)) return;
+    std::size_t index = 0;
+    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string path = fmt::format("listeners[{}]", index);
+      if (!item.IsMap()) fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      ListenerConfig l;
+      l.line = item.Mark().line + 1;
+      const Entry* name_entry = nullptr;
+      const auto list = entries(item, path, {"name", "host", "port", "role"});
+      for (const Entry& e : list) {
+        if (e.key == "name") {
+          l.name = name(e);
+          name_entry = &e;
+        } else if (e.key == "host") {
+          l.host = nonEmptyString(e);
+        } else if (e.key == "port") {
+          l.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
+        } else if (e.key == "role") {
+          l.role = enumeration<ListenerRole>(e, {{"normal", ListenerRole::kNormal},
+                                                 {"inter-router", ListenerRole::kInterRouter},
+                                                 {"edge", ListenerRole::kEdge}});
+        }
+      }
+      if (name_entry == nullptr) {
+        fail(item, joinField(path, "name"), "missing required field 'name'");
+      }
+      for (std::size_t j = 0; j < out.size(); ++j) {
+        if (out[j].name == l.name) {
+          failValue(*name_entry,
+                    fmt::format("duplicate listener name '{}' (already used by listeners[{}] at "
+                                "line {})",
+                                l.name, j, out[j].line));
+        }
+      }
+      out.push_back(std::move(l));
+    }
+  }
+
+  void parseAddresses(const Entry& section, std::vector<AddressConfig>& out) const {
+    if (!expectSequenceOrNull(section)) return;
+    // Tokenised patterns of the rules accepted so far, parallel to `out`, so
+    // that "a.b" and "a/b" are recognised as the same rule. Owned copies:
+    // views into `out` would dangle when it reallocates.
+    std::vector<std::vector<std::string>> tokens;
+    std::size_t index = 0;
+    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string path = fmt::format("addresses[{}]", index);
+      if (!item.IsMap()) fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      AddressConfig a;
+      a.line = item.Mark().line + 1;
+      const Entry* prefix_entry = nullptr;
+      const Entry* pattern_entry = nullptr;
+      const auto list = entries(item, path, {"prefix", "pattern", "distribution"});
+      for (const Entry& e : list) {
+        if (e.key == "prefix" || e.key == "pattern") {
+          if (prefix_entry != nullptr || pattern_entry != nullptr) {
+            fail(e.key_node, e.field,
+                 "'prefix' and 'pattern' are mutually exclusive (give exactly one)");
+          }
+          if (e.key == "prefix") {
+            a.prefix = nonEmptyString(e);
+            prefix_entry = &e;
+          } else {
+            a.pattern = nonEmptyString(e);
+            pattern_entry = &e;
+          }
+        } else if (e.key == "distribution") {
+          a.distribution = enumeration<Distribution>(e, {{"balanced", Distribution::kBalanced},
+                                                         {"closest", Distribution::kClosest},
+                                                         {"multicast", Distribution::kMulticast}});
+        }
+      }
+      if (prefix_entry == nullptr && pattern_entry == nullptr) {
+        fail(item, path, "missing required field: one of 'prefix' or 'pattern'");
+      }
+      out.push_back(std::move(a));
+      const AddressConfig& added = out.back();
+      std::vector<std::string>& toks = tokens.emplace_back();
+      if (!added.pattern.empty()) {
+        for (std::string_view t : routing::splitAddressTokens(added.pattern)) toks.emplace_back(t);
+      }
+      for (std::size_t j = 0; j + 1 < out.size(); ++j) {
+        const AddressConfig& prev = out[j];
+        if (prefix_entry != nullptr && !prev.prefix.empty() && prev.prefix == added.prefix) {
+          failValue(*prefix_entry,
+                    fmt::format("duplicate address prefix '{}' (already defined by "
+                                "addresses[{}] at line {})",
+                                displayValue(added.prefix), j, prev.line));
+        }
+        if (pattern_entry != nullptr && !prev.pattern.empty() && tokens[j] == tokens.back()) {
+          failValue(*pattern_entry,
+                    fmt::format("duplicate address pattern '{}' (same as '{}' in addresses[{}] "
+                                "at line {})",
+                                displayValue(added.pattern), displayValue(prev.pattern), j,
+                                prev.line));
+        }
+      }
+    }
+  }
+
+  std::string file_;
+};
+
+// Records where each YAML document starts and whether it has any content.
+class DocumentScanner : public YAML::EventHandler {
+ public:
+  struct Document {
+    YAML::Mark start;
+    bool empty = true;
+  };
+
+  const std::vector<Document>& docs() const { return docs_; }
+  std::size_t nonEmptyDocuments() const { return non_empty_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { docs_.push_back(Document{mark, true}); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { content(); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    content();
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    content();
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    content();
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void content() {
+    if (!docs_.empty() && docs_.back().empty) {
+      docs_.back().empty = false;
+      ++non_empty_;
+    }
+  }
+
+  std::vector<Document> docs_;
+  std::size_t non_empty_ = 0;
+};
+
+}  // namespace
+
+Config defaultConfig() {
+  Config cfg;
+  ListenerConfig l;
+  l.name = "amqp";
+  cfg.listeners.push_back(std::move(l));
+  cfg.source = "<built-in>";
+  return cfg;
+}
+
+ConfigResult parseString(const std::string& text, const std::string& name) {
+  try {
+    Parser parser(name);
+    // First pass over the event stream: find where documents start and which
+    // are empty, before building a node tree for the first one.
+    std::istringstream in(text);
+    YAML::Parser events(in);
+    DocumentScanner scan;
+    while (events.HandleNextDocument(scan)) {
+      const auto& docs = scan.docs();
+      // yaml-cpp 0.7 never consumes a stray top-level ',' (upstream issue
+      // #1040) and would report the same empty document forever, allocating
+      // as it goes: stop when a document starts where the previous one did.
+      if (docs.size() >= 2 && docs[docs.size() - 1].start.pos == docs[docs.size() - 2].start.pos) {
+        const YAML::Mark at = docs.back().start;
+        const auto pos = static_cast<std::size_t>(at.pos);
+        parser.failAt(at, "",
+                      pos < text.size()
+                          ? fmt::format("unexpected '{}'", displayValue(text.substr(pos, 1)))
+                          : std::string("unexpected token"));
+      }
+      if (scan.nonEmptyDocuments() > 1) break;
+    }
+    // Only the first document is read (YAML::LoadAll is unsafe, see above).
+    // Trailing empty documents (e.g. a final "---") are harmless; content in
+    // any document but the first is an error.
+    const auto& docs = scan.docs();
+    for (std::size_t i = 1; i < docs.size(); ++i) {
+      if (!docs[i].empty) {
+        parser.failAt(docs[i].start, "",
+                      "multiple YAML documents are not supported; use a single document");
+      }
+    }
+    return parser.parseDocument(YAML::Load(text));
+  } catch (const Failure& f) {
+    return f.error;
+  } catch (const YAML::Exception& e) {
+    ConfigError err;
+    err.file = name;
+    if (!e.mark.is_null() && e.mark.line >= 0) {
+      err.line = e.mark.line + 1;
+      err.column = e.mark.column >= 0 ? e.mark.column + 1 : 0;
+    }
+    err.message = e.msg;
+    return err;
+  } catch (const std::exception& e) {
+    ConfigError err;
+    err.file = name;
+    err.message = fmt::format("internal error while parsing: {}", e.what());
+    return err;
+  } catch (...) {
+    ConfigError err;
+    err.file = name;
+    err.message = "internal error while parsing";
+    return err;
+  }
+}
+
+ConfigResult loadFile(const std::string& path) {
+  auto failure = [&path](int err) {
+    ConfigError e;
+    e.file = path;
+    e.message = fmt::format("cannot read file: {}", std::strerror(err));
+    return e;
+  };
+  std::string text;
+  try {
+    errno = 0;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return failure(errno != 0 ? errno : EIO);
+    char buf[8192];
+    for (;;) {
+      const std::size_t n = std::fread(buf, 1, sizeof buf, f);
+      text.append(buf, n);
+      if (n < sizeof buf) break;
+    }
+    const bool read_error = std::ferror(f) != 0;
+    const int saved = errno;
+    std::fclose(f);
+    if (read_error) return failure(saved != 0 ? saved : EIO);
+  } catch (const std::exception& e) {
+    ConfigError err;
+    err.file = path;
+    err.message = fmt::format("cannot read file: {}", e.what());
+    return err;
+  }
+  return parseString(text, path);
+}
+
+}  // namespace vane::config

@@ -1,0 +1,89 @@
+// Vane configuration model: one schema shared by the YAML file, and later the
+// management API and CLI. Parsing never throws to callers; it returns either a
+// Config or a ConfigError naming file, line and field.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace vane::config {
+
+enum class RouterMode { kInterior, kEdge };
+enum class ListenerRole { kNormal, kInterRouter, kEdge };
+enum class Distribution { kBalanced, kClosest, kMulticast };
+
+const char* toString(RouterMode m);
+const char* toString(ListenerRole r);
+const char* toString(Distribution d);
+
+struct RouterConfig {
+  std::string id = "vane";  // unique in the network
+  RouterMode mode = RouterMode::kInterior;
+  int workers = 1;  // I/O threads, 1..256
+  // Credit window granted to each link that sends into the router: the most
+  // deliveries one link may have inside the router at once (bounds memory).
+  int link_capacity = 250;
+  // Bytes of one streamed message that may be in flight inside the router
+  // between its ingress and egress links before reading pauses.
+  std::uint32_t max_message_inflight_bytes = 1u << 20;
+  // AMQP max-frame-size offered on every connection.
+  std::uint32_t max_frame_size = 65536;
+  // Per-session incoming window, in bytes.
+  std::uint32_t session_capacity = 1u << 21;
+  // Idle timeout offered to peers (0 = none); peers silent for this long are closed.
+  std::uint32_t idle_timeout_ms = 16000;
+  // Upper bound on concurrent connections across all listeners (0 = unlimited).
+  std::uint32_t max_connections = 10000;
+};
+
+struct ListenerConfig {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5672;  // 0 = pick a free port
+  ListenerRole role = ListenerRole::kNormal;
+  int line = 0;  // source line in the file (0 when built-in), for messages
+};
+
+// An address rule: exactly one of prefix or pattern is set.
+// Pattern syntax: tokens separated by '.' or '/'; '*' matches exactly one
+// token, '#' matches zero or more tokens. Longest prefix / most specific
+// pattern wins; prefixes are checked before patterns.
+struct AddressConfig {
+  std::string prefix;
+  std::string pattern;
+  Distribution distribution = Distribution::kBalanced;
+  int line = 0;
+};
+
+struct Config {
+  RouterConfig router;
+  std::vector<ListenerConfig> listeners;
+  std::vector<AddressConfig> addresses;
+  std::string source;  // file name or "<built-in>"
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based, 0 if unknown
+  int column = 0;  // 1-based, 0 if unknown
+  std::string field;  // dotted path, e.g. "listeners[1].port"
+  std::string message;
+  // "FILE:LINE:COLUMN: field 'F': MESSAGE"
+  std::string toString() const;
+};
+
+using ConfigResult = std::variant<Config, ConfigError>;
+
+// The built-in configuration: one normal listener on 127.0.0.1:5672.
+Config defaultConfig();
+
+// Parses YAML text; `name` is used in error messages as the file name.
+ConfigResult parseString(const std::string& text, const std::string& name);
+
+// Reads and parses a file. A missing/unreadable file is a ConfigError too.
+ConfigResult loadFile(const std::string& path);
+
+}  // namespace vane::config

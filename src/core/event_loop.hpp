@@ -1,0 +1,75 @@
+// An event loop: one Boost.Asio io_context run by one thread. Everything a
+// loop owns is touched only from that thread; other threads reach it through
+// post().
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "core/assert.hpp"
+
+namespace vane::core {
+
+class EventLoop {
+ public:
+  explicit EventLoop(std::string name) : name_(std::move(name)) {}
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+  ~EventLoop() { join(); }
+
+  boost::asio::io_context& context() { return ctx_; }
+  const std::string& name() const { return name_; }
+
+  // Runs `fn` on this loop's thread, after everything already posted.
+  // Thread-safe.
+  template <typename Fn>
+  void post(Fn&& fn) {
+    boost::asio::post(ctx_, std::forward<Fn>(fn));
+  }
+
+  // True on this loop's thread.
+  bool isCurrentThread() const { return current_ == this; }
+
+  // Starts the thread; the loop runs until stop().
+  void start() {
+    thread_ = std::thread([this] {
+      current_ = this;
+      auto guard = boost::asio::make_work_guard(ctx_);
+      work_guard_active_.store(true);
+      while (!stopping_.load()) {
+        ctx_.run();
+        if (ctx_.stopped()) break;
+      }
+      current_ = nullptr;
+    });
+  }
+
+  void stop() {
+    stopping_.store(true);
+    ctx_.stop();
+  }
+
+  void join() {
+    if (thread_.joinable()) {
+      if (!stopping_.load()) stop();
+      thread_.join();
+    }
+  }
+
+ private:
+  std::string name_;
+  boost::asio::io_context ctx_{1};
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> work_guard_active_{false};
+  static inline thread_local EventLoop* current_ = nullptr;
+};
+
+#define VANE_ASSERT_THREAD(loop) VANE_ASSERT((loop).isCurrentThread(), "called off its owning thread")
+
+}  // namespace vane::core

@@ -1,0 +1,193 @@
+// The objects a delivery is made of while it crosses the router.
+//
+// An ingress delivery (a message arriving on a link the router receives on)
+// produces one Transfer per consumer it is forwarded to: one for anycast,
+// one per consumer for multicast. Payload travels as immutable Chunks shared
+// by all copies, so multicast fan-out copies no bytes.
+//
+// IMPORTANT thread rules. Every object here has one owning event loop:
+//  - IngressDelivery, IngressSink: the loop of the connection the message
+//    arrived on ("ingress loop").
+//  - Transfer (its non-atomic fields), EgressSink: the loop of the consumer's
+//    connection ("egress loop"), from the moment the ingress loop posts it there.
+// Cross-loop communication is only by posting closures; the atomics in
+// FlowBudget and Consumer are the only state touched from two loops.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/event_loop.hpp"
+
+namespace vane::forwarding {
+
+// Immutable payload bytes. Shared by all copies of a multicast delivery.
+using Chunk = std::shared_ptr<const std::string>;
+
+// The terminal state of a delivery as AMQP defines it.
+struct Outcome {
+  enum class Kind : std::uint8_t { kAccepted, kRejected, kReleased, kModified };
+  Kind kind = Kind::kReleased;
+  // kModified
+  bool delivery_failed = false;
+  bool undeliverable_here = false;
+  // kRejected: the error condition, if the consumer gave one
+  std::string error_name;
+  std::string error_description;
+
+  Outcome() = default;
+  explicit Outcome(Kind k) : kind(k) {}
+
+  static Outcome accepted() { return Outcome(Kind::kAccepted); }
+  static Outcome released() { return Outcome(Kind::kReleased); }
+  static Outcome modifiedFailed() {
+    Outcome o(Kind::kModified);
+    o.delivery_failed = true;
+    return o;
+  }
+  static Outcome rejected(std::string name, std::string description) {
+    Outcome o(Kind::kRejected);
+    o.error_name = std::move(name);
+    o.error_description = std::move(description);
+    return o;
+  }
+};
+
+class IngressSink;
+class EgressSink;
+
+// Bytes of one ingress link that are inside the router (received from the
+// sender, not yet handed to the egress protocol engine). The ingress stops
+// reading the link above `limit` and resumes when the egress side drains
+// below limit/2. Invariant: 0 <= bytes.
+struct FlowBudget {
+  FlowBudget(core::EventLoop& loop, std::int64_t limit) : ingress_loop(loop), limit(limit) {}
+
+  core::EventLoop& ingress_loop;
+  const std::int64_t limit;
+  std::atomic<std::int64_t> bytes{0};
+  // Set by the ingress when it paused; the egress that drains below the low
+  // mark clears it and posts a resume.
+  std::atomic<bool> paused{false};
+  // Where to post the resume. Only dereferenced on ingress_loop.
+  std::weak_ptr<IngressSink> sink;
+
+  bool overLimit() const { return bytes.load(std::memory_order_relaxed) > limit; }
+  void take(std::int64_t n) { bytes.fetch_add(n, std::memory_order_relaxed); }
+  // Called on the egress loop when `n` bytes have left the router's buffers.
+  void release(std::int64_t n);
+};
+
+// A consumer of an address: an egress link. Shared (read-only apart from the
+// atomics) by every loop's forwarding table.
+struct Consumer {
+  Consumer(std::uint64_t id, core::EventLoop& loop, std::weak_ptr<EgressSink> sink)
+      : id(id), loop(loop), sink(std::move(sink)) {}
+
+  const std::uint64_t id;
+  core::EventLoop& loop;                  // the egress loop
+  const std::weak_ptr<EgressSink> sink;   // lock() only on `loop`
+  // Deliveries assigned to this consumer and not yet settled; used by
+  // `balanced` to prefer the least busy consumer.
+  std::atomic<std::int32_t> outstanding{0};
+};
+
+// What the ingress keeps for one arriving delivery.
+struct IngressDelivery;
+
+// One copy of a delivery on its way to one consumer.
+struct Transfer {
+  Transfer(std::shared_ptr<IngressDelivery> in, std::shared_ptr<Consumer> to,
+           std::shared_ptr<FlowBudget> budget, bool presettled, bool counted)
+      : ingress(std::move(in)),
+        consumer(std::move(to)),
+        budget(std::move(budget)),
+        presettled(presettled),
+        counted(counted) {}
+
+  // Immutable after creation.
+  const std::shared_ptr<IngressDelivery> ingress;  // to report outcome / slot back
+  const std::shared_ptr<Consumer> consumer;
+  const std::shared_ptr<FlowBudget> budget;
+  const bool presettled;  // forwarded settled; no outcome is reported back
+  // The ingress added this copy to consumer->outstanding; the egress takes it
+  // off exactly once (uncount()).
+  const bool counted;
+
+  // Egress loop only.
+  std::deque<Chunk> pending;     // bytes not yet handed to the egress engine
+  std::size_t front_offset = 0;  // bytes of pending.front() already sent
+  bool complete = false;         // the last chunk has arrived
+  bool aborted = false;          // the sender aborted; abort the copy
+  bool started = false;          // some bytes went to the consumer's engine
+  bool finished_sending = false;  // all bytes handed to the engine
+  bool slot_reported = false;    // copyDone sent to the ingress
+  bool outcome_reported = false;
+  bool uncounted = false;
+  void* engine_delivery = nullptr;  // the egress engine's delivery handle
+};
+
+// Interface of an egress link (router -> consumer), implemented by the AMQP
+// adaptor. All calls happen on the egress loop.
+class EgressSink {
+ public:
+  virtual ~EgressSink() = default;
+  // A new copy to send (possibly with no bytes yet).
+  virtual void enqueue(std::shared_ptr<Transfer> t) = 0;
+  // More bytes for a copy already enqueued; `last` marks the end.
+  virtual void append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) = 0;
+  // The sender aborted the delivery.
+  virtual void abort(const std::shared_ptr<Transfer>& t) = 0;
+};
+
+// Interface of an ingress link (sender -> router). All calls happen on the
+// ingress loop.
+class IngressSink {
+ public:
+  virtual ~IngressSink() = default;
+  // The consumer settled a copy with `outcome` (unsettled anycast only).
+  virtual void onOutcome(const std::shared_ptr<IngressDelivery>& d, const Outcome& outcome) = 0;
+  // A copy has left the router (handed to the consumer's engine, or dropped):
+  // when all copies have, the delivery's credit slot is free.
+  virtual void onCopyDone(const std::shared_ptr<IngressDelivery>& d) = 0;
+  // The FlowBudget drained below its low mark: continue reading.
+  virtual void onResume() = 0;
+};
+
+struct IngressDelivery {
+  explicit IngressDelivery(std::weak_ptr<IngressSink> s) : sink(std::move(s)) {}
+  const std::weak_ptr<IngressSink> sink;  // lock() only on the ingress loop
+  // Ingress loop only:
+  void* engine_delivery = nullptr;  // null once settled or the link is gone
+  int copies_in_router = 0;         // copies not yet done (slot accounting)
+  bool presettled = false;          // the sender settled it on sending
+  bool routed = false;              // consumers chosen (or dropped)
+  bool multicast = false;
+  bool discard = false;             // no route: read and throw away
+  bool fully_received = false;
+  bool slot_freed = false;
+  bool settled = false;
+  bool has_pending_outcome = false;
+  Outcome pending_outcome;  // outcome that arrived before the last byte did
+  Outcome drop_outcome;     // outcome for a discarded delivery
+  std::string buffered;     // bytes held until the route is known (anonymous senders)
+  std::vector<std::shared_ptr<Transfer>> copies;  // cleared once fully received
+};
+
+// Takes a counted copy off its consumer's outstanding count, once. Egress loop.
+inline void uncount(Transfer& t) {
+  if (t.counted && !t.uncounted) {
+    t.uncounted = true;
+    t.consumer->outstanding.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+// Helpers that post to the ingress loop. Safe from any loop.
+void postOutcome(const std::shared_ptr<Transfer>& t, const Outcome& outcome);
+void postCopyDone(const std::shared_ptr<Transfer>& t);
+
+}  // namespace vane::forwarding

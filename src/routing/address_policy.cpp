@@ -1,0 +1,126 @@
+// Address -> distribution lookup. Construction sorts the rules once so that a
+// lookup is a linear scan that stops at the first hit; matching works on
+// string_views of the address and never allocates.
+#include "routing/address_policy.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace vane::routing {
+
+namespace {
+
+constexpr bool isSeparator(char c) { return c == '.' || c == '/'; }
+
+// Walks the tokens of an address without allocating. A non-empty address of
+// n separators has n + 1 tokens (some possibly empty, e.g. "a." -> "a", "");
+// the empty address has no tokens. A cursor is the offset where a token
+// starts; `end()` (size + 1) means no token is left.
+class TokenCursor {
+ public:
+  explicit TokenCursor(std::string_view s) : s_(s) {}
+
+  std::size_t begin() const { return s_.empty() ? end() : 0; }
+  std::size_t end() const { return s_.size() + 1; }
+
+  // The token starting at `pos` (pos != end()).
+  std::string_view token(std::size_t pos) const {
+    std::size_t stop = pos;
+    while (stop < s_.size() && !isSeparator(s_[stop])) ++stop;
+    return s_.substr(pos, stop - pos);
+  }
+
+  // The start of the token after the one starting at `pos`.
+  std::size_t next(std::size_t pos) const {
+    std::size_t stop = pos;
+    while (stop < s_.size() && !isSeparator(s_[stop])) ++stop;
+    return stop + 1;  // past the separator, or end() if there was none
+  }
+
+ private:
+  std::string_view s_;
+};
+
+}  // namespace
+
+std::vector<std::string_view> splitAddressTokens(std::string_view address) {
+  std::vector<std::string_view> out;
+  TokenCursor cur(address);
+  for (std::size_t pos = cur.begin(); pos != cur.end(); pos = cur.next(pos)) {
+    out.push_back(cur.token(pos));
+  }
+  return out;
+}
+
+bool patternMatches(const std::vector<std::string>& pattern, std::string_view address) {
+  // Glob matching over tokens: '#' behaves like a glob '*' (any run of
+  // tokens) and '*' like a glob '?' (exactly one token). Remembering only the
+  // most recent '#' is enough: a later '#' can absorb anything an earlier one
+  // would have, so backtracking to older ones never finds a new match.
+  TokenCursor cur(address);
+  const std::size_t n = pattern.size();
+  std::size_t p = 0;
+  std::size_t a = cur.begin();
+  std::size_t hash_p = n;  // index of the last '#' seen, n if none
+  std::size_t hash_a = 0;  // address token where that '#' match ends so far
+  while (a != cur.end()) {
+    if (p < n && pattern[p] == "#") {
+      hash_p = p++;
+      hash_a = a;  // try '#' matching zero tokens first
+    } else if (p < n && (pattern[p] == "*" || pattern[p] == cur.token(a))) {
+      ++p;
+      a = cur.next(a);
+    } else if (hash_p != n) {
+      // Let the last '#' swallow one more token and retry from there.
+      p = hash_p + 1;
+      hash_a = cur.next(hash_a);
+      a = hash_a;
+    } else {
+      return false;
+    }
+  }
+  while (p < n && pattern[p] == "#") ++p;
+  return p == n;
+}
+
+AddressPolicy::AddressPolicy(const std::vector<config::AddressConfig>& rules) {
+  // A rule with neither prefix nor pattern is invalid (the parser rejects
+  // it) and is ignored here rather than matching everything.
+  for (const config::AddressConfig& r : rules) {
+    if (!r.pattern.empty()) {
+      Pattern pat;
+      pat.distribution = r.distribution;
+      for (std::string_view t : splitAddressTokens(r.pattern)) {
+        if (t == "*" || t == "#") {
+          ++pat.wildcards;
+        } else {
+          pat.literal_chars += t.size();
+        }
+        pat.tokens.emplace_back(t);
+      }
+      patterns_.push_back(std::move(pat));
+    } else if (!r.prefix.empty()) {
+      prefixes_.push_back(Prefix{r.prefix, r.distribution});
+    }
+  }
+  // Stable sorts keep configuration order among equals ("first configured wins").
+  std::stable_sort(prefixes_.begin(), prefixes_.end(), [](const Prefix& x, const Prefix& y) {
+    return x.prefix.size() > y.prefix.size();
+  });
+  std::stable_sort(patterns_.begin(), patterns_.end(), [](const Pattern& x, const Pattern& y) {
+    if (x.wildcards != y.wildcards) return x.wildcards < y.wildcards;
+    return x.literal_chars > y.literal_chars;
+  });
+}
+
+config::Distribution AddressPolicy::lookup(std::string_view address) const {
+  for (const Prefix& p : prefixes_) {
+    if (address.substr(0, p.prefix.size()) == p.prefix) return p.distribution;
+  }
+  for (const Pattern& p : patterns_) {
+    if (patternMatches(p.tokens, address)) return p.distribution;
+  }
+  return config::Distribution::kBalanced;
+}
+
+}  // namespace vane::routing

@@ -1,0 +1,51 @@
+// The router process wiring: the routing core loop, the I/O workers and the
+// listeners, with orderly start and shutdown.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "amqp/connection.hpp"
+#include "config/config.hpp"
+#include "core/event_loop.hpp"
+#include "routing/core.hpp"
+
+namespace vane::server {
+
+class Worker;
+class Listener;
+
+class Router {
+ public:
+  explicit Router(config::Config cfg);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // Binds every listener and starts the threads. Returns "" on success, or
+  // a message saying what failed (nothing is left running then).
+  std::string start();
+
+  // Closes the listeners, sends every connection an AMQP close
+  // (amqp:connection:forced), waits up to `grace` for the peers, then stops
+  // every thread. Idempotent.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(3000));
+
+  const config::Config& config() const { return cfg_; }
+  amqp::Stats& stats() { return stats_; }
+
+ private:
+  config::Config cfg_;
+  amqp::ConnectionSettings settings_;
+  amqp::Stats stats_;
+  core::EventLoop core_loop_{"core"};
+  std::unique_ptr<routing::RoutingCore> core_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace vane::server

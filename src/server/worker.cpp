@@ -1,0 +1,32 @@
+#include "server/worker.hpp"
+
+#include <vector>
+
+namespace vane::server {
+
+Worker::Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSettings& settings,
+               amqp::Stats& stats)
+    : index_(index),
+      loop_("worker-" + std::to_string(index)),
+      ctx_{loop_, table_, core, settings, stats} {}
+
+void Worker::adopt(boost::asio::ip::tcp::socket socket, const std::string& listener) {
+  VANE_ASSERT_THREAD(loop_);
+  auto conn = std::make_shared<amqp::Connection>(
+      ctx_, std::move(socket), listener, [this](amqp::Connection* c) {
+        // Deferred: the connection may be inside one of its own handlers.
+        loop_.post([this, c] { connections_.erase(c); });
+      });
+  connections_.emplace(conn.get(), conn);
+  conn->start();
+}
+
+void Worker::closeAll(const char* condition, const char* description) {
+  VANE_ASSERT_THREAD(loop_);
+  std::vector<std::shared_ptr<amqp::Connection>> all;
+  all.reserve(connections_.size());
+  for (auto& [p, c] : connections_) all.push_back(c);
+  for (auto& c : all) c->closeWithError(condition, description);
+}
+
+}  // namespace vane::server

@@ -1,0 +1,41 @@
+// An I/O worker: one event loop thread, the connections it owns, and its
+// replica of the forwarding table. A connection stays on its worker for life.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "amqp/connection.hpp"
+#include "core/event_loop.hpp"
+#include "forwarding/forwarder.hpp"
+
+namespace vane::server {
+
+class Worker {
+ public:
+  Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSettings& settings,
+         amqp::Stats& stats);
+
+  int index() const { return index_; }
+  core::EventLoop& loop() { return loop_; }
+  forwarding::ForwardingTable& table() { return table_; }
+
+  // Loop thread: takes over an accepted socket.
+  void adopt(boost::asio::ip::tcp::socket socket, const std::string& listener);
+  // Loop thread: sends every connection an AMQP close with `condition`.
+  void closeAll(const char* condition, const char* description);
+  // Loop thread.
+  std::size_t connectionCount() const { return connections_.size(); }
+
+ private:
+  const int index_;
+  core::EventLoop loop_;
+  forwarding::ForwardingTable table_;
+  amqp::LoopContext ctx_;
+  std::unordered_map<amqp::Connection*, std::shared_ptr<amqp::Connection>> connections_;
+};
+
+}  // namespace vane::server

@@ -1,0 +1,218 @@
+"""Credit (flow control), slow consumers, and large (streamed) messages."""
+
+import os
+import time
+
+import pytest
+from proton import Message
+
+from vane_client import ACCEPTED, RELEASED, body_digest
+from vane_harness import eventually, make_config, never
+
+WORKERS = pytest.mark.parametrize("workers", [1, 2])
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def make_router(router_factory):
+    def make(workers=1, **kw):
+        return router_factory(make_config(workers=workers, **kw))
+    return make
+
+
+@WORKERS
+def test_no_credit_until_consumer_attaches(make_router, reactor, workers):
+    r = make_router(workers)
+    tx = reactor.connect(r.port).wait_open().sender("q.nocredit")
+    assert tx.credit == 0
+    never(1.0, lambda: tx.max_credit > 0 or tx.credit > 0,
+          what="credit to a sender whose address has no consumer")
+    rx = reactor.connect(r.port).wait_open().receiver("q.nocredit", credit=5)
+    eventually(5, lambda: tx.credit > 0, what="credit once a consumer attached")
+    rec = tx.send(Message(body="finally"))
+    rx.wait_count(1)
+    tx.wait_all_settled()
+    assert rec.state == ACCEPTED
+
+
+def test_message_sent_without_credit_waits(make_router, reactor):
+    # Nothing is lost or released while the sender waits for credit: the
+    # client simply cannot send until the consumer appears.
+    r = make_router()
+    tx = reactor.connect(r.port).wait_open().sender("q.wait")
+    recs = tx.send_many([Message(id=i, body=i) for i in range(3)])
+    never(0.5, lambda: any(rec.sent for rec in recs), what="a send without credit")
+    rx = reactor.connect(r.port).wait_open().receiver("q.wait", credit=10)
+    rx.wait_count(3)
+    tx.wait_all_settled()
+    assert [rec.state for rec in recs] == [ACCEPTED] * 3
+
+
+@WORKERS
+def test_credit_window_is_link_capacity(make_router, reactor, workers):
+    cap = 37
+    r = make_router(workers, link_capacity=cap)
+    rx = reactor.connect(r.port).wait_open().receiver("q.window", credit=10)
+    tx = reactor.connect(r.port).wait_open().sender("q.window")
+    eventually(5, lambda: tx.credit == cap, what=lambda: f"credit == {cap} (is {tx.credit})")
+    recs = tx.send_many([Message(id=i, body=i) for i in range(200)])
+    rx.wait_count(200, timeout=20)
+    tx.wait_all_settled(timeout=20)
+    assert all(rec.state == ACCEPTED for rec in recs)
+    assert tx.max_credit <= cap, f"router granted {tx.max_credit} > link_capacity {cap}"
+    eventually(5, lambda: tx.credit == cap, what="credit window restored after traffic")
+
+
+def test_anonymous_sender_credit_bounded(make_router, reactor):
+    cap = 20
+    r = make_router(link_capacity=cap)
+    tx = reactor.connect(r.port).wait_open().sender(None)
+    eventually(5, lambda: tx.credit > 0, what="anonymous sender gets credit without consumers")
+    assert tx.credit <= cap
+    # A burst to nobody: every message comes back RELEASED, credit never exceeds the window.
+    recs = tx.send_many([Message(address="void.x", body=i) for i in range(100)])
+    tx.wait_all_settled(timeout=20)
+    assert all(rec.state == RELEASED for rec in recs), [r for r in recs if r.state != RELEASED][:3]
+    assert tx.max_credit <= cap
+
+
+def test_consumer_credit_respected(make_router, reactor):
+    # The router never sends a consumer more than the credit it granted.
+    r = make_router()
+    rx = reactor.connect(r.port).wait_open().receiver("q.credit", credit=3, auto_credit=False)
+    tx = reactor.connect(r.port).wait_open().sender("q.credit")
+    tx.send_many([Message(id=i, body=i) for i in range(10)])
+    rx.wait_count(3)
+    never(0.5, lambda: rx.count() > 3, what="delivery beyond granted credit")
+    rx.flow(4)
+    rx.wait_count(7)
+    never(0.3, lambda: rx.count() > 7, what="delivery beyond granted credit")
+    rx.flow(10)
+    rx.wait_count(10)
+    assert [rc.message.id for rc in rx.received] == list(range(10))
+    tx.wait_all_settled()
+
+
+@WORKERS
+def test_slow_consumer_bounded_memory(make_router, reactor, workers):
+    cap = 100
+    body = os.urandom(64 * 1024)
+    digest = body_digest(body)
+    r = make_router(workers, link_capacity=cap)
+    rx = reactor.connect(r.port).wait_open().receiver("q.slow", credit=1, auto_credit=False,
+                                                      keep_bodies=False)
+    tx = reactor.connect(r.port).wait_open().sender("q.slow")
+    baseline = r.rss()
+    # Far more than fits in the window: if the router buffered without bound
+    # (credit not tied to the consumer) this would be 2000 x 64 KiB = 125 MiB.
+    tx.send_many([(lambda i=i: Message(id=i, body=body)) for i in range(2000)])
+    seconds = 8
+    samples = []
+    start = time.monotonic()
+    for second in range(seconds):
+        # one credit per second
+        while time.monotonic() < start + second + 1:
+            samples.append((time.monotonic() - start, r.rss(), tx.sent_count(), rx.count()))
+            sent, got = tx.sent_count(), rx.count()
+            assert sent <= got + cap + 1, (
+                f"sender got {sent} messages in while the consumer took {got}: "
+                f"credit is not bounded by link_capacity={cap}")
+            time.sleep(0.1)
+        rx.flow(1)
+    rx.wait_count(seconds)
+    assert r.alive()
+    received = rx.received
+    assert [rc.message.id for rc in received] == list(range(len(received)))
+    assert all(rc.digest == digest for rc in received)
+    assert len(received) <= seconds + 1
+    peak = max(s[1] for s in samples)
+    window_bytes = cap * len(body)
+    growth = peak - baseline
+    assert growth < 3 * window_bytes + 32 * MiB, (
+        f"RSS grew by {growth / MiB:.1f} MiB with a {window_bytes / MiB:.1f} MiB window; "
+        f"samples (t, rss MiB, sent, received): "
+        f"{[(round(t, 1), round(m / MiB, 1), s, g) for t, m, s, g in samples[::5]]}")
+    # Flat: after the window has filled (first 2 s) memory must not keep rising.
+    later = [s[1] for s in samples if s[0] >= 2.0]
+    settled_level = min(later)
+    assert max(later) - settled_level < 16 * MiB, (
+        f"RSS kept growing under a slow consumer: {round(settled_level / MiB, 1)} -> "
+        f"{round(max(later) / MiB, 1)} MiB")
+
+
+@WORKERS
+@pytest.mark.parametrize("size_mb", [10, 20])
+def test_large_message_intact(make_router, reactor, workers, size_mb):
+    r = make_router(workers)
+    body = os.urandom(size_mb * MiB)
+    rx = reactor.connect(r.port).wait_open().receiver("q.large", credit=2)
+    tx = reactor.connect(r.port).wait_open().sender("q.large")
+    rec = tx.send(Message(id="big", body=body))
+    rx.wait_count(1, timeout=60)
+    got = rx.received[0]
+    assert got.size == len(body)
+    assert got.digest == body_digest(body), "large message corrupted in transit"
+    tx.wait_all_settled(timeout=30)
+    assert rec.state == ACCEPTED
+    # A small message behind it on the same link still arrives.
+    tx.send(Message(id="small", body=b"x"))
+    rx.wait_count(2)
+
+
+def test_large_message_anonymous_sender(make_router, reactor):
+    # The router must route by 'to' while the rest of the message is still arriving.
+    r = make_router(workers=2)
+    body = os.urandom(10 * MiB)
+    rx = reactor.connect(r.port).wait_open().receiver("q.large.anon", credit=2)
+    tx = reactor.connect(r.port).wait_open().sender(None)
+    rec = tx.send(Message(address="q.large.anon", body=body))
+    rx.wait_count(1, timeout=60)
+    assert rx.received[0].digest == body_digest(body)
+    tx.wait_all_settled(timeout=30)
+    assert rec.state == ACCEPTED
+
+
+def test_large_message_multicast(make_router, reactor):
+    r = make_router(workers=2)
+    body = os.urandom(10 * MiB)
+    rxs = [reactor.connect(r.port).wait_open().receiver("mc/large", credit=2) for _ in range(2)]
+    tx = reactor.connect(r.port).wait_open().sender("mc/large")
+    rec = tx.send(Message(body=body))
+    for rx in rxs:
+        rx.wait_count(1, timeout=60)
+        assert rx.received[0].digest == body_digest(body)
+        assert rx.received[0].presettled
+    tx.wait_all_settled(timeout=30)
+    assert rec.state == ACCEPTED
+
+
+@WORKERS
+def test_large_message_streamed_not_buffered(make_router, reactor, workers):
+    size = 50 * MiB
+    body = os.urandom(size)
+    r = make_router(workers)
+    # A slow reader: 1 MiB session window (64 KiB frames), at most 1 MiB read
+    # every 50 ms, so the router has to hold back the sender rather than
+    # buffer the message.
+    rconn = reactor.connect(r.port, max_frame_size=65536).wait_open()
+    rx = rconn.receiver("q.stream", credit=1, session_capacity=1 * MiB, read_chunk=1 * MiB,
+                        read_interval=0.05, keep_bodies=False)
+    tx = reactor.connect(r.port).wait_open().sender("q.stream")
+    baseline = r.rss()
+    rec = tx.send(Message(id="huge", body=body))
+    samples = []
+    deadline = time.monotonic() + 90
+    while rx.count() < 1 and time.monotonic() < deadline:
+        samples.append((rx.bytes_read, r.rss()))
+        time.sleep(0.05)
+    rx.wait_count(1, timeout=1)
+    got = rx.received[0]
+    assert got.size == size and got.digest == body_digest(body), "50 MiB message corrupted"
+    tx.wait_all_settled(timeout=30)
+    assert rec.state == ACCEPTED
+    peak = max(m for _, m in samples)
+    growth = peak - baseline
+    assert growth < 30 * MiB, (
+        f"vaned RSS grew by {growth / MiB:.1f} MiB while a {size // MiB} MiB message passed "
+        f"to a slow reader: it buffers instead of streaming. Samples (MiB read, RSS MiB): "
+        f"{[(round(b / MiB), round(m / MiB)) for b, m in samples[::10]]}")
