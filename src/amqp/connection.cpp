@@ -753,9 +753,12 @@ void Connection::process() {
   do {
     again_ = false;
     while (pn_event_t* e = pn_connection_driver_next_event(driver_.get())) handleEvent(e);
-  } while (again_);
+    // Taking the driver's buffers can queue events (the transport closes
+    // once it has no more output): handle them too, or the connection is
+    // never finished and nothing would wake it again.
+    scheduleIo();
+  } while (!torn_down_ && (again_ || pn_connection_driver_has_event(driver_.get())));
   processing_ = false;
-  scheduleIo();
 }
 
 void Connection::scheduleIo() {
@@ -796,6 +799,16 @@ void Connection::scheduleIo() {
             self->process();
           });
     }
+  }
+  if (!writing_ && pn_connection_driver_read_closed(driver_.get()) &&
+      !pn_connection_driver_write_closed(driver_.get()) &&
+      pn_connection_driver_write_buffer(driver_.get()).size == 0) {
+    // The peer's stream has ended and the engine has nothing left to write.
+    // Proton closes its output itself only if the stream ended on a frame
+    // boundary; after a partial frame it would stay open, and nothing would
+    // ever wake the connection again. Close it (the events this queues are
+    // handled by process()).
+    pn_connection_driver_write_close(driver_.get());
   }
   if (pn_connection_driver_finished(driver_.get()) && !writing_) teardown();
 }

@@ -4,6 +4,7 @@
 // converts into a ConfigError; no exception leaves this file.
 #include "config/config.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -16,8 +17,6 @@
 #include <sstream>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "routing/address_policy.hpp"
 
@@ -239,7 +238,8 @@ class Parser {
   // allowed and returns false.
   bool expectMapOrNull(const Entry& e) const {
     if (e.value.IsNull()) return false;
-    if (!e.value.IsMap()) failValue(e, fmt::format("expected a mapping, got {}", describe(e.value)));
+    if (!e.value.IsMap())
+      failValue(e, fmt::format("expected a mapping, got {}", describe(e.value)));
     return true;
   }
 
@@ -305,8 +305,8 @@ class Parser {
       }
     }
     if (s[i] == '0' && s.size() - i > 1) {
-      failValue(e, fmt::format("invalid integer '{}': leading zeros are not allowed",
-                               displayValue(s)));
+      failValue(
+          e, fmt::format("invalid integer '{}': leading zeros are not allowed", displayValue(s)));
     }
     std::uint64_t v = 0;
     bool overflow = false;
@@ -340,10 +340,10 @@ class Parser {
     if (!expectMapOrNull(section)) return;
     const Entry* frame_entry = nullptr;
     const Entry* session_entry = nullptr;
-    const auto list = entries(section.value, section.field,
-                              {"id", "mode", "workers", "link_capacity",
-                               "max_message_inflight_bytes", "max_frame_size", "session_capacity",
-                               "idle_timeout_ms", "max_connections"});
+    const auto list =
+        entries(section.value, section.field,
+                {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes",
+                 "max_frame_size", "session_capacity", "idle_timeout_ms", "max_connections"});
     for (const Entry& e : list) {
       if (e.key == "id") {
         r.id = name(e);
@@ -396,7 +396,8 @@ class Parser {
     for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
       const YAML::Node item = *it;
       const std::string path = fmt::format("listeners[{}]", index);
-      if (!item.IsMap()) fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      if (!item.IsMap())
+        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
       ListenerConfig l;
       l.line = item.Mark().line + 1;
       const Entry* name_entry = nullptr;
@@ -440,7 +441,8 @@ class Parser {
     for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
       const YAML::Node item = *it;
       const std::string path = fmt::format("addresses[{}]", index);
-      if (!item.IsMap()) fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      if (!item.IsMap())
+        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
       AddressConfig a;
       a.line = item.Mark().line + 1;
       const Entry* prefix_entry = nullptr;
@@ -477,17 +479,16 @@ class Parser {
       for (std::size_t j = 0; j + 1 < out.size(); ++j) {
         const AddressConfig& prev = out[j];
         if (prefix_entry != nullptr && !prev.prefix.empty() && prev.prefix == added.prefix) {
-          failValue(*prefix_entry,
-                    fmt::format("duplicate address prefix '{}' (already defined by "
-                                "addresses[{}] at line {})",
-                                displayValue(added.prefix), j, prev.line));
+          failValue(*prefix_entry, fmt::format("duplicate address prefix '{}' (already defined by "
+                                               "addresses[{}] at line {})",
+                                               displayValue(added.prefix), j, prev.line));
         }
         if (pattern_entry != nullptr && !prev.pattern.empty() && tokens[j] == tokens.back()) {
-          failValue(*pattern_entry,
-                    fmt::format("duplicate address pattern '{}' (same as '{}' in addresses[{}] "
-                                "at line {})",
-                                displayValue(added.pattern), displayValue(prev.pattern), j,
-                                prev.line));
+          failValue(
+              *pattern_entry,
+              fmt::format("duplicate address pattern '{}' (same as '{}' in addresses[{}] "
+                          "at line {})",
+                          displayValue(added.pattern), displayValue(prev.pattern), j, prev.line));
         }
       }
     }
@@ -565,10 +566,10 @@ ConfigResult parseString(const std::string& text, const std::string& name) {
       if (docs.size() >= 2 && docs[docs.size() - 1].start.pos == docs[docs.size() - 2].start.pos) {
         const YAML::Mark at = docs.back().start;
         const auto pos = static_cast<std::size_t>(at.pos);
+        const bool printable = pos < text.size() && text[pos] > ' ' && text[pos] < 0x7f;
         parser.failAt(at, "",
-                      pos < text.size()
-                          ? fmt::format("unexpected '{}'", displayValue(text.substr(pos, 1)))
-                          : std::string("unexpected token"));
+                      printable ? fmt::format("unexpected '{}'", text[pos])
+                                : std::string("unexpected token"));
       }
       if (scan.nonEmptyDocuments() > 1) break;
     }

@@ -7,6 +7,8 @@
 #include <boost/asio/post.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <string>
 #include <thread>
 #include <utility>
@@ -49,6 +51,20 @@ class EventLoop {
     });
   }
 
+  // For tests and fuzzers that drive a loop that was never start()ed: run
+  // handlers on the calling thread, which counts as this loop's thread while
+  // they run. poll() runs the handlers that are ready now; runOneFor() waits
+  // up to `timeout` for one handler and runs it. Both return the number of
+  // handlers run and do nothing after stop(). Not for a started loop.
+  std::size_t poll() {
+    CurrentScope scope(this);
+    return prepareManualRun() ? ctx_.poll() : 0;
+  }
+  std::size_t runOneFor(std::chrono::milliseconds timeout) {
+    CurrentScope scope(this);
+    return prepareManualRun() ? ctx_.run_one_for(timeout) : 0;
+  }
+
   void stop() {
     stopping_.store(true);
     ctx_.stop();
@@ -62,6 +78,26 @@ class EventLoop {
   }
 
  private:
+  // Makes `loop` the calling thread's current loop for a scope.
+  class CurrentScope {
+   public:
+    explicit CurrentScope(EventLoop* loop) : saved_(current_) { current_ = loop; }
+    ~CurrentScope() { current_ = saved_; }
+    CurrentScope(const CurrentScope&) = delete;
+    CurrentScope& operator=(const CurrentScope&) = delete;
+
+   private:
+    EventLoop* saved_;
+  };
+
+  // An io_context that ran out of work is stopped until restarted.
+  bool prepareManualRun() {
+    VANE_ASSERT(!thread_.joinable(), "manual run of a started loop");
+    if (stopping_.load()) return false;
+    if (ctx_.stopped()) ctx_.restart();
+    return true;
+  }
+
   std::string name_;
   boost::asio::io_context ctx_{1};
   std::thread thread_;

@@ -10,7 +10,9 @@ namespace vane::routing {
 
 namespace {
 
-constexpr bool isSeparator(char c) { return c == '.' || c == '/'; }
+constexpr bool isSeparator(char c) {
+  return c == '.' || c == '/';
+}
 
 // Walks the tokens of an address without allocating. A non-empty address of
 // n separators has n + 1 tokens (some possibly empty, e.g. "a." -> "a", "");
@@ -93,6 +95,7 @@ AddressPolicy::AddressPolicy(const std::vector<config::AddressConfig>& rules) {
       for (std::string_view t : splitAddressTokens(r.pattern)) {
         if (t == "*" || t == "#") {
           ++pat.wildcards;
+          if (t == "#") ++pat.multi_wildcards;
         } else {
           pat.literal_chars += t.size();
         }
@@ -108,6 +111,7 @@ AddressPolicy::AddressPolicy(const std::vector<config::AddressConfig>& rules) {
     return x.prefix.size() > y.prefix.size();
   });
   std::stable_sort(patterns_.begin(), patterns_.end(), [](const Pattern& x, const Pattern& y) {
+    if (x.multi_wildcards != y.multi_wildcards) return x.multi_wildcards < y.multi_wildcards;
     if (x.wildcards != y.wildcards) return x.wildcards < y.wildcards;
     return x.literal_chars > y.literal_chars;
   });

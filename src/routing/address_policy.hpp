@@ -17,7 +17,8 @@ class AddressPolicy {
   explicit AddressPolicy(const std::vector<config::AddressConfig>& rules);
 
   // Longest matching prefix wins; otherwise the most specific matching pattern
-  // (fewest wildcards, then longest literal text, then first configured);
+  // (fewest '#', then fewest wildcards, then longest literal text, then
+  // first configured);
   // otherwise balanced.
   config::Distribution lookup(std::string_view address) const;
 
@@ -25,6 +26,7 @@ class AddressPolicy {
   struct Pattern {
     std::vector<std::string> tokens;
     config::Distribution distribution;
+    int multi_wildcards = 0;  // '#' tokens: each is less specific than any '*'
     int wildcards = 0;
     std::size_t literal_chars = 0;
   };

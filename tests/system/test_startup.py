@@ -168,3 +168,16 @@ def test_listener_port_is_really_bound(router_factory):
         s.settimeout(5)
         data = s.recv(8)
     assert data.startswith(b"AMQP"), data
+
+
+@pytest.mark.parametrize("sasl", [True, False], ids=["sasl-anonymous", "plain-amqp"])
+def test_clients_with_and_without_sasl(router_factory, reactor, sasl):
+    r = router_factory()
+    rconn = reactor.connect(r.port, sasl=sasl).wait_open()
+    sconn = reactor.connect(r.port, sasl=sasl).wait_open()
+    rx = rconn.receiver("q.sasl")
+    tx = sconn.sender("q.sasl")
+    rec = tx.send(Message(body="hi"))
+    rx.wait_count(1)
+    tx.wait_all_settled()
+    assert rec.outcome == "ACCEPTED"

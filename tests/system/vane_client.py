@@ -33,6 +33,11 @@ SASL = os.environ.get("VANE_TEST_SASL", "1") not in ("", "0", "false", "no")
 
 CALL_TIMEOUT = 15.0
 
+# Outgoing messages larger than STREAM_CHUNK are written in pieces, keeping at
+# most STREAM_BUFFER bytes queued in the session.
+STREAM_CHUNK = 256 * 1024
+STREAM_BUFFER = 2 * 1024 * 1024
+
 ACCEPTED = Delivery.ACCEPTED
 REJECTED = Delivery.REJECTED
 RELEASED = Delivery.RELEASED
@@ -430,7 +435,7 @@ class SenderLink(_LinkBase):
         self.max_credit = 0
         self.credit_seen = 0
         self._tag = 0
-        self._message_factory = None
+        self._stream = None
 
     def _open(self, new_session):
         ssn = self._session(new_session)
@@ -480,7 +485,8 @@ class SenderLink(_LinkBase):
 
     def _pump(self):
         link = self.link
-        while self.pending and link.credit > 0 and link.state & Endpoint.LOCAL_ACTIVE:
+        while (self.pending and self._stream is None and link.credit > 0
+               and link.state & Endpoint.LOCAL_ACTIVE):
             rec, data = self.pending.popleft()
             if callable(data):
                 data = data()
@@ -490,13 +496,44 @@ class SenderLink(_LinkBase):
             rec.tag = str(self._tag)
             dlv = link.delivery(rec.tag)
             dlv.vane_record = rec
-            link.send(data)
-            link.advance()
             rec.sent = True
             rec.sent_at = time.monotonic()
-            if rec.presettled:
-                dlv.settle()
+            if len(data) > STREAM_CHUNK:
+                # Hand big messages to proton a piece at a time: proton's output
+                # path is very slow when one delivery holds tens of MiB.
+                self._stream = (dlv, rec, memoryview(data), 0)
+                self._stream_more()
+                break
+            link.send(data)
+            self._finish(dlv, rec)
         self._note_credit()
+
+    def _finish(self, dlv, rec):
+        self.link.advance()
+        if rec.presettled:
+            dlv.settle()
+
+    def _stream_more(self):
+        dlv, rec, view, offset = self._stream
+        link = self.link
+        if not (link.state & Endpoint.LOCAL_ACTIVE) or self.closed:
+            self._stream = None
+            return
+        while offset < len(view) and link.session.outgoing_bytes < STREAM_BUFFER:
+            chunk = bytes(view[offset:offset + STREAM_CHUNK])
+            link.send(chunk)
+            offset += len(chunk)
+        if offset < len(view):
+            self._stream = (dlv, rec, view, offset)
+            self.reactor.schedule(0.002, self)
+            return
+        self._stream = None
+        self._finish(dlv, rec)
+        self._pump()
+
+    def on_timer_task(self, event):
+        if self._stream is not None:
+            self._stream_more()
 
     def _enqueue(self, items):
         out = []

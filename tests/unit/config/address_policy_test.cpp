@@ -232,25 +232,24 @@ TEST(AddressPolicy, FewestWildcardsWins) {
   EXPECT_EQ(p.lookup("other"), Distribution::kBalanced);
 }
 
-TEST(AddressPolicy, WildcardCountComesBeforeLiteralText) {
-  // As documented: the wildcard count decides first, so a lone "#" (one
-  // wildcard) beats "orders.*.*" (two wildcards) when both match.
+TEST(AddressPolicy, HashIsLessSpecificThanAnyStar) {
+  // A pattern with fewer '#' wins first, so a catch-all "#" never beats
+  // "orders.*.*" although it has fewer wildcards.
   AddressPolicy p({
-      pattern("orders.*.*", Distribution::kClosest),
       pattern("#", Distribution::kMulticast),
+      pattern("orders.*.*", Distribution::kClosest),
   });
-  EXPECT_EQ(p.lookup("orders.1.us"), Distribution::kMulticast);
+  EXPECT_EQ(p.lookup("orders.1.us"), Distribution::kClosest);
   EXPECT_EQ(p.lookup("other"), Distribution::kMulticast);
 }
 
-TEST(AddressPolicy, HashAndStarCountTheSame) {
-  // Both have one wildcard; "a.#" has fewer literal characters than "a.*.c"
-  // would, so compare with equal literals: first configured wins.
+TEST(AddressPolicy, StarBeatsHashWhateverTheOrder) {
+  // "a.*" has no '#', so it is more specific than "a.#" in either order.
   AddressPolicy p({
       pattern("a.#", Distribution::kClosest),
       pattern("a.*", Distribution::kMulticast),
   });
-  EXPECT_EQ(p.lookup("a.b"), Distribution::kClosest);
+  EXPECT_EQ(p.lookup("a.b"), Distribution::kMulticast);
   EXPECT_EQ(p.lookup("a.b.c"), Distribution::kClosest);
   AddressPolicy q({
       pattern("a.*", Distribution::kMulticast),
@@ -291,6 +290,19 @@ TEST(AddressPolicy, ExactPatternBeatsWildcards) {
   EXPECT_EQ(p.lookup("a/b"), Distribution::kClosest);
   EXPECT_EQ(p.lookup("a.c"), Distribution::kMulticast);
   EXPECT_EQ(p.lookup("a"), Distribution::kMulticast);
+}
+
+// The "Which rule wins" example in docs/configuration.md.
+TEST(AddressPolicy, DocumentedPrecedenceExample) {
+  AddressPolicy p({
+      prefix("orders/priority/", Distribution::kBalanced),
+      pattern("orders.*.eu", Distribution::kMulticast),
+      pattern("orders.#", Distribution::kClosest),
+  });
+  EXPECT_EQ(p.lookup("orders/priority/eu"), Distribution::kBalanced);
+  EXPECT_EQ(p.lookup("orders.1.eu"), Distribution::kMulticast);
+  EXPECT_EQ(p.lookup("orders.1.us"), Distribution::kClosest);
+  EXPECT_EQ(p.lookup("stock.1"), Distribution::kBalanced);
 }
 
 TEST(AddressPolicy, RuleWithNeitherPrefixNorPatternIsIgnored) {

@@ -51,8 +51,8 @@ void expectDefaultRouter(const RouterConfig& r) {
   EXPECT_EQ(r.workers, 1);
   EXPECT_EQ(r.link_capacity, 250);
   EXPECT_EQ(r.max_message_inflight_bytes, 1048576u);
-  EXPECT_EQ(r.max_frame_size, 65536u);
-  EXPECT_EQ(r.session_capacity, 2097152u);
+  EXPECT_EQ(r.max_frame_size, 16384u);
+  EXPECT_EQ(r.session_capacity, 4194304u);
   EXPECT_EQ(r.idle_timeout_ms, 16000u);
   EXPECT_EQ(r.max_connections, 10000u);
 }
@@ -77,7 +77,8 @@ TEST(ConfigDefaults, BuiltIn) {
 }
 
 TEST(ConfigDefaults, EmptyInputsGiveDefaultsWithDefaultListener) {
-  for (const char* text : {"", "\n\n", "# only a comment\n", "---\n", "~\n", "null\n", "---\n...\n"}) {
+  for (const char* text :
+       {"", "\n\n", "# only a comment\n", "---\n", "~\n", "null\n", "---\n...\n"}) {
     SCOPED_TRACE(text);
     Config c = parseOk(text);
     EXPECT_EQ(c.source, kFile);
@@ -126,33 +127,33 @@ TEST(ConfigDefaults, ListenerFieldDefaults) {
 
 TEST(ConfigParse, EveryField) {
   const std::string yaml =
-      "# Vane test configuration\n"              // 1
-      "router:\n"                                // 2
-      "  id: router-a\n"                         // 3
-      "  mode: edge\n"                           // 4
-      "  workers: 8\n"                           // 5
-      "  link_capacity: 1000\n"                  // 6
-      "  max_message_inflight_bytes: 65536\n"    // 7
-      "  max_frame_size: 16384\n"                // 8
-      "  session_capacity: 131072\n"             // 9
-      "  idle_timeout_ms: 0\n"                   // 10
-      "  max_connections: 0\n"                   // 11
-      "listeners:\n"                             // 12
-      "  - name: amqp\n"                         // 13
-      "    host: 0.0.0.0\n"                      // 14
-      "    port: 5673\n"                         // 15
-      "    role: normal\n"                       // 16
-      "  - name: inter.router_1\n"               // 17
-      "    host: router-b.example.com\n"         // 18
-      "    port: 0\n"                            // 19
-      "    role: inter-router\n"                 // 20
+      "# Vane test configuration\n"                                // 1
+      "router:\n"                                                  // 2
+      "  id: router-a\n"                                           // 3
+      "  mode: edge\n"                                             // 4
+      "  workers: 8\n"                                             // 5
+      "  link_capacity: 1000\n"                                    // 6
+      "  max_message_inflight_bytes: 65536\n"                      // 7
+      "  max_frame_size: 16384\n"                                  // 8
+      "  session_capacity: 131072\n"                               // 9
+      "  idle_timeout_ms: 0\n"                                     // 10
+      "  max_connections: 0\n"                                     // 11
+      "listeners:\n"                                               // 12
+      "  - name: amqp\n"                                           // 13
+      "    host: 0.0.0.0\n"                                        // 14
+      "    port: 5673\n"                                           // 15
+      "    role: normal\n"                                         // 16
+      "  - name: inter.router_1\n"                                 // 17
+      "    host: router-b.example.com\n"                           // 18
+      "    port: 0\n"                                              // 19
+      "    role: inter-router\n"                                   // 20
       "  - {name: edges, host: '::1', port: 65535, role: edge}\n"  // 21
-      "addresses:\n"                             // 22
-      "  - prefix: mc/\n"                        // 23
-      "    distribution: multicast\n"            // 24
-      "  - pattern: \"orders.*.eu\"\n"           // 25
-      "  - distribution: closest\n"              // 26
-      "    pattern: svc/#\n";                    // 27
+      "addresses:\n"                                               // 22
+      "  - prefix: mc/\n"                                          // 23
+      "    distribution: multicast\n"                              // 24
+      "  - pattern: \"orders.*.eu\"\n"                             // 25
+      "  - distribution: closest\n"                                // 26
+      "    pattern: svc/#\n";                                      // 27
   Config c = parseOk(yaml);
   EXPECT_EQ(c.source, kFile);
   EXPECT_EQ(c.router.id, "router-a");
@@ -194,6 +195,47 @@ TEST(ConfigParse, EveryField) {
   EXPECT_EQ(c.addresses[2].pattern, "svc/#");
   EXPECT_EQ(c.addresses[2].distribution, Distribution::kClosest);
   EXPECT_EQ(c.addresses[2].line, 26);
+}
+
+// The example at the top of docs/configuration.md.
+TEST(ConfigParse, DocumentedExample) {
+  Config c = parseOk(
+      "router:\n"
+      "  id: router-a                # unique in the network\n"
+      "  mode: interior              # interior | edge\n"
+      "  workers: 4                  # I/O threads\n"
+      "  link_capacity: 250          # credit per incoming link\n"
+      "  max_message_inflight_bytes: 1048576\n"
+      "  max_frame_size: 65536\n"
+      "  session_capacity: 2097152\n"
+      "  idle_timeout_ms: 16000\n"
+      "  max_connections: 10000\n"
+      "\n"
+      "listeners:\n"
+      "  - name: amqp                # clients\n"
+      "    host: 0.0.0.0\n"
+      "    port: 5672\n"
+      "  - name: interior            # other interior routers\n"
+      "    host: 0.0.0.0\n"
+      "    port: 55672\n"
+      "    role: inter-router\n"
+      "  - name: edges               # edge routers\n"
+      "    port: 45672\n"
+      "    role: edge\n"
+      "\n"
+      "addresses:\n"
+      "  - prefix: mc/               # every address starting with \"mc/\"\n"
+      "    distribution: multicast\n"
+      "  - pattern: \"orders.*.eu\"    # orders.<anything>.eu\n"
+      "    distribution: closest\n"
+      "  - pattern: \"logs/#\"         # logs, logs/app, logs/app/errors, ...\n"
+      "    distribution: multicast\n");
+  EXPECT_EQ(c.router.workers, 4);
+  ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_EQ(c.listeners[2].host, "127.0.0.1");
+  EXPECT_EQ(c.listeners[2].role, ListenerRole::kEdge);
+  ASSERT_EQ(c.addresses.size(), 3u);
+  EXPECT_EQ(c.addresses[2].pattern, "logs/#");
 }
 
 TEST(ConfigParse, FlowStyleDocument) {
@@ -288,8 +330,7 @@ TEST(ConfigParse, NameOfMaximumLength) {
 }
 
 TEST(ConfigParse, AnchorsAndAliases) {
-  Config c = parseOk(
-      "listeners:\n  - name: a\n    port: &p 7000\n  - name: b\n    port: *p\n");
+  Config c = parseOk("listeners:\n  - name: a\n    port: &p 7000\n  - name: b\n    port: *p\n");
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_EQ(c.listeners[1].port, 7000);
 }
@@ -378,8 +419,8 @@ TEST(ConfigErrors, MissingValues) {
 }
 
 TEST(ConfigErrors, NotAnInteger) {
-  for (const char* v : {"abc", "1.5", "0x10", "1e3", "''", "+", "12abc", "1 000", "0o17",
-                        ".inf", "true"}) {
+  for (const char* v :
+       {"abc", "1.5", "0x10", "1e3", "''", "+", "12abc", "1 000", "0o17", ".inf", "true"}) {
     SCOPED_TRACE(v);
     expectError(std::string("router:\n  workers: ") + v + "\n", 2, 12, "router.workers",
                 "expected an integer, got '");
@@ -402,8 +443,8 @@ TEST(ConfigErrors, NegativeAndOverflow) {
               "router.link_capacity",
               "value 99999999999999999999999999 is out of range (allowed: 1..100000)");
   // Exactly 2^64 and 2^32 (would wrap in 64/32-bit arithmetic).
-  expectError("router:\n  max_frame_size: 18446744073709551616\n", 2, 19,
-              "router.max_frame_size", "is out of range (allowed: 512..4194304)");
+  expectError("router:\n  max_frame_size: 18446744073709551616\n", 2, 19, "router.max_frame_size",
+              "is out of range (allowed: 512..4194304)");
   expectError("router:\n  max_frame_size: 4294967808\n", 2, 19, "router.max_frame_size",
               "value 4294967808 is out of range (allowed: 512..4194304)");
   expectError("listeners:\n  - name: a\n    port: 65536\n", 3, 11, "listeners[0].port",
@@ -444,11 +485,10 @@ TEST(ConfigErrors, RouterRanges) {
 
 TEST(ConfigErrors, SessionCapacityBelowFrameSize) {
   expectError("router:\n  max_frame_size: 65536\n  session_capacity: 4096\n", 3, 21,
-              "router.session_capacity",
-              "value 4096 is smaller than max_frame_size (65536)");
-  // Only max_frame_size given: the default session capacity (2 MiB) is too small.
-  expectError("router:\n  max_frame_size: 4194304\n", 2, 19, "router.max_frame_size",
-              "larger than session_capacity (2097152, the default)");
+              "router.session_capacity", "value 4096 is smaller than max_frame_size (65536)");
+  // Only session_capacity given: it must still hold one default-sized frame.
+  expectError("router:\n  session_capacity: 8192\n", 2, 21, "router.session_capacity",
+              "value 8192 is smaller than max_frame_size (16384)");
   // Equal is fine.
   Config c = parseOk("router:\n  max_frame_size: 4194304\n  session_capacity: 4194304\n");
   EXPECT_EQ(c.router.session_capacity, 4194304u);
@@ -494,8 +534,8 @@ TEST(ConfigErrors, MissingListenerName) {
 
 TEST(ConfigErrors, DuplicateListenerNames) {
   expectError(
-      "listeners:\n  - name: amqp\n    port: 1\n  - name: other\n  - port: 2\n    name: amqp\n",
-      6, 11, "listeners[2].name",
+      "listeners:\n  - name: amqp\n    port: 1\n  - name: other\n  - port: 2\n    name: amqp\n", 6,
+      11, "listeners[2].name",
       "duplicate listener name 'amqp' (already used by listeners[0] at line 2)");
 }
 
@@ -521,12 +561,11 @@ TEST(ConfigErrors, DuplicateAddressRules) {
       "addresses:\n  - prefix: mc/\n    distribution: multicast\n  - prefix: mc/\n"
       "    distribution: closest\n",
       4, 13, "addresses[1].prefix", "duplicate address prefix 'mc/'");
-  expectError("addresses:\n  - pattern: a.*.c\n  - pattern: a.*.c\n", 3, 14,
-              "addresses[1].pattern",
+  expectError("addresses:\n  - pattern: a.*.c\n  - pattern: a.*.c\n", 3, 14, "addresses[1].pattern",
               "duplicate address pattern 'a.*.c' (same as 'a.*.c' in addresses[0] at line 2)");
   // '.' and '/' are equivalent separators, so these are the same rule.
-  expectError("addresses:\n  - pattern: a.*.c\n  - pattern: a/*/c\n", 3, 14,
-              "addresses[1].pattern", "same as 'a.*.c'");
+  expectError("addresses:\n  - pattern: a.*.c\n  - pattern: a/*/c\n", 3, 14, "addresses[1].pattern",
+              "same as 'a.*.c'");
 }
 
 TEST(ConfigErrors, YamlSyntaxErrors) {
@@ -581,8 +620,8 @@ TEST(ConfigErrors, NoExceptionForTruncatedOrMutatedInput) {
   for (std::size_t n = 0; n <= base.size(); ++n) {
     EXPECT_NO_THROW(parseString(base.substr(0, n), kFile)) << n;
   }
-  const char junk[] = {'\0', '{', '[', ':', '"', '\'', '&', '*', '!', '%', '@', '`', '|', '>',
-                       '-', '\t', '\xff', '#', '?', ','};
+  const char junk[] = {'\0', '{', '[', ':', '"', '\'', '&',    '*', '!', '%',
+                       '@',  '`', '|', '>', '-', '\t', '\xff', '#', '?', ','};
   for (std::size_t i = 0; i < base.size(); ++i) {
     for (char j : junk) {
       std::string s = base;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what Vane needs, builds it with AddressSanitizer + UBSan, and runs
+# every test: unit tests and fuzz corpus replays through ctest, then the
+# system tests (real vaned processes, real Proton clients) through pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh asan
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+echo "== unit tests and fuzz corpus replays (ctest)"
+(cd build-asan && ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)")
+
+echo "== system tests (pytest)"
+export VANED="$PWD/build-asan/src/vaned"
+# Debian's python3-qpid-proton is installed for /usr/bin/python3 only.
+/usr/bin/python3 -m pytest tests/system "$@"
