@@ -90,6 +90,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // close frame is written or `grace` expires.
   void closeWithError(const char* condition, const char* description);
 
+  // Drops the connection at once (no AMQP close): shutdown after the grace
+  // period. Loop thread.
+  void shutdownNow() { teardown(); }
+
   // Drains engine events and schedules socket I/O. Safe to call at any time
   // on the loop; re-entrant calls are folded into the running one.
   void process();

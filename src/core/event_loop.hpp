@@ -65,6 +65,19 @@ class EventLoop {
     return prepareManualRun() ? ctx_.run_one_for(timeout) : 0;
   }
 
+  // After join(): runs `fn` and then every handler that is ready, on the
+  // calling thread standing in for the loop's. Used at shutdown so objects
+  // owned by pending handlers are destroyed while what they refer to lives.
+  template <typename Fn>
+  void drainAfterJoin(Fn&& fn) {
+    VANE_ASSERT(!thread_.joinable(), "drainAfterJoin on a running loop");
+    CurrentScope scope(this);
+    fn();
+    ctx_.restart();
+    for (int i = 0; i < 16 && ctx_.poll() > 0; ++i) {
+    }
+  }
+
   void stop() {
     stopping_.store(true);
     ctx_.stop();

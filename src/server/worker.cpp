@@ -10,6 +10,14 @@ Worker::Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSett
       loop_("worker-" + std::to_string(index)),
       ctx_{loop_, table_, core, settings, stats} {}
 
+Worker::~Worker() {
+  loop_.join();
+  loop_.drainAfterJoin([this] {
+    for (auto& [p, c] : connections_) c->shutdownNow();
+    connections_.clear();
+  });
+}
+
 void Worker::adopt(boost::asio::ip::tcp::socket socket, const std::string& listener) {
   VANE_ASSERT_THREAD(loop_);
   auto conn = std::make_shared<amqp::Connection>(

@@ -18,6 +18,8 @@ class Worker {
  public:
   Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSettings& settings,
          amqp::Stats& stats);
+  // Stops the loop, then tears down what is left on this thread.
+  ~Worker();
 
   int index() const { return index_; }
   core::EventLoop& loop() { return loop_; }
