@@ -11,9 +11,11 @@ PACKAGES=(
   libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   python3 python3-qpid-proton python3-pytest python3-psutil
-  clang libclang-rt-14-dev
   iproute2 procps socat
 )
+
+# `--fuzz` adds clang and its libFuzzer runtime, for tests/fuzz.
+if [ "${1:-}" = "--fuzz" ]; then PACKAGES+=(clang libclang-rt-14-dev); fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
