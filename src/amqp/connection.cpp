@@ -105,6 +105,38 @@ bool remoteOutcome(pn_delivery_t* d, Outcome& out) {
   }
 }
 
+// Encodes an AMQP close frame carrying an error, for the one case where
+// Proton cannot send it itself (see Connection::scheduleIo). Uses Proton's
+// codec for the performative; the 8-byte frame header is AMQP's fixed layout.
+std::string encodeCloseFrame(const char* condition, const char* description) {
+  pn_data_t* data = pn_data(0);
+  pn_data_put_described(data);
+  pn_data_enter(data);
+  pn_data_put_ulong(data, 0x18);  // close
+  pn_data_put_list(data);
+  pn_data_enter(data);
+  pn_data_put_described(data);
+  pn_data_enter(data);
+  pn_data_put_ulong(data, 0x1d);  // error
+  pn_data_put_list(data);
+  pn_data_enter(data);
+  pn_data_put_symbol(data, pn_bytes(std::strlen(condition), condition));
+  pn_data_put_string(data, pn_bytes(std::strlen(description), description));
+  pn_data_exit(data);
+  pn_data_exit(data);
+  pn_data_exit(data);
+  pn_data_exit(data);
+  char body[512];
+  const ssize_t n = pn_data_encode(data, body, sizeof body);
+  pn_data_free(data);
+  if (n <= 0) return {};
+  const std::uint32_t size = 8 + static_cast<std::uint32_t>(n);
+  std::string frame = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
+                       static_cast<char>(size >> 8), static_cast<char>(size), 2, 0, 0, 0};
+  frame.append(body, static_cast<std::size_t>(n));
+  return frame;
+}
+
 // Frees a copy that will not (or no longer) be sent: its buffered bytes leave
 // the budget, its sender learns the outcome (released if the consumer never
 // saw a byte, modified/delivery-failed otherwise), and its slot is returned.
@@ -766,6 +798,12 @@ void Connection::scheduleIo() {
   if (!writing_) {
     pn_bytes_t wb = pn_connection_driver_write_buffer(driver_.get());
     if (wb.size > 0) {
+      if (!amqp_header_sent_) {
+        // Our close frame (below) is only valid once the AMQP layer started.
+        static constexpr char kAmqpHeader[] = {'A', 'M', 'Q', 'P', 0, 1, 0, 0};
+        amqp_header_sent_ = std::search(wb.start, wb.start + wb.size, kAmqpHeader,
+                                        kAmqpHeader + sizeof kAmqpHeader) != wb.start + wb.size;
+      }
       writing_ = true;
       socket_.async_write_some(
           asio::buffer(wb.start, wb.size),
@@ -792,6 +830,7 @@ void Connection::scheduleIo() {
             self->reading_ = false;
             if (self->torn_down_) return;
             if (ec) {
+              self->socket_eof_ = true;
               pn_connection_driver_read_close(self->driver_.get());
             } else {
               pn_connection_driver_read_done(self->driver_.get(), n);
@@ -800,6 +839,39 @@ void Connection::scheduleIo() {
           });
     }
   }
+  if (!socket_eof_ && !decode_failed_ && pn_connection_driver_read_closed(driver_.get()) &&
+      !(pn_connection_state(driver_->connection) & PN_REMOTE_CLOSED) &&
+      !pn_condition_is_set(pn_transport_condition(driver_->transport))) {
+    // The engine stopped reading although the peer neither closed nor
+    // disconnected and no error was raised: a frame it could not decode
+    // (Proton closes its input silently then). Tell the peer why.
+    decode_failed_ = true;
+    ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    VANE_LOG_WARN("connection {} on listener {}: protocol error: amqp:decode-error: malformed frame",
+                  peer_, listener_);
+    // Proton treats a performative it cannot decode as the end of input and
+    // will not send a close any more; open the connection (if it was not)
+    // so the peer gets a well-formed open, then append our own close.
+    if (amqp_header_sent_) {
+      pn_connection_t* c = driver_->connection;
+      if (pn_connection_state(c) & PN_LOCAL_UNINIT) pn_connection_open(c);
+      final_frame_ = encodeCloseFrame("amqp:decode-error", "malformed frame");
+    }
+  }
+  if (!final_frame_.empty() && !writing_ && pn_connection_driver_write_buffer(driver_.get()).size == 0) {
+    writing_ = true;
+    auto frame = std::make_shared<std::string>(std::move(final_frame_));
+    final_frame_.clear();
+    asio::async_write(socket_, asio::buffer(*frame),
+                      [self = shared_from_this(), frame](const boost::system::error_code&, std::size_t) {
+                        self->writing_ = false;
+                        if (self->torn_down_) return;
+                        pn_connection_driver_write_close(self->driver_.get());
+                        self->process();
+                      });
+    return;
+  }
+  if (!final_frame_.empty()) return;  // proton's output goes first
   if (!writing_ && pn_connection_driver_read_closed(driver_.get()) &&
       !pn_connection_driver_write_closed(driver_.get()) &&
       pn_connection_driver_write_buffer(driver_.get()).size == 0) {

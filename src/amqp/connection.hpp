@@ -124,6 +124,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ClosedCallback on_closed_;
   std::unique_ptr<pn_connection_driver_t> driver_;
   bool reading_ = false;
+  bool socket_eof_ = false;     // the socket reported EOF or an error
+  bool decode_failed_ = false;  // the engine stopped reading on bad input
+  bool amqp_header_sent_ = false;  // the engine wrote the AMQP (not SASL) header
+  std::string final_frame_;     // our own close frame, written after the engine's output
   bool writing_ = false;
   bool processing_ = false;
   bool again_ = false;

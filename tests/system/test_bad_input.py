@@ -143,6 +143,28 @@ def test_protocol_violation_closes_with_error(guarded, bad):
     traffic.wait_flowing(5)
 
 
+@pytest.mark.parametrize("bad", [
+    pytest.param(b"\x00\x00\x00\x04\x02\x00\x00\x00", id="frame-size-too-small"),
+    pytest.param(amqp_frame(b"\x00\x53\x10\xc0\xc8\x05\xa1\x01x"), id="truncated-open"),
+    pytest.param(amqp_frame(encode_transfer(0, 0, b"t")), id="transfer-before-open"),
+])
+def test_malformed_frame_right_after_header(guarded, bad):
+    # A plain AMQP header (no SASL, no open) immediately followed by a bad frame.
+    r, traffic = guarded
+    raw = RawAmqp(r.port, sasl=False)
+    try:
+        raw.inject(AMQP_HEADER + bad)
+        closed = raw.wait_closed(timeout=10)
+        assert closed, "connection not closed after a malformed frame"
+        assert raw.received.startswith(AMQP_HEADER), bytes(raw.received[:16])
+        assert raw.remote_closed, (f"router dropped the socket without an AMQP close; "
+                                   f"got {bytes(raw.received[-64:])!r}")
+        assert raw.remote_condition is not None, "close frame carried no error condition"
+    finally:
+        raw.close()
+    traffic.wait_flowing(5)
+
+
 def _raw_sender(r, address, max_frame_size=None):
     raw = RawAmqp(r.port, max_frame_size=max_frame_size)
     raw.open(session=True)

@@ -3,7 +3,6 @@
 import pytest
 from proton import Message
 
-from vane_client import ACCEPTED, RELEASED
 from vane_harness import eventually, make_config, never
 
 WORKERS = pytest.mark.parametrize("workers", [1, 2])
