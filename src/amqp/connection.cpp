@@ -992,6 +992,14 @@ void Connection::handleEvent(pn_event_t* e) {
     }
     case PN_TRANSPORT_ERROR: {
       pn_condition_t* c = pn_transport_condition(pn_event_transport(e));
+      if (socket_eof_ && str(pn_condition_get_description(c)) == "connection aborted") {
+        // The peer disconnected without an AMQP close (killed, crashed,
+        // network loss): common and not hostile, so not a protocol error.
+        ctx_.stats.connections_aborted.fetch_add(1, std::memory_order_relaxed);
+        VANE_LOG_INFO("connection {} on listener {} dropped by the peer without a close", peer_,
+                      listener_);
+        break;
+      }
       ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       VANE_LOG_WARN("connection {} on listener {}: protocol error: {}: {}", peer_, listener_,
                     str(pn_condition_get_name(c)), str(pn_condition_get_description(c)));

@@ -52,6 +52,7 @@ struct Stats {
   std::atomic<std::uint64_t> connections_closed{0};
   std::atomic<std::uint64_t> connections_refused{0};
   std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> connections_aborted{0};  // peer vanished without a close
   std::atomic<std::uint64_t> deliveries_in{0};
   std::atomic<std::uint64_t> deliveries_out{0};
   std::atomic<std::uint64_t> deliveries_released{0};
