@@ -689,11 +689,13 @@ class InLink : public forwarding::IngressSink,
       if (!e || e->consumers.empty()) return;
     }
     const int capacity = ctx_.settings.link_capacity;
-    const int credit = pn_link_credit(link_);
+    // A peer's flow can advance the delivery-count so the credit reads far
+    // below zero; count that as none, and never grant more than capacity.
+    const int credit = std::max(0, pn_link_credit(link_));
     const int want = capacity - occupied_ - credit;
     if (want <= 0) return;
     if (credit > 0 && want < std::max(1, capacity / 8)) return;  // batch small top-ups
-    pn_link_flow(link_, want);
+    pn_link_flow(link_, std::min(want, capacity));
   }
 
   Connection& conn_;
