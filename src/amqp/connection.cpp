@@ -35,6 +35,7 @@ using forwarding::Transfer;
 namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::chrono::seconds kHandshakeTimeout{10};
 
 std::int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -717,6 +718,7 @@ Connection::Connection(LoopContext& ctx, asio::ip::tcp::socket socket, std::stri
     : ctx_(ctx),
       socket_(std::move(socket)),
       timer_(ctx.loop.context()),
+      grace_timer_(ctx.loop.context()),
       listener_(std::move(listener)),
       on_closed_(std::move(on_closed)),
       driver_(std::make_unique<pn_connection_driver_t>()) {
@@ -749,6 +751,18 @@ void Connection::start() {
   pn_connection_set_container(driver_->connection, ctx_.settings.container_id.c_str());
   ctx_.stats.connections_opened.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
+  // A peer must open the connection within the handshake timeout; one that
+  // connects and stays silent would otherwise hold a socket forever. The
+  // idle-timeout ticks reuse this timer once the peer's open arrives.
+  timer_.expires_after(kHandshakeTimeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->torn_down_ || self->remote_opened_) return;
+    VANE_LOG_INFO("connection {} on listener {}: no AMQP open within {} s, closing", self->peer_,
+                  self->listener_, kHandshakeTimeout.count());
+    self->ctx_.stats.handshake_timeouts.fetch_add(1, std::memory_order_relaxed);
+    pn_connection_driver_close(self->driver_.get());
+    self->process();
+  });
   VANE_LOG_DEBUG("connection from {} accepted on listener {}", peer_, listener_);
   process();
 }
@@ -765,14 +779,7 @@ void Connection::closeWithError(const char* condition, const char* description) 
     pn_connection_close(c);
   }
   // Give the peer a moment to read the close, then drop the socket.
-  auto self = shared_from_this();
-  auto grace = std::make_shared<asio::steady_timer>(ctx_.loop.context(), std::chrono::seconds(2));
-  grace->async_wait([self, grace](const boost::system::error_code&) {
-    if (!self->torn_down_) {
-      pn_connection_driver_close(self->driver_.get());
-      self->process();
-    }
-  });
+  armGrace();
   process();
 }
 
@@ -822,26 +829,53 @@ void Connection::scheduleIo() {
           });
     }
   }
-  if (!reading_) {
+  if (!reading_ && !input_stopped_) {
     pn_rwbytes_t rb = pn_connection_driver_read_buffer(driver_.get());
     if (rb.size > 0) {
       reading_ = true;
       socket_.async_read_some(
           asio::buffer(rb.start, rb.size),
-          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+          [self = shared_from_this(), start = rb.start](const boost::system::error_code& ec,
+                                                        std::size_t n) {
             self->reading_ = false;
             if (self->torn_down_) return;
             if (ec) {
               self->socket_eof_ = true;
               pn_connection_driver_read_close(self->driver_.get());
             } else {
-              pn_connection_driver_read_done(self->driver_.get(), n);
+              // The guard sees the bytes before the engine does; bytes of a
+              // refused frame never reach it.
+              std::size_t accepted = n;
+              auto violation = self->guard_.feed(start, n, &accepted);
+              pn_connection_driver_read_done(self->driver_.get(), accepted);
+              if (violation) self->onGuardViolation(violation->condition, violation->description);
             }
             self->process();
           });
     }
   }
-  if (!socket_eof_ && !decode_failed_ && pn_connection_driver_read_closed(driver_.get()) &&
+  if (input_stopped_ && !reading_) {
+    // After a refused frame nothing more goes to the engine, but the socket
+    // is still drained so that closing it does not reset the peer before it
+    // has read our close.
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](const boost::system::error_code& ec,
+                                                        std::size_t) {
+                              self->reading_ = false;
+                              if (self->torn_down_) return;
+                              if (ec) {
+                                self->socket_eof_ = true;
+                                pn_connection_driver_read_close(self->driver_.get());
+                                self->process();
+                                return;
+                              }
+                              self->scheduleIo();
+                            });
+  }
+  if (!socket_eof_ && !decode_failed_ && !input_stopped_ &&
+      !(pn_connection_state(driver_->connection) & PN_LOCAL_CLOSED) &&
+      pn_connection_driver_read_closed(driver_.get()) &&
       !(pn_connection_state(driver_->connection) & PN_REMOTE_CLOSED) &&
       !pn_condition_is_set(pn_transport_condition(driver_->transport))) {
     // The engine stopped reading although the peer neither closed nor
@@ -885,6 +919,40 @@ void Connection::scheduleIo() {
     pn_connection_driver_write_close(driver_.get());
   }
   if (pn_connection_driver_finished(driver_.get()) && !writing_) teardown();
+}
+
+void Connection::onGuardViolation(const std::string& condition, const std::string& description) {
+  input_stopped_ = true;
+  ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  VANE_LOG_WARN("connection {} on listener {}: protocol error: {}: {}", peer_, listener_, condition,
+                description);
+  if (!guard_.inAmqpLayer()) {
+    // No AMQP layer to carry a close (e.g. still in SASL): just drop it.
+    pn_connection_driver_close(driver_.get());
+    return;
+  }
+  if (remote_opened_) {
+    closeWithError(condition.c_str(), description.c_str());
+    return;
+  }
+  // The engine sends no close before the peer's open; answer with our open
+  // and then our own close frame.
+  pn_connection_t* c = driver_->connection;
+  if (pn_connection_state(c) & PN_LOCAL_UNINIT) pn_connection_open(c);
+  final_frame_ = encodeCloseFrame(condition.c_str(), description.c_str());
+  armGrace();
+}
+
+void Connection::armGrace() {
+  if (grace_armed_) return;
+  grace_armed_ = true;
+  grace_timer_.expires_after(std::chrono::seconds(2));
+  grace_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec && !self->torn_down_) {
+      pn_connection_driver_close(self->driver_.get());
+      self->process();
+    }
+  });
 }
 
 void Connection::onWritten() {
@@ -931,6 +999,7 @@ void Connection::teardown() {
   blocked_.clear();
   boost::system::error_code ec;
   timer_.cancel();
+  grace_timer_.cancel();
   socket_.close(ec);
   ctx_.stats.connections_closed.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
@@ -940,6 +1009,7 @@ void Connection::teardown() {
 void Connection::handleEvent(pn_event_t* e) {
   switch (pn_event_type(e)) {
     case PN_CONNECTION_REMOTE_OPEN: {
+      remote_opened_ = true;
       pn_connection_t* c = pn_event_connection(e);
       if (pn_connection_state(c) & PN_LOCAL_UNINIT) pn_connection_open(c);
       scheduleTick();

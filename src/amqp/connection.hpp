@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -20,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "amqp/frame_guard.hpp"
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
 
@@ -52,7 +54,8 @@ struct Stats {
   std::atomic<std::uint64_t> connections_closed{0};
   std::atomic<std::uint64_t> connections_refused{0};
   std::atomic<std::uint64_t> protocol_errors{0};
-  std::atomic<std::uint64_t> connections_aborted{0};  // peer vanished without a close
+  std::atomic<std::uint64_t> connections_aborted{0};
+  std::atomic<std::uint64_t> handshake_timeouts{0};  // peer vanished without a close
   std::atomic<std::uint64_t> deliveries_in{0};
   std::atomic<std::uint64_t> deliveries_out{0};
   std::atomic<std::uint64_t> deliveries_released{0};
@@ -115,16 +118,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void scheduleIo();
   void scheduleTick();
   void onWritten();
+  void armGrace();
+  void onGuardViolation(const std::string& condition, const std::string& description);
   void teardown();
 
   LoopContext& ctx_;
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer grace_timer_;  // bounds how long a closing peer is waited for
+  bool grace_armed_ = false;
   std::string listener_;
   std::string peer_;
   ClosedCallback on_closed_;
   std::unique_ptr<pn_connection_driver_t> driver_;
+  FrameGuard guard_;
+  std::array<char, 4096> discard_;  // drains the socket after a refused frame
   bool reading_ = false;
+  bool input_stopped_ = false;  // a guard violation: read nothing more
+  bool remote_opened_ = false;
   bool socket_eof_ = false;     // the socket reported EOF or an error
   bool decode_failed_ = false;  // the engine stopped reading on bad input
   bool amqp_header_sent_ = false;  // the engine wrote the AMQP (not SASL) header

@@ -250,3 +250,39 @@ def test_header_only_then_close(guarded):
         with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
             s.sendall(AMQP_HEADER)
     traffic.wait_flowing(5)
+
+
+# Inputs that crash or leak memory in the AMQP engine (Proton 0.37) itself if
+# they reach it; the router refuses them before they do.
+ENGINE_KILLERS = os.path.join(os.path.dirname(__file__), "..", "fuzz", "frames", "corpus")
+
+
+@pytest.mark.parametrize("step", [1, 5, 4096], ids=["bytewise", "5-bytes", "at-once"])
+def test_transfer_starting_delivery_without_id_is_refused(guarded, step):
+    """A first transfer frame with more=true and no delivery-id aborts Proton
+    0.37 (an assert): the router must refuse it and stay up."""
+    r, traffic = guarded
+    path = os.path.join(ENGINE_KILLERS, "bug-proton-assert-transfer-more-without-delivery-id")
+    data = open(path, "rb").read()
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        for i in range(0, len(data), step):
+            s.sendall(data[i:i + step])
+        closed, got = read_until_closed(s, timeout=10)
+    assert closed
+    assert b"amqp:invalid-field" in got, got[-120:]
+    assert r.alive()
+    traffic.wait_flowing(5)
+
+
+def test_sasl_frames_after_plain_header_are_refused(guarded):
+    """SASL frames after a plain AMQP header leak memory in Proton on each
+    frame; the router refuses the first one."""
+    r, traffic = guarded
+    path = os.path.join(ENGINE_KILLERS, "bug-proton-sasl-init-leak")
+    data = open(path, "rb").read()
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        s.sendall(data)
+        closed, got = read_until_closed(s, timeout=10)
+    assert closed
+    assert b"framing-error" in got, got[-120:]
+    assert r.alive()
