@@ -4,8 +4,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+
 #include <csignal>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "config/config.hpp"
@@ -42,6 +46,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     cfg = std::move(std::get<vane::config::Config>(result));
+  }
+
+  // Every connection is a file descriptor: use all the process may have.
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      VANE_LOG_WARN("cannot raise the open-file limit: {}", std::strerror(errno));
+    }
   }
 
   // Block the shutdown signals in every thread; the main thread waits for them.

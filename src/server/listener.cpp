@@ -41,6 +41,11 @@ std::string Listener::open() {
   VANE_LOG_INFO("listener {} listening on {}:{} (role {})", cfg_.name,
                 acceptor_.local_endpoint(ec).address().to_string(), bound_port_,
                 config::toString(cfg_.role));
+  if (cfg_.role != config::ListenerRole::kNormal) {
+    VANE_LOG_WARN("listener {}: role {} is reserved for router links, which this version does "
+                  "not run yet; the listener serves AMQP clients",
+                  cfg_.name, config::toString(cfg_.role));
+  }
   return {};
 }
 
