@@ -13,9 +13,8 @@
 #include <proton/terminus.h>
 #include <proton/transport.h>
 
-#include <boost/asio/write.hpp>
-
 #include <algorithm>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
 
@@ -43,9 +42,13 @@ std::int64_t nowMs() {
       .count();
 }
 
-std::string str(const char* s) { return s ? std::string(s) : std::string(); }
+std::string str(const char* s) {
+  return s ? std::string(s) : std::string();
+}
 
-std::string terminusAddress(pn_terminus_t* t) { return str(pn_terminus_get_address(t)); }
+std::string terminusAddress(pn_terminus_t* t) {
+  return str(pn_terminus_get_address(t));
+}
 
 // Copies an Outcome onto a delivery's local disposition and settles it.
 void settleWith(pn_delivery_t* d, const Outcome& o, Stats& stats) {
@@ -132,8 +135,14 @@ std::string encodeCloseFrame(const char* condition, const char* description) {
   pn_data_free(data);
   if (n <= 0) return {};
   const std::uint32_t size = 8 + static_cast<std::uint32_t>(n);
-  std::string frame = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
-                       static_cast<char>(size >> 8), static_cast<char>(size), 2, 0, 0, 0};
+  std::string frame = {static_cast<char>(size >> 24),
+                       static_cast<char>(size >> 16),
+                       static_cast<char>(size >> 8),
+                       static_cast<char>(size),
+                       2,
+                       0,
+                       0,
+                       0};
   frame.append(body, static_cast<std::size_t>(n));
   return frame;
 }
@@ -743,7 +752,8 @@ void Connection::start() {
   pn_transport_set_server(t);
   pn_transport_set_max_frame(t, ctx_.settings.max_frame_size);
   pn_transport_set_channel_max(t, 1024);
-  if (ctx_.settings.idle_timeout_ms > 0) pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
+  if (ctx_.settings.idle_timeout_ms > 0)
+    pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
   // Clients may or may not use a SASL layer; accept both, ANONYMOUS only.
   pn_transport_require_auth(t, false);
   pn_sasl_t* sasl = pn_sasl(t);
@@ -834,9 +844,8 @@ void Connection::scheduleIo() {
     if (rb.size > 0) {
       reading_ = true;
       socket_.async_read_some(
-          asio::buffer(rb.start, rb.size),
-          [self = shared_from_this(), start = rb.start](const boost::system::error_code& ec,
-                                                        std::size_t n) {
+          asio::buffer(rb.start, rb.size), [self = shared_from_this(), start = rb.start](
+                                               const boost::system::error_code& ec, std::size_t n) {
             self->reading_ = false;
             if (self->torn_down_) return;
             if (ec) {
@@ -859,19 +868,19 @@ void Connection::scheduleIo() {
     // is still drained so that closing it does not reset the peer before it
     // has read our close.
     reading_ = true;
-    socket_.async_read_some(asio::buffer(discard_),
-                            [self = shared_from_this()](const boost::system::error_code& ec,
-                                                        std::size_t) {
-                              self->reading_ = false;
-                              if (self->torn_down_) return;
-                              if (ec) {
-                                self->socket_eof_ = true;
-                                pn_connection_driver_read_close(self->driver_.get());
-                                self->process();
-                                return;
-                              }
-                              self->scheduleIo();
-                            });
+    socket_.async_read_some(
+        asio::buffer(discard_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+          self->reading_ = false;
+          if (self->torn_down_) return;
+          if (ec) {
+            self->socket_eof_ = true;
+            pn_connection_driver_read_close(self->driver_.get());
+            self->process();
+            return;
+          }
+          self->scheduleIo();
+        });
   }
   if (!socket_eof_ && !decode_failed_ && !input_stopped_ &&
       !(pn_connection_state(driver_->connection) & PN_LOCAL_CLOSED) &&
@@ -883,8 +892,9 @@ void Connection::scheduleIo() {
     // (Proton closes its input silently then). Tell the peer why.
     decode_failed_ = true;
     ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    VANE_LOG_WARN("connection {} on listener {}: protocol error: amqp:decode-error: malformed frame",
-                  peer_, listener_);
+    VANE_LOG_WARN(
+        "connection {} on listener {}: protocol error: amqp:decode-error: malformed frame", peer_,
+        listener_);
     // Proton treats a performative it cannot decode as the end of input and
     // will not send a close any more; open the connection (if it was not)
     // so the peer gets a well-formed open, then append our own close.
@@ -894,17 +904,19 @@ void Connection::scheduleIo() {
       final_frame_ = encodeCloseFrame("amqp:decode-error", "malformed frame");
     }
   }
-  if (!final_frame_.empty() && !writing_ && pn_connection_driver_write_buffer(driver_.get()).size == 0) {
+  if (!final_frame_.empty() && !writing_ &&
+      pn_connection_driver_write_buffer(driver_.get()).size == 0) {
     writing_ = true;
     auto frame = std::make_shared<std::string>(std::move(final_frame_));
     final_frame_.clear();
-    asio::async_write(socket_, asio::buffer(*frame),
-                      [self = shared_from_this(), frame](const boost::system::error_code&, std::size_t) {
-                        self->writing_ = false;
-                        if (self->torn_down_) return;
-                        pn_connection_driver_write_close(self->driver_.get());
-                        self->process();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(*frame),
+        [self = shared_from_this(), frame](const boost::system::error_code&, std::size_t) {
+          self->writing_ = false;
+          if (self->torn_down_) return;
+          pn_connection_driver_write_close(self->driver_.get());
+          self->process();
+        });
     return;
   }
   if (!final_frame_.empty()) return;  // proton's output goes first
@@ -1019,8 +1031,8 @@ void Connection::handleEvent(pn_event_t* e) {
       pn_connection_t* c = pn_event_connection(e);
       pn_condition_t* rc = pn_connection_remote_condition(c);
       if (pn_condition_is_set(rc)) {
-        VANE_LOG_DEBUG("connection {} closed by peer: {}: {}", peer_, str(pn_condition_get_name(rc)),
-                       str(pn_condition_get_description(rc)));
+        VANE_LOG_DEBUG("connection {} closed by peer: {}: {}", peer_,
+                       str(pn_condition_get_name(rc)), str(pn_condition_get_description(rc)));
       }
       if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) pn_connection_close(c);
       break;
@@ -1125,8 +1137,8 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
     return;
   }
   auto out = std::make_shared<OutLink>(*this, link, address);
-  auto consumer =
-      std::make_shared<Consumer>(ctx_.core.nextConsumerId(), ctx_.loop, std::weak_ptr<OutLink>(out));
+  auto consumer = std::make_shared<Consumer>(ctx_.core.nextConsumerId(), ctx_.loop,
+                                             std::weak_ptr<OutLink>(out));
   out->setConsumer(consumer);
   pn_link_set_context(link, out.get());
   out_links_.emplace(link, out);

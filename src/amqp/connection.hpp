@@ -9,11 +9,10 @@
 // IMPORTANT: every method runs on the connection's loop.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-
 #include <array>
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -136,10 +135,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool reading_ = false;
   bool input_stopped_ = false;  // a guard violation: read nothing more
   bool remote_opened_ = false;
-  bool socket_eof_ = false;     // the socket reported EOF or an error
-  bool decode_failed_ = false;  // the engine stopped reading on bad input
+  bool socket_eof_ = false;        // the socket reported EOF or an error
+  bool decode_failed_ = false;     // the engine stopped reading on bad input
   bool amqp_header_sent_ = false;  // the engine wrote the AMQP (not SASL) header
-  std::string final_frame_;     // our own close frame, written after the engine's output
+  std::string final_frame_;        // our own close frame, written after the engine's output
   bool writing_ = false;
   bool processing_ = false;
   bool again_ = false;

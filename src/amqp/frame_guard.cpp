@@ -1,11 +1,10 @@
 #include "amqp/frame_guard.hpp"
 
+#include <fmt/format.h>
 #include <proton/codec.h>
 
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace vane::amqp {
 

@@ -70,8 +70,8 @@ struct Config {
 
 struct ConfigError {
   std::string file;
-  int line = 0;    // 1-based, 0 if unknown
-  int column = 0;  // 1-based, 0 if unknown
+  int line = 0;       // 1-based, 0 if unknown
+  int column = 0;     // 1-based, 0 if unknown
   std::string field;  // dotted path, e.g. "listeners[1].port"
   std::string message;
   // "FILE:LINE:COLUMN: field 'F': MESSAGE"

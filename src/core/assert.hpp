@@ -6,11 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define VANE_ASSERT(cond, msg)                                                           \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "%s:%d: assertion failed: %s (%s)\n", __FILE__, __LINE__, #cond, \
-                   msg);                                                                 \
-      std::abort();                                                                      \
-    }                                                                                    \
+#define VANE_ASSERT(cond, msg)                                                                    \
+  do {                                                                                            \
+    if (!(cond)) {                                                                                \
+      std::fprintf(stderr, "%s:%d: assertion failed: %s (%s)\n", __FILE__, __LINE__, #cond, msg); \
+      std::abort();                                                                               \
+    }                                                                                             \
   } while (0)

@@ -3,10 +3,9 @@
 // post().
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
@@ -119,6 +118,7 @@ class EventLoop {
   static inline thread_local EventLoop* current_ = nullptr;
 };
 
-#define VANE_ASSERT_THREAD(loop) VANE_ASSERT((loop).isCurrentThread(), "called off its owning thread")
+#define VANE_ASSERT_THREAD(loop) \
+  VANE_ASSERT((loop).isCurrentThread(), "called off its owning thread")
 
 }  // namespace vane::core

@@ -1,13 +1,11 @@
 // vaned: the Vane router daemon.
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-
-#include <CLI/CLI.hpp>
-
 #include <sys/resource.h>
 
-#include <csignal>
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>

@@ -71,9 +71,13 @@ constexpr ForwardFn kForwarders[] = {
 
 }  // namespace
 
-ForwardFn forwarderFor(config::Distribution d) { return kForwarders[static_cast<int>(d)]; }
+ForwardFn forwarderFor(config::Distribution d) {
+  return kForwarders[static_cast<int>(d)];
+}
 
-bool isAnycast(config::Distribution d) { return d != config::Distribution::kMulticast; }
+bool isAnycast(config::Distribution d) {
+  return d != config::Distribution::kMulticast;
+}
 
 AddressEntry* ForwardingTable::find(std::string_view address) {
   auto it = entries_.find(address);

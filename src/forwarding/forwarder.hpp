@@ -50,8 +50,7 @@ class ForwardingTable {
 
   // Ingress links bound to an address register to learn when consumers come
   // and go. `d` is used if the entry does not exist yet.
-  AddressEntry& addListener(const std::string& address, config::Distribution d,
-                            CreditListener* l);
+  AddressEntry& addListener(const std::string& address, config::Distribution d, CreditListener* l);
   void removeListener(const std::string& address, CreditListener* l);
 
   std::size_t size() const { return entries_.size(); }
@@ -61,7 +60,8 @@ class ForwardingTable {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  void eraseIfUnused(std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>>::iterator it);
+  void eraseIfUnused(
+      std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>>::iterator it);
   std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>> entries_;
 };
 

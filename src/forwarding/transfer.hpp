@@ -89,8 +89,8 @@ struct Consumer {
       : id(id), loop(loop), sink(std::move(sink)) {}
 
   const std::uint64_t id;
-  core::EventLoop& loop;                  // the egress loop
-  const std::weak_ptr<EgressSink> sink;   // lock() only on `loop`
+  core::EventLoop& loop;                 // the egress loop
+  const std::weak_ptr<EgressSink> sink;  // lock() only on `loop`
   // Deliveries assigned to this consumer and not yet settled; used by
   // `balanced` to prefer the least busy consumer.
   std::atomic<std::int32_t> outstanding{0};
@@ -119,13 +119,13 @@ struct Transfer {
   const bool counted;
 
   // Egress loop only.
-  std::deque<Chunk> pending;     // bytes not yet handed to the egress engine
-  std::size_t front_offset = 0;  // bytes of pending.front() already sent
-  bool complete = false;         // the last chunk has arrived
-  bool aborted = false;          // the sender aborted; abort the copy
-  bool started = false;          // some bytes went to the consumer's engine
+  std::deque<Chunk> pending;      // bytes not yet handed to the egress engine
+  std::size_t front_offset = 0;   // bytes of pending.front() already sent
+  bool complete = false;          // the last chunk has arrived
+  bool aborted = false;           // the sender aborted; abort the copy
+  bool started = false;           // some bytes went to the consumer's engine
   bool finished_sending = false;  // all bytes handed to the engine
-  bool slot_reported = false;    // copyDone sent to the ingress
+  bool slot_reported = false;     // copyDone sent to the ingress
   bool outcome_reported = false;
   bool uncounted = false;
   void* engine_delivery = nullptr;  // the egress engine's delivery handle
@@ -167,7 +167,7 @@ struct IngressDelivery {
   bool presettled = false;          // the sender settled it on sending
   bool routed = false;              // consumers chosen (or dropped)
   bool multicast = false;
-  bool discard = false;             // no route: read and throw away
+  bool discard = false;  // no route: read and throw away
   bool fully_received = false;
   bool slot_freed = false;
   bool settled = false;

@@ -34,8 +34,8 @@ class AddressPolicy {
     std::string prefix;
     config::Distribution distribution;
   };
-  std::vector<Prefix> prefixes_;    // sorted by descending length
-  std::vector<Pattern> patterns_;   // sorted by specificity
+  std::vector<Prefix> prefixes_;   // sorted by descending length
+  std::vector<Pattern> patterns_;  // sorted by specificity
 };
 
 // Splits an address into tokens at '.' and '/'. Exposed for tests.

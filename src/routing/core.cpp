@@ -16,7 +16,9 @@ std::uint32_t randomBootId() {
 
 RoutingCore::RoutingCore(core::EventLoop& loop, std::string router_id,
                          std::shared_ptr<const AddressPolicy> policy)
-    : loop_(loop), router_id_(std::move(router_id)), policy_(std::move(policy)),
+    : loop_(loop),
+      router_id_(std::move(router_id)),
+      policy_(std::move(policy)),
       boot_id_(randomBootId()) {}
 
 std::string RoutingCore::newDynamicAddress() {
@@ -50,9 +52,8 @@ void RoutingCore::removeConsumer(std::string address, std::uint64_t consumer_id)
       if (v.empty()) addresses_.erase(it);
     }
     for (auto& r : replicas_) {
-      r.loop->post([table = r.table, address, consumer_id] {
-        table->removeConsumer(address, consumer_id);
-      });
+      r.loop->post(
+          [table = r.table, address, consumer_id] { table->removeConsumer(address, consumer_id); });
     }
   });
 }

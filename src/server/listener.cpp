@@ -42,41 +42,45 @@ std::string Listener::open() {
                 acceptor_.local_endpoint(ec).address().to_string(), bound_port_,
                 config::toString(cfg_.role));
   if (cfg_.role != config::ListenerRole::kNormal) {
-    VANE_LOG_WARN("listener {}: role {} is reserved for router links, which this version does "
-                  "not run yet; the listener serves AMQP clients",
-                  cfg_.name, config::toString(cfg_.role));
+    VANE_LOG_WARN(
+        "listener {}: role {} is reserved for router links, which this version does "
+        "not run yet; the listener serves AMQP clients",
+        cfg_.name, config::toString(cfg_.role));
   }
   return {};
 }
 
-void Listener::startAccepting() { acceptNext(); }
+void Listener::startAccepting() {
+  acceptNext();
+}
 
 void Listener::acceptNext() {
   if (closed_) return;
   Worker* w = workers_[next_worker_++ % workers_.size()];
-  acceptor_.async_accept(w->loop().context(), [this, w](const boost::system::error_code& ec,
-                                                         tcp::socket socket) {
-    if (closed_) return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) return;
-      VANE_LOG_WARN("listener {}: accept failed: {}", cfg_.name, ec.message());
-      // Out of file descriptors and similar: back off briefly, keep serving.
-      auto t = std::make_shared<asio::steady_timer>(loop_.context(), std::chrono::milliseconds(100));
-      t->async_wait([this, t](const boost::system::error_code&) { acceptNext(); });
-      return;
-    }
-    if (!admit_()) {
-      on_refused_();
-      VANE_LOG_WARN("listener {}: connection refused: connection limit reached", cfg_.name);
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    } else {
-      w->loop().post([w, s = std::move(socket), name = cfg_.name]() mutable {
-        w->adopt(std::move(s), name);
+  acceptor_.async_accept(
+      w->loop().context(), [this, w](const boost::system::error_code& ec, tcp::socket socket) {
+        if (closed_) return;
+        if (ec) {
+          if (ec == asio::error::operation_aborted) return;
+          VANE_LOG_WARN("listener {}: accept failed: {}", cfg_.name, ec.message());
+          // Out of file descriptors and similar: back off briefly, keep serving.
+          auto t =
+              std::make_shared<asio::steady_timer>(loop_.context(), std::chrono::milliseconds(100));
+          t->async_wait([this, t](const boost::system::error_code&) { acceptNext(); });
+          return;
+        }
+        if (!admit_()) {
+          on_refused_();
+          VANE_LOG_WARN("listener {}: connection refused: connection limit reached", cfg_.name);
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        } else {
+          w->loop().post([w, s = std::move(socket), name = cfg_.name]() mutable {
+            w->adopt(std::move(s), name);
+          });
+        }
+        acceptNext();
       });
-    }
-    acceptNext();
-  });
 }
 
 void Listener::close() {

@@ -2,9 +2,8 @@
 // worker, round-robin.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
-
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
 #include <functional>
 #include <string>
 #include <vector>

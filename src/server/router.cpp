@@ -40,7 +40,9 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   }
 }
 
-Router::~Router() { stop(std::chrono::milliseconds(0)); }
+Router::~Router() {
+  stop(std::chrono::milliseconds(0));
+}
 
 std::string Router::start() {
   for (auto& l : listeners_) {
@@ -71,9 +73,8 @@ void Router::stop(std::chrono::milliseconds grace) {
     });
     closed.get_future().wait();
     for (auto& w : workers_) {
-      w->loop().post([w = w.get()] {
-        w->closeAll("amqp:connection:forced", "router is shutting down");
-      });
+      w->loop().post(
+          [w = w.get()] { w->closeAll("amqp:connection:forced", "router is shutting down"); });
     }
     const auto deadline = std::chrono::steady_clock::now() + grace;
     while (true) {

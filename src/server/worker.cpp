@@ -20,11 +20,12 @@ Worker::~Worker() {
 
 void Worker::adopt(boost::asio::ip::tcp::socket socket, const std::string& listener) {
   VANE_ASSERT_THREAD(loop_);
-  auto conn = std::make_shared<amqp::Connection>(
-      ctx_, std::move(socket), listener, [this](amqp::Connection* c) {
-        // Deferred: the connection may be inside one of its own handlers.
-        loop_.post([this, c] { connections_.erase(c); });
-      });
+  auto conn = std::make_shared<amqp::Connection>(ctx_, std::move(socket), listener,
+                                                 [this](amqp::Connection* c) {
+                                                   // Deferred: the connection may be inside one of
+                                                   // its own handlers.
+                                                   loop_.post([this, c] { connections_.erase(c); });
+                                                 });
   connections_.emplace(conn.get(), conn);
   conn->start();
 }

@@ -36,15 +36,14 @@
 // found by fuzzing; the rest were added by libFuzzer merges. known-crashes/
 // holds inputs that still abort the router inside Proton (not replayed by
 // fuzz_frames_regress until fixed; replay one by passing it as an argument).
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <boost/asio/ip/tcp.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -226,7 +225,8 @@ std::size_t nextPiece(const std::uint8_t* data, std::size_t size) {
 void checkClean(Harness& h, const std::weak_ptr<Connection>& weak) {
   if (!weak.expired()) fail("the Connection outlived its teardown (leaked reference)");
   if (h.table.size() != 0) fail("ForwardingTable not empty after the connection closed");
-  if (h.core.addressCount() != 0) fail("routing core still has addresses after the connection closed");
+  if (h.core.addressCount() != 0)
+    fail("routing core still has addresses after the connection closed");
   if (h.stats.connections_active.load() != 0) fail("connections_active != 0 after teardown");
 }
 
@@ -246,9 +246,9 @@ void printStats(const vane::amqp::Stats& s, bool frame_by_frame) {
 }
 
 void resetStats(vane::amqp::Stats& s) {
-  for (auto* c : {&s.deliveries_in, &s.deliveries_out, &s.deliveries_released,
-                  &s.deliveries_rejected, &s.deliveries_modified, &s.deliveries_dropped_no_route,
-                  &s.protocol_errors})
+  for (auto* c :
+       {&s.deliveries_in, &s.deliveries_out, &s.deliveries_released, &s.deliveries_rejected,
+        &s.deliveries_modified, &s.deliveries_dropped_no_route, &s.protocol_errors})
     c->store(0);
 }
 

@@ -27,13 +27,12 @@
 #include <proton/session.h>
 #include <proton/terminus.h>
 #include <proton/transport.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/ip/tcp.hpp>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
+#include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -110,11 +109,11 @@ class Client {
     boost::system::error_code ec;
     socket.assign(boost::asio::ip::tcp::v4(), fds[0], ec);
     if (ec) die("assign: " + ec.message());
-    conn_ = std::make_shared<vane::amqp::Connection>(
-        router.ctx, std::move(socket), "corpus", [this](vane::amqp::Connection*) {
-          router_closed_ = true;
-          router_.loop.post([this] { conn_.reset(); });
-        });
+    conn_ = std::make_shared<vane::amqp::Connection>(router.ctx, std::move(socket), "corpus",
+                                                     [this](vane::amqp::Connection*) {
+                                                       router_closed_ = true;
+                                                       router_.loop.post([this] { conn_.reset(); });
+                                                     });
     router.loop.post([c = conn_] { c->start(); });
 
     if (pn_connection_driver_init(&driver_, nullptr, nullptr) != 0) die("driver init");
@@ -348,8 +347,8 @@ std::vector<Piece> splitFrames(const std::string& s) {
     const std::size_t doff = std::size_t{p[4]} * 4;
     if (size < 8 || pos + size > s.size()) die("bad frame in a recording");
     // Performative: descriptor 0x00, smallulong (0x53) 0x14 = transfer.
-    const bool transfer = size >= doff + 3 && p[doff] == 0x00 && p[doff + 1] == 0x53 &&
-                          p[doff + 2] == 0x14;
+    const bool transfer =
+        size >= doff + 3 && p[doff] == 0x00 && p[doff + 1] == 0x53 && p[doff + 2] == 0x14;
     out.push_back({s.substr(pos, size), transfer});
     pos += size;
   }
@@ -428,7 +427,8 @@ void scenarios(Router& r) {
       return all.size() >= 6;
     });
     disposition(all[0], PN_ACCEPTED);
-    pn_condition_set_name(pn_disposition_condition(pn_delivery_local(all[1])), "amqp:internal-error");
+    pn_condition_set_name(pn_disposition_condition(pn_delivery_local(all[1])),
+                          "amqp:internal-error");
     pn_condition_set_description(pn_disposition_condition(pn_delivery_local(all[1])), "nope");
     disposition(all[1], PN_REJECTED);
     disposition(all[2], PN_RELEASED);

@@ -32,9 +32,13 @@ std::string frame(std::uint8_t type, std::uint16_t channel, std::uint64_t code, 
   std::string body(buf, static_cast<std::size_t>(n));
   body += payload;
   const std::uint32_t size = 8 + static_cast<std::uint32_t>(body.size());
-  std::string f = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
-                   static_cast<char>(size >> 8), static_cast<char>(size), 2,
-                   static_cast<char>(type), static_cast<char>(channel >> 8),
+  std::string f = {static_cast<char>(size >> 24),
+                   static_cast<char>(size >> 16),
+                   static_cast<char>(size >> 8),
+                   static_cast<char>(size),
+                   2,
+                   static_cast<char>(type),
+                   static_cast<char>(channel >> 8),
                    static_cast<char>(channel)};
   return f + body;
 }
@@ -55,8 +59,8 @@ std::string transfer(std::uint32_t handle, int id, bool more, bool aborted = fal
         pn_data_put_uint(d, 0);      // message-format
         pn_data_put_bool(d, false);  // settled
         pn_data_put_bool(d, more);
-        pn_data_put_null(d);  // rcv-settle-mode
-        pn_data_put_null(d);  // state
+        pn_data_put_null(d);         // rcv-settle-mode
+        pn_data_put_null(d);         // state
         pn_data_put_bool(d, false);  // resume
         pn_data_put_bool(d, aborted);
       },
@@ -130,9 +134,8 @@ TEST_P(FrameGuardTest, ContinuationsWithoutIdAreFine) {
 }
 
 TEST_P(FrameGuardTest, AbortEndsTheDeliveryInProgress) {
-  const std::string stream =
-      kAmqpHeader + transfer(0, 0, true) + transfer(0, -1, true, /*aborted=*/true) +
-      transfer(0, -1, true);
+  const std::string stream = kAmqpHeader + transfer(0, 0, true) +
+                             transfer(0, -1, true, /*aborted=*/true) + transfer(0, -1, true);
   EXPECT_TRUE(run(stream, GetParam()).violated);
 }
 
@@ -145,8 +148,8 @@ TEST_P(FrameGuardTest, DetachForgetsTheHandle) {
 
 TEST_P(FrameGuardTest, LargePayloadsAreSkipped) {
   const std::string big(100000, 'x');
-  const std::string stream = kAmqpHeader + transfer(0, 0, true, false, big) +
-                             transfer(0, -1, false, false, big) + flow();
+  const std::string stream =
+      kAmqpHeader + transfer(0, 0, true, false, big) + transfer(0, -1, false, false, big) + flow();
   Result r = run(stream, GetParam());
   EXPECT_FALSE(r.violated);
   EXPECT_EQ(r.accepted_total, stream.size());
@@ -166,18 +169,24 @@ TEST_P(FrameGuardTest, OpaqueOrBrokenStreamsAreLeftToProton) {
   EXPECT_FALSE(run(tls + transfer(0, -1, true), GetParam()).violated);
   EXPECT_FALSE(run("GET / HTTP/1.1\r\n\r\n" + transfer(0, -1, true), GetParam()).violated);
   // A frame header with a size below 8: Proton's framing error, not ours.
-  EXPECT_FALSE(run(kAmqpHeader + std::string("\x00\x00\x00\x04\x02\x00\x00\x00", 8) +
-                       transfer(0, -1, true),
-                   GetParam())
-                   .violated);
+  EXPECT_FALSE(
+      run(kAmqpHeader + std::string("\x00\x00\x00\x04\x02\x00\x00\x00", 8) + transfer(0, -1, true),
+          GetParam())
+          .violated);
 }
 
 TEST_P(FrameGuardTest, HeartbeatsAndExtendedHeaders) {
   std::string ext = transfer(0, -1, true);
   // Rewrite as doff=3 with a 4-byte extended header.
   const std::uint32_t size = static_cast<std::uint32_t>(ext.size()) + 4;
-  std::string f = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
-                   static_cast<char>(size >> 8), static_cast<char>(size), 3, 0, 0, 0};
+  std::string f = {static_cast<char>(size >> 24),
+                   static_cast<char>(size >> 16),
+                   static_cast<char>(size >> 8),
+                   static_cast<char>(size),
+                   3,
+                   0,
+                   0,
+                   0};
   f += std::string(4, '\0') + ext.substr(8);
   const std::string heartbeat("\x00\x00\x00\x08\x02\x00\x00\x00", 8);
   EXPECT_TRUE(run(kAmqpHeader + heartbeat + f, GetParam()).violated);

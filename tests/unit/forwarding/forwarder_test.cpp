@@ -77,7 +77,8 @@ TEST_F(ForwarderTest, BalancedFollowsOutstandingAsItChanges) {
 }
 
 TEST_F(ForwarderTest, ClosestRoundRobins) {
-  for (std::uint64_t i = 1; i <= 4; ++i) table_.addConsumer("c", Distribution::kClosest, consumer(i));
+  for (std::uint64_t i = 1; i <= 4; ++i)
+    table_.addConsumer("c", Distribution::kClosest, consumer(i));
   auto* e = table_.find("c");
   std::map<std::uint64_t, int> hits;
   for (int i = 0; i < 400; ++i) {
@@ -89,7 +90,8 @@ TEST_F(ForwarderTest, ClosestRoundRobins) {
 }
 
 TEST_F(ForwarderTest, MulticastReturnsEveryConsumer) {
-  for (std::uint64_t i = 1; i <= 5; ++i) table_.addConsumer("m", Distribution::kMulticast, consumer(i));
+  for (std::uint64_t i = 1; i <= 5; ++i)
+    table_.addConsumer("m", Distribution::kMulticast, consumer(i));
   auto* e = table_.find("m");
   forwarderFor(e->distribution)(*e, out_);
   EXPECT_EQ(out_.size(), 5u);
