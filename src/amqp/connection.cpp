@@ -558,9 +558,16 @@ class InLink : public forwarding::IngressSink,
       if (!address_.empty()) {
         route(rec, address_);
       } else {
-        if (chunk) rec->buffered.append(*chunk);
-        ScanResult r = scanTo(rec->buffered.data(), rec->buffered.size());
-        if (r.status == ScanStatus::kNeedMore && !last) return;
+        // Usually the first chunk holds the properties: scan it in place and
+        // only buffer when a message's head arrives in pieces.
+        const bool in_place = rec->buffered.empty() && chunk;
+        if (!in_place && chunk) rec->buffered.append(*chunk);
+        ScanResult r = in_place ? scanTo(chunk->data(), chunk->size())
+                                : scanTo(rec->buffered.data(), rec->buffered.size());
+        if (r.status == ScanStatus::kNeedMore && !last) {
+          if (in_place) rec->buffered = std::move(*chunk);
+          return;
+        }
         if (r.status == ScanStatus::kFound) {
           route(rec, r.to);
         } else if (r.status == ScanStatus::kMalformed) {
@@ -570,8 +577,10 @@ class InLink : public forwarding::IngressSink,
                                       "message from an anonymous sender has no 'to' address"));
         }
         if (rec->discard) return;
-        chunk = std::make_shared<std::string>(std::move(rec->buffered));
-        rec->buffered.clear();
+        if (!in_place) {
+          chunk = std::make_shared<std::string>(std::move(rec->buffered));
+          rec->buffered.clear();
+        }
       }
       if (rec->discard) return;
       // First bytes for freshly created copies: hand over in one post.
