@@ -41,7 +41,6 @@ class EventLoop {
     thread_ = std::thread([this] {
       current_ = this;
       auto guard = boost::asio::make_work_guard(ctx_);
-      work_guard_active_.store(true);
       while (!stopping_.load()) {
         ctx_.run();
         if (ctx_.stopped()) break;
@@ -114,7 +113,6 @@ class EventLoop {
   boost::asio::io_context ctx_{1};
   std::thread thread_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> work_guard_active_{false};
   static inline thread_local EventLoop* current_ = nullptr;
 };
 
