@@ -59,6 +59,7 @@
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
+#include "fuzz_router.hpp"
 #include "routing/address_policy.hpp"
 #include "routing/core.hpp"
 
@@ -66,43 +67,10 @@ namespace {
 
 using vane::amqp::Connection;
 
-// Limits well below the defaults, so that inputs of a few KiB reach the
-// multi-frame, flow-control and back-pressure paths. make_corpus.cpp records
-// its seeds against the same settings: keep them in step.
-vane::amqp::ConnectionSettings fuzzSettings() {
-  vane::amqp::ConnectionSettings s;
-  s.container_id = "vane-fuzz";
-  s.max_frame_size = 4096;
-  s.session_capacity = 32 * 1024;
-  s.idle_timeout_ms = 16000;
-  s.link_capacity = 8;
-  s.inflight_limit = 8 * 1024;
-  s.session_outgoing_limit = 4 * 1024;
-  return s;
-}
-
-// Addresses starting "multicast" fan out, "closest" are closest, the rest
-// balanced (the default).
-std::shared_ptr<const vane::routing::AddressPolicy> fuzzPolicy() {
-  std::vector<vane::config::AddressConfig> rules(2);
-  rules[0].prefix = "multicast";
-  rules[0].distribution = vane::config::Distribution::kMulticast;
-  rules[1].prefix = "closest";
-  rules[1].distribution = vane::config::Distribution::kClosest;
-  return std::make_shared<const vane::routing::AddressPolicy>(rules);
-}
-
-// What every connection of the one loop shares. Created once and never
-// destroyed (the loop may hold nothing between inputs, see checkClean).
-struct Harness {
-  vane::core::EventLoop loop{"fuzz"};
-  vane::forwarding::ForwardingTable table;
-  vane::routing::RoutingCore core{loop, "fuzz-router", fuzzPolicy()};
-  const vane::amqp::ConnectionSettings settings = fuzzSettings();
-  vane::amqp::Stats stats;
-  vane::amqp::LoopContext ctx{loop, table, core, settings, stats};
-
-  Harness() { core.setReplicas({{&loop, &table}}); }
+// Created once and never destroyed (the loop may hold nothing between
+// inputs, see checkClean).
+struct Harness : vane::fuzz::FuzzRouter {
+  Harness() : FuzzRouter("fuzz") {}
 };
 
 void setUpLogging() {

@@ -10,7 +10,7 @@
 // dispositions) and the recording is what a well-behaved client sends.
 //
 // Seeds are named seed-<nn>-<scenario>. The router runs with the fuzz target's
-// settings (small frames and windows; see fuzzSettings in fuzz_frames.cpp),
+// settings (small frames and windows; see fuzz_router.hpp),
 // so a 200 KB message is cut into 4 KiB frames; it does not fit one input of
 // at most 64 KiB, so the seeds hold its first and its last frames (each with
 // the scenario's frames before the message).
@@ -50,6 +50,7 @@
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
+#include "fuzz_router.hpp"
 #include "routing/address_policy.hpp"
 #include "routing/core.hpp"
 
@@ -63,36 +64,8 @@ namespace {
 // ---------------------------------------------------------------------------
 // The router side: as in fuzz_frames.cpp (keep the settings in step).
 // ---------------------------------------------------------------------------
-vane::amqp::ConnectionSettings fuzzSettings() {
-  vane::amqp::ConnectionSettings s;
-  s.container_id = "vane-fuzz";
-  s.max_frame_size = 4096;
-  s.session_capacity = 32 * 1024;
-  s.idle_timeout_ms = 16000;
-  s.link_capacity = 8;
-  s.inflight_limit = 8 * 1024;
-  s.session_outgoing_limit = 4 * 1024;
-  return s;
-}
-
-std::shared_ptr<const vane::routing::AddressPolicy> fuzzPolicy() {
-  std::vector<vane::config::AddressConfig> rules(2);
-  rules[0].prefix = "multicast";
-  rules[0].distribution = vane::config::Distribution::kMulticast;
-  rules[1].prefix = "closest";
-  rules[1].distribution = vane::config::Distribution::kClosest;
-  return std::make_shared<const vane::routing::AddressPolicy>(rules);
-}
-
-struct Router {
-  vane::core::EventLoop loop{"corpus"};
-  vane::forwarding::ForwardingTable table;
-  vane::routing::RoutingCore core{loop, "fuzz-router", fuzzPolicy()};
-  const vane::amqp::ConnectionSettings settings = fuzzSettings();
-  vane::amqp::Stats stats;
-  vane::amqp::LoopContext ctx{loop, table, core, settings, stats};
-
-  Router() { core.setReplicas({{&loop, &table}}); }
+struct Router : vane::fuzz::FuzzRouter {
+  Router() : FuzzRouter("corpus") {}
 };
 
 // ---------------------------------------------------------------------------
