@@ -37,8 +37,8 @@ namespace vane::amqp {
 
 struct ConnectionSettings {
   std::string container_id;
-  std::uint32_t max_frame_size = 16384;
-  std::uint32_t session_capacity = 1u << 22;
+  std::uint32_t max_frame_size = 65536;
+  std::uint32_t session_capacity = 1u << 24;
   std::uint32_t idle_timeout_ms = 16000;
   int link_capacity = 250;
   std::int64_t inflight_limit = 1 << 20;

@@ -51,8 +51,8 @@ void expectDefaultRouter(const RouterConfig& r) {
   EXPECT_EQ(r.workers, 1);
   EXPECT_EQ(r.link_capacity, 250);
   EXPECT_EQ(r.max_message_inflight_bytes, 1048576u);
-  EXPECT_EQ(r.max_frame_size, 16384u);
-  EXPECT_EQ(r.session_capacity, 4194304u);
+  EXPECT_EQ(r.max_frame_size, 65536u);
+  EXPECT_EQ(r.session_capacity, 16777216u);
   EXPECT_EQ(r.idle_timeout_ms, 16000u);
   EXPECT_EQ(r.max_connections, 10000u);
 }
@@ -488,7 +488,7 @@ TEST(ConfigErrors, SessionCapacityBelowFrameSize) {
               "router.session_capacity", "value 4096 is smaller than max_frame_size (65536)");
   // Only session_capacity given: it must still hold one default-sized frame.
   expectError("router:\n  session_capacity: 8192\n", 2, 21, "router.session_capacity",
-              "value 8192 is smaller than max_frame_size (16384)");
+              "value 8192 is smaller than max_frame_size (65536)");
   // Equal is fine.
   Config c = parseOk("router:\n  max_frame_size: 4194304\n  session_capacity: 4194304\n");
   EXPECT_EQ(c.router.session_capacity, 4194304u);
