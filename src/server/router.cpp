@@ -92,6 +92,11 @@ void Router::stop(std::chrono::milliseconds grace) {
   core_loop_.stop();
   for (auto& w : workers_) w->loop().join();
   core_loop_.join();
+  // An accept that completed or was cancelled but not yet handled holds a
+  // socket of a worker's io_context: run those handlers now, while the
+  // workers live, then drop the acceptors.
+  core_loop_.drainAfterJoin([] {});
+  listeners_.clear();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);
 }
 

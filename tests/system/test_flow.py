@@ -214,7 +214,10 @@ def test_large_message_multicast(make_router, reactor):
 def test_large_message_streamed_not_buffered(make_router, reactor, workers):
     size = 50 * MiB
     body = os.urandom(size)
-    r = make_router(workers)
+    # The router may hold up to session_capacity + max_message_inflight_bytes
+    # of one sending session; with a 4 MiB window that bound stays far below
+    # the 50 MiB message, so buffering the message whole would show.
+    r = make_router(workers, session_capacity=4 * MiB)
     # A slow reader: 1 MiB session window (64 KiB frames), at most 1 MiB read
     # every 50 ms, so the router has to hold back the sender rather than
     # buffer the message.
