@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "amqp/inter_router.hpp"
 #include "amqp/message_scan.hpp"
 #include "core/log.hpp"
 #include "routing/core.hpp"
@@ -174,6 +175,13 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   }
 
   const std::string& address() const { return address_; }
+  // An inter-router data link: not an address's consumer; settlement as the
+  // upstream delivery asks.
+  void setRouterLink() {
+    router_link_ = true;
+    force_settled_ = false;
+  }
+  bool routerLink() const { return router_link_; }
   void setConsumer(std::shared_ptr<Consumer> c) { consumer_ = std::move(c); }
   const std::shared_ptr<Consumer>& consumer() const { return consumer_; }
   pn_link_t* link() const { return link_; }
@@ -353,6 +361,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   std::shared_ptr<Consumer> consumer_;
   bool ready_ = false;
   bool force_settled_ = false;
+  bool router_link_ = false;
   std::uint64_t next_tag_ = 1;
   std::deque<std::shared_ptr<Transfer>> queue_;
   std::shared_ptr<Transfer> current_;
@@ -367,15 +376,26 @@ class InLink : public forwarding::IngressSink,
                public forwarding::CreditListener,
                public std::enable_shared_from_this<InLink> {
  public:
-  InLink(Connection& conn, pn_link_t* link, std::string address)
-      : conn_(conn), ctx_(conn.context()), link_(link), address_(std::move(address)) {}
+  InLink(Connection& conn, pn_link_t* link, std::string address,
+         forwarding::Arrival arrival = forwarding::Arrival::kClient, std::string peer_router = {})
+      : conn_(conn),
+        ctx_(conn.context()),
+        link_(link),
+        address_(std::move(address)),
+        arrival_(arrival),
+        peer_router_(std::move(peer_router)),
+        capacity_(arrival == forwarding::Arrival::kClient
+                      ? ctx_.settings.link_capacity
+                      : ctx_.settings.inter_router_link_capacity) {}
 
   ~InLink() override { unregister(); }
 
   void init() {
-    budget_ = std::make_shared<forwarding::FlowBudget>(ctx_.loop, ctx_.settings.inflight_limit);
+    const bool router = arrival_ != forwarding::Arrival::kClient;
+    budget_ = std::make_shared<forwarding::FlowBudget>(
+        ctx_.loop, router ? ctx_.settings.inter_router_inflight_limit : ctx_.settings.inflight_limit);
     budget_->sink = weak_from_this();
-    if (!address_.empty()) {
+    if (!address_.empty() && !router) {
       ctx_.table.addListener(address_, ctx_.core.distributionFor(address_), this);
       registered_ = true;
     }
@@ -555,32 +575,30 @@ class InLink : public forwarding::IngressSink,
   void onBytes(IngressDelivery* rec, std::shared_ptr<std::string> chunk, bool last) {
     if (rec->discard) return;
     if (!rec->routed) {
-      if (!address_.empty()) {
-        route(rec, address_);
+      if (!address_.empty() && arrival_ == forwarding::Arrival::kClient) {
+        route(rec, address_, nullptr);
       } else {
-        // Usually the first chunk holds the properties: scan it in place and
-        // only buffer when a message's head arrives in pieces.
+        // Route by what the message starts with: the route header on a
+        // router link, the `to` property from an anonymous sender. Usually
+        // the first chunk holds it: parse in place, and only buffer when it
+        // arrives in pieces.
         const bool in_place = rec->buffered.empty() && chunk;
         if (!in_place && chunk) rec->buffered.append(*chunk);
-        ScanResult r = in_place ? scanTo(chunk->data(), chunk->size())
-                                : scanTo(rec->buffered.data(), rec->buffered.size());
-        if (r.status == ScanStatus::kNeedMore && !last) {
+        const char* data = in_place ? chunk->data() : rec->buffered.data();
+        const std::size_t size = in_place ? chunk->size() : rec->buffered.size();
+        std::size_t used = 0;
+        const bool more = routeByContent(rec, data, size, last, &used);
+        if (more) {
           if (in_place) rec->buffered = std::move(*chunk);
           return;
         }
-        if (r.status == ScanStatus::kFound) {
-          route(rec, r.to);
-        } else if (r.status == ScanStatus::kMalformed) {
-          drop(rec, Outcome::rejected("amqp:decode-error", "message sections are malformed"));
-        } else {
-          drop(rec, Outcome::rejected("amqp:precondition-failed",
-                                      "message from an anonymous sender has no 'to' address"));
-        }
         if (rec->discard) return;
-        if (!in_place) {
+        if (used > 0) {
+          chunk = std::make_shared<std::string>(data + used, size - used);
+        } else if (!in_place) {
           chunk = std::make_shared<std::string>(std::move(rec->buffered));
-          rec->buffered.clear();
         }
+        rec->buffered.clear();
       }
       if (rec->discard) return;
       // First bytes for freshly created copies: hand over in one post.
@@ -615,22 +633,73 @@ class InLink : public forwarding::IngressSink,
     }
   }
 
-  void route(IngressDelivery* rec, const std::string& address) {
+  // Routes (or drops) a delivery from the bytes it starts with. Returns true
+  // when more bytes are needed first. `*used` is set to the bytes that are
+  // not part of the message (a route header).
+  bool routeByContent(IngressDelivery* rec, const char* data, std::size_t size, bool last,
+                      std::size_t* used) {
+    if (arrival_ != forwarding::Arrival::kClient) {
+      forwarding::RouteHeader h;
+      std::string error;
+      const auto st = decodeRouteHeader(data, size, h, used, &error);
+      if (st == DecodeStatus::kNeedMore && !last && size < kMaxRouteHeader) return true;
+      if (st != DecodeStatus::kOk) {
+        *used = 0;
+        ctx_.stats.route_header_errors.fetch_add(1, std::memory_order_relaxed);
+        VANE_LOG_WARN("connection {}: bad route header from router {}: {}", conn_.peer(),
+                      peer_router_, st == DecodeStatus::kNeedMore ? "incomplete" : error);
+        drop(rec, Outcome::rejected("amqp:decode-error", "bad route header"));
+        return false;
+      }
+      route(rec, h.address, &h);
+      return false;
+    }
+    ScanResult r = scanTo(data, size);
+    if (r.status == ScanStatus::kNeedMore && !last) return true;
+    if (r.status == ScanStatus::kFound) {
+      route(rec, r.to, nullptr);
+    } else if (r.status == ScanStatus::kMalformed) {
+      drop(rec, Outcome::rejected("amqp:decode-error", "message sections are malformed"));
+    } else {
+      drop(rec, Outcome::rejected("amqp:precondition-failed",
+                                  "message from an anonymous sender has no 'to' address"));
+    }
+    return false;
+  }
+
+  void route(IngressDelivery* rec, const std::string& address,
+             const forwarding::RouteHeader* header) {
     rec->routed = true;
-    forwarding::AddressEntry* e = ctx_.table.find(address);
-    if (!e || e->consumers.empty()) {
-      ctx_.stats.deliveries_dropped_no_route.fetch_add(1, std::memory_order_relaxed);
+    forwarding::RouteRequest rq;
+    rq.address = address;
+    rq.header = header;
+    rq.arrival = arrival_;
+    rq.arrival_peer = peer_router_;
+    rq.origin = header ? std::string_view(header->origin) : std::string_view(ctx_.core.routerId());
+    const auto result = ctx_.table.route(rq, targets_);
+    if (result.status != forwarding::RouteStatus::kRouted) {
+      if (result.status == forwarding::RouteStatus::kHopLimit) {
+        ctx_.stats.deliveries_dropped_hop_limit.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        ctx_.stats.deliveries_dropped_no_route.fetch_add(1, std::memory_order_relaxed);
+      }
+      targets_.clear();
       drop(rec, Outcome::released());
       return;
     }
-    const bool anycast = forwarding::isAnycast(e->distribution);
-    forwarding::forwarderFor(e->distribution)(*e, targets_);
-    const bool presettled = rec->presettled || !anycast;
-    rec->multicast = !anycast;
+    const bool presettled = rec->presettled || result.multicast;
+    rec->multicast = result.multicast;
     auto self = live_.at(rec);
-    for (auto& c : targets_) {
-      if (anycast) c->outstanding.fetch_add(1, std::memory_order_relaxed);
-      rec->copies.push_back(std::make_shared<Transfer>(self, c, budget_, presettled, anycast));
+    for (auto& target : targets_) {
+      if (target.load) target.load->fetch_add(1, std::memory_order_relaxed);
+      auto t = std::make_shared<Transfer>(self, std::move(target.to), budget_, presettled,
+                                          std::move(target.load));
+      if (target.remote) {
+        auto header_bytes = std::make_shared<const std::string>(encodeRouteHeader(target.header));
+        budget_->take(static_cast<std::int64_t>(header_bytes->size()));
+        t->pending.push_back(std::move(header_bytes));
+      }
+      rec->copies.push_back(std::move(t));
     }
     rec->copies_in_router = static_cast<int>(rec->copies.size());
     targets_.clear();
@@ -703,11 +772,11 @@ class InLink : public forwarding::IngressSink,
   // router; none while a named address has no consumer.
   void topUpCredit() {
     if (!link_) return;
-    if (!address_.empty()) {
+    if (registered_) {
       forwarding::AddressEntry* e = ctx_.table.find(address_);
-      if (!e || e->consumers.empty()) return;
+      if (!e || !e->available()) return;
     }
-    const int capacity = ctx_.settings.link_capacity;
+    const int capacity = capacity_;
     // A peer's flow can advance the delivery-count so the credit reads far
     // below zero; count that as none, and never grant more than capacity.
     const int credit = std::max(0, pn_link_credit(link_));
@@ -721,23 +790,114 @@ class InLink : public forwarding::IngressSink,
   LoopContext& ctx_;
   pn_link_t* link_;
   const std::string address_;  // empty: anonymous sender, route by `to`
+  // kClient: an application's link; otherwise a router's data link, whose
+  // deliveries start with a route header.
+  const forwarding::Arrival arrival_;
+  const std::string peer_router_;  // router links: the peer's id
+  const int capacity_;             // credit window
   bool registered_ = false;
   int occupied_ = 0;  // deliveries received and not yet out of the router
   std::shared_ptr<forwarding::FlowBudget> budget_;
   std::unordered_map<IngressDelivery*, std::shared_ptr<IngressDelivery>> live_;
-  std::vector<std::shared_ptr<Consumer>> targets_;  // scratch
+  std::vector<forwarding::Target> targets_;  // scratch
+};
+
+// ---------------------------------------------------------------------------
+// ControlIn: the peer router's control link. Each delivery is one routing
+// protocol message, handed to the routing core.
+// ---------------------------------------------------------------------------
+class ControlIn {
+ public:
+  ControlIn(Connection& conn, pn_link_t* link, std::uint64_t neighbor)
+      : conn_(conn), link_(link), neighbor_(neighbor) {}
+
+  void init() { topUp(); }
+
+  // Returns false on a protocol violation (the connection is being closed).
+  bool onDelivery(pn_delivery_t* d) {
+    if (!link_ || d != pn_link_current(link_)) return true;
+    if (pn_delivery_aborted(d)) {
+      buffer_.clear();
+      pn_delivery_settle(d);
+      return true;
+    }
+    char tmp[16384];
+    while (true) {
+      const ssize_t n = pn_link_recv(link_, tmp, sizeof tmp);
+      if (n <= 0) break;
+      if (buffer_.size() + static_cast<std::size_t>(n) > kMaxControlMessage) {
+        fail("control message too large");
+        return false;
+      }
+      buffer_.append(tmp, static_cast<std::size_t>(n));
+    }
+    if (pn_delivery_partial(d)) return true;
+    std::string json, error;
+    const bool ok = decodeControlMessage(buffer_.data(), buffer_.size(), json, &error);
+    buffer_.clear();
+    pn_delivery_update(d, PN_ACCEPTED);
+    pn_delivery_settle(d);  // also advances
+    if (!ok) {
+      fail(error);
+      return false;
+    }
+    conn_.context().core.controlReceived(neighbor_, std::move(json));
+    topUp();
+    return true;
+  }
+
+  void close() { link_ = nullptr; }
+
+ private:
+  void fail(const std::string& why) {
+    conn_.context().stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    VANE_LOG_WARN("connection {}: malformed control message from router {}: {}", conn_.peer(),
+                  conn_.peerRouter(), why);
+    link_ = nullptr;
+    conn_.closeWithError("vane:protocol-error", "malformed control message");
+  }
+
+  void topUp() {
+    if (!link_) return;
+    const int credit = std::max(0, pn_link_credit(link_));
+    if (credit < kWindow / 2) pn_link_flow(link_, kWindow - credit);
+  }
+
+  static constexpr int kWindow = 256;
+  Connection& conn_;
+  pn_link_t* link_;
+  const std::uint64_t neighbor_;
+  std::string buffer_;
+};
+
+// The routing core's handle on a router connection.
+class NeighborHandle : public routing::NeighborLink {
+ public:
+  NeighborHandle(core::EventLoop& loop, std::weak_ptr<Connection> conn)
+      : loop_(loop), conn_(std::move(conn)) {}
+  core::EventLoop& loop() override { return loop_; }
+  void sendControl(std::string message) override {
+    if (auto c = conn_.lock()) c->sendControl(std::move(message));
+  }
+  void close(const std::string& condition, const std::string& reason) override {
+    if (auto c = conn_.lock()) c->closeWithError(condition.c_str(), reason.c_str());
+  }
+
+ private:
+  core::EventLoop& loop_;
+  std::weak_ptr<Connection> conn_;
 };
 
 // ---------------------------------------------------------------------------
 // Connection
 // ---------------------------------------------------------------------------
-Connection::Connection(LoopContext& ctx, asio::ip::tcp::socket socket, std::string listener,
+Connection::Connection(LoopContext& ctx, asio::ip::tcp::socket socket, ConnectionOptions options,
                        ClosedCallback on_closed)
     : ctx_(ctx),
       socket_(std::move(socket)),
       timer_(ctx.loop.context()),
       grace_timer_(ctx.loop.context()),
-      listener_(std::move(listener)),
+      options_(std::move(options)),
       on_closed_(std::move(on_closed)),
       driver_(std::make_unique<pn_connection_driver_t>()) {
   std::memset(driver_.get(), 0, sizeof(pn_connection_driver_t));
@@ -752,22 +912,34 @@ Connection::~Connection() {
   // Links hold raw engine pointers: detach them before the engine goes.
   for (auto& [l, in] : in_links_) in->close();
   for (auto& [l, out] : out_links_) out->close();
+  if (control_in_) control_in_->close();
   pn_connection_driver_destroy(driver_.get());
 }
 
 void Connection::start() {
   VANE_ASSERT_THREAD(ctx_.loop);
   pn_transport_t* t = driver_->transport;
-  pn_transport_set_server(t);
+  if (!options_.outgoing) pn_transport_set_server(t);
   pn_transport_set_max_frame(t, ctx_.settings.max_frame_size);
   pn_transport_set_channel_max(t, 1024);
   if (ctx_.settings.idle_timeout_ms > 0)
     pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
-  // Clients may or may not use a SASL layer; accept both, ANONYMOUS only.
-  pn_transport_require_auth(t, false);
-  pn_sasl_t* sasl = pn_sasl(t);
-  pn_sasl_allowed_mechs(sasl, "ANONYMOUS");
+  if (!options_.outgoing) {
+    // Clients may or may not use a SASL layer; accept both, ANONYMOUS only.
+    pn_transport_require_auth(t, false);
+    pn_sasl_t* sasl = pn_sasl(t);
+    pn_sasl_allowed_mechs(sasl, "ANONYMOUS");
+  }
   pn_connection_set_container(driver_->connection, ctx_.settings.container_id.c_str());
+  if (routerLink()) {
+    neighbor_id_ = ctx_.core.nextNeighborId();
+    handle_ = std::make_shared<NeighborHandle>(ctx_.loop, weak_from_this());
+  }
+  if (options_.outgoing) {
+    // We dialled: open at once, with our links (sent after the open).
+    pn_connection_open(driver_->connection);
+    openRouterLinks();
+  }
   ctx_.stats.connections_opened.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
   // A peer must open the connection within the handshake timeout; one that
@@ -1013,11 +1185,21 @@ void Connection::teardown() {
   for (auto& [l, in] : in_links_) in->close();
   for (auto& [l, out] : out_links_) {
     out->close();
-    if (out->consumer()) ctx_.core.removeConsumer(out->address(), out->consumer()->id);
+    if (out->consumer() && !out->routerLink())
+      ctx_.core.removeConsumer(out->address(), out->consumer()->id);
   }
   in_links_.clear();
   out_links_.clear();
   blocked_.clear();
+  if (control_in_) control_in_->close();
+  control_in_.reset();
+  data_out_.reset();
+  ctl_out_ = ctl_in_ = nullptr;
+  control_queue_.clear();
+  if (routerLink()) {
+    handle_.reset();
+    ctx_.core.neighborGone(neighbor_id_);
+  }
   boost::system::error_code ec;
   timer_.cancel();
   grace_timer_.cancel();
@@ -1032,16 +1214,37 @@ void Connection::handleEvent(pn_event_t* e) {
     case PN_CONNECTION_REMOTE_OPEN: {
       remote_opened_ = true;
       pn_connection_t* c = pn_event_connection(e);
+      if (routerLink()) {
+        peer_router_ = str(pn_connection_remote_container(c));
+        if (peer_router_.empty() || peer_router_.size() > 255) {
+          closeWithError("vane:protocol-error", "a router link needs the peer's router id");
+          break;
+        }
+        if (peer_router_ == ctx_.settings.container_id) {
+          VANE_LOG_WARN("connection {} on {}: refused: the peer has our own router id '{}'",
+                        peer_, listener_, peer_router_);
+          closeWithError("vane:duplicate-router-id",
+                         ("router id '" + peer_router_ + "' is already in use here").c_str());
+          break;
+        }
+      }
       if (pn_connection_state(c) & PN_LOCAL_UNINIT) pn_connection_open(c);
       scheduleTick();
+      checkRouterReady();
       break;
     }
     case PN_CONNECTION_REMOTE_CLOSE: {
       pn_connection_t* c = pn_event_connection(e);
       pn_condition_t* rc = pn_connection_remote_condition(c);
       if (pn_condition_is_set(rc)) {
-        VANE_LOG_DEBUG("connection {} closed by peer: {}: {}", peer_,
-                       str(pn_condition_get_name(rc)), str(pn_condition_get_description(rc)));
+        if (routerLink()) {
+          VANE_LOG_WARN("connection {} on {}: router {} closed the link: {}: {}", peer_,
+                        listener_, peer_router_, str(pn_condition_get_name(rc)),
+                        str(pn_condition_get_description(rc)));
+        } else {
+          VANE_LOG_DEBUG("connection {} closed by peer: {}: {}", peer_,
+                         str(pn_condition_get_name(rc)), str(pn_condition_get_description(rc)));
+        }
       }
       if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) pn_connection_close(c);
       break;
@@ -1066,7 +1269,9 @@ void Connection::handleEvent(pn_event_t* e) {
       break;
     case PN_LINK_FLOW: {
       pn_link_t* l = pn_event_link(e);
-      if (pn_link_is_sender(l)) {
+      if (l == ctl_out_) {
+        pumpControl();
+      } else if (pn_link_is_sender(l)) {
         if (auto* out = static_cast<OutLink*>(pn_link_get_context(l))) out->pump();
       }
       break;
@@ -1074,6 +1279,11 @@ void Connection::handleEvent(pn_event_t* e) {
     case PN_DELIVERY: {
       pn_delivery_t* d = pn_event_delivery(e);
       pn_link_t* l = pn_delivery_link(d);
+      if (l == ctl_in_) {
+        if (control_in_) control_in_->onDelivery(d);
+        break;
+      }
+      if (l == ctl_out_) break;  // pre-settled: nothing comes back
       void* ctx = pn_link_get_context(l);
       if (!ctx) break;
       if (pn_link_is_receiver(l)) {
@@ -1104,7 +1314,27 @@ void Connection::handleEvent(pn_event_t* e) {
 }
 
 void Connection::onLinkRemoteOpen(pn_link_t* link) {
-  if (!(pn_link_state(link) & PN_LOCAL_UNINIT)) return;
+  if (!(pn_link_state(link) & PN_LOCAL_UNINIT)) {
+    // The peer answered one of our own links.
+    if (link == ctl_out_) ctl_out_up_ = true;
+    if (data_out_ && link == data_out_->link()) {
+      data_out_up_ = true;
+      data_out_->setReady();
+      data_out_->pump();
+    }
+    checkRouterReady();
+    return;
+  }
+  if (routerLink()) {
+    if (!acceptRouterLink(link)) {
+      VANE_LOG_WARN("connection {} on {}: not a router link ('{}'): closing", peer_, listener_,
+                    str(pn_link_name(link)));
+      closeWithError("amqp:not-allowed", "this listener is for router links only");
+      return;
+    }
+    checkRouterReady();
+    return;
+  }
   pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
   pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
   pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link));
@@ -1165,6 +1395,14 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
 }
 
 void Connection::closeLink(pn_link_t* link) {
+  if (routerLink() && (link == ctl_in_ || link == ctl_out_ ||
+                       (data_out_ && link == data_out_->link()) || in_links_.count(link))) {
+    // A router link's own links never close alone: the connection goes.
+    if (link == ctl_in_ && control_in_) control_in_->close();
+    if (!torn_down_) closeWithError("vane:protocol-error", "router link detached");
+  }
+  if (link == ctl_in_) ctl_in_ = nullptr;
+  if (link == ctl_out_) ctl_out_ = nullptr;
   if (pn_link_is_receiver(link)) {
     auto it = in_links_.find(link);
     if (it != in_links_.end()) {
@@ -1175,7 +1413,7 @@ void Connection::closeLink(pn_link_t* link) {
     auto it = out_links_.find(link);
     if (it != out_links_.end()) {
       it->second->close();
-      if (it->second->consumer()) {
+      if (it->second->consumer() && !it->second->routerLink()) {
         ctx_.core.removeConsumer(it->second->address(), it->second->consumer()->id);
       }
       out_links_.erase(it);
@@ -1201,6 +1439,114 @@ void Connection::onSessionRemoteClose(pn_session_t* ssn) {
     if (pn_link_session(l) == ssn) links.push_back(l);
   for (auto* l : links) closeLink(l);
   if (!(pn_session_state(ssn) & PN_LOCAL_CLOSED)) pn_session_close(ssn);
+}
+
+}  // namespace vane::amqp
+
+namespace vane::amqp {
+
+// Each side of a router connection opens two sending links: control (its own
+// session, so routing messages never queue behind data) and data.
+void Connection::openRouterLinks() {
+  pn_connection_t* c = driver_->connection;
+  pn_session_t* ctl_ssn = pn_session(c);
+  pn_session_set_incoming_capacity(ctl_ssn, ctx_.settings.session_capacity);
+  pn_session_open(ctl_ssn);
+  ctl_out_ = pn_sender(ctl_ssn, "vane-control");
+  pn_terminus_set_address(pn_link_target(ctl_out_), kControlAddress);
+  pn_terminus_set_address(pn_link_source(ctl_out_), kControlAddress);
+  pn_link_set_snd_settle_mode(ctl_out_, PN_SND_SETTLED);
+  pn_link_open(ctl_out_);
+
+  pn_session_t* data_ssn = pn_session(c);
+  pn_session_set_incoming_capacity(data_ssn, ctx_.settings.session_capacity);
+  pn_session_open(data_ssn);
+  pn_link_t* data = pn_sender(data_ssn, "vane-data");
+  pn_terminus_set_address(pn_link_target(data), kDataAddress);
+  pn_terminus_set_address(pn_link_source(data), kDataAddress);
+  pn_link_set_snd_settle_mode(data, PN_SND_MIXED);
+  data_out_ = std::make_shared<OutLink>(*this, data, kDataAddress);
+  data_out_->setRouterLink();
+  data_consumer_ = std::make_shared<Consumer>(ctx_.core.nextConsumerId(), ctx_.loop,
+                                              std::weak_ptr<OutLink>(data_out_));
+  data_out_->setConsumer(data_consumer_);
+  pn_link_set_context(data, data_out_.get());
+  out_links_.emplace(data, data_out_);
+  pn_link_open(data);
+}
+
+// A link the peer router opened: its control or data sender.
+bool Connection::acceptRouterLink(pn_link_t* link) {
+  if (!pn_link_is_receiver(link) || !remote_opened_) return false;
+  const std::string target = terminusAddress(pn_link_remote_target(link));
+  if (target != kControlAddress && target != kDataAddress) return false;
+  // The dialling router opens its links first; ours follow its first one, so
+  // that a client that dialled the wrong port never sees them.
+  if (!ctl_out_ && !data_out_) openRouterLinks();
+  pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
+  pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
+  pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link));
+  if (target == kControlAddress && !ctl_in_) {
+    ctl_in_ = link;
+    control_in_ = std::make_unique<ControlIn>(*this, link, neighbor_id_);
+    pn_link_open(link);
+    control_in_->init();
+    return true;
+  }
+  if (target == kDataAddress && !data_in_) {
+    using forwarding::Arrival;
+    Arrival arrival = Arrival::kInterior;
+    if (options_.role == config::ListenerRole::kEdge) {
+      arrival = ctx_.settings.edge_mode ? Arrival::kUplink : Arrival::kEdgeChild;
+    }
+    auto in = std::make_shared<InLink>(*this, link, std::string(), arrival, peer_router_);
+    pn_link_set_context(link, in.get());
+    in_links_.emplace(link, in);
+    pn_link_open(link);
+    in->init();
+    data_in_ = true;
+    return true;
+  }
+  return false;
+}
+
+void Connection::checkRouterReady() {
+  if (!routerLink() || router_ready_ || torn_down_ || !remote_opened_ || peer_router_.empty())
+    return;
+  if (!ctl_out_up_ || !data_out_up_ || !control_in_ || !data_in_) return;
+  router_ready_ = true;
+  routing::NeighborInfo info;
+  info.id = neighbor_id_;
+  info.peer_id = peer_router_;
+  info.cost = options_.cost;
+  if (options_.role == config::ListenerRole::kEdge) {
+    info.role = ctx_.settings.edge_mode ? routing::NeighborRole::kUplink : routing::NeighborRole::kEdge;
+  } else {
+    info.role = routing::NeighborRole::kInterior;
+  }
+  info.link = handle_;
+  info.data = data_consumer_;
+  ctx_.core.neighborReady(std::move(info));
+}
+
+void Connection::sendControl(std::string json) {
+  VANE_ASSERT_THREAD(ctx_.loop);
+  if (torn_down_ || !ctl_out_) return;
+  control_queue_.push_back(encodeControlMessage(json));
+  pumpControl();
+  process();
+}
+
+void Connection::pumpControl() {
+  while (ctl_out_ && !control_queue_.empty() && pn_link_credit(ctl_out_) > 0) {
+    const std::uint64_t tag = next_control_tag_++;
+    pn_delivery_t* d = pn_delivery(ctl_out_, pn_dtag(reinterpret_cast<const char*>(&tag), sizeof tag));
+    const std::string& m = control_queue_.front();
+    pn_link_send(ctl_out_, m.data(), m.size());
+    pn_link_advance(ctl_out_);
+    pn_delivery_settle(d);
+    control_queue_.pop_front();
+  }
 }
 
 }  // namespace vane::amqp

@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "amqp/frame_guard.hpp"
+#include "config/config.hpp"
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
 
@@ -45,6 +47,19 @@ struct ConnectionSettings {
   // Bytes a session may hold in the engine's outgoing buffer before the
   // router stops moving more into it.
   std::size_t session_outgoing_limit = 1u << 20;
+  // router.mode: edge (an edge connection then leads to our uplink).
+  bool edge_mode = false;
+  // Inter-router data links carry many senders' deliveries: a larger window.
+  int inter_router_link_capacity = 1000;
+  std::int64_t inter_router_inflight_limit = 4 << 20;
+};
+
+// What kind of peer a connection serves, from its listener or connector.
+struct ConnectionOptions {
+  std::string name;  // listener or connector name, for logs
+  config::ListenerRole role = config::ListenerRole::kNormal;
+  std::uint32_t cost = 1;  // inter-router and edge roles
+  bool outgoing = false;   // we connected (a connector): we are the AMQP client
 };
 
 // Counters shared by all connections (relaxed atomics; read by management).
@@ -61,6 +76,8 @@ struct Stats {
   std::atomic<std::uint64_t> deliveries_rejected{0};
   std::atomic<std::uint64_t> deliveries_modified{0};
   std::atomic<std::uint64_t> deliveries_dropped_no_route{0};
+  std::atomic<std::uint64_t> deliveries_dropped_hop_limit{0};
+  std::atomic<std::uint64_t> route_header_errors{0};
   std::atomic<std::int64_t> connections_active{0};
 };
 
@@ -75,12 +92,14 @@ struct LoopContext {
 
 class InLink;
 class OutLink;
+class ControlIn;
+class NeighborHandle;
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using ClosedCallback = std::function<void(Connection*)>;
 
-  Connection(LoopContext& ctx, boost::asio::ip::tcp::socket socket, std::string listener,
+  Connection(LoopContext& ctx, boost::asio::ip::tcp::socket socket, ConnectionOptions options,
              ClosedCallback on_closed);
   ~Connection();
   Connection(const Connection&) = delete;
@@ -108,6 +127,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called by an OutLink that could not move bytes into a full session.
   void addBlocked(std::weak_ptr<OutLink> link) { blocked_.push_back(std::move(link)); }
 
+  // Router links: queues one routing-protocol message on the control link.
+  void sendControl(std::string json);
+  // Router links: the peer router's id (its container id), once open.
+  const std::string& peerRouter() const { return peer_router_; }
+
  private:
   void handleEvent(pn_event_t* e);
   void onLinkRemoteOpen(pn_link_t* link);
@@ -120,13 +144,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void armGrace();
   void onGuardViolation(const std::string& condition, const std::string& description);
   void teardown();
+  // Router links (options_.role != kNormal).
+  bool routerLink() const { return options_.role != config::ListenerRole::kNormal; }
+  void openRouterLinks();
+  bool acceptRouterLink(pn_link_t* link);
+  void pumpControl();
+  void checkRouterReady();
 
   LoopContext& ctx_;
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer timer_;
   boost::asio::steady_timer grace_timer_;  // bounds how long a closing peer is waited for
   bool grace_armed_ = false;
-  std::string listener_;
+  const ConnectionOptions options_;
+  const std::string& listener_ = options_.name;
   std::string peer_;
   ClosedCallback on_closed_;
   std::unique_ptr<pn_connection_driver_t> driver_;
@@ -148,6 +179,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unordered_map<pn_link_t*, std::shared_ptr<InLink>> in_links_;
   std::unordered_map<pn_link_t*, std::shared_ptr<OutLink>> out_links_;
   std::vector<std::weak_ptr<OutLink>> blocked_;
+
+  // Router links.
+  std::string peer_router_;
+  std::uint64_t neighbor_id_ = 0;
+  pn_link_t* ctl_out_ = nullptr;  // our control sender
+  pn_link_t* ctl_in_ = nullptr;   // the peer's control sender
+  std::unique_ptr<ControlIn> control_in_;
+  std::shared_ptr<OutLink> data_out_;
+  std::shared_ptr<forwarding::Consumer> data_consumer_;
+  bool data_in_ = false;  // the peer's data link is attached
+  bool ctl_out_up_ = false;
+  bool data_out_up_ = false;
+  bool router_ready_ = false;
+  std::uint64_t next_control_tag_ = 1;
+  std::deque<std::string> control_queue_;
+  std::shared_ptr<NeighborHandle> handle_;
 };
 
 }  // namespace vane::amqp

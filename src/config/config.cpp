@@ -156,17 +156,20 @@ class Parser {
     if (!root.IsMap()) {
       fail(root, "", fmt::format("expected a mapping at the top level, got {}", describe(root)));
     }
-    for (const Entry& e : entries(root, "", {"router", "listeners", "addresses"})) {
+    for (const Entry& e : entries(root, "", {"router", "listeners", "connectors", "addresses"})) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
         have_listeners = true;
         parseListeners(e, cfg.listeners);
+      } else if (e.key == "connectors") {
+        parseConnectors(e, cfg.connectors);
       } else {
         parseAddresses(e, cfg.addresses);
       }
     }
     if (!have_listeners) cfg.listeners.push_back(defaultListener());
+    checkRoles(cfg);
     return cfg;
   }
 
@@ -343,7 +346,10 @@ class Parser {
     const auto list =
         entries(section.value, section.field,
                 {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes",
-                 "max_frame_size", "session_capacity", "idle_timeout_ms", "max_connections"});
+                 "max_frame_size", "session_capacity", "idle_timeout_ms", "max_connections",
+                 "hello_interval_ms", "dead_interval_ms"});
+    const Entry* hello_entry = nullptr;
+    const Entry* dead_entry = nullptr;
     for (const Entry& e : list) {
       if (e.key == "id") {
         r.id = name(e);
@@ -370,7 +376,19 @@ class Parser {
         r.idle_timeout_ms = static_cast<std::uint32_t>(v);
       } else if (e.key == "max_connections") {
         r.max_connections = static_cast<std::uint32_t>(integer(e, 0, 1000000));
+      } else if (e.key == "hello_interval_ms") {
+        r.hello_interval_ms = static_cast<std::uint32_t>(integer(e, 10, 600000));
+        hello_entry = &e;
+      } else if (e.key == "dead_interval_ms") {
+        r.dead_interval_ms = static_cast<std::uint32_t>(integer(e, 30, 3600000));
+        dead_entry = &e;
       }
+    }
+    if (r.dead_interval_ms < 2 * r.hello_interval_ms) {
+      const Entry* at = dead_entry != nullptr ? dead_entry : hello_entry;
+      failValue(*at, fmt::format("dead_interval_ms ({}) must be at least twice hello_interval_ms "
+                                 "({}), or one lost hello drops a neighbour",
+                                 r.dead_interval_ms, r.hello_interval_ms));
     }
     if (r.session_capacity < r.max_frame_size) {
       if (session_entry != nullptr) {
@@ -401,7 +419,7 @@ class Parser {
       ListenerConfig l;
       l.line = item.Mark().line + 1;
       const Entry* name_entry = nullptr;
-      const auto list = entries(item, path, {"name", "host", "port", "role"});
+      const auto list = entries(item, path, {"name", "host", "port", "role", "cost"});
       for (const Entry& e : list) {
         if (e.key == "name") {
           l.name = name(e);
@@ -414,6 +432,8 @@ class Parser {
           l.role = enumeration<ListenerRole>(e, {{"normal", ListenerRole::kNormal},
                                                  {"inter-router", ListenerRole::kInterRouter},
                                                  {"edge", ListenerRole::kEdge}});
+        } else if (e.key == "cost") {
+          l.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
         }
       }
       if (name_entry == nullptr) {
@@ -429,6 +449,87 @@ class Parser {
       }
       out.push_back(std::move(l));
     }
+  }
+
+  void parseConnectors(const Entry& section, std::vector<ConnectorConfig>& out) const {
+    if (!expectSequenceOrNull(section)) return;
+    std::size_t index = 0;
+    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string path = fmt::format("connectors[{}]", index);
+      if (!item.IsMap())
+        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      ConnectorConfig c;
+      c.line = item.Mark().line + 1;
+      const Entry* name_entry = nullptr;
+      bool have_port = false;
+      const auto list = entries(item, path, {"name", "host", "port", "role", "cost"});
+      for (const Entry& e : list) {
+        if (e.key == "name") {
+          c.name = name(e);
+          name_entry = &e;
+        } else if (e.key == "host") {
+          c.host = nonEmptyString(e);
+        } else if (e.key == "port") {
+          c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
+          have_port = true;
+        } else if (e.key == "role") {
+          c.role = enumeration<ListenerRole>(
+              e, {{"inter-router", ListenerRole::kInterRouter}, {"edge", ListenerRole::kEdge}});
+        } else if (e.key == "cost") {
+          c.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+        }
+      }
+      if (name_entry == nullptr) {
+        fail(item, joinField(path, "name"), "missing required field 'name'");
+      }
+      if (!have_port) fail(item, joinField(path, "port"), "missing required field 'port'");
+      for (std::size_t j = 0; j < out.size(); ++j) {
+        if (out[j].name == c.name) {
+          failValue(*name_entry,
+                    fmt::format("duplicate connector name '{}' (already used by connectors[{}] at "
+                                "line {})",
+                                c.name, j, out[j].line));
+        }
+      }
+      out.push_back(std::move(c));
+    }
+  }
+
+  // Roles that do not fit the router's mode.
+  void checkRoles(const Config& cfg) const {
+    const bool edge = cfg.router.mode == RouterMode::kEdge;
+    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+      const auto& l = cfg.listeners[i];
+      if (edge && l.role != ListenerRole::kNormal) {
+        failAt(lineMark(l.line), fmt::format("listeners[{}].role", i),
+               fmt::format("an edge router accepts only normal (client) listeners, not '{}'; "
+                           "edge routers connect to interior routers with connectors",
+                           toString(l.role)));
+      }
+    }
+    for (std::size_t i = 0; i < cfg.connectors.size(); ++i) {
+      const auto& c = cfg.connectors[i];
+      if (edge && c.role != ListenerRole::kEdge) {
+        failAt(lineMark(c.line), fmt::format("connectors[{}].role", i),
+               "an edge router connects only with role 'edge'");
+      }
+      if (!edge && c.role == ListenerRole::kEdge) {
+        failAt(lineMark(c.line), fmt::format("connectors[{}].role", i),
+               "role 'edge' is for connectors of edge routers (router.mode: edge); interior "
+               "routers connect to each other with role 'inter-router'");
+      }
+    }
+  }
+
+  static YAML::Mark lineMark(int line) {
+    YAML::Mark m = YAML::Mark::null_mark();
+    if (line > 0) {
+      m.line = line - 1;
+      m.column = 0;
+      m.pos = 0;
+    }
+    return m;
   }
 
   void parseAddresses(const Entry& section, std::vector<AddressConfig>& out) const {

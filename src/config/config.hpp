@@ -42,6 +42,10 @@ struct RouterConfig {
   std::uint32_t idle_timeout_ms = 16000;
   // Upper bound on concurrent connections across all listeners (0 = unlimited).
   std::uint32_t max_connections = 10000;
+  // Router network: a hello to every neighbour this often; a neighbour
+  // silent for dead_interval_ms is dropped.
+  std::uint32_t hello_interval_ms = 1000;
+  std::uint32_t dead_interval_ms = 3000;
 };
 
 struct ListenerConfig {
@@ -49,7 +53,21 @@ struct ListenerConfig {
   std::string host = "127.0.0.1";
   std::uint16_t port = 5672;  // 0 = pick a free port
   ListenerRole role = ListenerRole::kNormal;
+  // Cost of links made through this listener (inter-router and edge roles);
+  // a link costs the larger of the costs configured on its two ends.
+  std::uint32_t cost = 1;
   int line = 0;  // source line in the file (0 when built-in), for messages
+};
+
+// An outgoing connection to another router's inter-router or edge listener,
+// kept up forever (reconnecting with capped exponential backoff).
+struct ConnectorConfig {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  ListenerRole role = ListenerRole::kInterRouter;  // inter-router or edge
+  std::uint32_t cost = 1;
+  int line = 0;
 };
 
 // An address rule: exactly one of prefix or pattern is set.
@@ -66,6 +84,7 @@ struct AddressConfig {
 struct Config {
   RouterConfig router;
   std::vector<ListenerConfig> listeners;
+  std::vector<ConnectorConfig> connectors;
   std::vector<AddressConfig> addresses;
   std::string source;  // file name or "<built-in>"
 };

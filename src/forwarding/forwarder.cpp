@@ -84,17 +84,22 @@ AddressEntry* ForwardingTable::find(std::string_view address) {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
+void ForwardingTable::notify(AddressEntry& e, bool was_available) {
+  const bool now = e.available();
+  if (now == was_available) return;
+  // Copy: a listener may unregister itself from inside the callback.
+  auto listeners = e.listeners;
+  for (auto* l : listeners) l->onConsumersChanged(now);
+}
+
 void ForwardingTable::addConsumer(const std::string& address, config::Distribution d,
                                   std::shared_ptr<Consumer> consumer) {
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   auto& e = it->second;
+  const bool was = e.available();
   e.consumers.push_back(std::move(consumer));
-  if (e.consumers.size() == 1) {
-    // Copy: a listener may unregister itself from inside the callback.
-    auto listeners = e.listeners;
-    for (auto* l : listeners) l->onConsumersChanged(true);
-  }
+  notify(e, was);
 }
 
 void ForwardingTable::removeConsumer(const std::string& address, std::uint64_t consumer_id) {
@@ -103,12 +108,220 @@ void ForwardingTable::removeConsumer(const std::string& address, std::uint64_t c
   auto& c = it->second.consumers;
   auto pos = std::find_if(c.begin(), c.end(), [&](auto& p) { return p->id == consumer_id; });
   if (pos == c.end()) return;
+  const bool was = it->second.available();
   c.erase(pos);
-  if (c.empty()) {
-    auto listeners = it->second.listeners;
-    for (auto* l : listeners) l->onConsumersChanged(false);
-  }
+  notify(it->second, was);
   eraseIfUnused(it);
+}
+
+void ForwardingTable::addRemote(const std::string& address, config::Distribution d,
+                                std::shared_ptr<RemoteDest> remote) {
+  auto [it, inserted] = entries_.try_emplace(address);
+  if (inserted) it->second.distribution = d;
+  auto& e = it->second;
+  for (auto& r : e.remotes) {
+    if (r->router == remote->router) return;
+  }
+  const bool was = e.available();
+  e.remotes.push_back(std::move(remote));
+  notify(e, was);
+}
+
+void ForwardingTable::removeRemote(const std::string& address, const std::string& router) {
+  auto it = entries_.find(address);
+  if (it == entries_.end()) return;
+  auto& v = it->second.remotes;
+  auto pos = std::find_if(v.begin(), v.end(), [&](auto& p) { return p->router == router; });
+  if (pos == v.end()) return;
+  const bool was = it->second.available();
+  v.erase(pos);
+  notify(it->second, was);
+  eraseIfUnused(it);
+}
+
+namespace {
+template <typename T>
+std::shared_ptr<std::atomic<std::int32_t>> counterOf(const std::shared_ptr<T>& owner) {
+  return std::shared_ptr<std::atomic<std::int32_t>>(owner, &owner->outstanding);
+}
+
+RouteHeader headerFor(const RouteRequest& rq, std::uint32_t hops) {
+  RouteHeader h;
+  h.address = std::string(rq.address);
+  h.hops = hops;
+  h.origin = std::string(rq.origin);
+  return h;
+}
+}  // namespace
+
+RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& out) {
+  out.clear();
+  const std::uint32_t hops = rq.header ? rq.header->hops + 1 : 0;
+  if (hops > kMaxHops) return {RouteStatus::kHopLimit, false};
+  const PathTable& paths = *paths_;
+  const RouteHeader* in = rq.header;
+  // In transit to another router: pass it along, whatever we know of the
+  // address.
+  if (in && rq.arrival != Arrival::kUplink && !in->dest.empty() && in->dest != paths.self) {
+    return {routeTo(in->dest, rq, hops, out), false};
+  }
+  AddressEntry* e = find(rq.address);
+  if (e != nullptr && e->available()) {
+    if (isAnycast(e->distribution)) return {routeAnycast(*e, rq, hops, out), false};
+    return {routeMulticast(*e, rq, hops, out), true};
+  }
+  // A multicast copy for other routers too still goes on to them.
+  if (in && in->has_dests && rq.arrival == Arrival::kInterior) {
+    AddressEntry none;
+    none.distribution = config::Distribution::kMulticast;
+    return {routeMulticast(none, rq, hops, out), true};
+  }
+  // A reply address of another router: towards that router.
+  if (rq.address.substr(0, kTempPrefix.size()) == kTempPrefix && rq.arrival != Arrival::kUplink) {
+    auto rest = rq.address.substr(kTempPrefix.size());
+    auto router = rest.substr(0, rest.find('/'));
+    if (!router.empty() && router != paths.self && router.size() < rest.size()) {
+      return {routeTo(router, rq, hops, out), false};
+    }
+  }
+  return {RouteStatus::kNoRoute, false};
+}
+
+RouteStatus ForwardingTable::routeTo(std::string_view router, const RouteRequest& rq,
+                                     std::uint32_t hops, std::vector<Target>& out) {
+  const NextHop* nh = paths_->find(router);
+  if (nh == nullptr) return RouteStatus::kNoRoute;
+  Target t{nh->link, nullptr, true, headerFor(rq, hops)};
+  if (nh->kind != NextHop::Kind::kUplink) t.header.dest = std::string(router);
+  out.push_back(std::move(t));
+  return RouteStatus::kRouted;
+}
+
+// Anycast (deliveries in transit to another router never get here). This
+// router chooses among its local
+// consumers and every router with consumers (except the one it came from),
+// by the address's distribution, with each router's path cost counted:
+// `closest` takes the lowest cost, `balanced` the lowest outstanding + cost.
+// A delivery from our uplink, or one addressed to us, is not sent on to
+// other interior routers (it was routed to us for our own consumers or
+// edge routers).
+RouteStatus ForwardingTable::routeAnycast(AddressEntry& e, const RouteRequest& rq,
+                                          std::uint32_t hops, std::vector<Target>& out) {
+  const PathTable& paths = *paths_;
+  const RouteHeader* in = rq.header;
+  const bool local_only = rq.arrival == Arrival::kUplink;
+  const bool at_dest = in && !in->dest.empty();
+  const bool closest = e.distribution == config::Distribution::kClosest;
+  scratch_.clear();
+  for (std::size_t i = 0; i < e.consumers.size(); ++i) {
+    Candidate c;
+    c.local = static_cast<std::int32_t>(i);
+    c.score = closest ? 0 : e.consumers[i]->outstanding.load(std::memory_order_relaxed);
+    scratch_.push_back(c);
+  }
+  if (!local_only) {
+    for (std::size_t i = 0; i < e.remotes.size(); ++i) {
+      const auto& r = e.remotes[i];
+      if (r->router == rq.arrival_peer) continue;
+      const NextHop* nh = paths.find(r->router);
+      if (nh == nullptr) continue;
+      if (at_dest && nh->kind == NextHop::Kind::kInterior) continue;
+      Candidate c;
+      c.remote = static_cast<std::int32_t>(i);
+      c.hop = nh;
+      c.score = static_cast<std::int64_t>(nh->cost) +
+                (closest ? 0 : r->outstanding.load(std::memory_order_relaxed));
+      scratch_.push_back(c);
+    }
+  }
+  if (scratch_.empty()) return RouteStatus::kNoRoute;
+  // Lowest score wins; ties go round-robin from a moving start.
+  const std::size_t n = scratch_.size();
+  const std::size_t start = e.next++ % n;
+  std::size_t best = start;
+  for (std::size_t k = 1; k < n; ++k) {
+    const std::size_t i = (start + k) % n;
+    if (scratch_[i].score < scratch_[best].score) best = i;
+  }
+  const Candidate& c = scratch_[best];
+  if (c.local >= 0) {
+    const auto& consumer = e.consumers[static_cast<std::size_t>(c.local)];
+    out.push_back(Target{consumer, counterOf(consumer), false, {}});
+  } else {
+    const auto& r = e.remotes[static_cast<std::size_t>(c.remote)];
+    Target t{c.hop->link, counterOf(r), true, headerFor(rq, hops)};
+    // Through an uplink the interior router decides; elsewhere the chosen
+    // router is named so that transit routers just pass it along.
+    if (c.hop->kind != NextHop::Kind::kUplink) t.header.dest = r->router;
+    out.push_back(std::move(t));
+  }
+  scratch_.clear();
+  return RouteStatus::kRouted;
+}
+
+// Multicast. Each router with consumers gets exactly one copy: the router
+// that admits a delivery to the interior network computes the set of
+// interior routers with consumers and partitions it among its next hops,
+// sending each next hop one copy naming its part; every router on the way
+// delivers to its own consumers (and edge routers) if it is in the set and
+// partitions the rest again. A set is never duplicated, so neither is a copy,
+// whatever the topology's cycles.
+RouteStatus ForwardingTable::routeMulticast(AddressEntry& e, const RouteRequest& rq,
+                                            std::uint32_t hops, std::vector<Target>& out) {
+  const PathTable& paths = *paths_;
+  const RouteHeader* in = rq.header;
+  const bool local_only = rq.arrival == Arrival::kUplink;
+  bool include_local = true;
+  std::vector<std::string_view> rest;
+  if (in && in->has_dests && rq.arrival == Arrival::kInterior) {
+    include_local = false;
+    for (const auto& d : in->dests) {
+      if (d == paths.self) {
+        include_local = true;
+      } else {
+        rest.push_back(d);
+      }
+    }
+  } else if (!local_only) {
+    for (const auto& r : e.remotes) {
+      if (r->router == rq.arrival_peer) continue;
+      const NextHop* nh = paths.find(r->router);
+      if (nh && nh->kind == NextHop::Kind::kInterior) rest.push_back(r->router);
+    }
+  }
+  if (include_local) {
+    for (const auto& c : e.consumers) out.push_back(Target{c, nullptr, false, {}});
+    if (!local_only) {
+      for (const auto& r : e.remotes) {
+        if (r->router == rq.arrival_peer) continue;
+        const NextHop* nh = paths.find(r->router);
+        if (nh == nullptr || nh->kind == NextHop::Kind::kInterior) continue;
+        Target t{nh->link, nullptr, true, headerFor(rq, hops)};
+        if (nh->kind == NextHop::Kind::kEdgeChild) {
+          t.header.has_dests = true;
+          t.header.dests.push_back(r->router);
+        }
+        out.push_back(std::move(t));
+      }
+    }
+  }
+  // Partition the rest by next hop: one copy per neighbour.
+  const std::size_t first_group = out.size();
+  for (auto d : rest) {
+    const NextHop* nh = paths.find(d);
+    if (nh == nullptr) continue;  // unreachable now: that part of the set is lost
+    Target* group = nullptr;
+    for (std::size_t i = first_group; i < out.size(); ++i) {
+      if (out[i].to == nh->link) group = &out[i];
+    }
+    if (group == nullptr) {
+      out.push_back(Target{nh->link, nullptr, true, headerFor(rq, hops)});
+      group = &out.back();
+      group->header.has_dests = true;
+    }
+    group->header.dests.emplace_back(d);
+  }
+  return out.empty() ? RouteStatus::kNoRoute : RouteStatus::kRouted;
 }
 
 AddressEntry& ForwardingTable::addListener(const std::string& address, config::Distribution d,
@@ -129,7 +342,8 @@ void ForwardingTable::removeListener(const std::string& address, CreditListener*
 
 void ForwardingTable::eraseIfUnused(
     std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>>::iterator it) {
-  if (it->second.consumers.empty() && it->second.listeners.empty()) entries_.erase(it);
+  if (it->second.consumers.empty() && it->second.remotes.empty() && it->second.listeners.empty())
+    entries_.erase(it);
 }
 
 }  // namespace vane::forwarding

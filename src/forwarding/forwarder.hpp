@@ -27,10 +27,99 @@ class CreditListener {
 
 struct AddressEntry {
   config::Distribution distribution = config::Distribution::kBalanced;
-  std::vector<std::shared_ptr<Consumer>> consumers;
+  std::vector<std::shared_ptr<Consumer>> consumers;  // local
+  std::vector<std::shared_ptr<RemoteDest>> remotes;  // other routers with consumers
   std::vector<CreditListener*> listeners;
   std::uint32_t next = 0;  // round-robin position
+
+  bool available() const { return !consumers.empty() || !remotes.empty(); }
 };
+
+// How this router reaches another router.
+struct NextHop {
+  enum class Kind : std::uint8_t {
+    kInterior,   // an interior router, through the link-state path
+    kEdgeChild,  // an edge router attached to this (interior) router
+    kUplink,     // the interior router this edge router is attached to
+  };
+  // The data link to the first router on the path (a Consumer whose sink is
+  // the inter-router link's egress).
+  std::shared_ptr<Consumer> link;
+  std::uint32_t cost = 0;  // path cost
+  Kind kind = Kind::kInterior;
+};
+
+// An immutable snapshot of the routing core's path table, shared by every
+// loop: each delivery's next hop is one hash lookup.
+struct PathTable {
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::string self;  // this router's id
+  std::unordered_map<std::string, NextHop, Hash, std::equal_to<>> hops;
+
+  const NextHop* find(std::string_view router) const {
+    auto it = hops.find(router);
+    return it == hops.end() || !it->second.link ? nullptr : &it->second;
+  }
+};
+
+// The routing part of a delivery crossing inter-router links (carried ahead
+// of the message; see docs/design/router-protocol.md).
+struct RouteHeader {
+  std::string address;
+  // Anycast: the router the delivery is for; empty = decide at the receiver.
+  std::string dest;
+  // Multicast: the routers whose consumers this copy is for (the sender
+  // partitions its set among next hops, so every router is in one copy
+  // only). has_dests false = decide at the receiver.
+  bool has_dests = false;
+  std::vector<std::string> dests;
+  std::uint32_t hops = 0;  // routers crossed so far
+  std::string origin;      // the router the delivery entered the network at
+};
+
+// Where a delivery came from, as far as routing cares.
+enum class Arrival : std::uint8_t {
+  kClient,     // an application link on this router
+  kInterior,   // an inter-router link
+  kEdgeChild,  // (interior) from one of our edge routers
+  kUplink,     // (edge) from our interior router
+};
+
+struct RouteRequest {
+  std::string_view address;
+  const RouteHeader* header = nullptr;  // null for deliveries from clients
+  Arrival arrival = Arrival::kClient;
+  std::string_view arrival_peer;  // router id of the link's peer, if a router
+  std::string_view origin;        // for the header of copies to other routers
+};
+
+// One copy to send.
+struct Target {
+  std::shared_ptr<Consumer> to;
+  // Counter this copy adds to while unsettled (balanced); null = none.
+  std::shared_ptr<std::atomic<std::int32_t>> load;
+  bool remote = false;  // `header` is to be sent ahead of the message
+  RouteHeader header;
+};
+
+enum class RouteStatus : std::uint8_t { kRouted, kNoRoute, kHopLimit };
+
+struct RouteResult {
+  RouteStatus status = RouteStatus::kNoRoute;
+  bool multicast = false;
+};
+
+// Prefix of dynamic (reply) addresses: "_vane/temp/<router id>/...". A router
+// that has no entry for such an address sends it towards the router named in
+// it, so replies work before the address has spread through the network.
+inline constexpr std::string_view kTempPrefix = "_vane/temp/";
+
+// Routers a delivery may cross before it is given up (a loop while routes
+// reconverge).
+inline constexpr std::uint32_t kMaxHops = 32;
 
 // Chooses the consumers for one delivery; `out` is cleared first.
 // Index by distribution: a table, not an if-chain.
@@ -47,6 +136,15 @@ class ForwardingTable {
   void addConsumer(const std::string& address, config::Distribution d,
                    std::shared_ptr<Consumer> consumer);
   void removeConsumer(const std::string& address, std::uint64_t consumer_id);
+  void addRemote(const std::string& address, config::Distribution d,
+                 std::shared_ptr<RemoteDest> remote);
+  void removeRemote(const std::string& address, const std::string& router);
+  void setPaths(std::shared_ptr<const PathTable> paths) { paths_ = std::move(paths); }
+  const PathTable* paths() const { return paths_.get(); }
+
+  // Chooses where one delivery goes: local consumers and/or copies for
+  // other routers (with the header to send them). `out` is cleared first.
+  RouteResult route(const RouteRequest& rq, std::vector<Target>& out);
 
   // Ingress links bound to an address register to learn when consumers come
   // and go. `d` is used if the entry does not exist yet.
@@ -62,7 +160,23 @@ class ForwardingTable {
   };
   void eraseIfUnused(
       std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>>::iterator it);
+  void notify(AddressEntry& e, bool was_available);
+  RouteStatus routeTo(std::string_view router, const RouteRequest& rq, std::uint32_t hops,
+                      std::vector<Target>& out);
+  RouteStatus routeAnycast(AddressEntry& e, const RouteRequest& rq, std::uint32_t hops,
+                           std::vector<Target>& out);
+  RouteStatus routeMulticast(AddressEntry& e, const RouteRequest& rq, std::uint32_t hops,
+                             std::vector<Target>& out);
+
   std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>> entries_;
+  std::shared_ptr<const PathTable> paths_ = std::make_shared<const PathTable>();
+  struct Candidate {
+    std::int32_t local = -1;   // index in consumers
+    std::int32_t remote = -1;  // index in remotes
+    const NextHop* hop = nullptr;
+    std::int64_t score = 0;
+  };
+  std::vector<Candidate> scratch_;
 };
 
 }  // namespace vane::forwarding

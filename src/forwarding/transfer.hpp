@@ -96,27 +96,40 @@ struct Consumer {
   std::atomic<std::int32_t> outstanding{0};
 };
 
+// A router elsewhere in the network that has consumers for an address, as
+// seen from this router. Shared (read-only apart from the atomic) by every
+// loop's forwarding table, like Consumer.
+struct RemoteDest {
+  explicit RemoteDest(std::string r) : router(std::move(r)) {}
+  const std::string router;
+  // Unsettled anycast deliveries this router sent there for the address.
+  std::atomic<std::int32_t> outstanding{0};
+};
+
 // What the ingress keeps for one arriving delivery.
 struct IngressDelivery;
 
 // One copy of a delivery on its way to one consumer.
 struct Transfer {
   Transfer(std::shared_ptr<IngressDelivery> in, std::shared_ptr<Consumer> to,
-           std::shared_ptr<FlowBudget> budget, bool presettled, bool counted)
+           std::shared_ptr<FlowBudget> budget, bool presettled,
+           std::shared_ptr<std::atomic<std::int32_t>> load)
       : ingress(std::move(in)),
         consumer(std::move(to)),
         budget(std::move(budget)),
         presettled(presettled),
-        counted(counted) {}
+        load(std::move(load)) {}
 
   // Immutable after creation.
   const std::shared_ptr<IngressDelivery> ingress;  // to report outcome / slot back
+  // The egress link: a local consumer, or the data link to the next router.
   const std::shared_ptr<Consumer> consumer;
   const std::shared_ptr<FlowBudget> budget;
   const bool presettled;  // forwarded settled; no outcome is reported back
-  // The ingress added this copy to consumer->outstanding; the egress takes it
-  // off exactly once (uncount()).
-  const bool counted;
+  // The outstanding counter the ingress incremented for this copy (a local
+  // consumer's or a RemoteDest's), or null; the egress decrements it exactly
+  // once (uncount()).
+  const std::shared_ptr<std::atomic<std::int32_t>> load;
 
   // Egress loop only.
   std::deque<Chunk> pending;      // bytes not yet handed to the egress engine
@@ -180,9 +193,9 @@ struct IngressDelivery {
 
 // Takes a counted copy off its consumer's outstanding count, once. Egress loop.
 inline void uncount(Transfer& t) {
-  if (t.counted && !t.uncounted) {
+  if (t.load && !t.uncounted) {
     t.uncounted = true;
-    t.consumer->outstanding.fetch_sub(1, std::memory_order_relaxed);
+    t.load->fetch_sub(1, std::memory_order_relaxed);
   }
 }
 

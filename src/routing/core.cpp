@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
+
+#include "core/log.hpp"
 
 namespace vane::routing {
 
@@ -11,6 +14,18 @@ namespace {
 std::uint32_t randomBootId() {
   std::random_device rd;
   return rd();
+}
+
+const char* roleName(NeighborRole r) {
+  switch (r) {
+    case NeighborRole::kInterior:
+      return "interior";
+    case NeighborRole::kEdge:
+      return "edge";
+    case NeighborRole::kUplink:
+      return "uplink";
+  }
+  return "?";
 }
 }  // namespace
 
@@ -21,6 +36,63 @@ RoutingCore::RoutingCore(core::EventLoop& loop, std::string router_id,
       policy_(std::move(policy)),
       boot_id_(randomBootId()) {}
 
+RoutingCore::~RoutingCore() = default;
+
+void RoutingCore::setReplicas(std::vector<Replica> replicas) {
+  replicas_ = std::move(replicas);
+  auto paths = std::make_shared<forwarding::PathTable>();
+  paths->self = router_id_;
+  std::shared_ptr<const forwarding::PathTable> snapshot = std::move(paths);
+  for (auto& r : replicas_) r.table->setPaths(snapshot);
+}
+
+void RoutingCore::enableNetwork(const EngineConfig& cfg) {
+  engine_ = std::make_unique<Engine>(cfg, static_cast<EngineOutput&>(*this));
+  timer_ = std::make_unique<boost::asio::steady_timer>(loop_.context());
+}
+
+void RoutingCore::start() {
+  if (!engine_) return;
+  loop_.post([this] { scheduleTick(); });
+}
+
+void RoutingCore::stop() {
+  if (!engine_) return;
+  loop_.post([this] {
+    stopped_ = true;
+    timer_->cancel();
+  });
+}
+
+Millis RoutingCore::now() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void RoutingCore::scheduleTick() {
+  if (stopped_) return;
+  const Millis t = now();
+  const Millis next = std::clamp<Millis>(engine_->nextTick() - t, 1, 250);
+  timer_->expires_after(std::chrono::milliseconds(next));
+  timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    engine_->tick(now());
+    scheduleTick();
+  });
+}
+
+void RoutingCore::scheduleFlush() {
+  if (!engine_ || flush_pending_) return;
+  flush_pending_ = true;
+  // Posted, so that a burst of attaches handled in one turn of the loop is
+  // advertised as one update.
+  loop_.post([this] {
+    flush_pending_ = false;
+    if (!stopped_) engine_->flush(now());
+  });
+}
+
 std::string RoutingCore::newDynamicAddress() {
   return fmt::format("_vane/temp/{}/{:08x}.{}", router_id_, boot_id_,
                      next_dynamic_.fetch_add(1, std::memory_order_relaxed));
@@ -30,7 +102,12 @@ void RoutingCore::addConsumer(std::string address, std::shared_ptr<forwarding::C
                               core::EventLoop& reply_loop, std::function<void()> done) {
   loop_.post([this, address = std::move(address), consumer = std::move(consumer), &reply_loop,
               done = std::move(done)]() mutable {
-    addresses_[address].push_back(consumer->id);
+    auto& ids = local_[address];
+    ids.push_back(consumer->id);
+    if (ids.size() == 1 && engine_) {
+      engine_->localAddress(address, true);
+      scheduleFlush();
+    }
     const auto dist = policy_->lookup(address);
     auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(replicas_.size()));
     auto finish = std::make_shared<std::function<void()>>(std::move(done));
@@ -45,17 +122,163 @@ void RoutingCore::addConsumer(std::string address, std::shared_ptr<forwarding::C
 
 void RoutingCore::removeConsumer(std::string address, std::uint64_t consumer_id) {
   loop_.post([this, address = std::move(address), consumer_id] {
-    auto it = addresses_.find(address);
-    if (it != addresses_.end()) {
+    auto it = local_.find(address);
+    if (it != local_.end()) {
       auto& v = it->second;
       v.erase(std::remove(v.begin(), v.end(), consumer_id), v.end());
-      if (v.empty()) addresses_.erase(it);
+      if (v.empty()) {
+        local_.erase(it);
+        if (engine_) {
+          engine_->localAddress(address, false);
+          scheduleFlush();
+        }
+      }
     }
     for (auto& r : replicas_) {
       r.loop->post(
           [table = r.table, address, consumer_id] { table->removeConsumer(address, consumer_id); });
     }
   });
+}
+
+void RoutingCore::neighborReady(NeighborInfo info) {
+  loop_.post([this, info = std::move(info)]() mutable {
+    if (!engine_ || stopped_) return;
+    const NeighborId id = info.id;
+    auto refuse = [&](const std::string& condition, const std::string& reason) {
+      VANE_LOG_WARN("router {}: refusing link from router {}: {}", router_id_, info.peer_id,
+                    reason);
+      auto link = info.link;
+      if (auto l = link.lock()) {
+        l->loop().post([link, condition, reason] {
+          if (auto l = link.lock()) l->close(condition, reason);
+        });
+      }
+    };
+    for (auto& [nid, n] : neighbors_) {
+      if (n.up && n.info.peer_id == info.peer_id) {
+        refuse("vane:duplicate-link",
+               fmt::format("already linked to router {} over another connection", info.peer_id));
+        return;
+      }
+    }
+    // Registered first: the engine sends its hello from inside neighborUp.
+    auto& n = neighbors_[id];
+    n = Neighbor{info, true};
+    auto refusal = engine_->neighborUp(id, info.peer_id, info.role, info.cost, now());
+    if (refusal) {
+      neighbors_.erase(id);
+      refuse(refusal->condition, refusal->reason);
+      return;
+    }
+    VANE_LOG_INFO("router {}: link to router {} up (role {}, cost {})", router_id_, info.peer_id,
+                  roleName(info.role), info.cost);
+  });
+}
+
+void RoutingCore::neighborGone(NeighborId id) {
+  loop_.post([this, id] {
+    auto it = neighbors_.find(id);
+    if (it == neighbors_.end()) return;
+    VANE_LOG_INFO("router {}: link to router {} down", router_id_, it->second.info.peer_id);
+    neighbors_.erase(it);
+    if (engine_ && !stopped_) engine_->neighborDown(id, now());
+  });
+}
+
+void RoutingCore::controlReceived(NeighborId id, std::string message) {
+  loop_.post([this, id, message = std::move(message)] {
+    if (!engine_ || stopped_ || neighbors_.count(id) == 0) return;
+    engine_->receive(id, message, now());
+  });
+}
+
+void RoutingCore::summary(std::function<void(Summary)> done) {
+  loop_.post([this, done = std::move(done)] {
+    Summary s;
+    if (engine_) {
+      s.paths = engine_->paths();
+      s.neighbors = engine_->neighbors();
+      s.known_routers = engine_->knownRouters();
+    }
+    s.remote_addresses = remote_.size();
+    done(std::move(s));
+  });
+}
+
+// --- EngineOutput (core loop) ---
+
+void RoutingCore::send(NeighborId to, std::string message) {
+  auto it = neighbors_.find(to);
+  if (it == neighbors_.end()) return;
+  auto link = it->second.info.link;
+  auto l = link.lock();
+  if (!l) return;
+  l->loop().post([link, message = std::move(message)]() mutable {
+    if (auto l = link.lock()) l->sendControl(std::move(message));
+  });
+}
+
+void RoutingCore::drop(NeighborId n, std::string condition, std::string reason) {
+  auto it = neighbors_.find(n);
+  if (it == neighbors_.end()) return;
+  VANE_LOG_WARN("router {}: dropping link to router {}: {}", router_id_, it->second.info.peer_id,
+                reason);
+  it->second.up = false;
+  auto link = it->second.info.link;
+  neighbors_.erase(it);
+  if (auto l = link.lock()) {
+    l->loop().post([link, condition = std::move(condition), reason = std::move(reason)] {
+      if (auto l = link.lock()) l->close(condition, reason);
+    });
+  }
+}
+
+void RoutingCore::pathsChanged(const std::vector<Path>& paths) {
+  paths_ = paths;
+  publishPaths();
+}
+
+void RoutingCore::publishPaths() {
+  auto table = std::make_shared<forwarding::PathTable>();
+  table->self = router_id_;
+  for (const auto& p : paths_) {
+    auto it = neighbors_.find(p.next_hop);
+    if (it == neighbors_.end()) continue;
+    const auto& n = it->second.info;
+    forwarding::NextHop hop;
+    hop.link = n.data;
+    hop.cost = p.cost;
+    if (n.role == NeighborRole::kUplink) {
+      hop.kind = forwarding::NextHop::Kind::kUplink;
+    } else if (n.role == NeighborRole::kEdge && p.router == n.peer_id) {
+      hop.kind = forwarding::NextHop::Kind::kEdgeChild;
+    }
+    table->hops.emplace(p.router, std::move(hop));
+  }
+  VANE_LOG_DEBUG("router {}: {} router(s) reachable", router_id_, table->hops.size());
+  std::shared_ptr<const forwarding::PathTable> snapshot = std::move(table);
+  for (auto& r : replicas_) {
+    r.loop->post([t = r.table, snapshot] { t->setPaths(snapshot); });
+  }
+}
+
+void RoutingCore::remoteAddress(const std::string& address, const std::string& router,
+                                bool present) {
+  RemoteKey key{address, router};
+  if (present) {
+    if (!remote_.insert(key).second) return;
+    auto dest = std::make_shared<forwarding::RemoteDest>(router);
+    const auto dist = policy_->lookup(address);
+    for (auto& r : replicas_) {
+      r.loop->post([t = r.table, address, dist, dest] { t->addRemote(address, dist, dest); });
+    }
+  } else {
+    if (remote_.erase(key) == 0) return;
+    for (auto& r : replicas_) {
+      r.loop->post([t = r.table, address, router] { t->removeRemote(address, router); });
+    }
+  }
 }
 
 }  // namespace vane::routing

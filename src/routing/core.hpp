@@ -1,30 +1,60 @@
-// The routing core: the single owner of the router's address table.
+// The routing core: the single owner of the router's routing state — the
+// address table (local consumers and the routers elsewhere that have
+// consumers), the routing protocol engine, and the neighbours' links.
 //
-// Workers report consumers (egress links) as they attach and detach; the core
-// records them and publishes each change as a delta to every worker loop's
-// ForwardingTable replica. Forwarding reads only the replica, so no delivery
-// ever waits on the core. The router network adds remote consumers here.
+// Workers report consumers (egress links) as they attach and detach, and
+// inter-router connections as they come and go; the core records them, runs
+// the protocol (routing::Engine) and publishes every change to each worker
+// loop's ForwardingTable replica: address deltas, and an immutable PathTable
+// snapshot whenever paths change. Forwarding reads only the replica, so no
+// delivery ever waits on the core.
 //
-// IMPORTANT: addresses_ is touched only on the core loop. Public methods are
-// thread-safe (they post to the core loop) unless marked otherwise.
+// IMPORTANT: everything below `private:` is touched only on the core loop.
+// Public methods are thread-safe (they post to the core loop) unless marked
+// otherwise.
 #pragma once
 
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
 #include "routing/address_policy.hpp"
+#include "routing/engine.hpp"
 
 namespace vane::routing {
 
-class RoutingCore {
+// A connection to a neighbouring router, as the core sees it. Implemented by
+// the AMQP layer; every call happens on loop().
+class NeighborLink {
+ public:
+  virtual ~NeighborLink() = default;
+  virtual core::EventLoop& loop() = 0;
+  // Sends one routing-protocol message (JSON text).
+  virtual void sendControl(std::string message) = 0;
+  // Closes the connection with an AMQP error.
+  virtual void close(const std::string& condition, const std::string& reason) = 0;
+};
+
+struct NeighborInfo {
+  NeighborId id = 0;
+  std::string peer_id;  // the neighbour's router id
+  NeighborRole role = NeighborRole::kInterior;
+  std::uint32_t cost = 1;  // our side's configured cost
+  std::weak_ptr<NeighborLink> link;
+  // The data link towards the neighbour, as a forwarding target.
+  std::shared_ptr<forwarding::Consumer> data;
+};
+
+class RoutingCore : private EngineOutput {
  public:
   struct Replica {
     core::EventLoop* loop;
@@ -33,9 +63,19 @@ class RoutingCore {
 
   RoutingCore(core::EventLoop& loop, std::string router_id,
               std::shared_ptr<const AddressPolicy> policy);
+  ~RoutingCore() override;
 
   // Set once before any traffic.
-  void setReplicas(std::vector<Replica> replicas) { replicas_ = std::move(replicas); }
+  void setReplicas(std::vector<Replica> replicas);
+  // Takes part in the router network with this protocol configuration. Call
+  // once before start(), from the thread that builds the router.
+  void enableNetwork(const EngineConfig& cfg);
+  // Starts the protocol timers (core loop must be running). Thread-safe.
+  void start();
+  // Stops the timers; call before the core loop stops. Thread-safe.
+  void stop();
+
+  const std::string& routerId() const { return router_id_; }
 
   // Immutable policy: callable from any thread.
   config::Distribution distributionFor(std::string_view address) const {
@@ -43,6 +83,7 @@ class RoutingCore {
   }
 
   std::uint64_t nextConsumerId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  NeighborId nextNeighborId() { return next_neighbor_.fetch_add(1, std::memory_order_relaxed); }
 
   // A network-unique address for a dynamic receiver. Thread-safe.
   std::string newDynamicAddress();
@@ -54,18 +95,72 @@ class RoutingCore {
                    core::EventLoop& reply_loop, std::function<void()> done);
   void removeConsumer(std::string address, std::uint64_t consumer_id);
 
-  // Core loop only: number of addresses with consumers.
-  std::size_t addressCount() const { return addresses_.size(); }
+  // Inter-router connections. neighborReady: the connection's control and
+  // data links are up. neighborGone: the connection is closed (safe to call
+  // for a neighbour that never became ready). controlReceived: a message
+  // from the neighbour's control link.
+  void neighborReady(NeighborInfo info);
+  void neighborGone(NeighborId id);
+  void controlReceived(NeighborId id, std::string message);
+
+  // Core loop only: number of addresses with local consumers.
+  std::size_t addressCount() const { return local_.size(); }
+
+  // Snapshot for logs/management: thread-safe, answers via `done` on the
+  // core loop.
+  struct Summary {
+    std::vector<Path> paths;
+    std::vector<std::string> neighbors;
+    std::size_t known_routers = 0;
+    std::size_t remote_addresses = 0;
+  };
+  void summary(std::function<void(Summary)> done);
 
  private:
+  // EngineOutput (core loop)
+  void send(NeighborId to, std::string message) override;
+  void drop(NeighborId n, std::string condition, std::string reason) override;
+  void pathsChanged(const std::vector<Path>& paths) override;
+  void remoteAddress(const std::string& address, const std::string& router,
+                     bool present) override;
+
+  Millis now() const;
+  void scheduleTick();
+  void scheduleFlush();
+  void publishPaths();
+
+  struct Neighbor {
+    NeighborInfo info;
+    bool up = false;  // accepted by the engine
+  };
+  struct RemoteKey {
+    std::string address;
+    std::string router;
+    bool operator==(const RemoteKey&) const = default;
+  };
+  struct RemoteKeyHash {
+    std::size_t operator()(const RemoteKey& k) const {
+      return std::hash<std::string>{}(k.address) * 31 + std::hash<std::string>{}(k.router);
+    }
+  };
+
   core::EventLoop& loop_;
   const std::string router_id_;
   const std::shared_ptr<const AddressPolicy> policy_;
   std::vector<Replica> replicas_;
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_dynamic_{1};
+  std::atomic<NeighborId> next_neighbor_{1};
   const std::uint32_t boot_id_;
-  std::unordered_map<std::string, std::vector<std::uint64_t>> addresses_;
+  // address -> ids of local consumers
+  std::unordered_map<std::string, std::vector<std::uint64_t>> local_;
+  std::unordered_set<RemoteKey, RemoteKeyHash> remote_;
+  std::unordered_map<NeighborId, Neighbor> neighbors_;
+  std::vector<Path> paths_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<boost::asio::steady_timer> timer_;
+  bool flush_pending_ = false;
+  bool stopped_ = false;
 };
 
 }  // namespace vane::routing

@@ -1,5 +1,7 @@
 #include "server/listener.hpp"
 
+#include "amqp/connection.hpp"
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -41,12 +43,6 @@ std::string Listener::open() {
   VANE_LOG_INFO("listener {} listening on {}:{} (role {})", cfg_.name,
                 acceptor_.local_endpoint(ec).address().to_string(), bound_port_,
                 config::toString(cfg_.role));
-  if (cfg_.role != config::ListenerRole::kNormal) {
-    VANE_LOG_WARN(
-        "listener {}: role {} is reserved for router links, which this version does "
-        "not run yet; the listener serves AMQP clients",
-        cfg_.name, config::toString(cfg_.role));
-  }
   return {};
 }
 
@@ -75,8 +71,12 @@ void Listener::acceptNext() {
           boost::system::error_code ignored;
           socket.close(ignored);
         } else {
-          w->loop().post([w, s = std::move(socket), name = cfg_.name]() mutable {
-            w->adopt(std::move(s), name);
+          amqp::ConnectionOptions options;
+          options.name = cfg_.name;
+          options.role = cfg_.role;
+          options.cost = cfg_.cost;
+          w->loop().post([w, s = std::move(socket), options = std::move(options)]() mutable {
+            w->adopt(std::move(s), std::move(options));
           });
         }
         acceptNext();

@@ -1,9 +1,11 @@
 #include "server/router.hpp"
 
+#include <algorithm>
 #include <future>
 #include <thread>
 
 #include "core/log.hpp"
+#include "server/connector.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
 
@@ -17,6 +19,9 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   settings_.idle_timeout_ms = r.idle_timeout_ms;
   settings_.link_capacity = r.link_capacity;
   settings_.inflight_limit = static_cast<std::int64_t>(r.max_message_inflight_bytes);
+  settings_.edge_mode = r.mode == config::RouterMode::kEdge;
+  settings_.inter_router_link_capacity = std::max(1000, r.link_capacity);
+  settings_.inter_router_inflight_limit = 4 * settings_.inflight_limit;
 
   auto policy = std::make_shared<const routing::AddressPolicy>(cfg_.addresses);
   core_ = std::make_unique<routing::RoutingCore>(core_loop_, r.id, policy);
@@ -28,6 +33,29 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
     workers.push_back(workers_.back().get());
   }
   core_->setReplicas(std::move(replicas));
+  routing::EngineConfig ecfg;
+  ecfg.id = r.id;
+  ecfg.edge = settings_.edge_mode;
+  ecfg.hello_interval_ms = r.hello_interval_ms;
+  ecfg.dead_interval_ms = r.dead_interval_ms;
+  // A restarted router must outrank its earlier run: its start time.
+  ecfg.instance = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  core_->enableNetwork(ecfg);
+  if (settings_.edge_mode) {
+    if (!cfg_.connectors.empty()) {
+      connectors_.push_back(
+          std::make_unique<Connector>(cfg_.connectors, core_loop_, workers, 0));
+    }
+  } else {
+    std::size_t i = 0;
+    for (const auto& c : cfg_.connectors) {
+      connectors_.push_back(std::make_unique<Connector>(std::vector<config::ConnectorConfig>{c},
+                                                        core_loop_, workers, i++));
+    }
+  }
   const std::uint32_t max_conn = r.max_connections;
   for (const auto& l : cfg_.listeners) {
     listeners_.push_back(std::make_unique<Listener>(
@@ -51,8 +79,10 @@ std::string Router::start() {
   }
   for (auto& w : workers_) w->loop().start();
   core_loop_.start();
+  core_->start();
   core_loop_.post([this] {
     for (auto& l : listeners_) l->startAccepting();
+    for (auto& c : connectors_) c->start();
   });
   started_ = true;
   VANE_LOG_INFO("router {} ready (mode {}, {} worker{})", cfg_.router.id,
@@ -69,8 +99,10 @@ void Router::stop(std::chrono::milliseconds grace) {
     std::promise<void> closed;
     core_loop_.post([this, &closed] {
       for (auto& l : listeners_) l->close();
+      for (auto& c : connectors_) c->stop();
       closed.set_value();
     });
+    core_->stop();
     closed.get_future().wait();
     for (auto& w : workers_) {
       w->loop().post(
@@ -97,6 +129,7 @@ void Router::stop(std::chrono::milliseconds grace) {
   // workers live, then drop the acceptors.
   core_loop_.drainAfterJoin([] {});
   listeners_.clear();
+  connectors_.clear();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);
 }
 

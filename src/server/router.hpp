@@ -16,6 +16,7 @@ namespace vane::server {
 
 class Worker;
 class Listener;
+class Connector;
 
 class Router {
  public:
@@ -35,6 +36,7 @@ class Router {
 
   const config::Config& config() const { return cfg_; }
   amqp::Stats& stats() { return stats_; }
+  routing::RoutingCore& routing() { return *core_; }
 
  private:
   config::Config cfg_;
@@ -44,6 +46,7 @@ class Router {
   std::unique_ptr<routing::RoutingCore> core_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Connector>> connectors_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -18,14 +18,16 @@ Worker::~Worker() {
   });
 }
 
-void Worker::adopt(boost::asio::ip::tcp::socket socket, const std::string& listener) {
+void Worker::adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions options,
+                   std::function<void()> on_closed) {
   VANE_ASSERT_THREAD(loop_);
-  auto conn = std::make_shared<amqp::Connection>(ctx_, std::move(socket), listener,
-                                                 [this](amqp::Connection* c) {
-                                                   // Deferred: the connection may be inside one of
-                                                   // its own handlers.
-                                                   loop_.post([this, c] { connections_.erase(c); });
-                                                 });
+  auto conn = std::make_shared<amqp::Connection>(
+      ctx_, std::move(socket), std::move(options),
+      [this, on_closed = std::move(on_closed)](amqp::Connection* c) {
+        // Deferred: the connection may be inside one of its own handlers.
+        loop_.post([this, c] { connections_.erase(c); });
+        if (on_closed) on_closed();
+      });
   connections_.emplace(conn.get(), conn);
   conn->start();
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -24,8 +25,10 @@ class Worker {
   core::EventLoop& loop() { return loop_; }
   forwarding::ForwardingTable& table() { return table_; }
 
-  // Loop thread: takes over an accepted socket.
-  void adopt(boost::asio::ip::tcp::socket socket, const std::string& listener);
+  // Loop thread: takes over a connected socket. `on_closed` (optional) runs
+  // on this loop when the connection is gone.
+  void adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions options,
+             std::function<void()> on_closed = {});
   // Loop thread: sends every connection an AMQP close with `condition`.
   void closeAll(const char* condition, const char* description);
   // Loop thread.

@@ -130,7 +130,7 @@ TEST(ConfigParse, EveryField) {
       "# Vane test configuration\n"                                // 1
       "router:\n"                                                  // 2
       "  id: router-a\n"                                           // 3
-      "  mode: edge\n"                                             // 4
+      "  mode: interior\n"                                         // 4
       "  workers: 8\n"                                             // 5
       "  link_capacity: 1000\n"                                    // 6
       "  max_message_inflight_bytes: 65536\n"                      // 7
@@ -157,7 +157,7 @@ TEST(ConfigParse, EveryField) {
   Config c = parseOk(yaml);
   EXPECT_EQ(c.source, kFile);
   EXPECT_EQ(c.router.id, "router-a");
-  EXPECT_EQ(c.router.mode, RouterMode::kEdge);
+  EXPECT_EQ(c.router.mode, RouterMode::kInterior);
   EXPECT_EQ(c.router.workers, 8);
   EXPECT_EQ(c.router.link_capacity, 1000);
   EXPECT_EQ(c.router.max_message_inflight_bytes, 65536u);
@@ -348,13 +348,13 @@ TEST(ConfigParse, PrefixAndPatternWithSameTextAreDistinctRules) {
 
 TEST(ConfigErrors, UnknownFields) {
   expectError("listeners:\n  - name: amqp\n    prot: 5672\n", 3, 5, "listeners[0].prot",
-              "unknown field 'prot' (expected one of: name, host, port, role)");
+              "unknown field 'prot' (expected one of: name, host, port, role, cost)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
-              "unknown field 'routr' (expected one of: router, listeners, addresses)");
+              "unknown field 'routr' (expected one of: router, listeners, connectors, addresses)");
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "
-              "max_connections)");
+              "max_connections, hello_interval_ms, dead_interval_ms)");
   expectError("addresses:\n  - prefix: a\n  - prefix: b\n    distrib: closest\n", 4, 5,
               "addresses[1].distrib",
               "unknown field 'distrib' (expected one of: prefix, pattern, distribution)");
@@ -366,7 +366,7 @@ TEST(ConfigErrors, UnknownFieldExactMessage) {
   ConfigError e = parseErr("listeners:\n  - name: amqp\n    prot: 5672\n");
   EXPECT_EQ(e.toString(),
             "test.yaml:3:5: field 'listeners[0].prot': unknown field 'prot' (expected one of: "
-            "name, host, port, role)");
+            "name, host, port, role, cost)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -719,6 +719,56 @@ TEST(ConfigLoadFile, DirectoryIsAnError) {
   ConfigResult r = loadFile(dir);
   ASSERT_TRUE(std::holds_alternative<ConfigError>(r));
   EXPECT_EQ(std::get<ConfigError>(r).message, "cannot read file: Is a directory");
+}
+
+TEST(ConfigNetwork, ConnectorsCostsAndTimers) {
+  Config c = parseOk(
+      "router:\n  id: a\n  hello_interval_ms: 200\n  dead_interval_ms: 600\n"
+      "listeners:\n  - name: inter\n    role: inter-router\n    port: 0\n    cost: 7\n"
+      "connectors:\n  - name: to-b\n    host: b.example\n    port: 5673\n    cost: 3\n");
+  EXPECT_EQ(c.router.hello_interval_ms, 200u);
+  EXPECT_EQ(c.router.dead_interval_ms, 600u);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].cost, 7u);
+  ASSERT_EQ(c.connectors.size(), 1u);
+  EXPECT_EQ(c.connectors[0].name, "to-b");
+  EXPECT_EQ(c.connectors[0].host, "b.example");
+  EXPECT_EQ(c.connectors[0].port, 5673);
+  EXPECT_EQ(c.connectors[0].role, ListenerRole::kInterRouter);
+  EXPECT_EQ(c.connectors[0].cost, 3u);
+  EXPECT_EQ(c.connectors[0].line, 11);
+}
+
+TEST(ConfigNetwork, ConnectorErrors) {
+  expectError("connectors:\n  - name: x\n", 2, 5, "connectors[0].port",
+              "missing required field 'port'");
+  expectError("connectors:\n  - name: x\n    port: 1\n    cost: 0\n", 4, 11,
+              "connectors[0].cost", "value 0 is out of range (allowed: 1..1000000)");
+  expectError("connectors:\n  - name: x\n    port: 1\n    role: normal\n", 4, 11,
+              "connectors[0].role",
+              "invalid value 'normal' (expected one of: inter-router, edge)");
+  expectError("connectors:\n  - name: x\n    port: 1\n  - name: x\n    port: 2\n", 4, 11,
+              "connectors[1].name",
+              "duplicate connector name 'x' (already used by connectors[0] at line 2)");
+}
+
+TEST(ConfigNetwork, RolesMustFitTheMode) {
+  expectError("router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n", 4,
+              1, "listeners[0].role",
+              "an edge router accepts only normal (client) listeners, not 'inter-router'; edge "
+              "routers connect to interior routers with connectors");
+  expectError("router:\n  mode: edge\nconnectors:\n  - name: c\n    port: 1\n", 4, 1,
+              "connectors[0].role", "an edge router connects only with role 'edge'");
+  expectError("connectors:\n  - name: c\n    port: 1\n    role: edge\n", 2, 1,
+              "connectors[0].role",
+              "role 'edge' is for connectors of edge routers (router.mode: edge); interior "
+              "routers connect to each other with role 'inter-router'");
+}
+
+TEST(ConfigNetwork, DeadIntervalMustCoverTwoHellos) {
+  expectError("router:\n  hello_interval_ms: 2000\n", 2, 22, "router.hello_interval_ms",
+              "dead_interval_ms (3000) must be at least twice hello_interval_ms (2000), or one "
+              "lost hello drops a neighbour");
 }
 
 }  // namespace

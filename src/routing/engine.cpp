@@ -1,0 +1,1217 @@
+// The routing protocol engine (engine.hpp); the protocol is specified in
+// docs/design/router-protocol.md.
+//
+// Layout of the state:
+//  - nodes_: one Node per router id we hold anything about (link-state
+//    record, address record, or a mention in another record's links),
+//    addressed by index; index 0 is this router. The link-state graph is
+//    kept in index form (Node::links, sorted by index) so that a path
+//    computation touches no strings.
+//  - neighbors_: one Neighbor per connection, with what is queued for it.
+//  - Every public entry point does its work, then finish(): recompute paths
+//    if the graph changed (at most once per call), report path-table and
+//    address changes, advertise our own address changes, update the
+//    visible sets of edge children, and send what was queued, batched per
+//    neighbour.
+#include "routing/engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <map>
+#include <queue>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "routing/protocol.hpp"
+
+namespace vane::routing {
+
+namespace proto = protocol;
+
+namespace {
+
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint32_t kSelf = 0;
+constexpr std::uint64_t kInfinity = std::numeric_limits<std::uint64_t>::max();
+constexpr Millis kNever = std::numeric_limits<Millis>::max();
+
+constexpr const char* kProtocolError = "vane:protocol-error";
+constexpr const char* kDuplicateId = "vane:duplicate-router-id";
+constexpr const char* kNeighborDead = "vane:neighbor-dead";
+
+struct Link {
+  std::uint32_t node;
+  std::uint32_t cost;
+  bool operator<(const Link& o) const { return node < o.node; }
+};
+
+const Link* findLink(const std::vector<Link>& links, std::uint32_t node) {
+  const auto it = std::lower_bound(links.begin(), links.end(), Link{node, 0});
+  return it != links.end() && it->node == node ? &*it : nullptr;
+}
+
+bool newer(std::uint64_t instance, std::uint64_t seq, std::uint64_t old_instance,
+           std::uint64_t old_seq) {
+  return instance != old_instance ? instance > old_instance : seq > old_seq;
+}
+
+std::uint64_t saturatingAdd(std::uint64_t a, std::uint64_t b) {
+  return a > kInfinity - b ? kInfinity : a + b;
+}
+
+// One router's address record as we hold it.
+struct AddressSet {
+  bool held = false;
+  std::uint64_t instance = 0;
+  std::uint64_t seq = 0;
+  std::set<std::string> addresses;
+};
+
+enum class Apply { kApplied, kStale, kGap };
+
+// Applies a received record to `held` under the (instance, seq) rules;
+// `changed(address, present)` is called for each address that comes or goes.
+template <typename Changed>
+Apply applyRecord(AddressSet& held, const proto::AddressRecord& rec, Changed&& changed) {
+  if (rec.full) {
+    if (held.held && !newer(rec.instance, rec.seq, held.instance, held.seq)) return Apply::kStale;
+    std::set<std::string> next(rec.exist.begin(), rec.exist.end());
+    for (const auto& a : held.addresses) {
+      if (next.count(a) == 0) changed(a, false);
+    }
+    for (const auto& a : next) {
+      if (held.addresses.count(a) == 0) changed(a, true);
+    }
+    held.addresses = std::move(next);
+  } else {
+    if (!held.held || rec.instance > held.instance ||
+        (rec.instance == held.instance && rec.seq > held.seq + 1)) {
+      return Apply::kGap;
+    }
+    if (rec.instance < held.instance || rec.seq <= held.seq) return Apply::kStale;
+    // Result: (S ∪ add) \ del.
+    for (const auto& a : rec.add) {
+      if (std::binary_search(rec.del.begin(), rec.del.end(), a)) continue;
+      if (held.addresses.insert(a).second) changed(a, true);
+    }
+    for (const auto& a : rec.del) {
+      if (held.addresses.erase(a) > 0) changed(a, false);
+    }
+  }
+  held.held = true;
+  held.instance = rec.instance;
+  held.seq = rec.seq;
+  return Apply::kApplied;
+}
+
+proto::AddressRecord fullRecord(const std::string& id, std::uint64_t instance, std::uint64_t seq,
+                                const std::set<std::string>& addresses) {
+  proto::AddressRecord rec;
+  rec.id = id;
+  rec.instance = instance;
+  rec.seq = seq;
+  rec.full = true;
+  rec.exist.assign(addresses.begin(), addresses.end());
+  return rec;
+}
+
+using Fragment = std::shared_ptr<const std::string>;
+
+Fragment fragment(const proto::AddressRecord& rec) {
+  return std::make_shared<const std::string>(proto::encodeRecord(rec));
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  struct Node {
+    std::string id;
+    bool used = false;
+    // Link-state record.
+    bool has_ls = false;
+    std::uint64_t ls_instance = 0;
+    std::uint64_t ls_seq = 0;
+    std::vector<Link> links;  // sorted by node
+    std::uint32_t refs = 0;   // links of held records (ours included) naming this node
+    AddressSet addr;
+    // Result of the last path computation.
+    bool reachable = false;
+    std::uint64_t dist = kInfinity;
+    std::uint32_t rank = kNone;       // rank of the first hop among our neighbours
+    std::uint32_t first_hop = kNone;  // node
+    std::uint32_t parent = kNone;     // node
+    NeighborId next_hop = 0;          // valid while reachable
+    // In the reported path table (its addresses are reported).
+    bool in_table = false;
+    std::optional<Millis> unreachable_since;
+    // Established interior adjacency to this router.
+    bool adjacent = false;
+    NeighborId adjacency = 0;
+  };
+
+  struct Neighbor {
+    NeighborId nid = 0;
+    std::string peer_id;
+    NeighborRole role = NeighborRole::kInterior;
+    std::uint32_t our_cost = 1;
+    bool established = false;
+    std::uint32_t link_cost = 0;
+    std::uint64_t peer_instance = 0;
+    std::uint32_t their_cost = 0;
+    Millis last_heard = 0;
+    Millis next_hello = 0;
+    std::uint32_t node = kNone;  // kInterior: the peer's node, once established
+    // kEdge: the child's own address record. kUplink: the record of what the
+    // interior router makes visible to us.
+    AddressSet addr;
+    bool in_table = false;  // kEdge, kUplink
+    // kEdge: the visible set we advertised to the child.
+    std::uint64_t visible_seq = 0;
+    std::set<std::string> visible;
+    // Queued output, sent at the end of the call.
+    std::vector<std::uint32_t> out_ls;
+    std::vector<Fragment> out_mau;
+    std::set<std::string> out_mar;
+  };
+
+  Impl(EngineConfig c, EngineOutput& o) : cfg(std::move(c)), out(o) {
+    Node self;
+    self.id = cfg.id;
+    self.used = true;
+    self.has_ls = !cfg.edge;
+    self.ls_instance = cfg.instance;
+    self.ls_seq = 1;
+    self.reachable = true;
+    self.dist = 0;
+    nodes_.push_back(std::move(self));
+    by_id_.emplace(cfg.id, kSelf);
+  }
+
+  EngineConfig cfg;
+  EngineOutput& out;
+  EngineStats stats;
+
+  std::vector<Node> nodes_;
+  std::unordered_map<std::string, std::uint32_t> by_id_;
+  std::vector<std::uint32_t> free_nodes_;
+  std::map<NeighborId, Neighbor> neighbors_;  // ordered: deterministic output
+  std::vector<Path> paths_;
+
+  // Our address record: interior = local ∪ edge children's, edge = local.
+  std::set<std::string> local_;
+  std::map<std::string, bool> pending_local_;
+  std::unordered_map<std::string, std::uint32_t> own_refs_;  // interior
+  std::set<std::string> own_touched_;                        // own_refs_ crossed zero
+  std::set<std::string> own_advertised_;
+  std::uint64_t own_addr_seq_ = 1;
+
+  // Interior: providers of each address (local, edge children, interior
+  // routers in the path table), for the edge children's visible sets.
+  std::unordered_map<std::string, std::uint32_t> providers_;
+  std::set<std::string> visible_touched_;
+  std::size_t edge_children_ = 0;
+
+  bool graph_dirty_ = false;     // recompute paths at finish()
+  bool table_changed_ = false;   // edge children / uplink came or went
+  bool records_changed_ = false;  // records stored or dropped: update ageing
+  Millis age_deadline_ = kNever;
+
+  // Scratch for computePaths(), kept to avoid reallocation.
+  struct Scratch {
+    std::vector<std::uint64_t> dist;
+    std::vector<std::uint32_t> rank, parent, first_hop;
+    std::vector<bool> settled;
+  } scratch_;
+
+  // --- nodes ----------------------------------------------------------------
+
+  std::uint32_t findNode(const std::string& id) const {
+    const auto it = by_id_.find(id);
+    return it == by_id_.end() ? kNone : it->second;
+  }
+
+  std::uint32_t nodeFor(const std::string& id) {
+    const std::uint32_t found = findNode(id);
+    if (found != kNone) return found;
+    std::uint32_t x;
+    if (!free_nodes_.empty()) {
+      x = free_nodes_.back();
+      free_nodes_.pop_back();
+      nodes_[x] = Node{};
+    } else {
+      x = static_cast<std::uint32_t>(nodes_.size());
+      nodes_.emplace_back();
+    }
+    nodes_[x].id = id;
+    nodes_[x].used = true;
+    by_id_.emplace(id, x);
+    return x;
+  }
+
+  // Frees a node nothing refers to any more.
+  void maybeFree(std::uint32_t x) {
+    Node& n = nodes_[x];
+    if (x == kSelf || !n.used || n.refs > 0 || n.has_ls || n.addr.held || n.adjacent) return;
+    by_id_.erase(n.id);
+    n = Node{};
+    free_nodes_.push_back(x);
+  }
+
+  // Replaces x's links, keeping reference counts and noting the graph change.
+  void setLinks(std::uint32_t x, std::vector<Link> links) {
+    for (const Link& l : links) ++nodes_[l.node].refs;
+    std::vector<Link> old = std::move(nodes_[x].links);
+    noteLinksChanged(x, old, links);
+    nodes_[x].links = std::move(links);
+    for (const Link& l : old) {
+      --nodes_[l.node].refs;
+      maybeFree(l.node);
+    }
+  }
+
+  // Decides whether a change of x's links can change any path; if so, marks
+  // the graph for recomputation. Uses the last computation's result, which
+  // stays valid while no change has needed a recomputation: removing an edge
+  // off the shortest-path tree, or adding one that shortens no path (in the
+  // (distance, first hop) order), changes nothing.
+  void noteLinksChanged(std::uint32_t x, const std::vector<Link>& old_links,
+                        const std::vector<Link>& new_links) {
+    records_changed_ = true;
+    if (graph_dirty_) return;
+    if (x == kSelf) {
+      graph_dirty_ = true;
+      return;
+    }
+    const Node& nx = nodes_[x];
+    const auto removed = [&](const Link& l) {
+      const Node& nv = nodes_[l.node];
+      if (!nv.has_ls || findLink(nv.links, x) == nullptr) return false;  // was one-way
+      if (l.node == kSelf) return true;
+      return (nv.reachable && nv.parent == x) || (nx.reachable && nx.parent == l.node);
+    };
+    const auto better = [&](const Node& from, std::uint64_t cost, const Node& to) {
+      const std::uint64_t d = saturatingAdd(from.dist, cost);
+      return d < to.dist || (d == to.dist && from.rank < to.rank);
+    };
+    const auto added = [&](const Link& l) {
+      const Node& nv = nodes_[l.node];
+      if (!nv.has_ls) return false;
+      const Link* back = findLink(nv.links, x);
+      if (back == nullptr) return false;  // one-way
+      if (l.node == kSelf) return true;
+      if (nv.reachable != nx.reachable) return true;
+      if (!nv.reachable) return false;
+      const std::uint64_t cost = std::max(l.cost, back->cost);
+      return better(nx, cost, nv) || better(nv, cost, nx);
+    };
+    auto o = old_links.begin();
+    auto n = new_links.begin();
+    while (o != old_links.end() || n != new_links.end()) {
+      bool dirty = false;
+      if (n == new_links.end() || (o != old_links.end() && o->node < n->node)) {
+        dirty = removed(*o++);
+      } else if (o == old_links.end() || n->node < o->node) {
+        dirty = added(*n++);
+      } else {
+        if (o->cost != n->cost) dirty = removed(*o) || added(*n);
+        ++o;
+        ++n;
+      }
+      if (dirty) {
+        graph_dirty_ = true;
+        return;
+      }
+    }
+  }
+
+  // --- sending ----------------------------------------------------------------
+
+  void send(NeighborId to, std::string message) {
+    ++stats.messages_sent;
+    out.send(to, std::move(message));
+  }
+
+  void sendHello(Neighbor& nb, Millis now) {
+    proto::Hello h;
+    h.id = cfg.id;
+    h.instance = cfg.instance;
+    h.cost = nb.our_cost;
+    h.mode = cfg.edge ? proto::Mode::kEdge : proto::Mode::kInterior;
+    send(nb.nid, proto::encodeHello(h));
+    nb.next_hello = now + cfg.hello_interval_ms;
+  }
+
+  bool isInteriorPeer(const Neighbor& nb) const {
+    return nb.established && nb.role == NeighborRole::kInterior;
+  }
+
+  void floodLs(std::uint32_t x, NeighborId except, bool skip_except) {
+    for (auto& [nid, nb] : neighbors_) {
+      if (isInteriorPeer(nb) && !(skip_except && nid == except)) nb.out_ls.push_back(x);
+    }
+  }
+
+  void floodMau(const Fragment& f, NeighborId except, bool skip_except) {
+    for (auto& [nid, nb] : neighbors_) {
+      if (isInteriorPeer(nb) && !(skip_except && nid == except)) nb.out_mau.push_back(f);
+    }
+  }
+
+  proto::LinkStateRecord lsRecord(std::uint32_t x) const {
+    const Node& n = nodes_[x];
+    proto::LinkStateRecord rec;
+    rec.id = n.id;
+    rec.instance = n.ls_instance;
+    rec.seq = n.ls_seq;
+    rec.links.reserve(n.links.size());
+    for (const Link& l : n.links) rec.links.emplace_back(nodes_[l.node].id, l.cost);
+    std::sort(rec.links.begin(), rec.links.end());
+    return rec;
+  }
+
+  Fragment ownFullRecord() const {
+    return fragment(fullRecord(cfg.id, cfg.instance, own_addr_seq_, own_advertised_));
+  }
+
+  void sendPending() {
+    std::unordered_map<std::uint32_t, std::string> ls_cache;
+    for (auto& [nid, nb] : neighbors_) {
+      if (!nb.out_ls.empty()) {
+        std::sort(nb.out_ls.begin(), nb.out_ls.end());
+        nb.out_ls.erase(std::unique(nb.out_ls.begin(), nb.out_ls.end()), nb.out_ls.end());
+        std::vector<const std::string*> records;
+        for (const std::uint32_t x : nb.out_ls) {
+          if (!nodes_[x].used || !nodes_[x].has_ls) continue;
+          auto it = ls_cache.find(x);
+          if (it == ls_cache.end()) {
+            it = ls_cache.emplace(x, proto::encodeRecord(lsRecord(x))).first;
+          }
+          records.push_back(&it->second);
+        }
+        for (auto& m : proto::assemble(proto::Batch::kLsu, records)) send(nid, std::move(m));
+        nb.out_ls.clear();
+      }
+      if (!nb.out_mau.empty()) {
+        std::vector<const std::string*> records;
+        records.reserve(nb.out_mau.size());
+        for (const auto& f : nb.out_mau) records.push_back(f.get());
+        for (auto& m : proto::assemble(proto::Batch::kMau, records)) send(nid, std::move(m));
+        nb.out_mau.clear();
+      }
+      if (!nb.out_mar.empty()) {
+        std::vector<std::string> ids;
+        std::size_t bytes = 0;
+        for (const auto& id : nb.out_mar) {
+          if (bytes + id.size() > proto::kTargetMessageBytes && !ids.empty()) {
+            send(nid, proto::encodeMar(ids));
+            ids.clear();
+            bytes = 0;
+          }
+          bytes += id.size() + 3;
+          ids.push_back(id);
+        }
+        send(nid, proto::encodeMar(ids));
+        nb.out_mar.clear();
+      }
+    }
+  }
+
+  // --- addresses ----------------------------------------------------------------
+
+  void ownRef(const std::string& a, bool add) {
+    if (add) {
+      if (own_refs_[a]++ == 0) own_touched_.insert(a);
+    } else {
+      const auto it = own_refs_.find(a);
+      if (it == own_refs_.end()) return;
+      if (--it->second == 0) {
+        own_refs_.erase(it);
+        own_touched_.insert(a);
+      }
+    }
+  }
+
+  void providerRef(const std::string& a, bool add) {
+    if (cfg.edge) return;
+    if (add) {
+      ++providers_[a];
+    } else {
+      const auto it = providers_.find(a);
+      if (it == providers_.end()) return;
+      if (--it->second == 0) providers_.erase(it);
+    }
+    if (edge_children_ > 0) visible_touched_.insert(a);
+  }
+
+  void report(const std::string& a, const std::string& router, bool present) {
+    out.remoteAddress(a, router, present);
+  }
+
+  // An interior router's address changed (it is in_table or not).
+  void nodeAddressChanged(Node& n, const std::string& a, bool present) {
+    if (!n.in_table) return;
+    report(a, n.id, present);
+    providerRef(a, present);
+  }
+
+  void clearNodeAddresses(std::uint32_t x) {
+    Node& n = nodes_[x];
+    if (!n.addr.held) return;
+    for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
+    n.addr = AddressSet{};
+    records_changed_ = true;
+  }
+
+  // Interior: our advertised record follows own_refs_; floods one
+  // incremental record with the net change.
+  void advertiseOwn() {
+    if (own_touched_.empty()) return;
+    proto::AddressRecord rec;
+    for (const auto& a : own_touched_) {
+      const bool present = own_refs_.count(a) > 0;
+      const bool advertised = own_advertised_.count(a) > 0;
+      if (present && !advertised) {
+        rec.add.push_back(a);
+        own_advertised_.insert(a);
+      } else if (!present && advertised) {
+        rec.del.push_back(a);
+        own_advertised_.erase(a);
+      }
+    }
+    own_touched_.clear();
+    if (rec.add.empty() && rec.del.empty()) return;
+    rec.id = cfg.id;
+    rec.instance = cfg.instance;
+    rec.seq = ++own_addr_seq_;
+    rec.full = false;
+    floodMau(fragment(rec), 0, false);
+  }
+
+  bool visibleTo(const Neighbor& child, const std::string& a) const {
+    const auto it = providers_.find(a);
+    const std::uint32_t count = it == providers_.end() ? 0 : it->second;
+    return count > (child.addr.addresses.count(a) > 0 ? 1u : 0u);
+  }
+
+  // Interior: sends each edge child the change of its visible set.
+  void updateVisible() {
+    if (visible_touched_.empty()) return;
+    for (auto& [nid, nb] : neighbors_) {
+      if (!nb.established || nb.role != NeighborRole::kEdge) continue;
+      proto::AddressRecord rec;
+      for (const auto& a : visible_touched_) {
+        const bool visible = visibleTo(nb, a);
+        const bool told = nb.visible.count(a) > 0;
+        if (visible && !told) {
+          rec.add.push_back(a);
+          nb.visible.insert(a);
+        } else if (!visible && told) {
+          rec.del.push_back(a);
+          nb.visible.erase(a);
+        }
+      }
+      if (rec.add.empty() && rec.del.empty()) continue;
+      rec.id = cfg.id;
+      rec.instance = cfg.instance;
+      rec.seq = ++nb.visible_seq;
+      rec.full = false;
+      nb.out_mau.push_back(fragment(rec));
+    }
+    visible_touched_.clear();
+  }
+
+  // --- paths ----------------------------------------------------------------
+
+  // Dijkstra over the two-way edges of the held records, ordered by
+  // (distance, rank of the first hop's id among our neighbours), so that
+  // ties go to the first hop with the smallest id. Returns whether any
+  // router's table entry (reachable, next hop, cost) changed.
+  bool computePaths() {
+    const auto start = std::chrono::steady_clock::now();
+    ++stats.path_computations;
+    const std::size_t n = nodes_.size();
+    Scratch& s = scratch_;
+    s.dist.assign(n, kInfinity);
+    s.rank.assign(n, kNone);
+    s.parent.assign(n, kNone);
+    s.first_hop.assign(n, kNone);
+    s.settled.assign(n, false);
+
+    // Our neighbours, ranked by id.
+    std::vector<std::uint32_t> firsts;
+    for (const Link& l : nodes_[kSelf].links) firsts.push_back(l.node);
+    std::sort(firsts.begin(), firsts.end(),
+              [&](std::uint32_t a, std::uint32_t b) { return nodes_[a].id < nodes_[b].id; });
+
+    struct Entry {
+      std::uint64_t dist;
+      std::uint32_t rank;
+      std::uint32_t node;
+      bool operator>(const Entry& o) const {
+        return dist != o.dist ? dist > o.dist : rank != o.rank ? rank > o.rank : node > o.node;
+      }
+    };
+    std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap;
+    s.dist[kSelf] = 0;
+    s.settled[kSelf] = true;
+    for (std::uint32_t r = 0; r < firsts.size(); ++r) {
+      const std::uint32_t v = firsts[r];
+      const Node& nv = nodes_[v];
+      const Link* back = nv.has_ls ? findLink(nv.links, kSelf) : nullptr;
+      if (back == nullptr || !nv.adjacent) continue;
+      const std::uint64_t cost = std::max(findLink(nodes_[kSelf].links, v)->cost, back->cost);
+      if (cost < s.dist[v] || (cost == s.dist[v] && r < s.rank[v])) {
+        s.dist[v] = cost;
+        s.rank[v] = r;
+        s.parent[v] = kSelf;
+        s.first_hop[v] = v;
+        heap.push({cost, r, v});
+      }
+    }
+    while (!heap.empty()) {
+      const Entry e = heap.top();
+      heap.pop();
+      if (s.settled[e.node] || e.dist != s.dist[e.node] || e.rank != s.rank[e.node]) continue;
+      s.settled[e.node] = true;
+      for (const Link& l : nodes_[e.node].links) {
+        const std::uint32_t w = l.node;
+        if (s.settled[w]) continue;
+        const Node& nw = nodes_[w];
+        if (!nw.has_ls) continue;
+        const Link* back = findLink(nw.links, e.node);
+        if (back == nullptr) continue;
+        const std::uint64_t d = saturatingAdd(e.dist, std::max(l.cost, back->cost));
+        if (d < s.dist[w] || (d == s.dist[w] && e.rank < s.rank[w])) {
+          s.dist[w] = d;
+          s.rank[w] = e.rank;
+          s.parent[w] = e.node;
+          s.first_hop[w] = s.first_hop[e.node];
+          heap.push({d, e.rank, w});
+        }
+      }
+    }
+
+    bool changed = false;
+    for (std::uint32_t x = 1; x < n; ++x) {
+      Node& node = nodes_[x];
+      const bool reachable = s.settled[x];
+      const NeighborId next_hop = reachable ? nodes_[s.first_hop[x]].adjacency : 0;
+      if (reachable != node.reachable ||
+          (reachable && (next_hop != node.next_hop || s.dist[x] != node.dist))) {
+        changed = true;
+      }
+      node.reachable = reachable;
+      node.dist = s.dist[x];
+      node.rank = s.rank[x];
+      node.parent = s.parent[x];
+      node.first_hop = s.first_hop[x];
+      node.next_hop = next_hop;
+    }
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - start);
+    stats.last_path_computation_us = static_cast<std::uint64_t>(us.count());
+    return changed;
+  }
+
+  static std::uint32_t pathCost(std::uint64_t dist) {
+    return static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(dist, std::numeric_limits<std::uint32_t>::max()));
+  }
+
+  void updateTable() {
+    bool changed = table_changed_;
+    table_changed_ = false;
+    if (graph_dirty_) {
+      graph_dirty_ = false;
+      changed = computePaths() || changed;
+      // An edge child whose id an interior router reachable by link state
+      // also has: the id is not unique in the network.
+      std::vector<NeighborId> clashes;
+      for (const auto& [nid, nb] : neighbors_) {
+        if (!nb.established || nb.role != NeighborRole::kEdge) continue;
+        const std::uint32_t x = findNode(nb.peer_id);
+        if (x != kNone && x != kSelf && nodes_[x].reachable) clashes.push_back(nid);
+      }
+      for (const NeighborId nid : clashes) {
+        dropNeighbor(nid, kDuplicateId,
+                     fmt::format("edge router id '{}' is also an interior router's id",
+                                 neighbors_.at(nid).peer_id));
+        changed = true;
+      }
+    }
+    if (!changed) return;
+
+    // Leaving routers' addresses are reported removed before the new table,
+    // entering routers' added after it.
+    std::vector<Path> paths;
+    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+      Node& n = nodes_[x];
+      if (n.in_table && !n.reachable) {
+        if (n.addr.held) {
+          for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
+        }
+        n.in_table = false;
+      }
+      if (n.reachable) paths.push_back(Path{n.id, n.next_hop, pathCost(n.dist)});
+    }
+    for (const auto& [nid, nb] : neighbors_) {
+      if (nb.established && nb.role != NeighborRole::kInterior) {
+        paths.push_back(Path{nb.peer_id, nid, nb.link_cost});
+      }
+    }
+    std::sort(paths.begin(), paths.end(),
+              [](const Path& a, const Path& b) { return a.router < b.router; });
+    if (paths != paths_) {
+      paths_ = std::move(paths);
+      out.pathsChanged(paths_);
+    }
+    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+      Node& n = nodes_[x];
+      if (n.reachable && !n.in_table) {
+        n.in_table = true;
+        for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, true);
+      }
+    }
+    for (auto& [nid, nb] : neighbors_) {
+      if (nb.established && nb.role != NeighborRole::kInterior && !nb.in_table) {
+        nb.in_table = true;
+        for (const auto& a : nb.addr.addresses) report(a, nb.peer_id, true);
+      }
+    }
+    records_changed_ = true;
+  }
+
+  void updateAgeing(Millis now) {
+    if (!records_changed_) return;
+    records_changed_ = false;
+    age_deadline_ = kNever;
+    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+      Node& n = nodes_[x];
+      if (!n.used || (!n.has_ls && !n.addr.held) || n.reachable) {
+        n.unreachable_since.reset();
+        continue;
+      }
+      if (!n.unreachable_since) n.unreachable_since = now;
+      age_deadline_ = std::min(age_deadline_, *n.unreachable_since + cfg.unreachable_max_age_ms);
+    }
+  }
+
+  void age(Millis now) {
+    if (now < age_deadline_) return;
+    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+      Node& n = nodes_[x];
+      if (!n.used || n.reachable || !n.unreachable_since ||
+          *n.unreachable_since + cfg.unreachable_max_age_ms > now) {
+        continue;
+      }
+      // Not in the path table, so its addresses are not reported.
+      n.addr = AddressSet{};
+      if (n.has_ls) {
+        n.has_ls = false;
+        setLinks(x, {});
+      }
+      n.unreachable_since.reset();
+      maybeFree(x);
+    }
+    records_changed_ = true;
+  }
+
+  void finish(Millis now) {
+    if (graph_dirty_ || table_changed_) updateTable();
+    if (!cfg.edge) {
+      advertiseOwn();
+      updateVisible();
+    }
+    updateAgeing(now);
+    sendPending();
+  }
+
+  // --- neighbours ---------------------------------------------------------------
+
+  void ownLinksChanged() {
+    Node& self = nodes_[kSelf];
+    ++self.ls_seq;
+    floodLs(kSelf, 0, false);
+  }
+
+  void setOwnLink(std::uint32_t x, std::uint32_t cost) {
+    std::vector<Link> links = nodes_[kSelf].links;
+    const auto it = std::lower_bound(links.begin(), links.end(), Link{x, 0});
+    if (it != links.end() && it->node == x) {
+      if (it->cost == cost) return;
+      it->cost = cost;
+    } else {
+      links.insert(it, Link{x, cost});
+    }
+    setLinks(kSelf, std::move(links));
+    ownLinksChanged();
+  }
+
+  void removeOwnLink(std::uint32_t x) {
+    std::vector<Link> links = nodes_[kSelf].links;
+    const auto it = std::lower_bound(links.begin(), links.end(), Link{x, 0});
+    if (it == links.end() || it->node != x) return;
+    links.erase(it);
+    setLinks(kSelf, std::move(links));
+    ownLinksChanged();
+  }
+
+  // The neighbour is gone (down, or dropped by us).
+  void neighborGone(NeighborId nid) {
+    const auto it = neighbors_.find(nid);
+    if (it == neighbors_.end()) return;
+    Neighbor nb = std::move(it->second);
+    neighbors_.erase(it);
+    if (!nb.established) return;
+    switch (nb.role) {
+      case NeighborRole::kInterior: {
+        Node& n = nodes_[nb.node];
+        n.adjacent = false;
+        n.adjacency = 0;
+        removeOwnLink(nb.node);
+        maybeFree(nb.node);
+        break;
+      }
+      case NeighborRole::kEdge:
+        --edge_children_;
+        for (const auto& a : nb.addr.addresses) {
+          if (nb.in_table) report(a, nb.peer_id, false);
+          ownRef(a, false);
+          providerRef(a, false);
+        }
+        table_changed_ = true;
+        break;
+      case NeighborRole::kUplink:
+        if (nb.in_table) {
+          for (const auto& a : nb.addr.addresses) report(a, nb.peer_id, false);
+        }
+        table_changed_ = true;
+        break;
+    }
+  }
+
+  void dropNeighbor(NeighborId nid, const char* condition, std::string reason) {
+    out.drop(nid, condition, std::move(reason));
+    neighborGone(nid);
+  }
+
+  // --- received messages -----------------------------------------------------------
+
+  void onHello(Neighbor& nb, const proto::Hello& h) {
+    const proto::Mode expected = nb.role == NeighborRole::kEdge ? proto::Mode::kEdge
+                                                                : proto::Mode::kInterior;
+    if (h.id != nb.peer_id) {
+      dropNeighbor(nb.nid, kProtocolError,
+                   fmt::format("hello from '{}' on the connection of '{}'", h.id, nb.peer_id));
+      return;
+    }
+    if (h.mode != expected) {
+      dropNeighbor(nb.nid, kProtocolError,
+                   fmt::format("'{}' says it is an {} router, expected {}", h.id,
+                               proto::modeName(h.mode), proto::modeName(expected)));
+      return;
+    }
+    if (nb.established) {
+      if (h.instance != nb.peer_instance) {
+        dropNeighbor(nb.nid, kProtocolError,
+                     fmt::format("'{}' changed its instance on a live connection", h.id));
+        return;
+      }
+      if (h.cost != nb.their_cost) {
+        nb.their_cost = h.cost;
+        nb.link_cost = std::max(nb.our_cost, h.cost);
+        if (nb.role == NeighborRole::kInterior) {
+          setOwnLink(nb.node, nb.link_cost);
+        } else {
+          table_changed_ = true;
+        }
+      }
+      return;
+    }
+
+    // First hello: the adjacency is established.
+    if (nb.role != NeighborRole::kUplink) {
+      const std::uint32_t x = findNode(h.id);
+      if (x != kNone && x != kSelf && nodes_[x].reachable && nodes_[x].has_ls &&
+          (nb.role == NeighborRole::kEdge || nodes_[x].ls_instance != h.instance)) {
+        dropNeighbor(nb.nid, kDuplicateId,
+                     fmt::format("a router with id '{}' is already in the network", h.id));
+        return;
+      }
+    }
+    nb.established = true;
+    nb.peer_instance = h.instance;
+    nb.their_cost = h.cost;
+    nb.link_cost = std::max(nb.our_cost, h.cost);
+    switch (nb.role) {
+      case NeighborRole::kInterior: {
+        const std::uint32_t x = nodeFor(h.id);
+        // Records from an earlier run of the peer (unreachable, or it would
+        // have been refused above) are void: its new ones follow.
+        if (nodes_[x].has_ls && nodes_[x].ls_instance < h.instance) {
+          nodes_[x].has_ls = false;
+          setLinks(x, {});
+        }
+        if (nodes_[x].addr.held && nodes_[x].addr.instance < h.instance) clearNodeAddresses(x);
+        nodes_[x].adjacent = true;
+        nodes_[x].adjacency = nb.nid;
+        nb.node = x;
+        setOwnLink(x, nb.link_cost);
+        // Everything we hold, our own records included.
+        for (std::uint32_t y = 0; y < nodes_.size(); ++y) {
+          if (nodes_[y].used && nodes_[y].has_ls) nb.out_ls.push_back(y);
+        }
+        for (std::uint32_t y = 1; y < nodes_.size(); ++y) {
+          const Node& n = nodes_[y];
+          if (n.used && n.addr.held) {
+            nb.out_mau.push_back(fragment(fullRecord(n.id, n.addr.instance, n.addr.seq,
+                                                     n.addr.addresses)));
+          }
+        }
+        nb.out_mau.push_back(ownFullRecord());
+        break;
+      }
+      case NeighborRole::kEdge: {
+        ++edge_children_;
+        for (const auto& [a, count] : providers_) nb.visible.insert(a);
+        nb.visible_seq = 1;
+        nb.out_mau.push_back(fragment(fullRecord(cfg.id, cfg.instance, 1, nb.visible)));
+        table_changed_ = true;
+        break;
+      }
+      case NeighborRole::kUplink:
+        nb.out_mau.push_back(ownFullRecord());
+        table_changed_ = true;
+        break;
+    }
+  }
+
+  void onLsu(Neighbor& nb, const proto::Lsu& m) {
+    if (cfg.edge || nb.role != NeighborRole::kInterior) {
+      ++stats.ignored_messages;
+      return;
+    }
+    for (const auto& rec : m.records) {
+      if (rec.id == cfg.id) {
+        Node& self = nodes_[kSelf];
+        if (rec.instance == cfg.instance && rec.seq >= self.ls_seq) {
+          // An echo of a record of ours we no longer have: go above it.
+          self.ls_seq = rec.seq;
+          ownLinksChanged();
+        } else if (rec.instance > cfg.instance) {
+          ++stats.duplicate_id_records;
+        }
+        continue;
+      }
+      std::uint32_t x = findNode(rec.id);
+      if (x != kNone && nodes_[x].has_ls &&
+          !newer(rec.instance, rec.seq, nodes_[x].ls_instance, nodes_[x].ls_seq)) {
+        continue;
+      }
+      if (x == kNone) x = nodeFor(rec.id);
+      std::vector<Link> links;
+      links.reserve(rec.links.size());
+      for (const auto& [id, cost] : rec.links) {
+        if (id == rec.id) continue;
+        links.push_back(Link{nodeFor(id), cost});
+      }
+      std::sort(links.begin(), links.end());
+      Node& n = nodes_[x];
+      // A restarted router's addresses from its previous run are void.
+      if (n.addr.held && n.addr.instance < rec.instance) clearNodeAddresses(x);
+      nodes_[x].has_ls = true;
+      nodes_[x].ls_instance = rec.instance;
+      nodes_[x].ls_seq = rec.seq;
+      setLinks(x, std::move(links));
+      floodLs(x, nb.nid, true);
+    }
+  }
+
+  void onMauFromInterior(Neighbor& nb, const proto::Mau& m) {
+    for (const auto& rec : m.updates) {
+      if (rec.id == cfg.id) {
+        if (rec.instance == cfg.instance && rec.seq >= own_addr_seq_) {
+          own_addr_seq_ = rec.seq + 1;
+          floodMau(ownFullRecord(), 0, false);
+        } else if (rec.instance > cfg.instance) {
+          ++stats.duplicate_id_records;
+        }
+        continue;
+      }
+      std::uint32_t x = findNode(rec.id);
+      if (x != kNone && nodes_[x].has_ls && rec.instance < nodes_[x].ls_instance) continue;
+      if (x == kNone) {
+        if (!rec.full) {
+          nb.out_mar.insert(rec.id);
+          continue;
+        }
+        x = nodeFor(rec.id);
+      }
+      const Apply result = applyRecord(nodes_[x].addr, rec, [&](const std::string& a, bool p) {
+        nodeAddressChanged(nodes_[x], a, p);
+      });
+      if (result == Apply::kGap) {
+        nb.out_mar.insert(rec.id);
+      } else if (result == Apply::kApplied) {
+        records_changed_ = true;
+        floodMau(fragment(rec), nb.nid, true);
+      }
+      maybeFree(x);
+    }
+  }
+
+  void onMauFromEdge(Neighbor& nb, const proto::Mau& m) {
+    for (const auto& rec : m.updates) {
+      if (rec.id != nb.peer_id) {
+        ++stats.ignored_messages;
+        continue;
+      }
+      const Apply result = applyRecord(nb.addr, rec, [&](const std::string& a, bool p) {
+        if (nb.in_table) report(a, nb.peer_id, p);
+        ownRef(a, p);
+        providerRef(a, p);
+      });
+      if (result == Apply::kGap) nb.out_mar.insert(rec.id);
+    }
+  }
+
+  void onMauFromUplink(Neighbor& nb, const proto::Mau& m) {
+    for (const auto& rec : m.updates) {
+      if (rec.id != nb.peer_id) {
+        ++stats.ignored_messages;
+        continue;
+      }
+      const Apply result = applyRecord(nb.addr, rec, [&](const std::string& a, bool p) {
+        if (nb.in_table) report(a, nb.peer_id, p);
+      });
+      if (result == Apply::kGap) nb.out_mar.insert(rec.id);
+    }
+  }
+
+  void onMar(Neighbor& nb, const proto::Mar& m) {
+    for (const auto& id : m.ids) {
+      if (id == cfg.id) {
+        if (nb.role == NeighborRole::kEdge) {
+          nb.out_mau.push_back(fragment(fullRecord(cfg.id, cfg.instance, nb.visible_seq,
+                                                   nb.visible)));
+        } else {
+          nb.out_mau.push_back(ownFullRecord());
+        }
+        continue;
+      }
+      if (nb.role != NeighborRole::kInterior) continue;
+      const std::uint32_t x = findNode(id);
+      if (x == kNone || !nodes_[x].addr.held) continue;
+      const Node& n = nodes_[x];
+      nb.out_mau.push_back(fragment(fullRecord(n.id, n.addr.instance, n.addr.seq,
+                                               n.addr.addresses)));
+    }
+  }
+
+  void onMessage(Neighbor& nb, const proto::Message& msg) {
+    if (const auto* h = std::get_if<proto::Hello>(&msg)) {
+      onHello(nb, *h);
+      return;
+    }
+    if (!nb.established) {
+      ++stats.ignored_messages;  // before the first hello
+      return;
+    }
+    if (const auto* lsu = std::get_if<proto::Lsu>(&msg)) {
+      onLsu(nb, *lsu);
+    } else if (const auto* mau = std::get_if<proto::Mau>(&msg)) {
+      switch (nb.role) {
+        case NeighborRole::kInterior:
+          onMauFromInterior(nb, *mau);
+          break;
+        case NeighborRole::kEdge:
+          onMauFromEdge(nb, *mau);
+          break;
+        case NeighborRole::kUplink:
+          onMauFromUplink(nb, *mau);
+          break;
+      }
+    } else if (const auto* mar = std::get_if<proto::Mar>(&msg)) {
+      onMar(nb, *mar);
+    }
+  }
+
+  // --- edge router: own record ----------------------------------------------------
+
+  void flushEdge() {
+    proto::AddressRecord rec;
+    for (const auto& [a, present] : pending_local_) {
+      if (present && local_.insert(a).second) {
+        rec.add.push_back(a);
+      } else if (!present && local_.erase(a) > 0) {
+        rec.del.push_back(a);
+      }
+    }
+    pending_local_.clear();
+    if (rec.add.empty() && rec.del.empty()) return;
+    own_advertised_ = local_;
+    rec.id = cfg.id;
+    rec.instance = cfg.instance;
+    rec.seq = ++own_addr_seq_;
+    rec.full = false;
+    const Fragment f = fragment(rec);
+    for (auto& [nid, nb] : neighbors_) {
+      if (nb.established && nb.role == NeighborRole::kUplink) nb.out_mau.push_back(f);
+    }
+  }
+
+  void flushInterior() {
+    for (const auto& [a, present] : pending_local_) {
+      if (present && local_.insert(a).second) {
+        ownRef(a, true);
+        providerRef(a, true);
+      } else if (!present && local_.erase(a) > 0) {
+        ownRef(a, false);
+        providerRef(a, false);
+      }
+    }
+    pending_local_.clear();
+  }
+};
+
+// --- Engine ----------------------------------------------------------------------
+
+Engine::Engine(EngineConfig cfg, EngineOutput& out)
+    : impl_(std::make_unique<Impl>(std::move(cfg), out)) {}
+
+Engine::~Engine() = default;
+
+std::optional<Engine::Refusal> Engine::neighborUp(NeighborId n, const std::string& peer_id,
+                                                  NeighborRole role, std::uint32_t cost,
+                                                  Millis now) {
+  Impl& m = *impl_;
+  if (m.neighbors_.count(n) > 0) {
+    return Refusal{kProtocolError, fmt::format("neighbour {} is already up", n)};
+  }
+  if (!proto::validRouterId(peer_id)) {
+    return Refusal{kProtocolError, "invalid router id"};
+  }
+  if (peer_id == m.cfg.id) {
+    return Refusal{kDuplicateId, fmt::format("'{}' is this router's own id", peer_id)};
+  }
+  const bool role_ok = m.cfg.edge ? role == NeighborRole::kUplink : role != NeighborRole::kUplink;
+  if (!role_ok) {
+    return Refusal{kProtocolError, m.cfg.edge ? "an edge router only has uplinks"
+                                              : "an interior router has no uplink"};
+  }
+  for (const auto& [nid, nb] : m.neighbors_) {
+    if (nb.peer_id == peer_id) {
+      return Refusal{kDuplicateId, fmt::format("router '{}' is already connected", peer_id)};
+    }
+    if (role == NeighborRole::kUplink) {
+      return Refusal{kProtocolError,
+                     fmt::format("already attached to '{}' (one uplink at a time)", nb.peer_id)};
+    }
+  }
+  Impl::Neighbor& nb = m.neighbors_[n];
+  nb.nid = n;
+  nb.peer_id = peer_id;
+  nb.role = role;
+  nb.our_cost = std::max<std::uint32_t>(cost, 1);
+  nb.last_heard = now;
+  m.sendHello(nb, now);
+  m.finish(now);
+  return std::nullopt;
+}
+
+void Engine::neighborDown(NeighborId n, Millis now) {
+  if (impl_->neighbors_.count(n) == 0) return;
+  impl_->neighborGone(n);
+  impl_->finish(now);
+}
+
+void Engine::receive(NeighborId from, std::string_view message, Millis now) {
+  Impl& m = *impl_;
+  const auto it = m.neighbors_.find(from);
+  if (it == m.neighbors_.end()) {
+    ++m.stats.ignored_messages;
+    return;
+  }
+  ++m.stats.messages_received;
+  Impl::Neighbor& nb = it->second;
+  proto::Decoded d = proto::decode(message);
+  if (!d.ok()) {
+    ++m.stats.malformed_messages;
+    m.dropNeighbor(from, d.error.condition.c_str(), std::move(d.error.reason));
+  } else {
+    nb.last_heard = now;
+    m.onMessage(nb, *d.message);
+  }
+  m.finish(now);
+}
+
+void Engine::tick(Millis now) {
+  Impl& m = *impl_;
+  std::vector<NeighborId> dead;
+  for (auto& [nid, nb] : m.neighbors_) {
+    if (now - nb.last_heard >= m.cfg.dead_interval_ms) {
+      dead.push_back(nid);
+    } else if (now >= nb.next_hello) {
+      m.sendHello(nb, now);
+    }
+  }
+  for (const NeighborId nid : dead) {
+    m.dropNeighbor(nid, kNeighborDead,
+                   fmt::format("nothing heard from '{}' for {} ms", m.neighbors_.at(nid).peer_id,
+                               now - m.neighbors_.at(nid).last_heard));
+  }
+  m.age(now);
+  m.finish(now);
+}
+
+Millis Engine::nextTick() const {
+  const Impl& m = *impl_;
+  Millis next = m.age_deadline_;
+  for (const auto& [nid, nb] : m.neighbors_) {
+    next = std::min({next, nb.next_hello, nb.last_heard + m.cfg.dead_interval_ms});
+  }
+  return next;
+}
+
+void Engine::localAddress(const std::string& address, bool present) {
+  // An address peers would refuse (and drop us for) is never advertised.
+  if (!proto::validAddress(address)) return;
+  impl_->pending_local_[address] = present;
+}
+
+void Engine::flush(Millis now) {
+  Impl& m = *impl_;
+  if (m.cfg.edge) {
+    m.flushEdge();
+  } else {
+    m.flushInterior();
+  }
+  m.finish(now);
+}
+
+const std::string& Engine::id() const { return impl_->cfg.id; }
+
+std::vector<Path> Engine::paths() const { return impl_->paths_; }
+
+std::vector<std::string> Engine::neighbors() const {
+  std::vector<std::string> ids;
+  for (const auto& [nid, nb] : impl_->neighbors_) {
+    if (nb.established) ids.push_back(nb.peer_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::size_t Engine::knownRouters() const {
+  std::size_t count = 0;
+  for (const auto& n : impl_->nodes_) count += n.used && n.has_ls ? 1 : 0;
+  return count;
+}
+
+const EngineStats& Engine::stats() const { return impl_->stats; }
+
+}  // namespace vane::routing

@@ -1,0 +1,126 @@
+#include "server/connector.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+
+#include "amqp/connection.hpp"
+#include "core/log.hpp"
+#include "server/worker.hpp"
+
+namespace vane::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+Connector::Connector(std::vector<config::ConnectorConfig> candidates, core::EventLoop& loop,
+                     std::vector<Worker*> workers, std::size_t first_worker)
+    : candidates_(std::move(candidates)),
+      loop_(loop),
+      workers_(std::move(workers)),
+      next_worker_(first_worker),
+      timer_(loop.context()),
+      rng_(std::random_device{}()) {}
+
+void Connector::start() {
+  VANE_ASSERT_THREAD(loop_);
+  attempt();
+}
+
+void Connector::stop() {
+  VANE_ASSERT_THREAD(loop_);
+  stopped_ = true;
+  timer_.cancel();
+}
+
+void Connector::attempt() {
+  if (stopped_) return;
+  const config::ConnectorConfig cfg = candidates_[current_];
+  Worker* w = workers_[next_worker_++ % workers_.size()];
+  VANE_LOG_DEBUG("connector {}: connecting to {}:{}", cfg.name, cfg.host, cfg.port);
+  // Resolution and connect run on the worker that will own the connection;
+  // the outcome comes back to this loop.
+  w->loop().post([this, w, cfg] {
+    auto resolver = std::make_shared<tcp::resolver>(w->loop().context());
+    resolver->async_resolve(
+        cfg.host, std::to_string(cfg.port), tcp::resolver::numeric_service,
+        [this, w, cfg, resolver](const boost::system::error_code& ec,
+                                 tcp::resolver::results_type results) {
+          if (ec) {
+            loop_.post([this, m = "cannot resolve: " + ec.message()] { onConnectFailed(m); });
+            return;
+          }
+          auto socket = std::make_shared<tcp::socket>(w->loop().context());
+          asio::async_connect(
+              *socket, results,
+              [this, w, cfg, socket](const boost::system::error_code& ec, const tcp::endpoint&) {
+                if (ec) {
+                  loop_.post([this, m = ec.message()] { onConnectFailed(m); });
+                  return;
+                }
+                amqp::ConnectionOptions options;
+                options.name = cfg.name;
+                options.role = cfg.role;
+                options.cost = cfg.cost;
+                options.outgoing = true;
+                loop_.post([this] {
+                  connected_at_ = std::chrono::steady_clock::now();
+                  if (logged_failure_) {
+                    VANE_LOG_INFO("connector {}: connected to {}:{}", candidates_[current_].name,
+                                  candidates_[current_].host, candidates_[current_].port);
+                  }
+                  logged_failure_ = false;
+                });
+                w->adopt(std::move(*socket), std::move(options),
+                         [this] { loop_.post([this] { onClosed(); }); });
+              });
+        });
+  });
+}
+
+void Connector::onConnectFailed(const std::string& error) {
+  if (stopped_) return;
+  const auto& cfg = candidates_[current_];
+  if (!logged_failure_) {
+    VANE_LOG_INFO("connector {}: cannot connect to {}:{}: {} (retrying)", cfg.name, cfg.host,
+                  cfg.port, error);
+    logged_failure_ = true;
+  } else {
+    VANE_LOG_DEBUG("connector {}: cannot connect to {}:{}: {}", cfg.name, cfg.host, cfg.port,
+                   error);
+  }
+  retry(true);
+}
+
+void Connector::onClosed() {
+  if (stopped_) return;
+  const auto& cfg = candidates_[current_];
+  VANE_LOG_INFO("connector {}: link to {}:{} lost", cfg.name, cfg.host, cfg.port);
+  if (std::chrono::steady_clock::now() - connected_at_ >= kStableAfter) {
+    delay_ = kInitialDelay;
+    failures_in_round_ = 0;
+  }
+  retry(true);
+}
+
+// Moves to the next candidate (edge failover) at once while some in this
+// round have not been tried; after a whole round has failed, waits.
+void Connector::retry(bool next_candidate) {
+  if (next_candidate && candidates_.size() > 1) {
+    current_ = (current_ + 1) % candidates_.size();
+    if (++failures_in_round_ < candidates_.size()) {
+      attempt();
+      return;
+    }
+  }
+  failures_in_round_ = 0;
+  std::uniform_int_distribution<std::int64_t> jitter(delay_.count() / 2, delay_.count());
+  const auto wait = std::chrono::milliseconds(jitter(rng_));
+  delay_ = std::min(kMaxDelay, delay_ * 2);
+  timer_.expires_after(wait);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) attempt();
+  });
+}
+
+}  // namespace vane::server

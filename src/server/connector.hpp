@@ -1,0 +1,63 @@
+// Keeps one outgoing router link up: connects to a listener of another
+// router, and reconnects forever with capped exponential backoff and jitter.
+//
+// An interior router has one Connector per `connectors` entry. An edge
+// router has one Connector for all its edge connectors together: it uses one
+// at a time, and when that link is lost (or cannot be made) it moves on to
+// the next in the list.
+//
+// IMPORTANT: runs on the core loop; the connection itself lives on a worker.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/event_loop.hpp"
+
+namespace vane::server {
+
+class Worker;
+
+class Connector {
+ public:
+  // Backoff between rounds of failed attempts: starts at kInitialDelay,
+  // doubles up to kMaxDelay; each wait is drawn from [delay/2, delay].
+  static constexpr std::chrono::milliseconds kInitialDelay{100};
+  static constexpr std::chrono::milliseconds kMaxDelay{5000};
+  // A link that stayed up this long resets the backoff.
+  static constexpr std::chrono::seconds kStableAfter{5};
+
+  Connector(std::vector<config::ConnectorConfig> candidates, core::EventLoop& loop,
+            std::vector<Worker*> workers, std::size_t first_worker);
+
+  void start();  // core loop
+  void stop();   // core loop
+
+  const std::string& name() const { return candidates_.front().name; }
+
+ private:
+  void attempt();
+  void onConnectFailed(const std::string& error);
+  void onClosed();
+  void retry(bool next_candidate);
+
+  const std::vector<config::ConnectorConfig> candidates_;
+  core::EventLoop& loop_;
+  std::vector<Worker*> workers_;
+  std::size_t next_worker_;
+  std::size_t current_ = 0;
+  std::size_t failures_in_round_ = 0;
+  std::chrono::milliseconds delay_ = kInitialDelay;
+  std::chrono::steady_clock::time_point connected_at_{};
+  boost::asio::steady_timer timer_;
+  std::mt19937 rng_;
+  bool stopped_ = false;
+  bool logged_failure_ = false;
+};
+
+}  // namespace vane::server

@@ -1,0 +1,121 @@
+// 500 routers (a ring plus random chords, fixed seed) on the simulated clock:
+// cold start, a router's death, its restart with a new instance.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "routing/engine.hpp"
+#include "simulator.hpp"
+
+namespace vane::routing {
+namespace {
+
+using sim::Network;
+using sim::Reference;
+
+std::string name(int i) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "R%03d", i);
+  return buf;
+}
+
+struct Topology {
+  struct Edge {
+    int a, b;
+    std::uint32_t cost_a, cost_b;
+  };
+  std::vector<Edge> edges;
+};
+
+// A ring plus `chords` random chords; costs 1..3 on each side (ties are
+// common, so tie-breaking is exercised).
+Topology ringWithChords(int n, int chords, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> node(0, n - 1);
+  std::uniform_int_distribution<std::uint32_t> cost(1, 3);
+  Topology t;
+  std::set<std::pair<int, int>> seen;
+  const auto add = [&](int a, int b) {
+    if (a == b || !seen.insert({std::min(a, b), std::max(a, b)}).second) return false;
+    t.edges.push_back({a, b, cost(rng), cost(rng)});
+    return true;
+  };
+  for (int i = 0; i < n; ++i) add(i, (i + 1) % n);
+  for (int added = 0; added < chords;) added += add(node(rng), node(rng)) ? 1 : 0;
+  return t;
+}
+
+void expectConsistent(Network& net, std::size_t routers) {
+  Reference ref(net);
+  std::vector<std::vector<std::uint64_t>> all(net.size());
+  for (std::size_t r = 0; r < net.size(); ++r) {
+    if (net.router(static_cast<int>(r)).alive()) all[r] = ref.distances(static_cast<int>(r));
+  }
+  int failures = 0;
+  for (std::size_t r = 0; r < net.size() && failures < 5; ++r) {
+    auto& router = net.router(static_cast<int>(r));
+    if (!router.alive()) continue;
+    const std::string problem = ref.check(static_cast<int>(r), &all);
+    EXPECT_EQ(problem, "");
+    EXPECT_EQ(router.reportedPaths().size(), routers - 1) << router.id();
+    // Every other router's one address, reported against it.
+    EXPECT_EQ(router.addresses().size(), routers - 1) << router.id();
+    EXPECT_EQ(router.addressErrors(), 0u) << router.id();
+    if (!problem.empty() || router.reportedPaths().size() != routers - 1) ++failures;
+  }
+}
+
+TEST(EngineScale, FiveHundredRouters) {
+  constexpr int kRouters = 500;
+  Network net;
+  for (int i = 0; i < kRouters; ++i) {
+    EngineConfig cfg;
+    cfg.id = name(i);
+    net.add(cfg);
+    net.router(i).engine().localAddress("addr/" + name(i), true);
+    net.router(i).engine().flush(0);
+  }
+  const Topology topo = ringWithChords(kRouters, kRouters / 2, 42);
+  for (const auto& e : topo.edges) net.connect(e.a, e.b, e.cost_a, e.cost_b);
+  ASSERT_TRUE(net.runUntilQuiet());
+  std::printf("cold start: %llu messages, %lld ms simulated\n",
+              static_cast<unsigned long long>(net.delivered()), static_cast<long long>(net.now()));
+  expectConsistent(net, kRouters);
+  for (int i = 0; i < kRouters; ++i) {
+    EXPECT_EQ(net.router(i).engine().knownRouters(), static_cast<std::size_t>(kRouters));
+  }
+
+  // A router dies; everyone reroutes and forgets its address.
+  constexpr int kVictim = 123;
+  net.kill(kVictim);
+  ASSERT_TRUE(net.runUntilQuiet());
+  expectConsistent(net, kRouters - 1);
+  EXPECT_EQ(net.router(0).addresses().count({"addr/" + name(kVictim), name(kVictim)}), 0u);
+
+  // It restarts (a larger instance) with a different address and rejoins.
+  net.router(kVictim).restart(2);
+  net.router(kVictim).engine().localAddress("addr/" + name(kVictim), true);
+  net.router(kVictim).engine().flush(net.now());
+  net.router(kVictim).engine().localAddress("addr/" + name(kVictim), false);
+  net.router(kVictim).engine().localAddress("addr2/" + name(kVictim), true);
+  net.router(kVictim).engine().flush(net.now());
+  for (const auto& e : topo.edges) {
+    if (e.a == kVictim || e.b == kVictim) net.connect(e.a, e.b, e.cost_a, e.cost_b);
+  }
+  ASSERT_TRUE(net.runUntilQuiet());
+  expectConsistent(net, kRouters);
+  for (int i = 0; i < kRouters; ++i) {
+    if (i == kVictim) continue;
+    EXPECT_EQ(net.router(i).engine().knownRouters(), static_cast<std::size_t>(kRouters));
+    const auto& seen = net.router(i).addresses();
+    EXPECT_EQ(seen.count({"addr2/" + name(kVictim), name(kVictim)}), 1u) << i;
+    EXPECT_EQ(seen.count({"addr/" + name(kVictim), name(kVictim)}), 0u) << i;
+  }
+  // One computation on the converged graph is fast (a generous bound: this
+  // may run under sanitizers on a loaded machine).
+  EXPECT_LT(net.router(0).engine().stats().last_path_computation_us, 50000u);
+}
+
+}  // namespace
+}  // namespace vane::routing

@@ -1,0 +1,431 @@
+// A network of routing engines in one process, on a simulated clock: the
+// connections between them are in-memory FIFO queues (one per direction)
+// with a fixed latency. Used by the engine tests and bench/routing_bench.cpp.
+//
+// Deterministic: no threads, no wall clock; messages are delivered in order
+// of (delivery time, send order), and engines are ticked every tick_step_ms
+// of simulated time.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "routing/engine.hpp"
+
+namespace vane::routing::sim {
+
+struct DropRecord {
+  NeighborId neighbor;
+  std::string condition;
+  std::string reason;
+};
+
+class Network;
+
+// One router: its engine and everything the engine told its owner.
+class Router : public EngineOutput {
+ public:
+  Router(Network& net, int index, EngineConfig cfg);
+
+  void send(NeighborId to, std::string message) override;
+  void drop(NeighborId n, std::string condition, std::string reason) override;
+  void pathsChanged(const std::vector<Path>& paths) override {
+    paths_ = paths;
+    ++paths_changes_;
+  }
+  void remoteAddress(const std::string& address, const std::string& router,
+                     bool present) override {
+    const auto key = std::make_pair(address, router);
+    if (present) {
+      if (!addresses_.insert(key).second) ++address_errors_;
+    } else if (addresses_.erase(key) == 0) {
+      ++address_errors_;
+    }
+    // Addresses are only reported for routers in the path table.
+    const bool in_table = std::any_of(paths_.begin(), paths_.end(),
+                                      [&](const Path& p) { return p.router == router; });
+    if (!in_table) ++address_errors_;
+    ++address_events_;
+  }
+
+  Engine& engine() { return *engine_; }
+  const std::string& id() const { return cfg_.id; }
+  const EngineConfig& config() const { return cfg_; }
+  bool alive() const { return engine_ != nullptr; }
+  const std::vector<Path>& reportedPaths() const { return paths_; }
+  // (address, router) pairs reported present.
+  const std::set<std::pair<std::string, std::string>>& addresses() const { return addresses_; }
+  std::size_t addressErrors() const { return address_errors_; }
+  std::size_t addressEvents() const { return address_events_; }
+  std::size_t pathsChanges() const { return paths_changes_; }
+  const std::vector<DropRecord>& drops() const { return drops_; }
+
+  // A new engine (same id), as if the process restarted; all reported state
+  // is forgotten.
+  void restart(std::uint64_t instance) {
+    cfg_.instance = instance;
+    engine_ = std::make_unique<Engine>(cfg_, *this);
+    paths_.clear();
+    addresses_.clear();
+  }
+  void kill() { engine_.reset(); }
+
+ private:
+  Network& net_;
+  int index_;
+  EngineConfig cfg_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<Path> paths_;
+  std::set<std::pair<std::string, std::string>> addresses_;
+  std::size_t address_errors_ = 0;
+  std::size_t address_events_ = 0;
+  std::size_t paths_changes_ = 0;
+  std::vector<DropRecord> drops_;
+};
+
+class Network {
+ public:
+  struct Options {
+    Millis latency_ms = 1;
+    Millis tick_step_ms = 50;  // must be <= hello_interval_ms / 2
+  };
+
+  struct Message {
+    int conn;
+    int to_side;  // 0: a receives, 1: b receives
+    std::string bytes;
+  };
+
+  struct Connection {
+    int a, b;           // router indices
+    NeighborId na, nb;  // the connection's id on a and on b
+    std::uint32_t cost_a, cost_b;
+    bool open = true;
+    bool up_a = false, up_b = false;  // neighborUp accepted on that side
+    bool blocked[2] = {false, false};  // messages to that side vanish
+  };
+
+  Network() : Network(Options{}) {}
+  explicit Network(Options options) : options_(options) {}
+
+  int add(EngineConfig cfg) {
+    routers_.push_back(std::make_unique<Router>(*this, static_cast<int>(routers_.size()),
+                                                std::move(cfg)));
+    return static_cast<int>(routers_.size()) - 1;
+  }
+
+  Router& router(int i) { return *routers_[i]; }
+  std::size_t size() const { return routers_.size(); }
+  Millis now() const { return now_; }
+  Connection& connection(int c) { return conns_[c]; }
+  std::size_t connectionCount() const { return conns_.size(); }
+  std::uint64_t delivered() const { return delivered_; }
+  std::size_t inFlight() const { return queue_.size(); }
+
+  // Connects a and b (roles as seen from each side; costs configured on each
+  // side). Returns the connection index; if a side refused, the connection
+  // is closed at once and the refusal is returned in *refusal.
+  int connect(int a, int b, std::uint32_t cost_a = 1, std::uint32_t cost_b = 1,
+              NeighborRole role_a = NeighborRole::kInterior,
+              NeighborRole role_b = NeighborRole::kInterior,
+              std::optional<Engine::Refusal>* refusal = nullptr) {
+    Connection c;
+    c.a = a;
+    c.b = b;
+    c.na = next_neighbor_id_++;
+    c.nb = next_neighbor_id_++;
+    c.cost_a = cost_a;
+    c.cost_b = cost_b;
+    const int index = static_cast<int>(conns_.size());
+    conns_.push_back(c);
+    by_neighbor_[c.na] = {index, 0};
+    by_neighbor_[c.nb] = {index, 1};
+    auto ra = router(a).engine().neighborUp(c.na, router(b).id(), role_a, cost_a, now_);
+    conns_[index].up_a = !ra;
+    std::optional<Engine::Refusal> rb;
+    if (!ra) {
+      rb = router(b).engine().neighborUp(c.nb, router(a).id(), role_b, cost_b, now_);
+      conns_[index].up_b = !rb;
+    }
+    if (ra || rb) {
+      // The refusing side closes the connection; the other sees it go down.
+      close(index);
+      if (refusal != nullptr) *refusal = ra ? ra : rb;
+    }
+    processClosures();
+    return index;
+  }
+
+  // The connection closes (both sides see it go down).
+  void disconnect(int c) {
+    close(c);
+    processClosures();
+  }
+
+  // The router's process dies: its connections close.
+  void kill(int r) {
+    for (int c = 0; c < static_cast<int>(conns_.size()); ++c) {
+      if (conns_[c].open && (conns_[c].a == r || conns_[c].b == r)) close(c);
+    }
+    router(r).kill();
+    processClosures();
+  }
+
+  // Messages to side `to_a ? a : b` of connection c vanish while blocked.
+  void block(int c, bool to_a, bool blocked = true) { conns_[c].blocked[to_a ? 0 : 1] = blocked; }
+
+  // Removes the first in-flight message to router `to` on connection c that
+  // contains `needle`. Returns whether one was found.
+  bool discardInFlight(int c, int to, const std::string& needle) {
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      const Connection& conn = conns_[it->second.conn];
+      const int dest = it->second.to_side == 0 ? conn.a : conn.b;
+      if (it->second.conn == c && dest == to &&
+          it->second.bytes.find(needle) != std::string::npos) {
+        queue_.erase(it);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Delivers messages and ticks engines until no message is in flight (or
+  // `limit` ms of simulated time have passed). Returns whether it got quiet.
+  bool runUntilQuiet(Millis limit = 600000) {
+    const Millis end = now_ + limit;
+    processClosures();
+    while (!queue_.empty()) {
+      const Millis next = queue_.begin()->first.first;
+      if (next > end) {
+        advanceTo(end);
+        return false;
+      }
+      advanceTo(next);
+    }
+    return true;
+  }
+
+  // Runs for `ms` of simulated time.
+  void advance(Millis ms) { advanceTo(now_ + ms); }
+
+  void advanceTo(Millis t) {
+    processClosures();
+    while (true) {
+      const Millis next_msg =
+          queue_.empty() ? std::numeric_limits<Millis>::max() : queue_.begin()->first.first;
+      const Millis next = std::min(next_msg, next_tick_);
+      if (next > t) break;
+      now_ = next;
+      if (next == next_tick_) {
+        tickAll();
+        next_tick_ += options_.tick_step_ms;
+      }
+      while (!queue_.empty() && queue_.begin()->first.first == now_) {
+        auto node = queue_.extract(queue_.begin());
+        deliver(node.mapped());
+      }
+      processClosures();
+    }
+    now_ = t;
+  }
+
+  // --- used by Router ---------------------------------------------------------
+
+  void enqueue(NeighborId from, std::string bytes) {
+    const auto [c, side] = by_neighbor_.at(from);
+    Connection& conn = conns_[c];
+    if (!conn.open) return;
+    const int to_side = 1 - side;
+    queue_.emplace(std::make_pair(now_ + options_.latency_ms, seq_++),
+                   Message{c, to_side, std::move(bytes)});
+    ++sent_;
+  }
+
+  void dropped(NeighborId n) {
+    const auto [c, side] = by_neighbor_.at(n);
+    (void)side;
+    pending_close_.push_back(c);
+  }
+
+  std::uint64_t sent() const { return sent_; }
+
+ private:
+  void close(int c) {
+    Connection& conn = conns_[c];
+    if (!conn.open) return;
+    conn.open = false;
+    // Both sides see it go down (a side that dropped or refused it ignores
+    // the call, as allowed by the contract).
+    if (conn.up_a) closures_.push_back({conn.a, conn.na});
+    if (conn.up_b) closures_.push_back({conn.b, conn.nb});
+  }
+
+  void processClosures() {
+    while (!pending_close_.empty() || !closures_.empty()) {
+      for (const int c : std::exchange(pending_close_, {})) close(c);
+      for (const auto& [r, n] : std::exchange(closures_, {})) {
+        if (router(r).alive()) router(r).engine().neighborDown(n, now_);
+      }
+    }
+  }
+
+  void deliver(const Message& m) {
+    const Connection& conn = conns_[m.conn];
+    if (!conn.open || conn.blocked[m.to_side]) return;
+    const int r = m.to_side == 0 ? conn.a : conn.b;
+    const NeighborId n = m.to_side == 0 ? conn.na : conn.nb;
+    if (!router(r).alive()) return;
+    ++delivered_;
+    router(r).engine().receive(n, m.bytes, now_);
+    processClosures();
+  }
+
+  void tickAll() {
+    for (auto& r : routers_) {
+      if (r->alive() && r->engine().nextTick() <= now_) r->engine().tick(now_);
+    }
+    processClosures();
+  }
+
+  Options options_;
+  std::vector<std::unique_ptr<Router>> routers_;
+  std::vector<Connection> conns_;
+  std::map<NeighborId, std::pair<int, int>> by_neighbor_;
+  std::map<std::pair<Millis, std::uint64_t>, Message> queue_;
+  std::vector<int> pending_close_;
+  std::vector<std::pair<int, NeighborId>> closures_;
+  NeighborId next_neighbor_id_ = 100;
+  std::uint64_t seq_ = 0;
+  std::uint64_t sent_ = 0;
+  std::uint64_t delivered_ = 0;
+  Millis now_ = 0;
+  Millis next_tick_ = 0;
+};
+
+inline Router::Router(Network& net, int index, EngineConfig cfg)
+    : net_(net), index_(index), cfg_(std::move(cfg)) {
+  engine_ = std::make_unique<Engine>(cfg_, *this);
+}
+
+inline void Router::send(NeighborId to, std::string message) {
+  net_.enqueue(to, std::move(message));
+}
+
+inline void Router::drop(NeighborId n, std::string condition, std::string reason) {
+  drops_.push_back({n, std::move(condition), std::move(reason)});
+  net_.dropped(n);
+}
+
+// Least-cost distances over the open, established interior connections of
+// the network, computed independently of the engine (for checking it).
+class Reference {
+ public:
+  static constexpr std::uint64_t kUnreachable = std::numeric_limits<std::uint64_t>::max();
+
+  explicit Reference(Network& net) : net_(net), adj_(net.size()) {
+    for (std::size_t c = 0; c < net.connectionCount(); ++c) {
+      const auto& conn = net.connection(static_cast<int>(c));
+      if (!conn.open || !conn.up_a || !conn.up_b) continue;
+      if (!net.router(conn.a).alive() || !net.router(conn.b).alive()) continue;
+      if (net.router(conn.a).config().edge || net.router(conn.b).config().edge) continue;
+      const std::uint64_t cost = std::max(conn.cost_a, conn.cost_b);
+      adj_[conn.a].push_back({conn.b, cost, conn.na});
+      adj_[conn.b].push_back({conn.a, cost, conn.nb});
+    }
+  }
+
+  std::vector<std::uint64_t> distances(int from) const {
+    std::vector<std::uint64_t> dist(adj_.size(), kUnreachable);
+    using Item = std::pair<std::uint64_t, int>;
+    std::priority_queue<Item, std::vector<Item>, std::greater<>> heap;
+    dist[from] = 0;
+    heap.push({0, from});
+    while (!heap.empty()) {
+      const auto [d, u] = heap.top();
+      heap.pop();
+      if (d != dist[u]) continue;
+      for (const auto& e : adj_[u]) {
+        if (d + e.cost < dist[e.to]) {
+          dist[e.to] = d + e.cost;
+          heap.push({dist[e.to], e.to});
+        }
+      }
+    }
+    return dist;
+  }
+
+  // Checks router r's reported (and introspected) path table against the
+  // reference: same set of routers, least costs, and each next hop is the
+  // neighbour with the smallest id among those on a least-cost path.
+  // Returns a description of the first mismatch, or "".
+  std::string check(int r, const std::vector<std::vector<std::uint64_t>>* all = nullptr) const {
+    const auto dist = all != nullptr ? (*all)[r] : distances(r);
+    Router& router = net_.router(r);
+    const auto& paths = router.reportedPaths();
+    if (paths != router.engine().paths()) return router.id() + ": paths() != reported";
+    std::map<std::string, const Path*> by_id;
+    for (const auto& p : paths) by_id[p.router] = &p;
+    if (by_id.size() != paths.size()) return router.id() + ": duplicate routers in paths";
+    if (!std::is_sorted(paths.begin(), paths.end(),
+                        [](const Path& a, const Path& b) { return a.router < b.router; })) {
+      return router.id() + ": paths not sorted";
+    }
+    std::map<int, std::vector<std::uint64_t>> near;  // distances from r's neighbours
+    for (const auto& e : adj_[r]) near[e.to] = all != nullptr ? (*all)[e.to] : distances(e.to);
+    std::size_t reachable = 0;
+    for (std::size_t t = 0; t < dist.size(); ++t) {
+      if (static_cast<int>(t) == r || dist[t] == kUnreachable) continue;
+      ++reachable;
+      const std::string& target = net_.router(static_cast<int>(t)).id();
+      const auto it = by_id.find(target);
+      if (it == by_id.end()) return router.id() + ": no path to " + target;
+      const Path& p = *it->second;
+      if (p.cost != dist[t]) {
+        return router.id() + ": cost to " + target + " " + std::to_string(p.cost) + ", want " +
+               std::to_string(dist[t]);
+      }
+      // The best first hop: smallest id among neighbours on a least-cost path.
+      std::string best;
+      NeighborId best_nid = 0;
+      for (const auto& e : adj_[r]) {
+        const auto& d2 = near.at(e.to);
+        if (d2[t] != kUnreachable && e.cost + d2[t] == dist[t]) {
+          const std::string& id = net_.router(e.to).id();
+          if (best.empty() || id < best) {
+            best = id;
+            best_nid = e.nid;
+          }
+        }
+      }
+      if (p.next_hop != best_nid) {
+        return router.id() + ": next hop to " + target + " is not via " + best;
+      }
+    }
+    if (reachable != paths.size()) {
+      return router.id() + ": " + std::to_string(paths.size()) + " paths, want " +
+             std::to_string(reachable);
+    }
+    return "";
+  }
+
+ private:
+  struct Edge {
+    int to;
+    std::uint64_t cost;
+    NeighborId nid;  // the connection's id on the near side
+  };
+  Network& net_;
+  std::vector<std::vector<Edge>> adj_;
+};
+
+}  // namespace vane::routing::sim
