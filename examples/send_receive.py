@@ -1,6 +1,8 @@
 #!/usr/bin/python3
-"""Sends messages to an address through a Vane router and receives them back.
+"""Sends messages to an address through Vane and receives them back.
 
+The receiver attaches at --receive-url (default: the same router as --url),
+the sender at --url: with two routers of a network, the messages cross it.
 Uses Qpid Proton's Python binding (Debian: python3-qpid-proton, for /usr/bin/python3).
 """
 import argparse
@@ -12,49 +14,52 @@ from proton.reactor import Container
 
 
 class SendReceive(MessagingHandler):
-    def __init__(self, url, address, count):
+    def __init__(self, url, receive_url, address, count):
         super().__init__()
-        self.url, self.address, self.count = url, address, count
+        self.url, self.receive_url, self.address, self.count = url, receive_url, address, count
         self.sent = self.received = self.accepted = 0
 
     def on_start(self, event):
-        conn = event.container.connect(self.url)
-        self.receiver = event.container.create_receiver(conn, self.address)
-        self.conn = conn
+        self.rconn = event.container.connect(self.receive_url)
+        self.receiver = event.container.create_receiver(self.rconn, self.address)
 
     def on_link_opened(self, event):
-        # Attach the sender once the consumer exists: the router gives a
-        # sender no credit while its address has no consumer.
+        # Attach the sender once the consumer exists. The router gives a
+        # sender credit once a consumer of its address is reachable, which
+        # across a network takes a moment to be known everywhere.
         if event.receiver == self.receiver:
-            event.container.create_sender(self.conn, self.address)
+            sconn = (self.rconn if self.url == self.receive_url
+                     else event.container.connect(self.url))
+            event.container.create_sender(sconn, self.address)
 
     def on_sendable(self, event):
         while event.sender.credit and self.sent < self.count:
             self.sent += 1
             event.sender.send(Message(body=f"hello {self.sent} via vane"))
-            print(f"sent     '{self.address}': hello {self.sent} via vane")
+            print(f"sent     '{self.address}' at {self.url}: hello {self.sent} via vane")
 
     def on_message(self, event):
         self.received += 1
-        print(f"received '{self.address}': {event.message.body}")
+        print(f"received '{self.address}' at {self.receive_url}: {event.message.body}")
 
     def on_accepted(self, event):
         self.accepted += 1
         if self.accepted == self.count:
             print(f"all {self.count} messages accepted by the consumer, end to end")
-            event.connection.close()
+            event.container.stop()
 
     def on_transport_error(self, event):
-        print(f"cannot reach router at {self.url}: {event.transport.condition}", file=sys.stderr)
+        print(f"cannot reach router: {event.transport.condition}", file=sys.stderr)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--url", default="127.0.0.1:5672")
+    p.add_argument("--url", default="127.0.0.1:5672", help="router the sender attaches to")
+    p.add_argument("--receive-url", default=None, help="router the receiver attaches to")
     p.add_argument("--address", default="demo")
     p.add_argument("--count", type=int, default=3)
     a = p.parse_args()
-    h = SendReceive(a.url, a.address, a.count)
+    h = SendReceive(a.url, a.receive_url or a.url, a.address, a.count)
     Container(h).run()
     sys.exit(0 if h.accepted == a.count else 1)
 

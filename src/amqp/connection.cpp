@@ -1238,9 +1238,12 @@ void Connection::handleEvent(pn_event_t* e) {
       pn_condition_t* rc = pn_connection_remote_condition(c);
       if (pn_condition_is_set(rc)) {
         if (routerLink()) {
-          VANE_LOG_WARN("connection {} on {}: router {} closed the link: {}: {}", peer_,
-                        listener_, peer_router_, str(pn_condition_get_name(rc)),
-                        str(pn_condition_get_description(rc)));
+          const std::string name = str(pn_condition_get_name(rc));
+          // A router shutting down closes with connection:forced: routine.
+          const auto level = name == "amqp:connection:forced" ? spdlog::level::info
+                                                                 : spdlog::level::warn;
+          spdlog::log(level, "connection {} on {}: router {} closed the link: {}: {}", peer_,
+                      listener_, peer_router_, name, str(pn_condition_get_description(rc)));
         } else {
           VANE_LOG_DEBUG("connection {} closed by peer: {}: {}", peer_,
                          str(pn_condition_get_name(rc)), str(pn_condition_get_description(rc)));

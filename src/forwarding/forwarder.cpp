@@ -235,13 +235,23 @@ RouteStatus ForwardingTable::routeAnycast(AddressEntry& e, const RouteRequest& r
     }
   }
   if (scratch_.empty()) return RouteStatus::kNoRoute;
-  // Lowest score wins; ties go round-robin from a moving start.
-  const std::size_t n = scratch_.size();
-  const std::size_t start = e.next++ % n;
-  std::size_t best = start;
-  for (std::size_t k = 1; k < n; ++k) {
-    const std::size_t i = (start + k) % n;
-    if (scratch_[i].score < scratch_[best].score) best = i;
+  // Lowest score wins; ties take turns.
+  std::int64_t low = scratch_[0].score;
+  std::size_t ties = 0;
+  for (const auto& c : scratch_) {
+    if (c.score < low) {
+      low = c.score;
+      ties = 0;
+    }
+    if (c.score == low) ++ties;
+  }
+  std::size_t pick = e.next++ % ties;
+  std::size_t best = 0;
+  for (std::size_t i = 0; i < scratch_.size(); ++i) {
+    if (scratch_[i].score == low && pick-- == 0) {
+      best = i;
+      break;
+    }
   }
   const Candidate& c = scratch_[best];
   if (c.local >= 0) {
