@@ -148,6 +148,27 @@ std::string encodeCloseFrame(const char* condition, const char* description) {
   return frame;
 }
 
+constexpr const char* kInstanceProperty = "vane-instance";
+
+// The peer router's instance from its open's properties, 0 if absent.
+std::uint64_t remoteInstance(pn_connection_t* c) {
+  pn_data_t* props = pn_connection_remote_properties(c);
+  if (props == nullptr) return 0;
+  pn_data_rewind(props);
+  if (!pn_data_next(props) || pn_data_type(props) != PN_MAP) return 0;
+  const std::size_t n = pn_data_get_map(props);
+  pn_data_enter(props);
+  for (std::size_t i = 0; i + 1 < n; i += 2) {
+    if (!pn_data_next(props)) break;
+    const bool key = pn_data_type(props) == PN_SYMBOL &&
+                     std::string_view(pn_data_get_symbol(props).start,
+                                      pn_data_get_symbol(props).size) == kInstanceProperty;
+    if (!pn_data_next(props)) break;
+    if (key && pn_data_type(props) == PN_ULONG) return pn_data_get_ulong(props);
+  }
+  return 0;
+}
+
 // Frees a copy that will not (or no longer) be sent: its buffered bytes leave
 // the budget, its sender learns the outcome (released if the consumer never
 // saw a byte, modified/delivery-failed otherwise), and its slot is returned.
@@ -934,6 +955,14 @@ void Connection::start() {
   if (routerLink()) {
     neighbor_id_ = ctx_.core.nextNeighborId();
     handle_ = std::make_shared<NeighborHandle>(ctx_.loop, weak_from_this());
+    // Our run's instance tells a second connection from the same router
+    // apart from another router that uses the same id.
+    pn_data_t* props = pn_connection_properties(driver_->connection);
+    pn_data_put_map(props);
+    pn_data_enter(props);
+    pn_data_put_symbol(props, pn_bytes(std::strlen(kInstanceProperty), kInstanceProperty));
+    pn_data_put_ulong(props, ctx_.settings.instance);
+    pn_data_exit(props);
   }
   if (options_.outgoing) {
     // We dialled: open at once, with our links (sent after the open).
@@ -1216,6 +1245,7 @@ void Connection::handleEvent(pn_event_t* e) {
       pn_connection_t* c = pn_event_connection(e);
       if (routerLink()) {
         peer_router_ = str(pn_connection_remote_container(c));
+        peer_instance_ = remoteInstance(c);
         if (peer_router_.empty() || peer_router_.size() > 255) {
           closeWithError("vane:protocol-error", "a router link needs the peer's router id");
           break;
@@ -1521,6 +1551,7 @@ void Connection::checkRouterReady() {
   routing::NeighborInfo info;
   info.id = neighbor_id_;
   info.peer_id = peer_router_;
+  info.peer_instance = peer_instance_;
   info.cost = options_.cost;
   if (options_.role == config::ListenerRole::kEdge) {
     info.role = ctx_.settings.edge_mode ? routing::NeighborRole::kUplink : routing::NeighborRole::kEdge;

@@ -49,6 +49,9 @@ struct ConnectionSettings {
   std::size_t session_outgoing_limit = 1u << 20;
   // router.mode: edge (an edge connection then leads to our uplink).
   bool edge_mode = false;
+  // This run of the router (routing::EngineConfig::instance), announced in
+  // the open of router connections.
+  std::uint64_t instance = 0;
   // Inter-router data links carry many senders' deliveries: a larger window.
   int inter_router_link_capacity = 1000;
   std::int64_t inter_router_inflight_limit = 4 << 20;
@@ -182,6 +185,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Router links.
   std::string peer_router_;
+  std::uint64_t peer_instance_ = 0;
   std::uint64_t neighbor_id_ = 0;
   pn_link_t* ctl_out_ = nullptr;  // our control sender
   pn_link_t* ctl_in_ = nullptr;   // the peer's control sender

@@ -156,11 +156,16 @@ void RoutingCore::neighborReady(NeighborInfo info) {
       }
     };
     for (auto& [nid, n] : neighbors_) {
-      if (n.up && n.info.peer_id == info.peer_id) {
+      if (!n.up || n.info.peer_id != info.peer_id) continue;
+      if (n.info.peer_instance == info.peer_instance) {
         refuse("vane:duplicate-link",
                fmt::format("already linked to router {} over another connection", info.peer_id));
-        return;
+      } else {
+        refuse("vane:duplicate-router-id",
+               fmt::format("router id {} is already in use by another router linked here",
+                           info.peer_id));
       }
+      return;
     }
     // Registered first: the engine sends its hello from inside neighborUp.
     auto& n = neighbors_[id];

@@ -47,6 +47,7 @@ class NeighborLink {
 struct NeighborInfo {
   NeighborId id = 0;
   std::string peer_id;  // the neighbour's router id
+  std::uint64_t peer_instance = 0;  // its run (0: not announced)
   NeighborRole role = NeighborRole::kInterior;
   std::uint32_t cost = 1;  // our side's configured cost
   std::weak_ptr<NeighborLink> link;

@@ -172,10 +172,13 @@ struct Engine::Impl {
     // kEdge: the visible set we advertised to the child.
     std::uint64_t visible_seq = 0;
     std::set<std::string> visible;
-    // Queued output, sent at the end of the call.
+    // Queued output: sent at the end of the call, unless something was
+    // already sent to this neighbour at the same `now` (see sendPending).
     std::vector<std::uint32_t> out_ls;
     std::vector<Fragment> out_mau;
     std::set<std::string> out_mar;
+    std::optional<Millis> sent_at;
+    bool pending() const { return !out_ls.empty() || !out_mau.empty() || !out_mar.empty(); }
   };
 
   Impl(EngineConfig c, EngineOutput& o) : cfg(std::move(c)), out(o) {
@@ -216,6 +219,7 @@ struct Engine::Impl {
   std::size_t edge_children_ = 0;
 
   bool graph_dirty_ = false;     // recompute paths at finish()
+  std::optional<Millis> computed_at_;  // the last path computation
   bool table_changed_ = false;   // edge children / uplink came or went
   bool records_changed_ = false;  // records stored or dropped: update ageing
   Millis age_deadline_ = kNever;
@@ -377,9 +381,18 @@ struct Engine::Impl {
     return fragment(fullRecord(cfg.id, cfg.instance, own_addr_seq_, own_advertised_));
   }
 
-  void sendPending() {
+  // Flood pacing: outside tick(), at most one batch (one message of each
+  // type, unless it is too large) per neighbour per `now`. Of a burst of
+  // messages arriving at the same time, the first one's output is sent at
+  // once, and everything else (only the latest version of each link-state
+  // record) in one batch by tick(), which nextTick() asks for at once.
+  // Without this, every version of every record would travel in a message
+  // of its own (a cold start of N routers of degree d: O(N² d²) messages).
+  void sendPending(Millis now, bool from_tick) {
     std::unordered_map<std::uint32_t, std::string> ls_cache;
     for (auto& [nid, nb] : neighbors_) {
+      if (!nb.pending() || (!from_tick && nb.sent_at == now)) continue;
+      nb.sent_at = now;
       if (!nb.out_ls.empty()) {
         std::sort(nb.out_ls.begin(), nb.out_ls.end());
         nb.out_ls.erase(std::unique(nb.out_ls.begin(), nb.out_ls.end()), nb.out_ls.end());
@@ -622,11 +635,12 @@ struct Engine::Impl {
         std::min<std::uint64_t>(dist, std::numeric_limits<std::uint32_t>::max()));
   }
 
-  void updateTable() {
+  void updateTable(Millis now, bool compute) {
     bool changed = table_changed_;
     table_changed_ = false;
-    if (graph_dirty_) {
+    if (graph_dirty_ && compute) {
       graph_dirty_ = false;
+      computed_at_ = now;
       changed = computePaths() || changed;
       // An edge child whose id an interior router reachable by link state
       // also has: the id is not unique in the network.
@@ -720,14 +734,19 @@ struct Engine::Impl {
     records_changed_ = true;
   }
 
-  void finish(Millis now) {
-    if (graph_dirty_ || table_changed_) updateTable();
+  // The end of every public call. Path computations are paced like floods
+  // (sendPending): outside tick(), at most one per `now`; a change arriving
+  // later at the same time is computed by tick(), which nextTick() asks for
+  // at once. So a burst of updates costs two computations, not one each.
+  void finish(Millis now, bool from_tick = false) {
+    const bool compute = from_tick || computed_at_ != now;
+    if ((graph_dirty_ && compute) || table_changed_) updateTable(now, compute);
     if (!cfg.edge) {
       advertiseOwn();
       updateVisible();
     }
     updateAgeing(now);
-    sendPending();
+    sendPending(now, from_tick);
   }
 
   // --- neighbours ---------------------------------------------------------------
@@ -1164,8 +1183,10 @@ void Engine::tick(Millis now) {
                    fmt::format("nothing heard from '{}' for {} ms", m.neighbors_.at(nid).peer_id,
                                now - m.neighbors_.at(nid).last_heard));
   }
+  // Paths first: ageing goes by reachability.
+  if (m.graph_dirty_) m.finish(now, true);
   m.age(now);
-  m.finish(now);
+  m.finish(now, true);
 }
 
 Millis Engine::nextTick() const {
@@ -1173,7 +1194,9 @@ Millis Engine::nextTick() const {
   Millis next = m.age_deadline_;
   for (const auto& [nid, nb] : m.neighbors_) {
     next = std::min({next, nb.next_hello, nb.last_heard + m.cfg.dead_interval_ms});
+    if (nb.pending() && nb.sent_at) next = std::min(next, *nb.sent_at);
   }
+  if (m.graph_dirty_ && m.computed_at_) next = std::min(next, *m.computed_at_);
   return next;
 }
 

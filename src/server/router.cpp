@@ -43,6 +43,7 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
       std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::system_clock::now().time_since_epoch())
           .count());
+  settings_.instance = ecfg.instance;
   core_->enableNetwork(ecfg);
   if (settings_.edge_mode) {
     if (!cfg_.connectors.empty()) {

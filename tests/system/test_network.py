@@ -421,3 +421,41 @@ def test_normal_client_refused_on_inter_router_listener(router_factory, reactor)
     wait_credit(tx)
     tx.send(Message(body="fine"))
     rx.wait_count(1)
+
+
+def test_silent_neighbour_dropped_after_dead_interval(router_factory, reactor):
+    """A frozen transit router (its sockets stay open) is dropped once its
+    hellos stop for dead_interval_ms, and traffic moves to the other path;
+    when it thaws it rejoins."""
+    import signal
+    net = diamond(router_factory, hello_ms=200, dead_ms=600)
+    rx = reactor.connect(net.port("D")).wait_open().receiver("q.frozen", credit=1000)
+    tx = reactor.connect(net.port("A")).wait_open().sender("q.frozen")
+    wait_credit(tx)
+    net["B"].proc.send_signal(signal.SIGSTOP)
+    try:
+        net["A"].wait_for_log(r"dropping link to router B: .*", timeout=10)
+        net["D"].wait_for_log(r"dropping link to router B: .*", timeout=10)
+        recs = tx.send_many([Message(body=i) for i in range(20)])
+        tx.wait_all_settled(records=recs, timeout=15)
+        assert outcomes(recs) == {"ACCEPTED": 20}, outcomes(recs)
+    finally:
+        net["B"].proc.send_signal(signal.SIGCONT)
+    net.wait_converged(timeout=30)
+    assert rx.count() == 20
+
+
+def test_duplicate_id_elsewhere_in_network_refused(router_factory, reactor):
+    net = line(router_factory, 2)  # A - B
+    cfg = make_config(router_id="A")
+    cfg["connectors"] = [{"name": "to-b", "host": "127.0.0.1", "port": net.port("B", "inter"),
+                          "role": "inter-router"}]
+    imposter = router_factory(cfg, name="imposter")
+    net["B"].wait_for_log(r"refusing link from router A: router id A is already in use", timeout=15)
+    imposter.wait_for_log(r"vane:duplicate-router-id", timeout=15)
+    # The real A is still reachable through B.
+    rx = reactor.connect(net.port("A")).wait_open().receiver("q.real")
+    tx = reactor.connect(net.port("B")).wait_open().sender("q.real")
+    wait_credit(tx)
+    tx.send(Message(body="to the real A"))
+    rx.wait_count(1)
