@@ -26,21 +26,11 @@ REPEAT=${REPEAT:-3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-60}
 DIRECT_ONLY=${DIRECT_ONLY:-0}
 
-die() { echo "run_amqp.sh: $*" >&2; exit 1; }
-
-# Picks $1 if set, else $root/build/$2, else the first $root/build*/$2 that exists.
-find_binary() {
-  local explicit=$1 rel=$2 c
-  if [[ -n $explicit ]]; then
-    [[ -x $explicit ]] || die "not executable: $explicit"
-    echo "$explicit"; return
-  fi
-  if [[ -x $root/build/$rel ]]; then echo "$root/build/$rel"; return; fi
-  for c in "$root"/build*/"$rel"; do
-    if [[ -x $c ]]; then echo "$c"; return; fi
-  done
-  return 1
-}
+# shellcheck disable=SC2034  # prog and root are used by lib.sh
+prog=run_amqp.sh
+# die, find_binary, cpu_seconds, field, median, ratio, show, listener_port
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 bench=$(find_binary "${VANE_BENCH:-}" bench/vane-bench) ||
   die "vane-bench not found; build it: cmake --build build --target vane-bench (or set VANE_BENCH)"
@@ -63,15 +53,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# CPU seconds (user + system) consumed so far by process $1, from /proc.
-cpu_seconds() {
-  local stat fields
-  stat=$(cat "/proc/$1/stat") || return 1
-  # Fields after the command name (which may contain spaces) start at field 3.
-  read -r -a fields <<<"${stat##*) }"
-  echo "${fields[11]} ${fields[12]} $(getconf CLK_TCK)" | awk '{ printf "%.3f", ($1 + $2) / $3 }'
-}
-
 port=""
 if [[ -n $vaned ]]; then
   cat >"$work/vaned.yaml" <<'EOF'
@@ -86,8 +67,7 @@ EOF
   "$vaned" --config "$work/vaned.yaml" 2>"$work/vaned.log" &
   vaned_pid=$!
   for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*listener amqp listening on 127\.0\.0\.1:\([0-9][0-9]*\) (role normal).*/\1/p' \
-      "$work/vaned.log" | head -n 1)
+    port=$(listener_port "$work/vaned.log" amqp normal)
     [[ -n $port ]] && break
     kill -0 "$vaned_pid" 2>/dev/null || { cat "$work/vaned.log" >&2; die "vaned exited at start-up"; }
     sleep 0.1
@@ -97,11 +77,6 @@ EOF
 fi
 echo "vane-bench $bench; throughput count $TPUT_COUNT, latency count $LAT_COUNT, size $SIZE," \
   "credit $CREDIT, $REPEAT run(s) per scenario" >&2
-
-# field NAME LINE -> value of NAME=... in a RESULT line
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
 
 declare -A R  # R[scenario,metric] = median value
 failures=0
@@ -199,11 +174,6 @@ if [[ -n $vaned_pid ]]; then
     vaned_status="vaned exited 0 after SIGTERM"
   fi
 fi
-
-ratio() {  # ratio A B -> A/B with 2 decimals, or "-"
-  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
-}
-show() { [[ -n ${1:-} ]] && echo "$1" || echo "-"; }
 
 echo
 echo "| scenario | msgs/s | p50 us | p99 us | ack p50 us | ack p99 us | router CPU us/msg | msgs/s router/direct | p50 router/direct |"

@@ -901,7 +901,13 @@ class NeighborHandle : public routing::NeighborLink {
     if (auto c = conn_.lock()) c->sendControl(std::move(message));
   }
   void close(const std::string& condition, const std::string& reason) override {
-    if (auto c = conn_.lock()) c->closeWithError(condition.c_str(), reason.c_str());
+    auto c = conn_.lock();
+    if (!c) return;
+    c->closeWithError(condition.c_str(), reason.c_str());
+    // A neighbour declared dead will not answer the close: waiting the close
+    // grace would hold its in-flight deliveries (and their senders' credit)
+    // for nothing. Settle them back now.
+    if (condition == "vane:neighbor-dead") c->shutdownNow();
   }
 
  private:
