@@ -660,6 +660,15 @@ class InLink : public forwarding::IngressSink,
   bool routeByContent(IngressDelivery* rec, const char* data, std::size_t size, bool last,
                       std::size_t* used) {
     if (arrival_ != forwarding::Arrival::kClient) {
+      // Consecutive deliveries usually carry the same header: AMQP
+      // encodings delimit themselves, so the same leading bytes decode to
+      // the same header with the same length.
+      if (!last_raw_header_.empty() && size >= last_raw_header_.size() &&
+          std::memcmp(data, last_raw_header_.data(), last_raw_header_.size()) == 0) {
+        *used = last_raw_header_.size();
+        route(rec, last_header_in_.address, &last_header_in_);
+        return false;
+      }
       forwarding::RouteHeader h;
       std::string error;
       const auto st = decodeRouteHeader(data, size, h, used, &error);
@@ -672,7 +681,9 @@ class InLink : public forwarding::IngressSink,
         drop(rec, Outcome::rejected("amqp:decode-error", "bad route header"));
         return false;
       }
-      route(rec, h.address, &h);
+      last_raw_header_.assign(data, *used);
+      last_header_in_ = std::move(h);
+      route(rec, last_header_in_.address, &last_header_in_);
       return false;
     }
     ScanResult r = scanTo(data, size);
@@ -716,9 +727,18 @@ class InLink : public forwarding::IngressSink,
       auto t = std::make_shared<Transfer>(self, std::move(target.to), budget_, presettled,
                                           std::move(target.load));
       if (target.remote) {
-        auto header_bytes = std::make_shared<const std::string>(encodeRouteHeader(target.header));
-        budget_->take(static_cast<std::int64_t>(header_bytes->size()));
-        t->pending.push_back(std::move(header_bytes));
+        // Reuse the last encoding while the header stays the same (a named
+        // link to one router): the chunk is immutable and shared.
+        const auto& h = target.header;
+        const auto& p = last_header_out_;
+        if (!last_header_bytes_ || h.address != p.address || h.dest != p.dest ||
+            h.has_dests != p.has_dests || h.dests != p.dests || h.hops != p.hops ||
+            h.origin != p.origin) {
+          last_header_bytes_ = std::make_shared<const std::string>(encodeRouteHeader(h));
+          last_header_out_ = h;
+        }
+        budget_->take(static_cast<std::int64_t>(last_header_bytes_->size()));
+        t->pending.push_back(last_header_bytes_);
       }
       rec->copies.push_back(std::move(t));
     }
@@ -821,6 +841,11 @@ class InLink : public forwarding::IngressSink,
   std::shared_ptr<forwarding::FlowBudget> budget_;
   std::unordered_map<IngressDelivery*, std::shared_ptr<IngressDelivery>> live_;
   std::vector<forwarding::Target> targets_;  // scratch
+  // Route header caches (see routeByContent and route).
+  std::string last_raw_header_;
+  forwarding::RouteHeader last_header_in_;
+  forwarding::RouteHeader last_header_out_;
+  Chunk last_header_bytes_;
 };
 
 // ---------------------------------------------------------------------------
