@@ -49,6 +49,33 @@ struct Link {
   bool operator<(const Link& o) const { return node < o.node; }
 };
 
+// A two-way link of the graph paths are computed over; `back` is the index
+// of the reverse edge in adj_[node], for O(1) removal.
+struct Edge {
+  std::uint32_t node;
+  std::uint32_t cost;  // the larger of both sides'
+  std::uint32_t back;
+};
+
+struct HeapEntry {
+  std::uint64_t dist;
+  std::uint32_t rank;
+  std::uint32_t node;
+  bool operator>(const HeapEntry& o) const {
+    return dist != o.dist ? dist > o.dist : rank != o.rank ? rank > o.rank : node > o.node;
+  }
+};
+
+// Where the last path computation put a router.
+struct Route {
+  bool reachable = false;
+  std::uint64_t dist = kInfinity;
+  std::uint32_t rank = kNone;       // rank of the first hop's id among our neighbours
+  std::uint32_t first_hop = kNone;  // node
+  std::uint32_t parent = kNone;     // node
+  NeighborId next_hop = 0;          // valid while reachable
+};
+
 const Link* findLink(const std::vector<Link>& links, std::uint32_t node) {
   const auto it = std::lower_bound(links.begin(), links.end(), Link{node, 0});
   return it != links.end() && it->node == node ? &*it : nullptr;
@@ -138,13 +165,6 @@ struct Engine::Impl {
     std::vector<Link> links;  // sorted by node
     std::uint32_t refs = 0;   // links of held records (ours included) naming this node
     AddressSet addr;
-    // Result of the last path computation.
-    bool reachable = false;
-    std::uint64_t dist = kInfinity;
-    std::uint32_t rank = kNone;       // rank of the first hop among our neighbours
-    std::uint32_t first_hop = kNone;  // node
-    std::uint32_t parent = kNone;     // node
-    NeighborId next_hop = 0;          // valid while reachable
     // In the reported path table (its addresses are reported).
     bool in_table = false;
     std::optional<Millis> unreachable_since;
@@ -188,17 +208,26 @@ struct Engine::Impl {
     self.has_ls = !cfg.edge;
     self.ls_instance = cfg.instance;
     self.ls_seq = 1;
-    self.reachable = true;
-    self.dist = 0;
     nodes_.push_back(std::move(self));
     by_id_.emplace(cfg.id, kSelf);
+    Route route;
+    route.reachable = true;
+    route.dist = 0;
+    routes_.push_back(route);
+    adj_.emplace_back();
   }
 
   EngineConfig cfg;
   EngineOutput& out;
   EngineStats stats;
 
+  // Indexed by node: the records, the graph in index form (adj_: two-way
+  // links only), the last computation's result, and all used nodes sorted
+  // by id (so the path table needs no sorting).
   std::vector<Node> nodes_;
+  std::vector<std::vector<Edge>> adj_;
+  std::vector<Route> routes_;
+  std::vector<std::uint32_t> sorted_;
   std::unordered_map<std::string, std::uint32_t> by_id_;
   std::vector<std::uint32_t> free_nodes_;
   std::map<NeighborId, Neighbor> neighbors_;  // ordered: deterministic output
@@ -221,7 +250,9 @@ struct Engine::Impl {
   bool graph_dirty_ = false;     // recompute paths at finish()
   std::optional<Millis> computed_at_;  // the last path computation
   bool table_changed_ = false;   // edge children / uplink came or went
-  bool records_changed_ = false;  // records stored or dropped: update ageing
+  // Reachability changed or records were dropped: updateAgeing() rescans.
+  bool records_changed_ = false;
+  Millis now_ = 0;  // of the current public call
   Millis age_deadline_ = kNever;
 
   // Scratch for computePaths(), kept to avoid reallocation.
@@ -229,6 +260,7 @@ struct Engine::Impl {
     std::vector<std::uint64_t> dist;
     std::vector<std::uint32_t> rank, parent, first_hop;
     std::vector<bool> settled;
+    std::vector<HeapEntry> heap;
   } scratch_;
 
   // --- nodes ----------------------------------------------------------------
@@ -236,6 +268,10 @@ struct Engine::Impl {
   std::uint32_t findNode(const std::string& id) const {
     const auto it = by_id_.find(id);
     return it == by_id_.end() ? kNone : it->second;
+  }
+
+  auto byId() const {
+    return [this](std::uint32_t a, std::uint32_t b) { return nodes_[a].id < nodes_[b].id; };
   }
 
   std::uint32_t nodeFor(const std::string& id) {
@@ -246,22 +282,57 @@ struct Engine::Impl {
       x = free_nodes_.back();
       free_nodes_.pop_back();
       nodes_[x] = Node{};
+      routes_[x] = Route{};
     } else {
       x = static_cast<std::uint32_t>(nodes_.size());
       nodes_.emplace_back();
+      routes_.emplace_back();
+      adj_.emplace_back();
     }
     nodes_[x].id = id;
     nodes_[x].used = true;
     by_id_.emplace(id, x);
+    sorted_.insert(std::lower_bound(sorted_.begin(), sorted_.end(), x, byId()), x);
     return x;
+  }
+
+  void addEdge(std::uint32_t x, std::uint32_t v, std::uint32_t cost) {
+    const auto xi = static_cast<std::uint32_t>(adj_[x].size());
+    const auto vi = static_cast<std::uint32_t>(adj_[v].size());
+    adj_[x].push_back(Edge{v, cost, vi});
+    adj_[v].push_back(Edge{x, cost, xi});
+  }
+
+  // Removes adj_[u][i] (not its reverse).
+  void eraseEdge(std::uint32_t u, std::uint32_t i) {
+    auto& list = adj_[u];
+    if (i + 1 != list.size()) {
+      list[i] = list.back();
+      adj_[list[i].node][list[i].back].back = i;
+    }
+    list.pop_back();
+  }
+
+  // Rebuilds x's two-way links after its record changed.
+  void updateEdges(std::uint32_t x) {
+    for (const Edge& e : adj_[x]) eraseEdge(e.node, e.back);
+    adj_[x].clear();
+    if (!nodes_[x].has_ls) return;
+    for (const Link& l : nodes_[x].links) {
+      const Node& nv = nodes_[l.node];
+      const Link* back = nv.has_ls ? findLink(nv.links, x) : nullptr;
+      if (back != nullptr) addEdge(x, l.node, std::max(l.cost, back->cost));
+    }
   }
 
   // Frees a node nothing refers to any more.
   void maybeFree(std::uint32_t x) {
     Node& n = nodes_[x];
     if (x == kSelf || !n.used || n.refs > 0 || n.has_ls || n.addr.held || n.adjacent) return;
+    sorted_.erase(std::lower_bound(sorted_.begin(), sorted_.end(), x, byId()));
     by_id_.erase(n.id);
     n = Node{};
+    routes_[x] = Route{};
     free_nodes_.push_back(x);
   }
 
@@ -271,6 +342,7 @@ struct Engine::Impl {
     std::vector<Link> old = std::move(nodes_[x].links);
     noteLinksChanged(x, old, links);
     nodes_[x].links = std::move(links);
+    updateEdges(x);
     for (const Link& l : old) {
       --nodes_[l.node].refs;
       maybeFree(l.node);
@@ -284,20 +356,20 @@ struct Engine::Impl {
   // (distance, first hop) order), changes nothing.
   void noteLinksChanged(std::uint32_t x, const std::vector<Link>& old_links,
                         const std::vector<Link>& new_links) {
-    records_changed_ = true;
     if (graph_dirty_) return;
     if (x == kSelf) {
       graph_dirty_ = true;
       return;
     }
-    const Node& nx = nodes_[x];
+    const Route& nx = routes_[x];
     const auto removed = [&](const Link& l) {
       const Node& nv = nodes_[l.node];
       if (!nv.has_ls || findLink(nv.links, x) == nullptr) return false;  // was one-way
       if (l.node == kSelf) return true;
-      return (nv.reachable && nv.parent == x) || (nx.reachable && nx.parent == l.node);
+      const Route& rv = routes_[l.node];
+      return (rv.reachable && rv.parent == x) || (nx.reachable && nx.parent == l.node);
     };
-    const auto better = [&](const Node& from, std::uint64_t cost, const Node& to) {
+    const auto better = [&](const Route& from, std::uint64_t cost, const Route& to) {
       const std::uint64_t d = saturatingAdd(from.dist, cost);
       return d < to.dist || (d == to.dist && from.rank < to.rank);
     };
@@ -307,10 +379,11 @@ struct Engine::Impl {
       const Link* back = findLink(nv.links, x);
       if (back == nullptr) return false;  // one-way
       if (l.node == kSelf) return true;
-      if (nv.reachable != nx.reachable) return true;
-      if (!nv.reachable) return false;
+      const Route& rv = routes_[l.node];
+      if (rv.reachable != nx.reachable) return true;
+      if (!rv.reachable) return false;
       const std::uint64_t cost = std::max(l.cost, back->cost);
-      return better(nx, cost, nv) || better(nv, cost, nx);
+      return better(nx, cost, rv) || better(rv, cost, nx);
     };
     auto o = old_links.begin();
     auto n = new_links.begin();
@@ -381,17 +454,18 @@ struct Engine::Impl {
     return fragment(fullRecord(cfg.id, cfg.instance, own_addr_seq_, own_advertised_));
   }
 
-  // Flood pacing: outside tick(), at most one batch (one message of each
-  // type, unless it is too large) per neighbour per `now`. Of a burst of
-  // messages arriving at the same time, the first one's output is sent at
+  // Flood pacing: at most one batch (one message of each type, unless it
+  // is too large) per neighbour per millisecond. Of a burst of messages
+  // arriving in the same millisecond, the first one's output is sent at
   // once, and everything else (only the latest version of each link-state
-  // record) in one batch by tick(), which nextTick() asks for at once.
-  // Without this, every version of every record would travel in a message
-  // of its own (a cold start of N routers of degree d: O(N² d²) messages).
-  void sendPending(Millis now, bool from_tick) {
+  // record) one millisecond later, by whichever call comes first (nextTick()
+  // asks for one). Without this, every version of every record would travel
+  // in a message of its own (a cold start of N routers of degree d: O(N² d²)
+  // messages instead of O(N² d)).
+  void sendPending(Millis now) {
     std::unordered_map<std::uint32_t, std::string> ls_cache;
     for (auto& [nid, nb] : neighbors_) {
-      if (!nb.pending() || (!from_tick && nb.sent_at == now)) continue;
+      if (!nb.pending() || nb.sent_at == now) continue;
       nb.sent_at = now;
       if (!nb.out_ls.empty()) {
         std::sort(nb.out_ls.begin(), nb.out_ls.end());
@@ -476,7 +550,6 @@ struct Engine::Impl {
     if (!n.addr.held) return;
     for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
     n.addr = AddressSet{};
-    records_changed_ = true;
   }
 
   // Interior: our advertised record follows own_refs_; floods one
@@ -554,75 +627,64 @@ struct Engine::Impl {
     s.first_hop.assign(n, kNone);
     s.settled.assign(n, false);
 
-    // Our neighbours, ranked by id.
-    std::vector<std::uint32_t> firsts;
-    for (const Link& l : nodes_[kSelf].links) firsts.push_back(l.node);
+    // Our neighbours (two-way links of our own record), ranked by id.
+    std::vector<Edge> firsts = adj_[kSelf];
     std::sort(firsts.begin(), firsts.end(),
-              [&](std::uint32_t a, std::uint32_t b) { return nodes_[a].id < nodes_[b].id; });
+              [&](const Edge& a, const Edge& b) { return nodes_[a.node].id < nodes_[b.node].id; });
 
-    struct Entry {
-      std::uint64_t dist;
-      std::uint32_t rank;
-      std::uint32_t node;
-      bool operator>(const Entry& o) const {
-        return dist != o.dist ? dist > o.dist : rank != o.rank ? rank > o.rank : node > o.node;
-      }
+    std::vector<HeapEntry>& heap = s.heap;  // a binary min-heap
+    heap.clear();
+    const auto push = [&](HeapEntry e) {
+      heap.push_back(e);
+      std::push_heap(heap.begin(), heap.end(), std::greater<>{});
     };
-    std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap;
     s.dist[kSelf] = 0;
     s.settled[kSelf] = true;
     for (std::uint32_t r = 0; r < firsts.size(); ++r) {
-      const std::uint32_t v = firsts[r];
-      const Node& nv = nodes_[v];
-      const Link* back = nv.has_ls ? findLink(nv.links, kSelf) : nullptr;
-      if (back == nullptr || !nv.adjacent) continue;
-      const std::uint64_t cost = std::max(findLink(nodes_[kSelf].links, v)->cost, back->cost);
-      if (cost < s.dist[v] || (cost == s.dist[v] && r < s.rank[v])) {
-        s.dist[v] = cost;
-        s.rank[v] = r;
-        s.parent[v] = kSelf;
-        s.first_hop[v] = v;
-        heap.push({cost, r, v});
-      }
+      const std::uint32_t v = firsts[r].node;
+      if (!nodes_[v].adjacent) continue;
+      s.dist[v] = firsts[r].cost;
+      s.rank[v] = r;
+      s.parent[v] = kSelf;
+      s.first_hop[v] = v;
+      push({firsts[r].cost, r, v});
     }
     while (!heap.empty()) {
-      const Entry e = heap.top();
-      heap.pop();
+      std::pop_heap(heap.begin(), heap.end(), std::greater<>{});
+      const HeapEntry e = heap.back();
+      heap.pop_back();
       if (s.settled[e.node] || e.dist != s.dist[e.node] || e.rank != s.rank[e.node]) continue;
       s.settled[e.node] = true;
-      for (const Link& l : nodes_[e.node].links) {
-        const std::uint32_t w = l.node;
+      for (const Edge& edge : adj_[e.node]) {
+        const std::uint32_t w = edge.node;
         if (s.settled[w]) continue;
-        const Node& nw = nodes_[w];
-        if (!nw.has_ls) continue;
-        const Link* back = findLink(nw.links, e.node);
-        if (back == nullptr) continue;
-        const std::uint64_t d = saturatingAdd(e.dist, std::max(l.cost, back->cost));
+        const std::uint64_t d = saturatingAdd(e.dist, edge.cost);
         if (d < s.dist[w] || (d == s.dist[w] && e.rank < s.rank[w])) {
           s.dist[w] = d;
           s.rank[w] = e.rank;
           s.parent[w] = e.node;
           s.first_hop[w] = s.first_hop[e.node];
-          heap.push({d, e.rank, w});
+          push({d, e.rank, w});
         }
       }
     }
 
     bool changed = false;
     for (std::uint32_t x = 1; x < n; ++x) {
-      Node& node = nodes_[x];
+      Route& route = routes_[x];
       const bool reachable = s.settled[x];
+      if (!reachable && !route.reachable) continue;
       const NeighborId next_hop = reachable ? nodes_[s.first_hop[x]].adjacency : 0;
-      if (reachable != node.reachable ||
-          (reachable && (next_hop != node.next_hop || s.dist[x] != node.dist))) {
+      if (reachable != route.reachable ||
+          (reachable && (next_hop != route.next_hop || s.dist[x] != route.dist))) {
         changed = true;
       }
-      node.reachable = reachable;
-      node.dist = s.dist[x];
-      node.rank = s.rank[x];
-      node.parent = s.parent[x];
-      node.first_hop = s.first_hop[x];
-      node.next_hop = next_hop;
+      route.reachable = reachable;
+      route.dist = s.dist[x];
+      route.rank = s.rank[x];
+      route.parent = s.parent[x];
+      route.first_hop = s.first_hop[x];
+      route.next_hop = next_hop;
     }
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - start);
@@ -648,7 +710,7 @@ struct Engine::Impl {
       for (const auto& [nid, nb] : neighbors_) {
         if (!nb.established || nb.role != NeighborRole::kEdge) continue;
         const std::uint32_t x = findNode(nb.peer_id);
-        if (x != kNone && x != kSelf && nodes_[x].reachable) clashes.push_back(nid);
+        if (x != kNone && x != kSelf && routes_[x].reachable) clashes.push_back(nid);
       }
       for (const NeighborId nid : clashes) {
         dropNeighbor(nid, kDuplicateId,
@@ -661,31 +723,43 @@ struct Engine::Impl {
 
     // Leaving routers' addresses are reported removed before the new table,
     // entering routers' added after it.
-    std::vector<Path> paths;
-    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+    std::vector<Path> interior;  // sorted_ is in id order
+    interior.reserve(sorted_.size());
+    for (const std::uint32_t x : sorted_) {
       Node& n = nodes_[x];
-      if (n.in_table && !n.reachable) {
-        if (n.addr.held) {
-          for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
-        }
+      const Route& r = routes_[x];
+      if (x == kSelf) continue;
+      if (n.in_table && !r.reachable) {
+        for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
         n.in_table = false;
       }
-      if (n.reachable) paths.push_back(Path{n.id, n.next_hop, pathCost(n.dist)});
+      if (r.reachable) interior.push_back(Path{n.id, r.next_hop, pathCost(r.dist)});
     }
+    std::vector<Path> attached;  // neighbors_ is in NeighborId order
     for (const auto& [nid, nb] : neighbors_) {
       if (nb.established && nb.role != NeighborRole::kInterior) {
-        paths.push_back(Path{nb.peer_id, nid, nb.link_cost});
+        attached.push_back(Path{nb.peer_id, nid, nb.link_cost});
       }
     }
-    std::sort(paths.begin(), paths.end(),
-              [](const Path& a, const Path& b) { return a.router < b.router; });
+    std::vector<Path> paths;
+    if (attached.empty()) {
+      paths = std::move(interior);
+    } else {
+      const auto byRouter = [](const Path& a, const Path& b) { return a.router < b.router; };
+      std::sort(attached.begin(), attached.end(), byRouter);
+      paths.reserve(interior.size() + attached.size());
+      std::merge(std::make_move_iterator(interior.begin()),
+                 std::make_move_iterator(interior.end()),
+                 std::make_move_iterator(attached.begin()),
+                 std::make_move_iterator(attached.end()), std::back_inserter(paths), byRouter);
+    }
     if (paths != paths_) {
       paths_ = std::move(paths);
       out.pathsChanged(paths_);
     }
-    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+    for (const std::uint32_t x : sorted_) {
       Node& n = nodes_[x];
-      if (n.reachable && !n.in_table) {
+      if (x != kSelf && routes_[x].reachable && !n.in_table) {
         n.in_table = true;
         for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, true);
       }
@@ -699,13 +773,22 @@ struct Engine::Impl {
     records_changed_ = true;
   }
 
+  // A record of x was stored: if x is unreachable, it starts ageing (unless
+  // it already is).
+  void recordStored(std::uint32_t x) {
+    Node& n = nodes_[x];
+    if (routes_[x].reachable || n.unreachable_since) return;
+    n.unreachable_since = now_;
+    age_deadline_ = std::min(age_deadline_, now_ + cfg.unreachable_max_age_ms);
+  }
+
   void updateAgeing(Millis now) {
     if (!records_changed_) return;
     records_changed_ = false;
     age_deadline_ = kNever;
     for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
       Node& n = nodes_[x];
-      if (!n.used || (!n.has_ls && !n.addr.held) || n.reachable) {
+      if (!n.used || (!n.has_ls && !n.addr.held) || routes_[x].reachable) {
         n.unreachable_since.reset();
         continue;
       }
@@ -715,10 +798,11 @@ struct Engine::Impl {
   }
 
   void age(Millis now) {
-    if (now < age_deadline_) return;
+    // Ageing goes by reachability: not while a computation is pending.
+    if (now < age_deadline_ || graph_dirty_) return;
     for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
       Node& n = nodes_[x];
-      if (!n.used || n.reachable || !n.unreachable_since ||
+      if (!n.used || routes_[x].reachable || !n.unreachable_since ||
           *n.unreachable_since + cfg.unreachable_max_age_ms > now) {
         continue;
       }
@@ -735,18 +819,19 @@ struct Engine::Impl {
   }
 
   // The end of every public call. Path computations are paced like floods
-  // (sendPending): outside tick(), at most one per `now`; a change arriving
-  // later at the same time is computed by tick(), which nextTick() asks for
-  // at once. So a burst of updates costs two computations, not one each.
-  void finish(Millis now, bool from_tick = false) {
-    const bool compute = from_tick || computed_at_ != now;
+  // (sendPending): at most one per millisecond; changes arriving later in
+  // the same millisecond are computed one millisecond later, by whichever
+  // call comes first (nextTick() asks for one). A burst of updates costs one
+  // computation, not one each.
+  void finish(Millis now) {
+    const bool compute = computed_at_ != now;
     if ((graph_dirty_ && compute) || table_changed_) updateTable(now, compute);
     if (!cfg.edge) {
       advertiseOwn();
       updateVisible();
     }
     updateAgeing(now);
-    sendPending(now, from_tick);
+    sendPending(now);
   }
 
   // --- neighbours ---------------------------------------------------------------
@@ -855,7 +940,7 @@ struct Engine::Impl {
     // First hello: the adjacency is established.
     if (nb.role != NeighborRole::kUplink) {
       const std::uint32_t x = findNode(h.id);
-      if (x != kNone && x != kSelf && nodes_[x].reachable && nodes_[x].has_ls &&
+      if (x != kNone && x != kSelf && routes_[x].reachable && nodes_[x].has_ls &&
           (nb.role == NeighborRole::kEdge || nodes_[x].ls_instance != h.instance)) {
         dropNeighbor(nb.nid, kDuplicateId,
                      fmt::format("a router with id '{}' is already in the network", h.id));
@@ -946,6 +1031,7 @@ struct Engine::Impl {
       nodes_[x].ls_instance = rec.instance;
       nodes_[x].ls_seq = rec.seq;
       setLinks(x, std::move(links));
+      recordStored(x);
       floodLs(x, nb.nid, true);
     }
   }
@@ -976,7 +1062,7 @@ struct Engine::Impl {
       if (result == Apply::kGap) {
         nb.out_mar.insert(rec.id);
       } else if (result == Apply::kApplied) {
-        records_changed_ = true;
+        recordStored(x);
         floodMau(fragment(rec), nb.nid, true);
       }
       maybeFree(x);
@@ -1108,6 +1194,7 @@ std::optional<Engine::Refusal> Engine::neighborUp(NeighborId n, const std::strin
                                                   NeighborRole role, std::uint32_t cost,
                                                   Millis now) {
   Impl& m = *impl_;
+  m.now_ = now;
   if (m.neighbors_.count(n) > 0) {
     return Refusal{kProtocolError, fmt::format("neighbour {} is already up", n)};
   }
@@ -1143,6 +1230,7 @@ std::optional<Engine::Refusal> Engine::neighborUp(NeighborId n, const std::strin
 }
 
 void Engine::neighborDown(NeighborId n, Millis now) {
+  impl_->now_ = now;
   if (impl_->neighbors_.count(n) == 0) return;
   impl_->neighborGone(n);
   impl_->finish(now);
@@ -1150,6 +1238,7 @@ void Engine::neighborDown(NeighborId n, Millis now) {
 
 void Engine::receive(NeighborId from, std::string_view message, Millis now) {
   Impl& m = *impl_;
+  m.now_ = now;
   const auto it = m.neighbors_.find(from);
   if (it == m.neighbors_.end()) {
     ++m.stats.ignored_messages;
@@ -1170,6 +1259,7 @@ void Engine::receive(NeighborId from, std::string_view message, Millis now) {
 
 void Engine::tick(Millis now) {
   Impl& m = *impl_;
+  m.now_ = now;
   std::vector<NeighborId> dead;
   for (auto& [nid, nb] : m.neighbors_) {
     if (now - nb.last_heard >= m.cfg.dead_interval_ms) {
@@ -1183,20 +1273,20 @@ void Engine::tick(Millis now) {
                    fmt::format("nothing heard from '{}' for {} ms", m.neighbors_.at(nid).peer_id,
                                now - m.neighbors_.at(nid).last_heard));
   }
-  // Paths first: ageing goes by reachability.
-  if (m.graph_dirty_) m.finish(now, true);
   m.age(now);
-  m.finish(now, true);
+  m.finish(now);
 }
 
 Millis Engine::nextTick() const {
   const Impl& m = *impl_;
+  // Ageing goes by reachability: it waits for a pending computation.
   Millis next = m.age_deadline_;
+  if (m.graph_dirty_ && m.computed_at_) next = std::max(next, *m.computed_at_ + 1);
   for (const auto& [nid, nb] : m.neighbors_) {
     next = std::min({next, nb.next_hello, nb.last_heard + m.cfg.dead_interval_ms});
-    if (nb.pending() && nb.sent_at) next = std::min(next, *nb.sent_at);
+    if (nb.pending() && nb.sent_at) next = std::min(next, *nb.sent_at + 1);
   }
-  if (m.graph_dirty_ && m.computed_at_) next = std::min(next, *m.computed_at_);
+  if (m.graph_dirty_ && m.computed_at_) next = std::min(next, *m.computed_at_ + 1);
   return next;
 }
 
@@ -1208,6 +1298,7 @@ void Engine::localAddress(const std::string& address, bool present) {
 
 void Engine::flush(Millis now) {
   Impl& m = *impl_;
+  m.now_ = now;
   if (m.cfg.edge) {
     m.flushEdge();
   } else {

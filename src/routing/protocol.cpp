@@ -55,8 +55,257 @@ bool depthOk(std::string_view bytes) {
   return true;
 }
 
-// Reads typed fields, remembering the first problem found.
-class Reader {
+// --- decoding ------------------------------------------------------------------
+//
+// nlohmann's SAX interface feeds Collector, which keeps the fields this
+// protocol knows (at any position, last one wins, like a JSON object) as raw
+// values, skipping everything else; the checks come afterwards, in a fixed
+// order, so that e.g. an unknown version is reported as such whatever else is
+// wrong. No DOM is built: this runs for every control message.
+
+struct Scalar {
+  enum Kind : std::uint8_t { kAbsent, kUnsigned, kString, kOther };
+  Kind kind = kAbsent;
+  std::uint64_t u = 0;
+  std::string s;
+};
+
+Scalar other() {
+  Scalar v;
+  v.kind = Scalar::kOther;
+  return v;
+}
+
+Scalar unsignedScalar(std::uint64_t u) {
+  Scalar v;
+  v.kind = Scalar::kUnsigned;
+  v.u = u;
+  return v;
+}
+
+Scalar stringScalar(std::string s) {
+  Scalar v;
+  v.kind = Scalar::kString;
+  v.s = std::move(s);
+  return v;
+}
+
+struct StringList {
+  enum Kind : std::uint8_t { kAbsent, kArray, kOther };
+  Kind kind = kAbsent;
+  std::vector<Scalar> items;
+};
+
+struct RawRecord {
+  bool is_object = true;
+  Scalar id, instance, seq;
+  // links: absent, an object (items), or something else
+  StringList::Kind links_kind = StringList::kAbsent;
+  std::vector<std::pair<std::string, Scalar>> links;
+  StringList exist, add, del;
+};
+
+struct RecordList {
+  StringList::Kind kind = StringList::kAbsent;
+  std::vector<RawRecord> items;
+};
+
+struct RawMessage {
+  bool is_object = true;
+  Scalar v, type, id, instance, cost, mode;
+  RecordList records, updates;
+  StringList ids;
+};
+
+class Collector {
+ public:
+  RawMessage msg;
+  std::string error;  // from the parser
+
+  bool null() { return scalar(other()); }
+  bool boolean(bool) { return scalar(other()); }
+  bool number_integer(json::number_integer_t) { return scalar(other()); }
+  bool number_unsigned(json::number_unsigned_t v) { return scalar(unsignedScalar(v)); }
+  bool number_float(json::number_float_t, const std::string&) {
+    return scalar(other());
+  }
+  bool string(std::string& s) { return scalar(stringScalar(std::move(s))); }
+  bool binary(json::binary_t&) { return scalar(other()); }
+  bool key(std::string& k) {
+    key_ = std::move(k);
+    return true;
+  }
+  bool start_object(std::size_t) { return container(true); }
+  bool start_array(std::size_t) { return container(false); }
+  bool end_object() { return end(); }
+  bool end_array() { return end(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error = e.what();
+    return false;
+  }
+
+ private:
+  enum class Frame : std::uint8_t { kTop, kRecords, kRecord, kLinks, kStrings, kSkip };
+  struct Level {
+    Frame frame;
+    void* target;  // RawMessage, RecordList, RawRecord, StringList
+    std::size_t skip_depth = 0;
+  };
+
+  Scalar* topScalar() {
+    RawMessage& m = msg;
+    if (key_ == "v") return &m.v;
+    if (key_ == "type") return &m.type;
+    if (key_ == "id") return &m.id;
+    if (key_ == "instance") return &m.instance;
+    if (key_ == "cost") return &m.cost;
+    if (key_ == "mode") return &m.mode;
+    return nullptr;
+  }
+  RecordList* topRecords() {
+    if (key_ == "records") return &msg.records;
+    if (key_ == "updates") return &msg.updates;
+    return nullptr;
+  }
+  static Scalar* recordScalar(RawRecord& r, const std::string& k) {
+    if (k == "id") return &r.id;
+    if (k == "instance") return &r.instance;
+    if (k == "seq") return &r.seq;
+    return nullptr;
+  }
+  static StringList* recordList(RawRecord& r, const std::string& k) {
+    if (k == "exist") return &r.exist;
+    if (k == "add") return &r.add;
+    if (k == "del") return &r.del;
+    return nullptr;
+  }
+
+  bool scalar(Scalar v) {
+    if (stack_.empty()) {
+      msg.is_object = false;
+      return true;
+    }
+    Level& l = stack_.back();
+    switch (l.frame) {
+      case Frame::kTop:
+        if (Scalar* dst = topScalar()) {
+          *dst = std::move(v);
+        } else if (RecordList* list = topRecords()) {
+          *list = RecordList{StringList::kOther, {}};
+        } else if (key_ == "ids") {
+          msg.ids = StringList{StringList::kOther, {}};
+        }
+        break;
+      case Frame::kRecord: {
+        RawRecord& r = *static_cast<RawRecord*>(l.target);
+        if (Scalar* dst = recordScalar(r, key_)) {
+          *dst = std::move(v);
+        } else if (StringList* list = recordList(r, key_)) {
+          *list = StringList{StringList::kOther, {}};
+        } else if (key_ == "links") {
+          r.links_kind = StringList::kOther;
+          r.links.clear();
+        }
+        break;
+      }
+      case Frame::kLinks:
+        static_cast<RawRecord*>(l.target)->links.emplace_back(key_, std::move(v));
+        break;
+      case Frame::kRecords: {
+        RawRecord bad;
+        bad.is_object = false;
+        static_cast<RecordList*>(l.target)->items.push_back(std::move(bad));
+        break;
+      }
+      case Frame::kStrings:
+        static_cast<StringList*>(l.target)->items.push_back(std::move(v));
+        break;
+      case Frame::kSkip:
+        break;
+    }
+    return true;
+  }
+
+  void skip() { stack_.push_back(Level{Frame::kSkip, nullptr, 1}); }
+
+  bool container(bool object) {
+    if (stack_.empty()) {
+      if (object) {
+        stack_.push_back(Level{Frame::kTop, &msg});
+      } else {
+        msg.is_object = false;
+        skip();
+      }
+      return true;
+    }
+    Level& l = stack_.back();
+    switch (l.frame) {
+      case Frame::kTop:
+        if (RecordList* list = topRecords(); list != nullptr && !object) {
+          *list = RecordList{StringList::kArray, {}};
+          stack_.push_back(Level{Frame::kRecords, list});
+          return true;
+        }
+        if (key_ == "ids" && !object) {
+          msg.ids = StringList{StringList::kArray, {}};
+          stack_.push_back(Level{Frame::kStrings, &msg.ids});
+          return true;
+        }
+        scalar(other());  // a container where a value was expected
+        break;
+      case Frame::kRecord: {
+        RawRecord& r = *static_cast<RawRecord*>(l.target);
+        if (key_ == "links" && object) {
+          r.links_kind = StringList::kArray;  // here: "an object, as expected"
+          r.links.clear();
+          stack_.push_back(Level{Frame::kLinks, &r});
+          return true;
+        }
+        if (StringList* list = recordList(r, key_); list != nullptr && !object) {
+          *list = StringList{StringList::kArray, {}};
+          stack_.push_back(Level{Frame::kStrings, list});
+          return true;
+        }
+        scalar(other());
+        break;
+      }
+      case Frame::kRecords:
+        if (object) {
+          auto& items = static_cast<RecordList*>(l.target)->items;
+          items.emplace_back();
+          // The element stays put: nothing is added to this list while it
+          // is being filled.
+          stack_.push_back(Level{Frame::kRecord, &items.back()});
+          return true;
+        }
+        scalar(other());
+        break;
+      case Frame::kLinks:
+      case Frame::kStrings:
+        scalar(other());
+        break;
+      case Frame::kSkip:
+        ++l.skip_depth;
+        return true;
+    }
+    skip();
+    return true;
+  }
+
+  bool end() {
+    if (stack_.empty()) return true;
+    Level& l = stack_.back();
+    if (l.frame == Frame::kSkip && --l.skip_depth > 0) return true;
+    stack_.pop_back();
+    return true;
+  }
+
+  std::vector<Level> stack_;
+  std::string key_;
+};
+
+// Checks raw values, remembering the first problem found.
+class Checker {
  public:
   const std::string& error() const { return error_; }
 
@@ -65,81 +314,73 @@ class Reader {
     return false;
   }
 
-  const json* field(const json& obj, const char* name, std::string_view where) {
-    const auto it = obj.find(name);
-    if (it == obj.end()) {
-      fail(fmt::format("{}: missing field '{}'", where, name));
-      return nullptr;
-    }
-    return &*it;
-  }
-
-  bool unsignedValue(const json& v, std::uint64_t min, std::uint64_t max, std::uint64_t& out,
+  bool unsignedValue(const Scalar& v, std::uint64_t min, std::uint64_t max, std::uint64_t& out,
                      std::string_view where, std::string_view name) {
-    if (!v.is_number_unsigned()) {
+    if (v.kind == Scalar::kAbsent) return fail(fmt::format("{}: missing field '{}'", where, name));
+    if (v.kind != Scalar::kUnsigned) {
       return fail(fmt::format("{}: '{}' must be an integer in {}..{}", where, name, min, max));
     }
-    const std::uint64_t n = v.get<std::uint64_t>();
-    if (n < min || n > max) {
-      return fail(fmt::format("{}: '{}' is {}, outside {}..{}", where, name, n, min, max));
+    if (v.u < min || v.u > max) {
+      return fail(fmt::format("{}: '{}' is {}, outside {}..{}", where, name, v.u, min, max));
     }
-    out = n;
+    out = v.u;
     return true;
   }
 
-  bool unsignedField(const json& obj, const char* name, std::uint64_t min, std::uint64_t max,
-                     std::uint64_t& out, std::string_view where) {
-    const json* v = field(obj, name, where);
-    return v != nullptr && unsignedValue(*v, min, max, out, where, name);
-  }
-
-  bool stringValue(const json& v, std::size_t max_bytes, std::string& out, std::string_view where,
+  bool stringValue(Scalar& v, std::size_t max_bytes, std::string& out, std::string_view where,
                    std::string_view name) {
-    if (!v.is_string()) return fail(fmt::format("{}: '{}' must be a string", where, name));
-    const auto& s = v.get_ref<const std::string&>();
-    if (s.empty() || s.size() > max_bytes) {
+    if (v.kind == Scalar::kAbsent) return fail(fmt::format("{}: missing field '{}'", where, name));
+    if (v.kind != Scalar::kString) return fail(fmt::format("{}: '{}' must be a string", where, name));
+    if (v.s.empty() || v.s.size() > max_bytes) {
       return fail(
-          fmt::format("{}: '{}' is {} bytes long, not 1..{}", where, name, s.size(), max_bytes));
+          fmt::format("{}: '{}' is {} bytes long, not 1..{}", where, name, v.s.size(), max_bytes));
     }
-    out = s;
+    out = std::move(v.s);
     return true;
-  }
-
-  bool stringField(const json& obj, const char* name, std::size_t max_bytes, std::string& out,
-                   std::string_view where) {
-    const json* v = field(obj, name, where);
-    return v != nullptr && stringValue(*v, max_bytes, out, where, name);
   }
 
   // An array of strings, returned sorted and without duplicates.
-  bool stringList(const json& v, std::size_t max_bytes, std::vector<std::string>& out,
+  bool stringList(StringList& list, std::size_t max_bytes, std::vector<std::string>& out,
                   std::string_view where, std::string_view name) {
-    if (!v.is_array()) return fail(fmt::format("{}: '{}' must be an array", where, name));
+    if (list.kind == StringList::kAbsent) {
+      return fail(fmt::format("{}: missing field '{}'", where, name));
+    }
+    if (list.kind != StringList::kArray) {
+      return fail(fmt::format("{}: '{}' must be an array", where, name));
+    }
     out.clear();
-    out.reserve(v.size());
-    for (const json& item : v) {
-      std::string s;
-      if (!stringValue(item, max_bytes, s, where, fmt::format("{}[{}]", name, out.size()))) {
-        return false;
+    out.reserve(list.items.size());
+    for (Scalar& item : list.items) {
+      if (item.kind != Scalar::kString || item.s.empty() || item.s.size() > max_bytes) {
+        return fail(fmt::format("{}: '{}[{}]' must be a string of 1..{} bytes", where, name,
+                                out.size(), max_bytes));
       }
-      out.push_back(std::move(s));
+      out.push_back(std::move(item.s));
     }
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return true;
   }
 
+  bool recordHeader(RawRecord& r, std::string& id, std::uint64_t& instance, std::uint64_t& seq,
+                    std::string_view where) {
+    if (!r.is_object) return fail(fmt::format("{}: not an object", where));
+    return stringValue(r.id, kMaxIdBytes, id, where, "id") &&
+           unsignedValue(r.instance, 0, kMaxU64, instance, where, "instance") &&
+           unsignedValue(r.seq, 1, kMaxU64, seq, where, "seq");
+  }
+
  private:
   std::string error_;
 };
 
-bool readHello(Reader& r, const json& j, Hello& h) {
+bool readHello(Checker& c, RawMessage& m, Hello& h) {
   std::uint64_t cost = 0;
   std::string mode;
-  if (!r.stringField(j, "id", kMaxIdBytes, h.id, "hello") ||
-      !r.unsignedField(j, "instance", 0, kMaxU64, h.instance, "hello") ||
-      !r.unsignedField(j, "cost", 1, kMaxU32, cost, "hello") ||
-      !r.stringField(j, "mode", 16, mode, "hello")) {
+  if (!c.stringValue(m.id, kMaxIdBytes, h.id, "hello", "id") ||
+      !c.unsignedValue(m.instance, 0, kMaxU64, h.instance, "hello", "instance") ||
+      !c.unsignedValue(m.cost, 1, kMaxU32, cost, "hello", "cost") ||
+      !c.stringValue(m.mode, 16, mode, "hello", "mode")) {
     return false;
   }
   h.cost = static_cast<std::uint32_t>(cost);
@@ -148,78 +389,78 @@ bool readHello(Reader& r, const json& j, Hello& h) {
   } else if (mode == "edge") {
     h.mode = Mode::kEdge;
   } else {
-    return r.fail(fmt::format("hello: unknown mode '{}'", mode));
+    return c.fail(fmt::format("hello: unknown mode {}", quote(mode)));
   }
   return true;
 }
 
-bool readLinkState(Reader& r, const json& j, LinkStateRecord& rec, std::string_view where) {
-  if (!j.is_object()) return r.fail(fmt::format("{}: not an object", where));
-  if (!r.stringField(j, "id", kMaxIdBytes, rec.id, where) ||
-      !r.unsignedField(j, "instance", 0, kMaxU64, rec.instance, where) ||
-      !r.unsignedField(j, "seq", 1, kMaxU64, rec.seq, where)) {
-    return false;
+bool readLinkState(Checker& c, RawRecord& r, LinkStateRecord& rec, std::string_view where) {
+  if (!c.recordHeader(r, rec.id, rec.instance, rec.seq, where)) return false;
+  if (r.links_kind == StringList::kAbsent) {
+    return c.fail(fmt::format("{}: missing field 'links'", where));
   }
-  const json* links = r.field(j, "links", where);
-  if (links == nullptr) return false;
-  if (!links->is_object()) return r.fail(fmt::format("{}: 'links' must be an object", where));
-  if (links->size() > kMaxLinks) {
-    return r.fail(fmt::format("{}: {} links, more than {}", where, links->size(), kMaxLinks));
+  if (r.links_kind != StringList::kArray) {
+    return c.fail(fmt::format("{}: 'links' must be an object", where));
   }
+  // Like a JSON object: sorted by id, the last of duplicate keys wins.
+  std::stable_sort(r.links.begin(), r.links.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   rec.links.clear();
-  rec.links.reserve(links->size());
-  // Object keys come out sorted and distinct.
-  for (const auto& [key, value] : links->items()) {
+  rec.links.reserve(r.links.size());
+  for (std::size_t i = 0; i < r.links.size(); ++i) {
+    if (i + 1 < r.links.size() && r.links[i + 1].first == r.links[i].first) continue;
+    auto& [key, value] = r.links[i];
     if (key.empty() || key.size() > kMaxIdBytes) {
-      return r.fail(fmt::format("{}: link id is {} bytes long, not 1..{}", where, key.size(),
+      return c.fail(fmt::format("{}: link id is {} bytes long, not 1..{}", where, key.size(),
                                 kMaxIdBytes));
     }
-    std::uint64_t cost = 0;
-    if (!r.unsignedValue(value, 1, kMaxU32, cost, where, fmt::format("links.{}", key))) {
-      return false;
+    if (value.kind != Scalar::kUnsigned || value.u < 1 || value.u > kMaxU32) {
+      return c.fail(fmt::format("{}: the cost of link {} must be an integer in 1..{}", where,
+                                quote(key), kMaxU32));
     }
-    rec.links.emplace_back(key, static_cast<std::uint32_t>(cost));
+    rec.links.emplace_back(std::move(key), static_cast<std::uint32_t>(value.u));
+  }
+  if (rec.links.size() > kMaxLinks) {
+    return c.fail(fmt::format("{}: {} links, more than {}", where, rec.links.size(), kMaxLinks));
   }
   return true;
 }
 
-bool readAddressRecord(Reader& r, const json& j, AddressRecord& rec, std::string_view where) {
-  if (!j.is_object()) return r.fail(fmt::format("{}: not an object", where));
-  if (!r.stringField(j, "id", kMaxIdBytes, rec.id, where) ||
-      !r.unsignedField(j, "instance", 0, kMaxU64, rec.instance, where) ||
-      !r.unsignedField(j, "seq", 1, kMaxU64, rec.seq, where)) {
-    return false;
-  }
-  const auto exist = j.find("exist");
-  const auto add = j.find("add");
-  const auto del = j.find("del");
-  if (exist != j.end()) {
-    if (add != j.end() || del != j.end()) {
-      return r.fail(fmt::format("{}: 'exist' together with 'add' or 'del'", where));
-    }
+bool readAddressRecord(Checker& c, RawRecord& r, AddressRecord& rec, std::string_view where) {
+  if (!c.recordHeader(r, rec.id, rec.instance, rec.seq, where)) return false;
+  const bool exist = r.exist.kind != StringList::kAbsent;
+  const bool add = r.add.kind != StringList::kAbsent;
+  const bool del = r.del.kind != StringList::kAbsent;
+  if (exist) {
+    if (add || del) return c.fail(fmt::format("{}: 'exist' together with 'add' or 'del'", where));
     rec.full = true;
-    return r.stringList(*exist, kMaxAddressBytes, rec.exist, where, "exist");
+    return c.stringList(r.exist, kMaxAddressBytes, rec.exist, where, "exist");
   }
-  if (add == j.end() && del == j.end()) {
-    return r.fail(fmt::format("{}: none of 'exist', 'add', 'del'", where));
-  }
+  if (!add && !del) return c.fail(fmt::format("{}: none of 'exist', 'add', 'del'", where));
   rec.full = false;
-  if (add != j.end() && !r.stringList(*add, kMaxAddressBytes, rec.add, where, "add")) return false;
-  if (del != j.end() && !r.stringList(*del, kMaxAddressBytes, rec.del, where, "del")) return false;
+  if (add && !c.stringList(r.add, kMaxAddressBytes, rec.add, where, "add")) return false;
+  if (del && !c.stringList(r.del, kMaxAddressBytes, rec.del, where, "del")) return false;
   return true;
 }
 
 template <typename T, typename ReadOne>
-bool readList(Reader& r, const json& j, const char* name, std::string_view type,
-              std::vector<T>& out, ReadOne read_one) {
-  const json* list = r.field(j, name, type);
-  if (list == nullptr) return false;
-  if (!list->is_array()) return r.fail(fmt::format("{}: '{}' must be an array", type, name));
+bool readRecords(Checker& c, RecordList& list, const char* name, std::string_view type,
+                 std::vector<T>& out, ReadOne read_one) {
+  if (list.kind == StringList::kAbsent) {
+    return c.fail(fmt::format("{}: missing field '{}'", type, name));
+  }
+  if (list.kind != StringList::kArray) {
+    return c.fail(fmt::format("{}: '{}' must be an array", type, name));
+  }
   out.clear();
-  out.reserve(list->size());
-  for (const json& item : *list) {
+  out.reserve(list.items.size());
+  char where[64];
+  for (RawRecord& item : list.items) {
+    // Without allocating: this runs for every record.
+    const auto end = fmt::format_to_n(where, sizeof where - 1, "{} {}[{}]", type, name, out.size());
+    *end.out = '\0';
     T value;
-    if (!read_one(item, value, fmt::format("{} {}[{}]", type, name, out.size()))) return false;
+    if (!read_one(c, item, value, std::string_view(where, end.out - where))) return false;
     out.push_back(std::move(value));
   }
   return true;
@@ -240,57 +481,46 @@ Decoded decodeUnchecked(std::string_view bytes) {
   if (!depthOk(bytes)) {
     return failure(kProtocolError, fmt::format("JSON nested deeper than {}", kMaxDepth));
   }
-  json j;
-  try {
-    j = json::parse(bytes.begin(), bytes.end());
-  } catch (const json::exception& e) {
-    return failure(kProtocolError, fmt::format("not JSON: {}", e.what()));
+  Collector collector;
+  if (!json::sax_parse(bytes.begin(), bytes.end(), &collector)) {
+    return failure(kProtocolError, fmt::format("not JSON: {}", collector.error));
   }
-  if (!j.is_object()) return failure(kProtocolError, "message is not a JSON object");
-  const auto v = j.find("v");
-  if (v == j.end()) return failure(kProtocolError, "missing field 'v'");
-  if (!v->is_number_unsigned()) return failure(kProtocolError, "'v' must be an integer");
-  if (v->get<std::uint64_t>() != kVersion) {
-    return failure(kVersionError, fmt::format("protocol version {} (this router speaks {})",
-                                              v->get<std::uint64_t>(), kVersion));
+  RawMessage& m = collector.msg;
+  if (!m.is_object) return failure(kProtocolError, "message is not a JSON object");
+  if (m.v.kind == Scalar::kAbsent) return failure(kProtocolError, "missing field 'v'");
+  if (m.v.kind != Scalar::kUnsigned) return failure(kProtocolError, "'v' must be an integer");
+  if (m.v.u != kVersion) {
+    return failure(kVersionError,
+                   fmt::format("protocol version {} (this router speaks {})", m.v.u, kVersion));
   }
-  const auto type = j.find("type");
-  if (type == j.end()) return failure(kProtocolError, "missing field 'type'");
-  if (!type->is_string()) return failure(kProtocolError, "'type' must be a string");
-  const auto& name = type->get_ref<const std::string&>();
+  if (m.type.kind == Scalar::kAbsent) return failure(kProtocolError, "missing field 'type'");
+  if (m.type.kind != Scalar::kString) return failure(kProtocolError, "'type' must be a string");
+  const std::string& name = m.type.s;
 
-  Reader r;
+  Checker c;
   Decoded d;
   if (name == "hello") {
     Hello h;
-    if (readHello(r, j, h)) d.message = std::move(h);
+    if (readHello(c, m, h)) d.message = std::move(h);
   } else if (name == "lsu") {
-    Lsu m;
-    if (readList(r, j, "records", "lsu", m.records,
-                 [&](const json& item, LinkStateRecord& rec, const std::string& where) {
-                   return readLinkState(r, item, rec, where);
-                 })) {
-      d.message = std::move(m);
+    Lsu lsu;
+    if (readRecords(c, m.records, "records", "lsu", lsu.records, readLinkState)) {
+      d.message = std::move(lsu);
     }
   } else if (name == "mau") {
-    Mau m;
-    if (readList(r, j, "updates", "mau", m.updates,
-                 [&](const json& item, AddressRecord& rec, const std::string& where) {
-                   return readAddressRecord(r, item, rec, where);
-                 })) {
-      d.message = std::move(m);
+    Mau mau;
+    if (readRecords(c, m.updates, "updates", "mau", mau.updates, readAddressRecord)) {
+      d.message = std::move(mau);
     }
   } else if (name == "mar") {
-    Mar m;
-    const json* ids = r.field(j, "ids", "mar");
-    if (ids != nullptr && r.stringList(*ids, kMaxIdBytes, m.ids, "mar", "ids")) {
-      d.message = std::move(m);
-    }
+    Mar mar;
+    if (c.stringList(m.ids, kMaxIdBytes, mar.ids, "mar", "ids")) d.message = std::move(mar);
   } else {
     // Printed with JSON escaping: the name is untrusted.
-    return failure(kProtocolError, fmt::format("unknown message type {}", quote(name.substr(0, 64))));
+    return failure(kProtocolError,
+                   fmt::format("unknown message type {}", quote(name.substr(0, 64))));
   }
-  if (!d.ok()) return failure(kProtocolError, r.error());
+  if (!d.ok()) return failure(kProtocolError, c.error());
   return d;
 }
 
@@ -331,10 +561,47 @@ bool validUtf8(std::string_view s) {
   return true;
 }
 
-json stringArray(const std::vector<std::string>& list) {
-  json a = json::array();
-  for (const auto& s : list) a.push_back(s);
-  return a;
+// Appends `s` as a JSON string. Valid UTF-8 is copied as is (JSON text is
+// UTF-8); anything else goes through nlohmann, which substitutes U+FFFD.
+void appendQuoted(std::string& out, std::string_view s) {
+  if (!validUtf8(s)) {
+    out += quote(s);
+    return;
+  }
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+void appendList(std::string& out, const std::vector<std::string>& list) {
+  out += '[';
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (i > 0) out += ',';
+    appendQuoted(out, list[i]);
+  }
+  out += ']';
+}
+
+void appendHeader(std::string& out, std::uint64_t instance, std::uint64_t seq) {
+  out += R"(,"instance":)";
+  out += std::to_string(instance);
+  out += R"(,"seq":)";
+  out += std::to_string(seq);
 }
 
 }  // namespace
@@ -352,28 +619,55 @@ Decoded decode(std::string_view bytes) noexcept {
 }
 
 std::string encodeHello(const Hello& h) {
-  return fmt::format(R"({{"v":{},"type":"hello","id":{},"instance":{},"cost":{},"mode":"{}"}})",
-                     kVersion, quote(h.id), h.instance, h.cost, modeName(h.mode));
+  std::string out = R"({"v":1,"type":"hello","id":)";
+  appendQuoted(out, h.id);
+  out += R"(,"instance":)";
+  out += std::to_string(h.instance);
+  out += R"(,"cost":)";
+  out += std::to_string(h.cost);
+  out += R"(,"mode":")";
+  out += modeName(h.mode);
+  out += "\"}";
+  return out;
 }
 
 std::string encodeMar(const std::vector<std::string>& ids) {
-  return fmt::format(R"({{"v":{},"type":"mar","ids":{}}})", kVersion, dump(stringArray(ids)));
+  std::string out = R"({"v":1,"type":"mar","ids":)";
+  appendList(out, ids);
+  out += '}';
+  return out;
 }
 
 std::string encodeRecord(const LinkStateRecord& rec) {
-  json links = json::object();
-  for (const auto& [id, cost] : rec.links) links[id] = cost;
-  return fmt::format(R"({{"id":{},"instance":{},"seq":{},"links":{}}})", quote(rec.id),
-                     rec.instance, rec.seq, dump(links));
+  std::string out = R"({"id":)";
+  appendQuoted(out, rec.id);
+  appendHeader(out, rec.instance, rec.seq);
+  out += R"(,"links":{)";
+  for (std::size_t i = 0; i < rec.links.size(); ++i) {
+    if (i > 0) out += ',';
+    appendQuoted(out, rec.links[i].first);
+    out += ':';
+    out += std::to_string(rec.links[i].second);
+  }
+  out += "}}";
+  return out;
 }
 
 std::string encodeRecord(const AddressRecord& rec) {
+  std::string out = R"({"id":)";
+  appendQuoted(out, rec.id);
+  appendHeader(out, rec.instance, rec.seq);
   if (rec.full) {
-    return fmt::format(R"({{"id":{},"instance":{},"seq":{},"exist":{}}})", quote(rec.id),
-                       rec.instance, rec.seq, dump(stringArray(rec.exist)));
+    out += R"(,"exist":)";
+    appendList(out, rec.exist);
+  } else {
+    out += R"(,"add":)";
+    appendList(out, rec.add);
+    out += R"(,"del":)";
+    appendList(out, rec.del);
   }
-  return fmt::format(R"({{"id":{},"instance":{},"seq":{},"add":{},"del":{}}})", quote(rec.id),
-                     rec.instance, rec.seq, dump(stringArray(rec.add)), dump(stringArray(rec.del)));
+  out += '}';
+  return out;
 }
 
 std::vector<std::string> assemble(Batch kind, const std::vector<const std::string*>& records) {

@@ -199,7 +199,7 @@ TEST(Protocol, AssembleSplitsLargeBatches) {
   std::vector<std::string> encoded;
   for (int i = 0; i < 600; ++i) {
     AddressRecord rec;
-    rec.id = "R" + std::to_string(i);
+    rec.id = std::to_string(i);
     rec.instance = 1;
     rec.seq = 1;
     rec.exist = {std::string(4000, 'a'), std::string(4000, 'b')};

@@ -2,8 +2,11 @@
 // cold start, a router's death, its restart with a new instance.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "routing/engine.hpp"
 #include "simulator.hpp"
@@ -46,7 +49,13 @@ Topology ringWithChords(int n, int chords, std::uint32_t seed) {
   return t;
 }
 
-void expectConsistent(Network& net, std::size_t routers) {
+constexpr int kVictim = 123;
+
+// Routers with a local address: every tenth, and the victim.
+bool hasAddress(int i) { return i % 10 == 0 || i == kVictim; }
+
+// `addresses`: how many routers have an address (each sees all the others').
+void expectConsistent(Network& net, std::size_t routers, std::size_t addresses) {
   Reference ref(net);
   std::vector<std::vector<std::uint64_t>> all(net.size());
   for (std::size_t r = 0; r < net.size(); ++r) {
@@ -60,7 +69,8 @@ void expectConsistent(Network& net, std::size_t routers) {
     EXPECT_EQ(problem, "");
     EXPECT_EQ(router.reportedPaths().size(), routers - 1) << router.id();
     // Every other router's one address, reported against it.
-    EXPECT_EQ(router.addresses().size(), routers - 1) << router.id();
+    EXPECT_EQ(router.addresses().size(), addresses - (hasAddress(static_cast<int>(r)) ? 1 : 0))
+        << router.id();
     EXPECT_EQ(router.addressErrors(), 0u) << router.id();
     if (!problem.empty() || router.reportedPaths().size() != routers - 1) ++failures;
   }
@@ -68,29 +78,33 @@ void expectConsistent(Network& net, std::size_t routers) {
 
 TEST(EngineScale, FiveHundredRouters) {
   constexpr int kRouters = 500;
+  constexpr std::size_t kWithAddress = kRouters / 10 + 1;
   Network net;
   for (int i = 0; i < kRouters; ++i) {
     EngineConfig cfg;
     cfg.id = name(i);
     net.add(cfg);
+    if (!hasAddress(i)) continue;
     net.router(i).engine().localAddress("addr/" + name(i), true);
     net.router(i).engine().flush(0);
   }
-  const Topology topo = ringWithChords(kRouters, kRouters / 2, 42);
+  // Average degree 2.8: flooding moves every record over every link, and
+  // this must run quickly under sanitizers. bench/routing_bench.cpp uses
+  // average degree 4.
+  const Topology topo = ringWithChords(kRouters, 200, 42);
   for (const auto& e : topo.edges) net.connect(e.a, e.b, e.cost_a, e.cost_b);
   ASSERT_TRUE(net.runUntilQuiet());
   std::printf("cold start: %llu messages, %lld ms simulated\n",
               static_cast<unsigned long long>(net.delivered()), static_cast<long long>(net.now()));
-  expectConsistent(net, kRouters);
+  expectConsistent(net, kRouters, kWithAddress);
   for (int i = 0; i < kRouters; ++i) {
     EXPECT_EQ(net.router(i).engine().knownRouters(), static_cast<std::size_t>(kRouters));
   }
 
   // A router dies; everyone reroutes and forgets its address.
-  constexpr int kVictim = 123;
   net.kill(kVictim);
   ASSERT_TRUE(net.runUntilQuiet());
-  expectConsistent(net, kRouters - 1);
+  expectConsistent(net, kRouters - 1, kWithAddress - 1);
   EXPECT_EQ(net.router(0).addresses().count({"addr/" + name(kVictim), name(kVictim)}), 0u);
 
   // It restarts (a larger instance) with a different address and rejoins.
@@ -104,7 +118,7 @@ TEST(EngineScale, FiveHundredRouters) {
     if (e.a == kVictim || e.b == kVictim) net.connect(e.a, e.b, e.cost_a, e.cost_b);
   }
   ASSERT_TRUE(net.runUntilQuiet());
-  expectConsistent(net, kRouters);
+  expectConsistent(net, kRouters, kWithAddress);
   for (int i = 0; i < kRouters; ++i) {
     if (i == kVictim) continue;
     EXPECT_EQ(net.router(i).engine().knownRouters(), static_cast<std::size_t>(kRouters));

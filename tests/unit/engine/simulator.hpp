@@ -2,9 +2,9 @@
 // connections between them are in-memory FIFO queues (one per direction)
 // with a fixed latency. Used by the engine tests and bench/routing_bench.cpp.
 //
-// Deterministic: no threads, no wall clock; messages are delivered in order
-// of (delivery time, send order), and engines are ticked every tick_step_ms
-// of simulated time.
+// Deterministic: no threads, no wall clock. Events happen in order of
+// simulated time: messages in order of (delivery time, send order), then
+// each engine's tick() at the time its nextTick() asked for.
 #pragma once
 
 #include <algorithm>
@@ -51,10 +51,10 @@ class Router : public EngineOutput {
     } else if (addresses_.erase(key) == 0) {
       ++address_errors_;
     }
-    // Addresses are only reported for routers in the path table.
-    const bool in_table = std::any_of(paths_.begin(), paths_.end(),
-                                      [&](const Path& p) { return p.router == router; });
-    if (!in_table) ++address_errors_;
+    // Addresses are only reported for routers in the path table (sorted).
+    const auto it = std::lower_bound(paths_.begin(), paths_.end(), router,
+                                     [](const Path& p, const std::string& r) { return p.router < r; });
+    if (it == paths_.end() || it->router != router) ++address_errors_;
     ++address_events_;
   }
 
@@ -97,7 +97,6 @@ class Network {
  public:
   struct Options {
     Millis latency_ms = 1;
-    Millis tick_step_ms = 50;  // must be <= hello_interval_ms / 2
   };
 
   struct Message {
@@ -130,6 +129,7 @@ class Network {
   Connection& connection(int c) { return conns_[c]; }
   std::size_t connectionCount() const { return conns_.size(); }
   std::uint64_t delivered() const { return delivered_; }
+  std::uint64_t deliveredBytes() const { return delivered_bytes_; }
   std::size_t inFlight() const { return queue_.size(); }
 
   // Connects a and b (roles as seen from each side; costs configured on each
@@ -152,10 +152,12 @@ class Network {
     by_neighbor_[c.nb] = {index, 1};
     auto ra = router(a).engine().neighborUp(c.na, router(b).id(), role_a, cost_a, now_);
     conns_[index].up_a = !ra;
+    schedule(a);
     std::optional<Engine::Refusal> rb;
     if (!ra) {
       rb = router(b).engine().neighborUp(c.nb, router(a).id(), role_b, cost_b, now_);
       conns_[index].up_b = !rb;
+      schedule(b);
     }
     if (ra || rb) {
       // The refusing side closes the connection; the other sees it go down.
@@ -184,61 +186,85 @@ class Network {
   // Messages to side `to_a ? a : b` of connection c vanish while blocked.
   void block(int c, bool to_a, bool blocked = true) { conns_[c].blocked[to_a ? 0 : 1] = blocked; }
 
-  // Removes the first in-flight message to router `to` on connection c that
-  // contains `needle`. Returns whether one was found.
-  bool discardInFlight(int c, int to, const std::string& needle) {
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      const Connection& conn = conns_[it->second.conn];
-      const int dest = it->second.to_side == 0 ? conn.a : conn.b;
-      if (it->second.conn == c && dest == to &&
-          it->second.bytes.find(needle) != std::string::npos) {
-        queue_.erase(it);
-        return true;
-      }
-    }
-    return false;
-  }
+  // The next message to router `to` on connection c that contains `needle`
+  // is lost.
+  void loseNext(int c, int to, const std::string& needle) { lose_.push_back({c, to, needle}); }
+  std::size_t lost() const { return lost_; }
 
-  // Delivers messages and ticks engines until no message is in flight (or
-  // `limit` ms of simulated time have passed). Returns whether it got quiet.
+  // Delivers messages and ticks engines until no message is in flight and
+  // no engine has anything due within the next few milliseconds (hellos
+  // are not worth waiting for), or `limit` ms of simulated time have passed.
+  // Returns whether it got quiet.
   bool runUntilQuiet(Millis limit = 600000) {
+    constexpr Millis kQuiet = 5;
     const Millis end = now_ + limit;
+    scheduleAll();
     processClosures();
-    while (!queue_.empty()) {
-      const Millis next = queue_.begin()->first.first;
+    while (true) {
+      const Millis next = std::min(nextMessage(), nextTimer());
+      if (queue_.empty() && next > now_ + kQuiet) return true;
       if (next > end) {
-        advanceTo(end);
+        run(end);
         return false;
       }
-      advanceTo(next);
+      run(next);
     }
-    return true;
   }
 
   // Runs for `ms` of simulated time.
   void advance(Millis ms) { advanceTo(now_ + ms); }
 
   void advanceTo(Millis t) {
+    scheduleAll();
+    run(t);
+  }
+
+  // After every call into router r's engine: when it wants its next tick.
+  void schedule(int r) {
+    if (scheduled_.size() < routers_.size()) scheduled_.resize(routers_.size(), kNever);
+    if (!router(r).alive()) return;
+    const Millis when = std::max(router(r).engine().nextTick(), now_);
+    if (when < scheduled_[r]) {
+      scheduled_[r] = when;
+      timers_.push({when, r});
+    }
+  }
+
+  // For calls the simulator did not make (the tests' own).
+  void scheduleAll() {
+    for (int r = 0; r < static_cast<int>(routers_.size()); ++r) schedule(r);
+  }
+
+ private:
+  void run(Millis t) {
     processClosures();
     while (true) {
-      const Millis next_msg =
-          queue_.empty() ? std::numeric_limits<Millis>::max() : queue_.begin()->first.first;
-      const Millis next = std::min(next_msg, next_tick_);
+      const Millis next_msg = nextMessage();
+      const Millis next = std::min(next_msg, nextTimer());
       if (next > t) break;
       now_ = next;
-      if (next == next_tick_) {
-        tickAll();
-        next_tick_ += options_.tick_step_ms;
-      }
-      while (!queue_.empty() && queue_.begin()->first.first == now_) {
-        auto node = queue_.extract(queue_.begin());
-        deliver(node.mapped());
+      if (next_msg == now_) {
+        // Everything arriving at this instant, then the timers.
+        while (!queue_.empty() && queue_.begin()->first.first == now_) {
+          auto node = queue_.extract(queue_.begin());
+          deliver(node.mapped());
+        }
+      } else {
+        const int r = timers_.top().second;  // nextTimer(): a current entry
+        timers_.pop();
+        scheduled_[r] = kNever;
+        if (router(r).alive()) {
+          if (router(r).engine().nextTick() <= now_) router(r).engine().tick(now_);
+          schedule(r);
+        }
       }
       processClosures();
     }
     now_ = t;
   }
 
+
+ public:
   // --- used by Router ---------------------------------------------------------
 
   void enqueue(NeighborId from, std::string bytes) {
@@ -274,7 +300,10 @@ class Network {
     while (!pending_close_.empty() || !closures_.empty()) {
       for (const int c : std::exchange(pending_close_, {})) close(c);
       for (const auto& [r, n] : std::exchange(closures_, {})) {
-        if (router(r).alive()) router(r).engine().neighborDown(n, now_);
+        if (router(r).alive()) {
+          router(r).engine().neighborDown(n, now_);
+          schedule(r);
+        }
       }
     }
   }
@@ -285,17 +314,35 @@ class Network {
     const int r = m.to_side == 0 ? conn.a : conn.b;
     const NeighborId n = m.to_side == 0 ? conn.na : conn.nb;
     if (!router(r).alive()) return;
+    for (auto it = lose_.begin(); it != lose_.end(); ++it) {
+      if (it->conn == m.conn && it->to == r && m.bytes.find(it->needle) != std::string::npos) {
+        lose_.erase(it);
+        ++lost_;
+        return;
+      }
+    }
     ++delivered_;
+    delivered_bytes_ += m.bytes.size();
     router(r).engine().receive(n, m.bytes, now_);
+    schedule(r);
     processClosures();
   }
 
-  void tickAll() {
-    for (auto& r : routers_) {
-      if (r->alive() && r->engine().nextTick() <= now_) r->engine().tick(now_);
+  Millis nextMessage() const { return queue_.empty() ? kNever : queue_.begin()->first.first; }
+  Millis nextTimer() {
+    // Skip entries that were superseded.
+    while (!timers_.empty() && timers_.top().first != scheduled_[timers_.top().second]) {
+      timers_.pop();
     }
-    processClosures();
+    return timers_.empty() ? kNever : timers_.top().first;
   }
+
+  static constexpr Millis kNever = std::numeric_limits<Millis>::max();
+  struct Loss {
+    int conn;
+    int to;
+    std::string needle;
+  };
 
   Options options_;
   std::vector<std::unique_ptr<Router>> routers_;
@@ -308,8 +355,13 @@ class Network {
   std::uint64_t seq_ = 0;
   std::uint64_t sent_ = 0;
   std::uint64_t delivered_ = 0;
+  std::uint64_t delivered_bytes_ = 0;
   Millis now_ = 0;
-  Millis next_tick_ = 0;
+  using Timer = std::pair<Millis, int>;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::vector<Millis> scheduled_;  // per router: its pending timer entry
+  std::vector<Loss> lose_;
+  std::size_t lost_ = 0;
 };
 
 inline Router::Router(Network& net, int index, EngineConfig cfg)
@@ -333,6 +385,11 @@ class Reference {
   static constexpr std::uint64_t kUnreachable = std::numeric_limits<std::uint64_t>::max();
 
   explicit Reference(Network& net) : net_(net), adj_(net.size()) {
+    for (std::size_t i = 0; i < net.size(); ++i) {
+      if (net.router(static_cast<int>(i)).alive()) {
+        index_.emplace(net.router(static_cast<int>(i)).id(), static_cast<int>(i));
+      }
+    }
     for (std::size_t c = 0; c < net.connectionCount(); ++c) {
       const auto& conn = net.connection(static_cast<int>(c));
       if (!conn.open || !conn.up_a || !conn.up_b) continue;
@@ -369,50 +426,64 @@ class Reference {
   // neighbour with the smallest id among those on a least-cost path.
   // Returns a description of the first mismatch, or "".
   std::string check(int r, const std::vector<std::vector<std::uint64_t>>* all = nullptr) const {
-    const auto dist = all != nullptr ? (*all)[r] : distances(r);
+    std::vector<std::uint64_t> own_dist;
+    if (all == nullptr) own_dist = distances(r);
+    const auto& dist = all != nullptr ? (*all)[r] : own_dist;
     Router& router = net_.router(r);
     const auto& paths = router.reportedPaths();
     if (paths != router.engine().paths()) return router.id() + ": paths() != reported";
-    std::map<std::string, const Path*> by_id;
-    for (const auto& p : paths) by_id[p.router] = &p;
-    if (by_id.size() != paths.size()) return router.id() + ": duplicate routers in paths";
-    if (!std::is_sorted(paths.begin(), paths.end(),
-                        [](const Path& a, const Path& b) { return a.router < b.router; })) {
-      return router.id() + ": paths not sorted";
+    for (std::size_t i = 1; i < paths.size(); ++i) {
+      if (!(paths[i - 1].router < paths[i].router)) {
+        return router.id() + ": paths not sorted or with duplicates";
+      }
     }
-    std::map<int, std::vector<std::uint64_t>> near;  // distances from r's neighbours
-    for (const auto& e : adj_[r]) near[e.to] = all != nullptr ? (*all)[e.to] : distances(e.to);
-    std::size_t reachable = 0;
-    for (std::size_t t = 0; t < dist.size(); ++t) {
-      if (static_cast<int>(t) == r || dist[t] == kUnreachable) continue;
-      ++reachable;
-      const std::string& target = net_.router(static_cast<int>(t)).id();
-      const auto it = by_id.find(target);
-      if (it == by_id.end()) return router.id() + ": no path to " + target;
-      const Path& p = *it->second;
+    // Distances from r's neighbours (in the order of adj_[r]).
+    std::vector<std::vector<std::uint64_t>> own;
+    std::vector<const std::vector<std::uint64_t>*> near;
+    if (all == nullptr) {
+      for (const auto& e : adj_[r]) own.push_back(distances(e.to));
+      for (const auto& d : own) near.push_back(&d);
+    } else {
+      for (const auto& e : adj_[r]) near.push_back(&(*all)[e.to]);
+    }
+    std::size_t interior_paths = 0;
+    for (const Path& p : paths) {
+      const auto it = index_.find(p.router);
+      if (it == index_.end()) return router.id() + ": path to unknown " + p.router;
+      const int t = it->second;
+      if (net_.router(t).config().edge) continue;  // checked by the edge tests
+      ++interior_paths;
+      if (t == r) return router.id() + ": path to itself";
+      if (dist[t] == kUnreachable) return router.id() + ": path to unreachable " + p.router;
       if (p.cost != dist[t]) {
-        return router.id() + ": cost to " + target + " " + std::to_string(p.cost) + ", want " +
+        return router.id() + ": cost to " + p.router + " " + std::to_string(p.cost) + ", want " +
                std::to_string(dist[t]);
       }
       // The best first hop: smallest id among neighbours on a least-cost path.
-      std::string best;
+      const std::string* best = nullptr;
       NeighborId best_nid = 0;
-      for (const auto& e : adj_[r]) {
-        const auto& d2 = near.at(e.to);
+      for (std::size_t i = 0; i < adj_[r].size(); ++i) {
+        const auto& e = adj_[r][i];
+        const auto& d2 = *near[i];
         if (d2[t] != kUnreachable && e.cost + d2[t] == dist[t]) {
           const std::string& id = net_.router(e.to).id();
-          if (best.empty() || id < best) {
-            best = id;
+          if (best == nullptr || id < *best) {
+            best = &id;
             best_nid = e.nid;
           }
         }
       }
       if (p.next_hop != best_nid) {
-        return router.id() + ": next hop to " + target + " is not via " + best;
+        return router.id() + ": next hop to " + p.router + " is not via " +
+               (best != nullptr ? *best : "?");
       }
     }
-    if (reachable != paths.size()) {
-      return router.id() + ": " + std::to_string(paths.size()) + " paths, want " +
+    std::size_t reachable = 0;
+    for (std::size_t t = 0; t < dist.size(); ++t) {
+      if (static_cast<int>(t) != r && dist[t] != kUnreachable) ++reachable;
+    }
+    if (reachable != interior_paths) {
+      return router.id() + ": " + std::to_string(interior_paths) + " paths, want " +
              std::to_string(reachable);
     }
     return "";
@@ -426,6 +497,7 @@ class Reference {
   };
   Network& net_;
   std::vector<std::vector<Edge>> adj_;
+  std::map<std::string, int> index_;  // alive routers by id
 };
 
 }  // namespace vane::routing::sim
