@@ -89,7 +89,10 @@ void RoutingCore::scheduleFlush() {
   // advertised as one update.
   loop_.post([this] {
     flush_pending_ = false;
-    if (!stopped_) engine_->flush(now());
+    if (!stopped_) {
+      engine_->flush(now());
+      scheduleTick();
+    }
   });
 }
 
@@ -178,6 +181,7 @@ void RoutingCore::neighborReady(NeighborInfo info) {
     }
     VANE_LOG_INFO("router {}: link to router {} up (role {}, cost {})", router_id_, info.peer_id,
                   roleName(info.role), info.cost);
+    scheduleTick();
   });
 }
 
@@ -187,7 +191,10 @@ void RoutingCore::neighborGone(NeighborId id) {
     if (it == neighbors_.end()) return;
     VANE_LOG_INFO("router {}: link to router {} down", router_id_, it->second.info.peer_id);
     neighbors_.erase(it);
-    if (engine_ && !stopped_) engine_->neighborDown(id, now());
+    if (engine_ && !stopped_) {
+      engine_->neighborDown(id, now());
+      scheduleTick();
+    }
   });
 }
 
@@ -195,6 +202,8 @@ void RoutingCore::controlReceived(NeighborId id, std::string message) {
   loop_.post([this, id, message = std::move(message)] {
     if (!engine_ || stopped_ || neighbors_.count(id) == 0) return;
     engine_->receive(id, message, now());
+    // The engine paces its output: wake up when it has more to send.
+    scheduleTick();
   });
 }
 

@@ -4,16 +4,20 @@
 // Layout of the state:
 //  - nodes_: one Node per router id we hold anything about (link-state
 //    record, address record, or a mention in another record's links),
-//    addressed by index; index 0 is this router. The link-state graph is
-//    kept in index form (Node::links, sorted by index) so that a path
-//    computation touches no strings.
+//    addressed by index; index 0 is this router. The graph paths are
+//    computed over is kept in index form (adj_: two-way links only, updated
+//    per record), so that a path computation touches no strings.
 //  - neighbors_: one Neighbor per connection, with what is queued for it.
 //  - Every public entry point does its work, then finish(): recompute paths
-//    if the graph changed (at most once per call), report path-table and
-//    address changes, advertise our own address changes, update the
-//    visible sets of edge children, and send what was queued, batched per
-//    neighbour.
+//    if the graph changed, report path-table and address changes, advertise
+//    our own address changes, update the visible sets of edge children, and
+//    send what was queued, batched per neighbour. Computations and sends are
+//    paced (at most one per millisecond, and per neighbour; see finish() and
+//    sendPending()): what a burst leaves over is done one millisecond later,
+//    by the next call or the tick() that nextTick() asks for.
 #include "routing/engine.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,8 +27,6 @@
 #include <set>
 #include <unordered_map>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "routing/protocol.hpp"
 
@@ -227,7 +229,8 @@ struct Engine::Impl {
   std::vector<Node> nodes_;
   std::vector<std::vector<Edge>> adj_;
   std::vector<Route> routes_;
-  std::vector<std::uint32_t> sorted_;
+  std::vector<std::uint32_t> sorted_;  // see sortedNodes()
+  bool sorted_dirty_ = false;
   std::unordered_map<std::string, std::uint32_t> by_id_;
   std::vector<std::uint32_t> free_nodes_;
   std::map<NeighborId, Neighbor> neighbors_;  // ordered: deterministic output
@@ -247,9 +250,9 @@ struct Engine::Impl {
   std::set<std::string> visible_touched_;
   std::size_t edge_children_ = 0;
 
-  bool graph_dirty_ = false;     // recompute paths at finish()
+  bool graph_dirty_ = false;           // recompute paths at finish()
   std::optional<Millis> computed_at_;  // the last path computation
-  bool table_changed_ = false;   // edge children / uplink came or went
+  bool table_changed_ = false;         // edge children / uplink came or went
   // Reachability changed or records were dropped: updateAgeing() rescans.
   bool records_changed_ = false;
   Millis now_ = 0;  // of the current public call
@@ -270,8 +273,19 @@ struct Engine::Impl {
     return it == by_id_.end() ? kNone : it->second;
   }
 
-  auto byId() const {
-    return [this](std::uint32_t a, std::uint32_t b) { return nodes_[a].id < nodes_[b].id; };
+  // sorted_ is rebuilt when needed rather than kept up to date: a message
+  // can name many new routers at once.
+  const std::vector<std::uint32_t>& sortedNodes() {
+    if (sorted_dirty_) {
+      sorted_.clear();
+      for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+        if (nodes_[x].used) sorted_.push_back(x);
+      }
+      std::sort(sorted_.begin(), sorted_.end(),
+                [this](std::uint32_t a, std::uint32_t b) { return nodes_[a].id < nodes_[b].id; });
+      sorted_dirty_ = false;
+    }
+    return sorted_;
   }
 
   std::uint32_t nodeFor(const std::string& id) {
@@ -292,7 +306,7 @@ struct Engine::Impl {
     nodes_[x].id = id;
     nodes_[x].used = true;
     by_id_.emplace(id, x);
-    sorted_.insert(std::lower_bound(sorted_.begin(), sorted_.end(), x, byId()), x);
+    sorted_dirty_ = true;
     return x;
   }
 
@@ -329,7 +343,7 @@ struct Engine::Impl {
   void maybeFree(std::uint32_t x) {
     Node& n = nodes_[x];
     if (x == kSelf || !n.used || n.refs > 0 || n.has_ls || n.addr.held || n.adjacent) return;
-    sorted_.erase(std::lower_bound(sorted_.begin(), sorted_.end(), x, byId()));
+    sorted_dirty_ = true;
     by_id_.erase(n.id);
     n = Node{};
     routes_[x] = Route{};
@@ -723,12 +737,11 @@ struct Engine::Impl {
 
     // Leaving routers' addresses are reported removed before the new table,
     // entering routers' added after it.
-    std::vector<Path> interior;  // sorted_ is in id order
-    interior.reserve(sorted_.size());
-    for (const std::uint32_t x : sorted_) {
+    std::vector<Path> interior;
+    interior.reserve(paths_.size() + 16);
+    for (const std::uint32_t x : sortedNodes()) {
       Node& n = nodes_[x];
       const Route& r = routes_[x];
-      if (x == kSelf) continue;
       if (n.in_table && !r.reachable) {
         for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
         n.in_table = false;
@@ -748,18 +761,17 @@ struct Engine::Impl {
       const auto byRouter = [](const Path& a, const Path& b) { return a.router < b.router; };
       std::sort(attached.begin(), attached.end(), byRouter);
       paths.reserve(interior.size() + attached.size());
-      std::merge(std::make_move_iterator(interior.begin()),
-                 std::make_move_iterator(interior.end()),
-                 std::make_move_iterator(attached.begin()),
-                 std::make_move_iterator(attached.end()), std::back_inserter(paths), byRouter);
+      std::merge(std::make_move_iterator(interior.begin()), std::make_move_iterator(interior.end()),
+                 std::make_move_iterator(attached.begin()), std::make_move_iterator(attached.end()),
+                 std::back_inserter(paths), byRouter);
     }
     if (paths != paths_) {
       paths_ = std::move(paths);
       out.pathsChanged(paths_);
     }
-    for (const std::uint32_t x : sorted_) {
+    for (const std::uint32_t x : sortedNodes()) {
       Node& n = nodes_[x];
-      if (x != kSelf && routes_[x].reachable && !n.in_table) {
+      if (routes_[x].reachable && !n.in_table) {
         n.in_table = true;
         for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, true);
       }
@@ -906,8 +918,8 @@ struct Engine::Impl {
   // --- received messages -----------------------------------------------------------
 
   void onHello(Neighbor& nb, const proto::Hello& h) {
-    const proto::Mode expected = nb.role == NeighborRole::kEdge ? proto::Mode::kEdge
-                                                                : proto::Mode::kInterior;
+    const proto::Mode expected =
+        nb.role == NeighborRole::kEdge ? proto::Mode::kEdge : proto::Mode::kInterior;
     if (h.id != nb.peer_id) {
       dropNeighbor(nb.nid, kProtocolError,
                    fmt::format("hello from '{}' on the connection of '{}'", h.id, nb.peer_id));
@@ -972,8 +984,8 @@ struct Engine::Impl {
         for (std::uint32_t y = 1; y < nodes_.size(); ++y) {
           const Node& n = nodes_[y];
           if (n.used && n.addr.held) {
-            nb.out_mau.push_back(fragment(fullRecord(n.id, n.addr.instance, n.addr.seq,
-                                                     n.addr.addresses)));
+            nb.out_mau.push_back(
+                fragment(fullRecord(n.id, n.addr.instance, n.addr.seq, n.addr.addresses)));
           }
         }
         nb.out_mau.push_back(ownFullRecord());
@@ -1101,8 +1113,8 @@ struct Engine::Impl {
     for (const auto& id : m.ids) {
       if (id == cfg.id) {
         if (nb.role == NeighborRole::kEdge) {
-          nb.out_mau.push_back(fragment(fullRecord(cfg.id, cfg.instance, nb.visible_seq,
-                                                   nb.visible)));
+          nb.out_mau.push_back(
+              fragment(fullRecord(cfg.id, cfg.instance, nb.visible_seq, nb.visible)));
         } else {
           nb.out_mau.push_back(ownFullRecord());
         }
@@ -1112,8 +1124,8 @@ struct Engine::Impl {
       const std::uint32_t x = findNode(id);
       if (x == kNone || !nodes_[x].addr.held) continue;
       const Node& n = nodes_[x];
-      nb.out_mau.push_back(fragment(fullRecord(n.id, n.addr.instance, n.addr.seq,
-                                               n.addr.addresses)));
+      nb.out_mau.push_back(
+          fragment(fullRecord(n.id, n.addr.instance, n.addr.seq, n.addr.addresses)));
     }
   }
 
@@ -1307,9 +1319,13 @@ void Engine::flush(Millis now) {
   m.finish(now);
 }
 
-const std::string& Engine::id() const { return impl_->cfg.id; }
+const std::string& Engine::id() const {
+  return impl_->cfg.id;
+}
 
-std::vector<Path> Engine::paths() const { return impl_->paths_; }
+std::vector<Path> Engine::paths() const {
+  return impl_->paths_;
+}
 
 std::vector<std::string> Engine::neighbors() const {
   std::vector<std::string> ids;
@@ -1326,6 +1342,8 @@ std::size_t Engine::knownRouters() const {
   return count;
 }
 
-const EngineStats& Engine::stats() const { return impl_->stats; }
+const EngineStats& Engine::stats() const {
+  return impl_->stats;
+}
 
 }  // namespace vane::routing

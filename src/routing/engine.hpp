@@ -122,6 +122,10 @@ class Engine {
   void receive(NeighborId from, std::string_view message, Millis now);
   // Timers: hellos, dead neighbours, ageing. Call at least every
   // hello_interval_ms / 2; nextTick() says when something is due.
+  // IMPORTANT: output and path computations are paced (at most one batch per
+  // neighbour, and one computation, per millisecond); what a burst of calls
+  // in the same millisecond leaves over is due one millisecond later. So
+  // nextTick() can move earlier after any call: read it again after each.
   void tick(Millis now);
   Millis nextTick() const;
 

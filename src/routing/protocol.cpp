@@ -1,5 +1,7 @@
 #include "routing/protocol.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <exception>
 #include <limits>
@@ -7,8 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace vane::routing::protocol {
 
@@ -23,9 +23,13 @@ constexpr std::uint64_t kMaxU64 = std::numeric_limits<std::uint64_t>::max();
 
 // Strings we encode come from peers (valid UTF-8, checked by the parser) or
 // from our own configuration and clients; never throw on the latter.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
-std::string quote(std::string_view s) { return dump(json(s)); }
+std::string quote(std::string_view s) {
+  return dump(json(s));
+}
 
 // Rejects inputs nested deeper than kMaxDepth before the parser builds
 // anything, so memory and time stay linear in the input with a small factor.
@@ -126,9 +130,7 @@ class Collector {
   bool boolean(bool) { return scalar(other()); }
   bool number_integer(json::number_integer_t) { return scalar(other()); }
   bool number_unsigned(json::number_unsigned_t v) { return scalar(unsignedScalar(v)); }
-  bool number_float(json::number_float_t, const std::string&) {
-    return scalar(other());
-  }
+  bool number_float(json::number_float_t, const std::string&) { return scalar(other()); }
   bool string(std::string& s) { return scalar(stringScalar(std::move(s))); }
   bool binary(json::binary_t&) { return scalar(other()); }
   bool key(std::string& k) {
@@ -330,7 +332,8 @@ class Checker {
   bool stringValue(Scalar& v, std::size_t max_bytes, std::string& out, std::string_view where,
                    std::string_view name) {
     if (v.kind == Scalar::kAbsent) return fail(fmt::format("{}: missing field '{}'", where, name));
-    if (v.kind != Scalar::kString) return fail(fmt::format("{}: '{}' must be a string", where, name));
+    if (v.kind != Scalar::kString)
+      return fail(fmt::format("{}: '{}' must be a string", where, name));
     if (v.s.empty() || v.s.size() > max_bytes) {
       return fail(
           fmt::format("{}: '{}' is {} bytes long, not 1..{}", where, name, v.s.size(), max_bytes));
@@ -411,8 +414,8 @@ bool readLinkState(Checker& c, RawRecord& r, LinkStateRecord& rec, std::string_v
     if (i + 1 < r.links.size() && r.links[i + 1].first == r.links[i].first) continue;
     auto& [key, value] = r.links[i];
     if (key.empty() || key.size() > kMaxIdBytes) {
-      return c.fail(fmt::format("{}: link id is {} bytes long, not 1..{}", where, key.size(),
-                                kMaxIdBytes));
+      return c.fail(
+          fmt::format("{}: link id is {} bytes long, not 1..{}", where, key.size(), kMaxIdBytes));
     }
     if (value.kind != Scalar::kUnsigned || value.u < 1 || value.u > kMaxU32) {
       return c.fail(fmt::format("{}: the cost of link {} must be an integer in 1..{}", where,
@@ -475,8 +478,8 @@ Decoded failure(const char* condition, std::string reason) {
 
 Decoded decodeUnchecked(std::string_view bytes) {
   if (bytes.size() > kMaxMessageBytes) {
-    return failure(kProtocolError,
-                   fmt::format("message of {} bytes, more than {}", bytes.size(), kMaxMessageBytes));
+    return failure(kProtocolError, fmt::format("message of {} bytes, more than {}", bytes.size(),
+                                               kMaxMessageBytes));
   }
   if (!depthOk(bytes)) {
     return failure(kProtocolError, fmt::format("JSON nested deeper than {}", kMaxDepth));
@@ -739,6 +742,8 @@ bool validAddress(std::string_view address) {
   return !address.empty() && address.size() <= kMaxAddressBytes && validUtf8(address);
 }
 
-const char* modeName(Mode mode) { return mode == Mode::kEdge ? "edge" : "interior"; }
+const char* modeName(Mode mode) {
+  return mode == Mode::kEdge ? "edge" : "interior";
+}
 
 }  // namespace vane::routing::protocol

@@ -58,8 +58,7 @@ class Checker : public EngineOutput {
       if (table_.count(router) == 0) fail("address left reported for a router not in the table");
     }
   }
-  void remoteAddress(const std::string& address, const std::string& router,
-                     bool present) override {
+  void remoteAddress(const std::string& address, const std::string& router, bool present) override {
     if (table_.count(router) == 0) fail("address reported for a router not in the table");
     if (router == self_) fail("own address reported");
     if (present ? !addresses_.insert({address, router}).second
@@ -115,18 +114,20 @@ void interior(const std::vector<std::string_view>& messages, bool from_edge) {
   e.neighborUp(1, "P", NeighborRole::kInterior, 1, kStart);
   e.receive(1, R"({"v":1,"type":"hello","id":"P","instance":3,"cost":2,"mode":"interior"})",
             kStart);
-  e.receive(1,
-            R"({"v":1,"type":"lsu","records":[{"id":"P","instance":3,"seq":2,"links":{"X":2,"Q":1}},)"
-            R"({"id":"Q","instance":1,"seq":4,"links":{"P":1}}]})",
-            kStart);
+  e.receive(
+      1,
+      R"({"v":1,"type":"lsu","records":[{"id":"P","instance":3,"seq":2,"links":{"X":2,"Q":1}},)"
+      R"({"id":"Q","instance":1,"seq":4,"links":{"P":1}}]})",
+      kStart);
   e.receive(1,
             R"({"v":1,"type":"mau","updates":[{"id":"P","instance":3,"seq":1,"exist":["p/1","s"]},)"
             R"({"id":"Q","instance":1,"seq":2,"exist":["q/1"]}]})",
             kStart);
   e.neighborUp(2, "E", NeighborRole::kEdge, 1, kStart);
   e.receive(2, R"({"v":1,"type":"hello","id":"E","instance":9,"cost":1,"mode":"edge"})", kStart);
-  e.receive(2, R"({"v":1,"type":"mau","updates":[{"id":"E","instance":9,"seq":1,"exist":["e/1","s"]}]})",
-            kStart);
+  e.receive(
+      2, R"({"v":1,"type":"mau","updates":[{"id":"E","instance":9,"seq":1,"exist":["e/1","s"]}]})",
+      kStart);
   Millis now = kStart;
   const NeighborId from = from_edge ? 2 : 1;
   for (const auto m : messages) e.receive(from, m, ++now);
@@ -147,7 +148,8 @@ void edge(const std::vector<std::string_view>& messages) {
   e.neighborUp(1, "X", NeighborRole::kUplink, 1, kStart);
   e.receive(1, R"({"v":1,"type":"hello","id":"X","instance":5,"cost":1,"mode":"interior"})",
             kStart);
-  e.receive(1, R"({"v":1,"type":"mau","updates":[{"id":"X","instance":5,"seq":1,"exist":["a","b"]}]})",
+  e.receive(1,
+            R"({"v":1,"type":"mau","updates":[{"id":"X","instance":5,"seq":1,"exist":["a","b"]}]})",
             kStart);
   Millis now = kStart;
   for (const auto m : messages) e.receive(1, m, ++now);

@@ -36,8 +36,7 @@ EngineConfig edge(const std::string& id) {
 void expectPaths(Network& net) {
   Reference ref(net);
   for (std::size_t r = 0; r < net.size(); ++r) {
-    if (!net.router(static_cast<int>(r)).alive() ||
-        net.router(static_cast<int>(r)).config().edge) {
+    if (!net.router(static_cast<int>(r)).alive() || net.router(static_cast<int>(r)).config().edge) {
       continue;
     }
     EXPECT_EQ(ref.check(static_cast<int>(r)), "");
@@ -315,6 +314,28 @@ TEST_F(EngineTest, RestartedRouterRejoinsWithItsNewInstance) {
   EXPECT_EQ(net_.router(a).engine().knownRouters(), 3u);
 }
 
+TEST_F(EngineTest, RestartWithTheSameInstanceOvertakesItsOldRecords) {
+  const int a = add("A"), b = add("B"), c = add("C");
+  net_.connect(a, b);
+  net_.connect(a, c);
+  addLocal(net_, a, "old");
+  addLocal(net_, a, "old2");
+  ASSERT_TRUE(net_.runUntilQuiet());
+  net_.kill(a);
+  ASSERT_TRUE(net_.runUntilQuiet());
+  // Back at once with the same instance: B and C hold its records with
+  // larger seqs; A must go above them (it hears them at synchronisation).
+  net_.router(a).restart(1);
+  addLocal(net_, a, "new");
+  net_.connect(a, b);
+  net_.connect(a, c);
+  ASSERT_TRUE(net_.runUntilQuiet());
+  expectPaths(net_);
+  EXPECT_EQ(net_.router(b).addresses(), (AddressSet{{"new", "A"}}));
+  EXPECT_EQ(net_.router(c).addresses(), (AddressSet{{"new", "A"}}));
+  EXPECT_EQ(pathTo(net_.router(b), "C")->cost, 2u);
+}
+
 TEST_F(EngineTest, UnreachableRecordsAgeOut) {
   const int a = add("A"), b = add("B"), c = add("C");
   net_.connect(a, b);
@@ -384,8 +405,7 @@ TEST_F(EngineTest, HelloMustMatchTheConnection) {
   const int ac = net_.connect(a, c);
   net_.block(ac, true);
   ea.receive(net_.connection(ac).na,
-             R"({"v":1,"type":"hello","id":"C","instance":1,"cost":1,"mode":"edge"})",
-             net_.now());
+             R"({"v":1,"type":"hello","id":"C","instance":1,"cost":1,"mode":"edge"})", net_.now());
   EXPECT_EQ(net_.router(a).drops().size(), 2u);
 }
 
@@ -432,6 +452,18 @@ TEST_F(EdgeTest, PathTables) {
   EXPECT_EQ(ids, (std::vector<std::string>{"E1", "E3", "I2"}));
   EXPECT_EQ(net_.router(i2_).engine().knownRouters(), 2u);  // edges are not in link state
   EXPECT_EQ(net_.router(e1_).engine().knownRouters(), 0u);
+}
+
+TEST_F(EdgeTest, OneUplinkAtATime) {
+  const auto refusal =
+      net_.router(e1_).engine().neighborUp(9000, "I2", NeighborRole::kUplink, 1, net_.now());
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(net_.router(e1_).reportedPaths().size(), 1u);
+  // Roles must fit the router's mode.
+  EXPECT_TRUE(
+      net_.router(e1_).engine().neighborUp(9001, "X", NeighborRole::kInterior, 1, net_.now()));
+  EXPECT_TRUE(
+      net_.router(i1_).engine().neighborUp(9002, "X", NeighborRole::kUplink, 1, net_.now()));
 }
 
 TEST_F(EdgeTest, EdgeAddressesAreTheInteriorsAddresses) {
@@ -494,7 +526,8 @@ TEST_F(EdgeTest, Failover) {
 
   const int up = attach(e1_, i2_);
   ASSERT_TRUE(net_.runUntilQuiet());
-  EXPECT_EQ(net_.router(e1_).reportedPaths(), (std::vector<Path>{{"I2", net_.connection(up).na, 1}}));
+  EXPECT_EQ(net_.router(e1_).reportedPaths(),
+            (std::vector<Path>{{"I2", net_.connection(up).na, 1}}));
   EXPECT_EQ(seen(e1_), (AddressSet{{"i2/q", "I2"}}));
   EXPECT_EQ(seen(i2_), (AddressSet{{"e1/q", "E1"}}));
   EXPECT_EQ(seen(i1_), (AddressSet{{"e1/q", "I2"}, {"i2/q", "I2"}}));

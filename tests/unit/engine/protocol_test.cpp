@@ -40,8 +40,8 @@ TEST(Protocol, HelloWireFormat) {
 }
 
 TEST(Protocol, UnknownFieldsAreIgnored) {
-  const Decoded d = decode(
-      R"({"v":1,"future":[1,{"x":2}],"type":"mar","ids":["B","A","B"],"extra":null})");
+  const Decoded d =
+      decode(R"({"v":1,"future":[1,{"x":2}],"type":"mar","ids":["B","A","B"],"extra":null})");
   ASSERT_TRUE(d.ok()) << d.error.reason;
   // Sorted, without duplicates.
   EXPECT_EQ(std::get<Mar>(*d.message).ids, (std::vector<std::string>{"A", "B"}));
@@ -128,9 +128,9 @@ TEST(Protocol, RejectsBadType) {
 TEST(Protocol, RejectsBadHello) {
   const std::string ok = R"("instance":1,"cost":1,"mode":"interior")";
   EXPECT_TRUE(decode(R"({"v":1,"type":"hello","id":"A",)" + ok + "}").ok());
-  rejected(R"({"v":1,"type":"hello",)" + ok + "}");            // no id
-  rejected(R"({"v":1,"type":"hello","id":5,)" + ok + "}");     // id not a string
-  rejected(R"({"v":1,"type":"hello","id":"",)" + ok + "}");    // empty id
+  rejected(R"({"v":1,"type":"hello",)" + ok + "}");          // no id
+  rejected(R"({"v":1,"type":"hello","id":5,)" + ok + "}");   // id not a string
+  rejected(R"({"v":1,"type":"hello","id":"",)" + ok + "}");  // empty id
   rejected(R"({"v":1,"type":"hello","id":")" + std::string(256, 'x') + "\"," + ok + "}");
   EXPECT_TRUE(
       decode(R"({"v":1,"type":"hello","id":")" + std::string(255, 'x') + "\"," + ok + "}").ok());
@@ -152,9 +152,9 @@ TEST(Protocol, RejectsBadLsu) {
   rejected(head + "{}}");
   rejected(R"({"v":1,"type":"lsu"})");
   rejected(head + "[1]}");
-  rejected(head + R"([{"id":"A","instance":1,"seq":1}]})");               // no links
-  rejected(head + R"([{"id":"A","instance":1,"seq":0,"links":{}}]})");    // seq 0
-  rejected(head + R"([{"id":"A","instance":1,"seq":1,"links":[]}]})");    // links not an object
+  rejected(head + R"([{"id":"A","instance":1,"seq":1}]})");             // no links
+  rejected(head + R"([{"id":"A","instance":1,"seq":0,"links":{}}]})");  // seq 0
+  rejected(head + R"([{"id":"A","instance":1,"seq":1,"links":[]}]})");  // links not an object
   rejected(head + R"([{"id":"A","instance":1,"seq":1,"links":{"B":"1"}}]})");
   rejected(head + R"([{"id":"A","instance":1,"seq":1,"links":{"B":0}}]})");
   rejected(head + R"([{"id":"A","instance":1,"seq":1,"links":{"":1}}]})");

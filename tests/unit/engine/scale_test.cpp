@@ -52,7 +52,9 @@ Topology ringWithChords(int n, int chords, std::uint32_t seed) {
 constexpr int kVictim = 123;
 
 // Routers with a local address: every tenth, and the victim.
-bool hasAddress(int i) { return i % 10 == 0 || i == kVictim; }
+bool hasAddress(int i) {
+  return i % 10 == 0 || i == kVictim;
+}
 
 // `addresses`: how many routers have an address (each sees all the others').
 void expectConsistent(Network& net, std::size_t routers, std::size_t addresses) {

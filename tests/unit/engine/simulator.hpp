@@ -43,8 +43,7 @@ class Router : public EngineOutput {
     paths_ = paths;
     ++paths_changes_;
   }
-  void remoteAddress(const std::string& address, const std::string& router,
-                     bool present) override {
+  void remoteAddress(const std::string& address, const std::string& router, bool present) override {
     const auto key = std::make_pair(address, router);
     if (present) {
       if (!addresses_.insert(key).second) ++address_errors_;
@@ -52,8 +51,9 @@ class Router : public EngineOutput {
       ++address_errors_;
     }
     // Addresses are only reported for routers in the path table (sorted).
-    const auto it = std::lower_bound(paths_.begin(), paths_.end(), router,
-                                     [](const Path& p, const std::string& r) { return p.router < r; });
+    const auto it =
+        std::lower_bound(paths_.begin(), paths_.end(), router,
+                         [](const Path& p, const std::string& r) { return p.router < r; });
     if (it == paths_.end() || it->router != router) ++address_errors_;
     ++address_events_;
   }
@@ -110,7 +110,7 @@ class Network {
     NeighborId na, nb;  // the connection's id on a and on b
     std::uint32_t cost_a, cost_b;
     bool open = true;
-    bool up_a = false, up_b = false;  // neighborUp accepted on that side
+    bool up_a = false, up_b = false;   // neighborUp accepted on that side
     bool blocked[2] = {false, false};  // messages to that side vanish
   };
 
@@ -118,8 +118,8 @@ class Network {
   explicit Network(Options options) : options_(options) {}
 
   int add(EngineConfig cfg) {
-    routers_.push_back(std::make_unique<Router>(*this, static_cast<int>(routers_.size()),
-                                                std::move(cfg)));
+    routers_.push_back(
+        std::make_unique<Router>(*this, static_cast<int>(routers_.size()), std::move(cfg)));
     return static_cast<int>(routers_.size()) - 1;
   }
 
@@ -262,7 +262,6 @@ class Network {
     }
     now_ = t;
   }
-
 
  public:
   // --- used by Router ---------------------------------------------------------
