@@ -414,7 +414,8 @@ class InLink : public forwarding::IngressSink,
   void init() {
     const bool router = arrival_ != forwarding::Arrival::kClient;
     budget_ = std::make_shared<forwarding::FlowBudget>(
-        ctx_.loop, router ? ctx_.settings.inter_router_inflight_limit : ctx_.settings.inflight_limit);
+        ctx_.loop,
+        router ? ctx_.settings.inter_router_inflight_limit : ctx_.settings.inflight_limit);
     budget_->sink = weak_from_this();
     if (!address_.empty() && !router) {
       ctx_.table.addListener(address_, ctx_.core.distributionFor(address_), this);
@@ -1282,8 +1283,8 @@ void Connection::handleEvent(pn_event_t* e) {
           break;
         }
         if (peer_router_ == ctx_.settings.container_id) {
-          VANE_LOG_WARN("connection {} on {}: refused: the peer has our own router id '{}'",
-                        peer_, listener_, peer_router_);
+          VANE_LOG_WARN("connection {} on {}: refused: the peer has our own router id '{}'", peer_,
+                        listener_, peer_router_);
           closeWithError("vane:duplicate-router-id",
                          ("router id '" + peer_router_ + "' is already in use here").c_str());
           break;
@@ -1301,8 +1302,8 @@ void Connection::handleEvent(pn_event_t* e) {
         if (routerLink()) {
           const std::string name = str(pn_condition_get_name(rc));
           // A router shutting down closes with connection:forced: routine.
-          const auto level = name == "amqp:connection:forced" ? spdlog::level::info
-                                                                 : spdlog::level::warn;
+          const auto level =
+              name == "amqp:connection:forced" ? spdlog::level::info : spdlog::level::warn;
           spdlog::log(level, "connection {} on {}: router {} closed the link: {}: {}", peer_,
                       listener_, peer_router_, name, str(pn_condition_get_description(rc)));
         } else {
@@ -1585,7 +1586,8 @@ void Connection::checkRouterReady() {
   info.peer_instance = peer_instance_;
   info.cost = options_.cost;
   if (options_.role == config::ListenerRole::kEdge) {
-    info.role = ctx_.settings.edge_mode ? routing::NeighborRole::kUplink : routing::NeighborRole::kEdge;
+    info.role =
+        ctx_.settings.edge_mode ? routing::NeighborRole::kUplink : routing::NeighborRole::kEdge;
   } else {
     info.role = routing::NeighborRole::kInterior;
   }
@@ -1605,7 +1607,8 @@ void Connection::sendControl(std::string json) {
 void Connection::pumpControl() {
   while (ctl_out_ && !control_queue_.empty() && pn_link_credit(ctl_out_) > 0) {
     const std::uint64_t tag = next_control_tag_++;
-    pn_delivery_t* d = pn_delivery(ctl_out_, pn_dtag(reinterpret_cast<const char*>(&tag), sizeof tag));
+    pn_delivery_t* d =
+        pn_delivery(ctl_out_, pn_dtag(reinterpret_cast<const char*>(&tag), sizeof tag));
     const std::string& m = control_queue_.front();
     pn_link_send(ctl_out_, m.data(), m.size());
     pn_link_advance(ctl_out_);

@@ -94,7 +94,8 @@ DecodeStatus decodeRouteHeader(const char* data, std::size_t size, forwarding::R
   if (n == PN_UNDERFLOW || n == PN_EOS) return DecodeStatus::kNeedMore;
   if (n < 0) return bad("route header does not decode");
   pn_data_rewind(d);
-  if (!pn_data_next(d) || pn_data_type(d) != PN_DESCRIBED) return bad("route header is not described");
+  if (!pn_data_next(d) || pn_data_type(d) != PN_DESCRIBED)
+    return bad("route header is not described");
   pn_data_enter(d);
   if (!pn_data_next(d) || pn_data_type(d) != PN_SYMBOL) return bad("route header descriptor");
   pn_bytes_t desc = pn_data_get_symbol(d);
@@ -103,7 +104,8 @@ DecodeStatus decodeRouteHeader(const char* data, std::size_t size, forwarding::R
   if (!pn_data_next(d) || pn_data_type(d) != PN_LIST) return bad("route header is not a list");
   pn_data_enter(d);
   forwarding::RouteHeader h;
-  if (!pn_data_next(d) || !readString(d, kMaxAddress, h.address)) return bad("route header address");
+  if (!pn_data_next(d) || !readString(d, kMaxAddress, h.address))
+    return bad("route header address");
   if (!pn_data_next(d)) return bad("route header dest missing");
   if (pn_data_type(d) != PN_NULL && !readString(d, kMaxId, h.dest)) return bad("route header dest");
   if (!pn_data_next(d)) return bad("route header dests missing");

@@ -46,7 +46,7 @@ class NeighborLink {
 
 struct NeighborInfo {
   NeighborId id = 0;
-  std::string peer_id;  // the neighbour's router id
+  std::string peer_id;              // the neighbour's router id
   std::uint64_t peer_instance = 0;  // its run (0: not announced)
   NeighborRole role = NeighborRole::kInterior;
   std::uint32_t cost = 1;  // our side's configured cost
@@ -122,8 +122,7 @@ class RoutingCore : private EngineOutput {
   void send(NeighborId to, std::string message) override;
   void drop(NeighborId n, std::string condition, std::string reason) override;
   void pathsChanged(const std::vector<Path>& paths) override;
-  void remoteAddress(const std::string& address, const std::string& router,
-                     bool present) override;
+  void remoteAddress(const std::string& address, const std::string& router, bool present) override;
 
   Millis now() const;
   void scheduleTick();

@@ -1,10 +1,9 @@
 #include "server/listener.hpp"
 
-#include "amqp/connection.hpp"
-
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "amqp/connection.hpp"
 #include "core/log.hpp"
 #include "server/worker.hpp"
 

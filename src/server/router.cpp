@@ -39,16 +39,15 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   ecfg.hello_interval_ms = r.hello_interval_ms;
   ecfg.dead_interval_ms = r.dead_interval_ms;
   // A restarted router must outrank its earlier run: its start time.
-  ecfg.instance = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  ecfg.instance =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   settings_.instance = ecfg.instance;
   core_->enableNetwork(ecfg);
   if (settings_.edge_mode) {
     if (!cfg_.connectors.empty()) {
-      connectors_.push_back(
-          std::make_unique<Connector>(cfg_.connectors, core_loop_, workers, 0));
+      connectors_.push_back(std::make_unique<Connector>(cfg_.connectors, core_loop_, workers, 0));
     }
   } else {
     std::size_t i = 0;

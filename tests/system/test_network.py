@@ -43,6 +43,29 @@ def outcomes(records):
     return collections.Counter(r.outcome for r in records)
 
 
+def assert_multicast_exactly_once(tx, receivers, count, reach_timeout=15):
+    """Probes until every receiver gets multicast (address knowledge has
+    spread), then sends `count` messages and checks each receiver got each
+    exactly once, in order."""
+    def all_reached():
+        rec = tx.send(Message(body="probe"))
+        tx.wait_all_settled(records=[rec])
+        time.sleep(0.1)
+        return all(r.count() > 0 for r in receivers)
+    eventually(reach_timeout, all_reached, interval=0.1,
+               what=f"multicast reaches all {len(receivers)} consumers")
+    for r in receivers:
+        r.received.clear()
+    tx.send_many([Message(id=i, body=i) for i in range(count)])
+    for r in receivers:
+        r.wait_count(count)
+    # Give any duplicate time to show up.
+    never(0.3, lambda: any(r.count() > count for r in receivers), what="a duplicate copy")
+    for i, r in enumerate(receivers):
+        got = [x.message.id for x in r.received if x.message.body != "probe"]
+        assert got == list(range(count)), f"receiver {i}: duplicates or losses: {len(got)}"
+
+
 # --------------------------------------------------------------------------
 # Links and paths
 
@@ -176,30 +199,8 @@ def test_multicast_ring_exactly_once(router_factory, reactor):
         c = reactor.connect(net.port(rid)).wait_open()
         rxs[rid] = [c.receiver("mc/ring", credit=500) for _ in range(2)]
     tx = reactor.connect(net.port("R0")).wait_open().sender("mc/ring")
-    # Credit means some consumer is reachable; wait until every router has
-    # learnt every other router's consumers by probing.
     wait_credit(tx)
-
-    def all_reached():
-        rec = tx.send(Message(body="probe"))
-        tx.wait_all_settled(records=[rec])
-        time.sleep(0.1)
-        return all(r.count() > 0 for rs in rxs.values() for r in rs)
-    eventually(15, all_reached, interval=0.1, what="multicast reaches all 12 consumers")
-    for rs in rxs.values():
-        for r in rs:
-            r.received.clear()
-    tx.send_many([Message(id=i, body=i) for i in range(100)])
-    for rid, rs in rxs.items():
-        for r in rs:
-            r.wait_count(100)
-    # Give any duplicate time to show up.
-    never(0.3, lambda: any(r.count() > 100 for rs in rxs.values() for r in rs),
-          what="a duplicate copy")
-    for rid, rs in rxs.items():
-        for r in rs:
-            got = [x.message.id for x in r.received if x.message.body != "probe"]
-            assert got == list(range(100)), f"{rid}: duplicates or losses: {len(got)}"
+    assert_multicast_exactly_once(tx, [r for rs in rxs.values() for r in rs], 100)
 
 
 # --------------------------------------------------------------------------
@@ -337,22 +338,7 @@ def test_edge_multicast_exactly_once(router_factory, reactor):
            for rid in ("I1", "I2", "E1", "E2", "E3")}
     tx = reactor.connect(net.port("E1")).wait_open().sender("mc/e")
     wait_credit(tx)
-
-    def all_reached():
-        rec = tx.send(Message(body="probe"))
-        tx.wait_all_settled(records=[rec])
-        time.sleep(0.1)
-        return all(r.count() > 0 for r in rxs.values())
-    eventually(15, all_reached, interval=0.1, what="multicast reaches every router")
-    for r in rxs.values():
-        r.received.clear()
-    tx.send_many([Message(id=i, body=i) for i in range(50)])
-    for r in rxs.values():
-        r.wait_count(50)
-    never(0.3, lambda: any(r.count() > 50 for r in rxs.values()), what="a duplicate copy")
-    for rid, r in rxs.items():
-        got = [x.message.id for x in r.received if x.message.body != "probe"]
-        assert got == list(range(50)), f"{rid} got {len(got)}"
+    assert_multicast_exactly_once(tx, list(rxs.values()), 50)
 
 
 def test_edge_fails_over_to_next_interior(router_factory, reactor):
@@ -393,21 +379,7 @@ def test_ten_routers_mixed(router_factory, reactor):
            for rid in every}
     tx = reactor.connect(net.port("E0")).wait_open().sender("mc/all")
     wait_credit(tx)
-
-    def all_reached():
-        rec = tx.send(Message(body="probe"))
-        tx.wait_all_settled(records=[rec])
-        time.sleep(0.1)
-        return all(r.count() > 0 for r in rxs.values())
-    eventually(20, all_reached, interval=0.1, what="multicast reaches all 10 routers")
-    for r in rxs.values():
-        r.received.clear()
-    tx.send_many([Message(id=i, body=i) for i in range(20)])
-    for rid, r in rxs.items():
-        r.wait_count(20)
-    never(0.3, lambda: any(r.count() > 20 for r in rxs.values()), what="a duplicate copy")
-    for rid, r in rxs.items():
-        assert [x.message.id for x in r.received] == list(range(20)), rid
+    assert_multicast_exactly_once(tx, list(rxs.values()), 20, reach_timeout=20)
     # Anycast from every router to one consumer on E3.
     sink = reactor.connect(net.port("E3")).wait_open().receiver("q.sink", credit=500)
     for rid in every:

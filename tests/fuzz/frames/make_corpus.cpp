@@ -82,7 +82,8 @@ class Client {
     boost::system::error_code ec;
     socket.assign(boost::asio::ip::tcp::v4(), fds[0], ec);
     if (ec) die("assign: " + ec.message());
-    conn_ = std::make_shared<vane::amqp::Connection>(router.ctx, std::move(socket), vane::amqp::ConnectionOptions{"corpus"},
+    conn_ = std::make_shared<vane::amqp::Connection>(router.ctx, std::move(socket),
+                                                     vane::amqp::ConnectionOptions{"corpus"},
                                                      [this](vane::amqp::Connection*) {
                                                        router_closed_ = true;
                                                        router_.loop.post([this] { conn_.reset(); });

@@ -21,9 +21,9 @@
 
 namespace {
 
-using vane::amqp::DecodeStatus;
 using vane::amqp::decodeControlMessage;
 using vane::amqp::decodeRouteHeader;
+using vane::amqp::DecodeStatus;
 using vane::amqp::encodeControlMessage;
 using vane::amqp::encodeRouteHeader;
 using vane::forwarding::RouteHeader;

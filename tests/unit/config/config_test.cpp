@@ -742,25 +742,23 @@ TEST(ConfigNetwork, ConnectorsCostsAndTimers) {
 TEST(ConfigNetwork, ConnectorErrors) {
   expectError("connectors:\n  - name: x\n", 2, 5, "connectors[0].port",
               "missing required field 'port'");
-  expectError("connectors:\n  - name: x\n    port: 1\n    cost: 0\n", 4, 11,
-              "connectors[0].cost", "value 0 is out of range (allowed: 1..1000000)");
+  expectError("connectors:\n  - name: x\n    port: 1\n    cost: 0\n", 4, 11, "connectors[0].cost",
+              "value 0 is out of range (allowed: 1..1000000)");
   expectError("connectors:\n  - name: x\n    port: 1\n    role: normal\n", 4, 11,
-              "connectors[0].role",
-              "invalid value 'normal' (expected one of: inter-router, edge)");
+              "connectors[0].role", "invalid value 'normal' (expected one of: inter-router, edge)");
   expectError("connectors:\n  - name: x\n    port: 1\n  - name: x\n    port: 2\n", 4, 11,
               "connectors[1].name",
               "duplicate connector name 'x' (already used by connectors[0] at line 2)");
 }
 
 TEST(ConfigNetwork, RolesMustFitTheMode) {
-  expectError("router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n", 4,
-              1, "listeners[0].role",
+  expectError("router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n", 4, 1,
+              "listeners[0].role",
               "an edge router accepts only normal (client) listeners, not 'inter-router'; edge "
               "routers connect to interior routers with connectors");
   expectError("router:\n  mode: edge\nconnectors:\n  - name: c\n    port: 1\n", 4, 1,
               "connectors[0].role", "an edge router connects only with role 'edge'");
-  expectError("connectors:\n  - name: c\n    port: 1\n    role: edge\n", 2, 1,
-              "connectors[0].role",
+  expectError("connectors:\n  - name: c\n    port: 1\n    role: edge\n", 2, 1, "connectors[0].role",
               "role 'edge' is for connectors of edge routers (router.mode: edge); interior "
               "routers connect to each other with role 'inter-router'");
 }
