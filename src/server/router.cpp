@@ -70,6 +70,10 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
 
 Router::~Router() {
   stop(std::chrono::milliseconds(0));
+  // A worker runs its leftover handlers when it is destroyed, among them a
+  // connector's connect or close callbacks: the connectors must outlive it.
+  workers_.clear();
+  connectors_.clear();
 }
 
 std::string Router::start() {
@@ -129,7 +133,6 @@ void Router::stop(std::chrono::milliseconds grace) {
   // workers live, then drop the acceptors.
   core_loop_.drainAfterJoin([] {});
   listeners_.clear();
-  connectors_.clear();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);
 }
 
