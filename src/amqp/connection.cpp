@@ -28,6 +28,7 @@ namespace vane::amqp {
 namespace asio = boost::asio;
 using forwarding::Chunk;
 using forwarding::Consumer;
+using forwarding::dropTransfer;
 using forwarding::IngressDelivery;
 using forwarding::Outcome;
 using forwarding::Transfer;
@@ -169,20 +170,6 @@ std::uint64_t remoteInstance(pn_connection_t* c) {
   return 0;
 }
 
-// Frees a copy that will not (or no longer) be sent: its buffered bytes leave
-// the budget, its sender learns the outcome (released if the consumer never
-// saw a byte, modified/delivery-failed otherwise), and its slot is returned.
-void dropTransfer(const std::shared_ptr<Transfer>& t) {
-  std::int64_t bytes = -static_cast<std::int64_t>(t->front_offset);
-  for (auto& c : t->pending) bytes += static_cast<std::int64_t>(c->size());
-  t->pending.clear();
-  t->front_offset = 0;
-  if (bytes > 0) t->budget->release(bytes);
-  forwarding::uncount(*t);
-  forwarding::postOutcome(t, t->started ? Outcome::modifiedFailed() : Outcome::released());
-  forwarding::postCopyDone(t);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -203,6 +190,10 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     force_settled_ = false;
   }
   bool routerLink() const { return router_link_; }
+  // A stream link: carries one streaming copy at a time.
+  void setStream() { stream_ = true; }
+  bool stream() const { return stream_; }
+  bool ready() const { return ready_; }
   void setConsumer(std::shared_ptr<Consumer> c) { consumer_ = std::move(c); }
   const std::shared_ptr<Consumer>& consumer() const { return consumer_; }
   pn_link_t* link() const { return link_; }
@@ -215,12 +206,26 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
       dropTransfer(t);
       return;
     }
+    if (t->streaming && router_link_ && !stream_) {
+      conn_.enqueueStream(std::move(t));
+      conn_.process();
+      return;
+    }
+    in_pool_ = false;
     queue_.push_back(std::move(t));
     pump();
     conn_.process();
   }
 
   void append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) override {
+    if (t->streaming && router_link_ && !stream_) {
+      if (auto via = t->via.lock()) {
+        via->append(t, std::move(chunk), last);
+      } else {
+        t->budget->release(static_cast<std::int64_t>(chunk->size()));
+      }
+      return;
+    }
     if (!link_ || t->aborted || t->slot_reported) {
       // The copy was already dropped or settled: the bytes go nowhere.
       t->budget->release(static_cast<std::int64_t>(chunk->size()));
@@ -237,6 +242,10 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   }
 
   void abort(const std::shared_ptr<Transfer>& t) override {
+    if (t->streaming && router_link_ && !stream_) {
+      if (auto via = t->via.lock()) via->abort(t);
+      return;
+    }
     if (t->aborted || t->finished_sending || t->slot_reported) return;
     t->aborted = true;
     t->outcome_reported = true;  // the sender aborted: nobody waits for an outcome
@@ -312,6 +321,10 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     if (!current_ && queue_.empty() && pn_link_get_drain(link_) && pn_link_credit(link_) > 0) {
       pn_link_drained(link_);
     }
+    if (stream_ && !current_ && queue_.empty() && !in_pool_) {
+      in_pool_ = true;
+      conn_.streamIdle(shared_from_this());
+    }
   }
 
   // The consumer updated a delivery we sent.
@@ -383,6 +396,8 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   bool ready_ = false;
   bool force_settled_ = false;
   bool router_link_ = false;
+  bool stream_ = false;
+  bool in_pool_ = false;
   std::uint64_t next_tag_ = 1;
   std::deque<std::shared_ptr<Transfer>> queue_;
   std::shared_ptr<Transfer> current_;
@@ -398,13 +413,15 @@ class InLink : public forwarding::IngressSink,
                public std::enable_shared_from_this<InLink> {
  public:
   InLink(Connection& conn, pn_link_t* link, std::string address,
-         forwarding::Arrival arrival = forwarding::Arrival::kClient, std::string peer_router = {})
+         forwarding::Arrival arrival = forwarding::Arrival::kClient, std::string peer_router = {},
+         bool stream = false)
       : conn_(conn),
         ctx_(conn.context()),
         link_(link),
         address_(std::move(address)),
         arrival_(arrival),
         peer_router_(std::move(peer_router)),
+        stream_(stream),
         capacity_(arrival == forwarding::Arrival::kClient
                       ? ctx_.settings.link_capacity
                       : ctx_.settings.inter_router_link_capacity) {}
@@ -414,8 +431,9 @@ class InLink : public forwarding::IngressSink,
   void init() {
     const bool router = arrival_ != forwarding::Arrival::kClient;
     budget_ = std::make_shared<forwarding::FlowBudget>(
-        ctx_.loop,
-        router ? ctx_.settings.inter_router_inflight_limit : ctx_.settings.inflight_limit);
+        ctx_.loop, stream_  ? ctx_.settings.stream_window
+                   : router ? ctx_.settings.inter_router_inflight_limit
+                            : ctx_.settings.inflight_limit);
     budget_->sink = weak_from_this();
     if (!address_.empty() && !router) {
       ctx_.table.addListener(address_, ctx_.core.distributionFor(address_), this);
@@ -727,6 +745,8 @@ class InLink : public forwarding::IngressSink,
       if (target.load) target.load->fetch_add(1, std::memory_order_relaxed);
       auto t = std::make_shared<Transfer>(self, std::move(target.to), budget_, presettled,
                                           std::move(target.load));
+      t->streaming = stream_;
+      t->flow = target.flow;
       if (target.remote) {
         // Reuse the last encoding while the header stays the same (a named
         // link to one router): the chunk is immutable and shared.
@@ -836,6 +856,7 @@ class InLink : public forwarding::IngressSink,
   // deliveries start with a route header.
   const forwarding::Arrival arrival_;
   const std::string peer_router_;  // router links: the peer's id
+  const bool stream_;              // a stream link (one stream at a time)
   const int capacity_;             // credit window
   bool registered_ = false;
   int occupied_ = 0;  // deliveries received and not yet out of the router
@@ -1255,6 +1276,7 @@ void Connection::teardown() {
   if (control_in_) control_in_->close();
   control_in_.reset();
   data_out_.reset();
+  idle_streams_.clear();
   ctl_out_ = ctl_in_ = nullptr;
   control_queue_.clear();
   if (routerLink()) {
@@ -1386,6 +1408,9 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
       data_out_up_ = true;
       data_out_->setReady();
       data_out_->pump();
+    } else if (auto it = out_links_.find(link); it != out_links_.end() && it->second->stream()) {
+      it->second->setReady();
+      it->second->pump();
     }
     checkRouterReady();
     return;
@@ -1544,7 +1569,9 @@ void Connection::openRouterLinks() {
 bool Connection::acceptRouterLink(pn_link_t* link) {
   if (!pn_link_is_receiver(link) || !remote_opened_) return false;
   const std::string target = terminusAddress(pn_link_remote_target(link));
-  if (target != kControlAddress && target != kDataAddress) return false;
+  if (target != kControlAddress && target != kDataAddress && target != kStreamAddress) {
+    return false;
+  }
   // The dialling router opens its links first; ours follow its first one, so
   // that a client that dialled the wrong port never sees them.
   if (!ctl_out_ && !data_out_) openRouterLinks();
@@ -1558,21 +1585,68 @@ bool Connection::acceptRouterLink(pn_link_t* link) {
     control_in_->init();
     return true;
   }
-  if (target == kDataAddress && !data_in_) {
+  const bool stream = target == kStreamAddress;
+  if ((target == kDataAddress && !data_in_) || (stream && data_in_)) {
     using forwarding::Arrival;
     Arrival arrival = Arrival::kInterior;
     if (options_.role == config::ListenerRole::kEdge) {
       arrival = ctx_.settings.edge_mode ? Arrival::kUplink : Arrival::kEdgeChild;
     }
-    auto in = std::make_shared<InLink>(*this, link, std::string(), arrival, peer_router_);
+    if (stream) {
+      // The stream's window: what its sender may have in flight to us.
+      pn_session_set_incoming_capacity(
+          pn_link_session(link), static_cast<std::size_t>(std::max<std::int64_t>(
+                                     ctx_.settings.stream_window, ctx_.settings.max_frame_size)));
+    }
+    auto in = std::make_shared<InLink>(*this, link, std::string(), arrival, peer_router_, stream);
     pn_link_set_context(link, in.get());
     in_links_.emplace(link, in);
     pn_link_open(link);
     in->init();
-    data_in_ = true;
+    if (!stream) data_in_ = true;
     return true;
   }
   return false;
+}
+
+void Connection::enqueueStream(std::shared_ptr<Transfer> t) {
+  std::shared_ptr<OutLink> out;
+  while (!idle_streams_.empty() && !out) {
+    out = std::move(idle_streams_.back());
+    idle_streams_.pop_back();
+    if (!out->link()) out.reset();
+  }
+  if (!out && !torn_down_) {
+    pn_session_t* ssn = pn_session(driver_->connection);
+    if (ssn != nullptr) {
+      // We only send on this session: a small incoming window is plenty.
+      pn_session_set_incoming_capacity(ssn, ctx_.settings.max_frame_size);
+      pn_session_open(ssn);
+      const std::string name = "vane-stream-" + std::to_string(next_stream_++);
+      pn_link_t* link = pn_sender(ssn, name.c_str());
+      pn_terminus_set_address(pn_link_target(link), kStreamAddress);
+      pn_terminus_set_address(pn_link_source(link), kStreamAddress);
+      pn_link_set_snd_settle_mode(link, PN_SND_MIXED);
+      out = std::make_shared<OutLink>(*this, link, kStreamAddress);
+      out->setRouterLink();
+      out->setStream();
+      out->setConsumer(data_consumer_);
+      pn_link_set_context(link, out.get());
+      out_links_.emplace(link, out);
+      pn_link_open(link);
+    }
+  }
+  if (!out) {
+    dropTransfer(t);
+    return;
+  }
+  t->via = out;
+  out->enqueue(std::move(t));
+}
+
+void Connection::streamIdle(std::shared_ptr<OutLink> link) {
+  if (torn_down_ || !link->link()) return;
+  idle_streams_.push_back(std::move(link));
 }
 
 void Connection::checkRouterReady() {

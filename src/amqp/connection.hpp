@@ -55,6 +55,8 @@ struct ConnectionSettings {
   // Inter-router data links carry many senders' deliveries: a larger window.
   int inter_router_link_capacity = 1000;
   std::int64_t inter_router_inflight_limit = 4 << 20;
+  // router.stream_window_bytes: per stream direction and hop.
+  std::int64_t stream_window = 1 << 20;
 };
 
 // What kind of peer a connection serves, from its listener or connector.
@@ -135,6 +137,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Router links: the peer router's id (its container id), once open.
   const std::string& peerRouter() const { return peer_router_; }
 
+  // Router links: sends a streaming copy on a stream link of its own (an
+  // idle one, or a new one on a new session).
+  void enqueueStream(std::shared_ptr<forwarding::Transfer> t);
+  // A stream link finished sending its copy: it may carry the next one.
+  void streamIdle(std::shared_ptr<OutLink> link);
+
  private:
   void handleEvent(pn_event_t* e);
   void onLinkRemoteOpen(pn_link_t* link);
@@ -199,6 +207,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t next_control_tag_ = 1;
   std::deque<std::string> control_queue_;
   std::shared_ptr<NeighborHandle> handle_;
+  std::vector<std::shared_ptr<OutLink>> idle_streams_;
+  std::uint64_t next_stream_ = 1;
 };
 
 }  // namespace vane::amqp

@@ -17,6 +17,9 @@ namespace vane::amqp {
 // inter-router or edge connection opens.
 inline constexpr const char* kControlAddress = "_vane/control";
 inline constexpr const char* kDataAddress = "_vane/data";
+// Links that carry one stream (a TCP connection's direction) at a time, each
+// on its own session so that one stalled stream never holds up another.
+inline constexpr const char* kStreamAddress = "_vane/stream";
 // Descriptor of the route header.
 inline constexpr const char* kRouteHeaderDescriptor = "vane:route:v1";
 // The largest route header accepted (a multicast set names routers).

@@ -312,7 +312,33 @@ pn_data_t* scratchData() {
 }
 
 // The properties section starts at `start`; its list constructor is at pos.
-ScanStatus scanProperties(const Input& in, std::size_t start, std::size_t pos, std::string* to) {
+// Reads an address-typed field (string or symbol) at the decoder's position
+// into *out; null leaves it empty.
+ScanStatus readAddressField(pn_data_t* data, std::string* out) {
+  pn_bytes_t address;
+  switch (pn_data_type(data)) {
+    case PN_NULL:
+      return ScanStatus::kAbsent;
+    case PN_STRING:
+      address = pn_data_get_string(data);
+      break;
+    case PN_SYMBOL:
+      address = pn_data_get_symbol(data);
+      break;
+    default:
+      return ScanStatus::kMalformed;  // an address is a string
+  }
+  // An embedded NUL would make the address differ between std::string and the
+  // C strings Proton's API uses; reject it rather than route on either.
+  if (address.size > kMaxAddressLength) return ScanStatus::kMalformed;
+  if (address.size > 0 && std::memchr(address.start, '\0', address.size) != nullptr) {
+    return ScanStatus::kMalformed;
+  }
+  if (address.size > 0) out->assign(address.start, address.size);
+  return ScanStatus::kFound;
+}
+
+ScanStatus scanProperties(const Input& in, std::size_t start, std::size_t pos, ScanResult* result) {
   Compound list;
   if (Step step = readCompound(in, pos, /*map=*/false, &list); step != Step::kOk) {
     return toStatus(step);
@@ -323,7 +349,9 @@ ScanStatus scanProperties(const Input& in, std::size_t start, std::size_t pos, s
   }
   if (list.count == 0) {
     // No fields at all (list0 or an empty list8/list32); the size must match.
-    return list.elements == list.end ? ScanStatus::kAbsent : ScanStatus::kMalformed;
+    if (list.elements != list.end) return ScanStatus::kMalformed;
+    result->properties_end = list.end;
+    return ScanStatus::kAbsent;
   }
 
   // The whole section is present: check that its elements are primitives that
@@ -346,31 +374,21 @@ ScanStatus scanProperties(const Input& in, std::size_t start, std::size_t pos, s
       !pn_data_next(data) || !pn_data_next(data) || pn_data_type(data) != PN_LIST) {
     return ScanStatus::kMalformed;
   }
-  if (pn_data_get_list(data) < 3) return ScanStatus::kAbsent;  // message-id, user-id, to
+  result->properties_end = list.end;
+  const std::size_t fields = pn_data_get_list(data);
+  if (fields < 3) return ScanStatus::kAbsent;  // message-id, user-id, to
   if (!pn_data_enter(data) || !pn_data_next(data) || !pn_data_next(data) || !pn_data_next(data)) {
     return ScanStatus::kMalformed;
   }
-  pn_bytes_t address;
-  switch (pn_data_type(data)) {
-    case PN_NULL:
-      return ScanStatus::kAbsent;
-    case PN_STRING:
-      address = pn_data_get_string(data);
-      break;
-    case PN_SYMBOL:
-      address = pn_data_get_symbol(data);
-      break;
-    default:
-      return ScanStatus::kMalformed;  // `to` is an address: a string
+  const ScanStatus to = readAddressField(data, &result->to);
+  if (to == ScanStatus::kMalformed) return to;
+  if (fields >= 5) {  // subject, reply-to
+    if (!pn_data_next(data) || !pn_data_next(data)) return ScanStatus::kMalformed;
+    if (readAddressField(data, &result->reply_to) == ScanStatus::kMalformed) {
+      return ScanStatus::kMalformed;
+    }
   }
-  // An embedded NUL would make the address differ between std::string and the
-  // C strings Proton's API uses; reject it rather than route on either.
-  if (address.size > kMaxAddressLength) return ScanStatus::kMalformed;
-  if (address.size > 0 && std::memchr(address.start, '\0', address.size) != nullptr) {
-    return ScanStatus::kMalformed;
-  }
-  if (address.size > 0) to->assign(address.start, address.size);
-  return ScanStatus::kFound;
+  return to;
 }
 
 }  // namespace
@@ -408,7 +426,7 @@ ScanResult scanTo(const char* data, std::size_t size) {
         break;
       }
       case Section::kProperties:
-        result.status = scanProperties(in, start, pos, &result.to);
+        result.status = scanProperties(in, start, pos, &result);
         return result;
       case Section::kApplicationProperties:
       case Section::kData:

@@ -20,6 +20,11 @@ enum class ScanStatus {
 struct ScanResult {
   ScanStatus status = ScanStatus::kNeedMore;
   std::string to;
+  // Also read from the properties section when present (kFound, or kAbsent
+  // with a properties section): reply-to, and the offset just past the
+  // section (0 when there is none).
+  std::string reply_to;
+  std::size_t properties_end = 0;
 };
 
 // `data`/`size` are the message bytes received so far (the start of the

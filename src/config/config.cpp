@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "routing/address_policy.hpp"
@@ -156,7 +157,9 @@ class Parser {
     if (!root.IsMap()) {
       fail(root, "", fmt::format("expected a mapping at the top level, got {}", describe(root)));
     }
-    for (const Entry& e : entries(root, "", {"router", "listeners", "connectors", "addresses"})) {
+    for (const Entry& e : entries(root, "",
+                                  {"router", "listeners", "connectors", "addresses",
+                                   "tcp_listeners", "tcp_connectors"})) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
@@ -164,6 +167,10 @@ class Parser {
         parseListeners(e, cfg.listeners);
       } else if (e.key == "connectors") {
         parseConnectors(e, cfg.connectors);
+      } else if (e.key == "tcp_listeners") {
+        parseTcp(e, "tcp_listeners", "tcp listener", cfg.tcp_listeners);
+      } else if (e.key == "tcp_connectors") {
+        parseTcp(e, "tcp_connectors", "tcp connector", cfg.tcp_connectors);
       } else {
         parseAddresses(e, cfg.addresses);
       }
@@ -347,7 +354,7 @@ class Parser {
         entries(section.value, section.field,
                 {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes",
                  "max_frame_size", "session_capacity", "idle_timeout_ms", "max_connections",
-                 "hello_interval_ms", "dead_interval_ms"});
+                 "hello_interval_ms", "dead_interval_ms", "stream_window_bytes"});
     const Entry* hello_entry = nullptr;
     const Entry* dead_entry = nullptr;
     for (const Entry& e : list) {
@@ -382,6 +389,8 @@ class Parser {
       } else if (e.key == "dead_interval_ms") {
         r.dead_interval_ms = static_cast<std::uint32_t>(integer(e, 30, 3600000));
         dead_entry = &e;
+      } else if (e.key == "stream_window_bytes") {
+        r.stream_window_bytes = static_cast<std::uint32_t>(integer(e, 65536, 1 << 30));
       }
     }
     if (r.dead_interval_ms < 2 * r.hello_interval_ms) {
@@ -490,6 +499,60 @@ class Parser {
                     fmt::format("duplicate connector name '{}' (already used by connectors[{}] at "
                                 "line {})",
                                 c.name, j, out[j].line));
+        }
+      }
+      out.push_back(std::move(c));
+    }
+  }
+
+  // tcp_listeners and tcp_connectors share their fields: name, host, port
+  // and address, all but host required.
+  template <typename T>
+  void parseTcp(const Entry& section, std::string_view key, std::string_view what,
+                std::vector<T>& out) const {
+    if (!expectSequenceOrNull(section)) return;
+    constexpr bool listener = std::is_same_v<T, TcpListenerConfig>;
+    std::size_t index = 0;
+    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string path = fmt::format("{}[{}]", key, index);
+      if (!item.IsMap())
+        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      T c;
+      c.line = item.Mark().line + 1;
+      const Entry* name_entry = nullptr;
+      bool have_port = false;
+      bool have_address = false;
+      for (const Entry& e : entries(item, path, {"name", "host", "port", "address"})) {
+        if (e.key == "name") {
+          c.name = name(e);
+          name_entry = &e;
+        } else if (e.key == "host") {
+          c.host = nonEmptyString(e);
+        } else if (e.key == "port") {
+          c.port = static_cast<std::uint16_t>(integer(e, listener ? 0 : 1, 65535));
+          have_port = true;
+        } else if (e.key == "address") {
+          c.address = nonEmptyString(e);
+          if (c.address.size() > 1024) failValue(e, "an address is at most 1024 bytes long");
+          if (c.address.rfind("_vane/", 0) == 0) {
+            failValue(e, "addresses starting with '_vane/' are reserved for the router");
+          }
+          have_address = true;
+        }
+      }
+      if (name_entry == nullptr) {
+        fail(item, joinField(path, "name"), "missing required field 'name'");
+      }
+      if (!have_port) fail(item, joinField(path, "port"), "missing required field 'port'");
+      if (!have_address) {
+        fail(item, joinField(path, "address"), "missing required field 'address'");
+      }
+      for (std::size_t j = 0; j < out.size(); ++j) {
+        if (out[j].name == c.name) {
+          failValue(*name_entry, fmt::format("duplicate {} name '{}' (already used by {}[{}] at "
+                                             "line {})",
+                                             what, c.name, key, j, out[j].line));
         }
       }
       out.push_back(std::move(c));

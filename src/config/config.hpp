@@ -46,6 +46,10 @@ struct RouterConfig {
   // silent for dead_interval_ms is dropped.
   std::uint32_t hello_interval_ms = 1000;
   std::uint32_t dead_interval_ms = 3000;
+  // Bytes of one TCP stream direction that may be in flight per hop (read
+  // from a socket or a link and not yet written on): the per-flow window.
+  // Throughput over a path is about window / round-trip time.
+  std::uint32_t stream_window_bytes = 1u << 20;
 };
 
 struct ListenerConfig {
@@ -70,6 +74,25 @@ struct ConnectorConfig {
   int line = 0;
 };
 
+// A local TCP port whose connections are carried to a TCP connector for
+// `address` somewhere in the network.
+struct TcpListenerConfig {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // required (0 = pick a free port, logged)
+  std::string address;     // required
+  int line = 0;
+};
+
+// A real TCP server reached for the connections arriving for `address`.
+struct TcpConnectorConfig {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // required
+  std::string address;     // required
+  int line = 0;
+};
+
 // An address rule: exactly one of prefix or pattern is set.
 // Pattern syntax: tokens separated by '.' or '/'; '*' matches exactly one
 // token, '#' matches zero or more tokens. Longest prefix / most specific
@@ -86,6 +109,8 @@ struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<ConnectorConfig> connectors;
   std::vector<AddressConfig> addresses;
+  std::vector<TcpListenerConfig> tcp_listeners;
+  std::vector<TcpConnectorConfig> tcp_connectors;
   std::string source;  // file name or "<built-in>"
 };
 

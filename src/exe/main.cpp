@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 
 #include "config/config.hpp"
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
 
   // Block the shutdown signals in every thread; the main thread waits for them.
   boost::asio::io_context signals_ctx;
-  boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
+  boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM, SIGHUP);
   std::signal(SIGPIPE, SIG_IGN);
 
   VANE_LOG_INFO("vaned {} starting with configuration {}", VANE_VERSION, cfg.source);
@@ -65,10 +66,33 @@ int main(int argc, char** argv) {
     VANE_LOG_ERROR("startup failed: {}", err);
     return 1;
   }
+  // SIGHUP re-reads the configuration file and applies what can change at
+  // run time (tcp_listeners, tcp_connectors); SIGINT/SIGTERM stop.
   int received = 0;
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) received = sig;
-  });
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig != SIGHUP) {
+          received = sig;
+          return;
+        }
+        if (config_path.empty()) {
+          VANE_LOG_WARN("received SIGHUP: no configuration file to reload (built-in defaults)");
+        } else {
+          VANE_LOG_INFO("received SIGHUP, reloading {}", config_path);
+          auto result = vane::config::loadFile(config_path);
+          if (auto* err = std::get_if<vane::config::ConfigError>(&result)) {
+            VANE_LOG_ERROR("reload refused, the running configuration stays: {}", err->toString());
+          } else if (std::string e = router.reload(std::get<vane::config::Config>(result));
+                     !e.empty()) {
+            VANE_LOG_ERROR("reload partly failed: {}", e);
+          } else {
+            VANE_LOG_INFO("reload done");
+          }
+        }
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
   signals_ctx.run();
   VANE_LOG_INFO("received {}, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
   router.stop();

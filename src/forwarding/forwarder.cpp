@@ -29,6 +29,20 @@ void postCopyDone(const std::shared_ptr<Transfer>& t) {
   });
 }
 
+// Frees a copy that will not (or no longer) be sent: its buffered bytes leave
+// the budget, its sender learns the outcome (released if the consumer never
+// saw a byte, modified/delivery-failed otherwise), and its slot is returned.
+void dropTransfer(const std::shared_ptr<Transfer>& t) {
+  std::int64_t bytes = -static_cast<std::int64_t>(t->front_offset);
+  for (auto& c : t->pending) bytes += static_cast<std::int64_t>(c->size());
+  t->pending.clear();
+  t->front_offset = 0;
+  if (bytes > 0) t->budget->release(bytes);
+  forwarding::uncount(*t);
+  forwarding::postOutcome(t, t->started ? Outcome::modifiedFailed() : Outcome::released());
+  forwarding::postCopyDone(t);
+}
+
 namespace {
 
 // balanced: the consumer with the fewest outstanding deliveries; ties are
@@ -154,6 +168,41 @@ RouteHeader headerFor(const RouteRequest& rq, std::uint32_t hops) {
 }
 }  // namespace
 
+namespace {
+// "/flow/<loop>/<id>" -> loop, id.
+bool parseFlow(std::string_view s, std::size_t* loop, std::uint64_t* flow) {
+  constexpr std::string_view kFlow = "/flow/";
+  if (s.substr(0, kFlow.size()) != kFlow) return false;
+  s.remove_prefix(kFlow.size());
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) return false;
+  auto parse = [](std::string_view digits, std::uint64_t* v) {
+    if (digits.empty() || digits.size() > 19) return false;
+    std::uint64_t n = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    *v = n;
+    return true;
+  };
+  std::uint64_t l = 0;
+  if (!parse(s.substr(0, slash), &l) || !parse(s.substr(slash + 1), flow)) return false;
+  *loop = static_cast<std::size_t>(l);
+  return true;
+}
+}  // namespace
+
+std::string flowAddress(std::string_view router, std::size_t loop, std::uint64_t flow) {
+  std::string a(kTempPrefix);
+  a.append(router);
+  a.append("/flow/");
+  a.append(std::to_string(loop));
+  a.push_back('/');
+  a.append(std::to_string(flow));
+  return a;
+}
+
 RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& out) {
   out.clear();
   const std::uint32_t hops = rq.header ? rq.header->hops + 1 : 0;
@@ -176,11 +225,22 @@ RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& 
     none.distribution = config::Distribution::kMulticast;
     return {routeMulticast(none, rq, hops, out), true};
   }
-  // A reply address of another router: towards that router.
-  if (rq.address.substr(0, kTempPrefix.size()) == kTempPrefix && rq.arrival != Arrival::kUplink) {
+  // A reply address of another router: towards that router. A flow's reply
+  // address here: to that flow.
+  if (rq.address.substr(0, kTempPrefix.size()) == kTempPrefix) {
     auto rest = rq.address.substr(kTempPrefix.size());
     auto router = rest.substr(0, rest.find('/'));
-    if (!router.empty() && router != paths.self && router.size() < rest.size()) {
+    if (router == paths.self) {
+      std::size_t loop = 0;
+      std::uint64_t flow = 0;
+      if (parseFlow(rest.substr(router.size()), &loop, &flow) && loop < flow_consumers_.size()) {
+        Target t;
+        t.to = flow_consumers_[loop];
+        t.flow = flow;
+        out.push_back(std::move(t));
+        return {RouteStatus::kRouted, false};
+      }
+    } else if (!router.empty() && router.size() < rest.size() && rq.arrival != Arrival::kUplink) {
       return {routeTo(router, rq, hops, out), false};
     }
   }

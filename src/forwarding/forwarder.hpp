@@ -103,6 +103,7 @@ struct Target {
   std::shared_ptr<std::atomic<std::int32_t>> load;
   bool remote = false;  // `header` is to be sent ahead of the message
   RouteHeader header;
+  std::uint64_t flow = 0;  // a flow's reply address: Transfer::flow
 };
 
 enum class RouteStatus : std::uint8_t { kRouted, kNoRoute, kHopLimit };
@@ -116,6 +117,11 @@ struct RouteResult {
 // that has no entry for such an address sends it towards the router named in
 // it, so replies work before the address has spread through the network.
 inline constexpr std::string_view kTempPrefix = "_vane/temp/";
+
+// The reply address of one TCP flow (or any stream endpoint) on this router:
+// "_vane/temp/<router>/flow/<loop index>/<flow id>". Deliveries for it go to
+// the flow consumer of that loop, which hands them to the flow by id.
+std::string flowAddress(std::string_view router, std::size_t loop, std::uint64_t flow);
 
 // Routers a delivery may cross before it is given up (a loop while routes
 // reconverge).
@@ -140,6 +146,10 @@ class ForwardingTable {
                  std::shared_ptr<RemoteDest> remote);
   void removeRemote(const std::string& address, const std::string& router);
   void setPaths(std::shared_ptr<const PathTable> paths) { paths_ = std::move(paths); }
+  // One consumer per loop that takes the deliveries for flow addresses.
+  void setFlowConsumers(std::vector<std::shared_ptr<Consumer>> c) {
+    flow_consumers_ = std::move(c);
+  }
   const PathTable* paths() const { return paths_.get(); }
 
   // Chooses where one delivery goes: local consumers and/or copies for
@@ -170,6 +180,7 @@ class ForwardingTable {
 
   std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>> entries_;
   std::shared_ptr<const PathTable> paths_ = std::make_shared<const PathTable>();
+  std::vector<std::shared_ptr<Consumer>> flow_consumers_;
   struct Candidate {
     std::int32_t local = -1;   // index in consumers
     std::int32_t remote = -1;  // index in remotes

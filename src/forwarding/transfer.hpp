@@ -131,7 +131,17 @@ struct Transfer {
   // once (uncount()).
   const std::shared_ptr<std::atomic<std::int32_t>> load;
 
+  // Set by the ingress before the copy is posted; read-only afterwards.
+  // A stream (a TCP connection's direction): one delivery that lasts as
+  // long as the stream, sent on a link of its own between routers.
+  bool streaming = false;
+  // For a flow's own consumer (FlowTable): which flow on that loop.
+  std::uint64_t flow = 0;
+
   // Egress loop only.
+  // The sink that took the copy over from the consumer it was posted to (a
+  // router link's stream link, a flow): later bytes and aborts go there.
+  std::weak_ptr<EgressSink> via;
   std::deque<Chunk> pending;      // bytes not yet handed to the egress engine
   std::size_t front_offset = 0;   // bytes of pending.front() already sent
   bool complete = false;          // the last chunk has arrived
@@ -202,5 +212,11 @@ inline void uncount(Transfer& t) {
 // Helpers that post to the ingress loop. Safe from any loop.
 void postOutcome(const std::shared_ptr<Transfer>& t, const Outcome& outcome);
 void postCopyDone(const std::shared_ptr<Transfer>& t);
+
+// Frees a copy that will not (or no longer) be sent: its buffered bytes leave
+// the budget, its sender learns the outcome (released if the consumer never
+// saw a byte, modified/delivery-failed otherwise), and its slot is returned.
+// Egress loop.
+void dropTransfer(const std::shared_ptr<Transfer>& t);
 
 }  // namespace vane::forwarding

@@ -118,6 +118,9 @@ AddressPolicy::AddressPolicy(const std::vector<config::AddressConfig>& rules) {
 }
 
 config::Distribution AddressPolicy::lookup(std::string_view address) const {
+  // The router's own addresses (TCP services, flows, replies) are anycast
+  // whatever the rules say.
+  if (address.substr(0, 6) == "_vane/") return config::Distribution::kBalanced;
   for (const Prefix& p : prefixes_) {
     if (address.substr(0, p.prefix.size()) == p.prefix) return p.distribution;
   }

@@ -1,14 +1,13 @@
-// A TCP listener: accepts on the acceptor loop and hands each socket to a
-// worker, round-robin.
+// A listening socket: accepts on the acceptor loop and hands each socket to a
+// worker, round-robin. What the worker does with it (an AMQP connection, a
+// TCP flow) is the `handoff`'s business.
 #pragma once
 
-#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "config/config.hpp"
 #include "core/event_loop.hpp"
 
 namespace vane::server {
@@ -17,26 +16,37 @@ class Worker;
 
 class Listener {
  public:
+  struct Endpoint {
+    std::string name;
+    std::string host;
+    std::uint16_t port = 0;
+    std::string kind;    // log prefix: "listener", "tcp listener"
+    std::string detail;  // log suffix in parentheses, e.g. "role normal"
+  };
+  // Runs on the worker's loop with the accepted socket.
+  using Handoff = std::function<void(Worker&, boost::asio::ip::tcp::socket)>;
+
   // `admit` returns false to refuse a connection (over the connection limit).
-  Listener(config::ListenerConfig cfg, core::EventLoop& acceptor_loop, std::vector<Worker*> workers,
-           std::function<bool()> admit, std::function<void()> on_refused);
+  Listener(Endpoint endpoint, core::EventLoop& acceptor_loop, std::vector<Worker*> workers,
+           std::function<bool()> admit, std::function<void()> on_refused, Handoff handoff);
 
   // Binds and listens. Returns an error message, or "" on success.
   std::string open();
   void startAccepting();
   void close();  // acceptor loop only
 
-  const config::ListenerConfig& config() const { return cfg_; }
+  const std::string& name() const { return ep_.name; }
   std::uint16_t boundPort() const { return bound_port_; }
 
  private:
   void acceptNext();
 
-  config::ListenerConfig cfg_;
+  Endpoint ep_;
   core::EventLoop& loop_;
   std::vector<Worker*> workers_;
   std::function<bool()> admit_;
   std::function<void()> on_refused_;
+  Handoff handoff_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::size_t next_worker_ = 0;
   std::uint16_t bound_port_ = 0;

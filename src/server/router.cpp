@@ -22,6 +22,7 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   settings_.edge_mode = r.mode == config::RouterMode::kEdge;
   settings_.inter_router_link_capacity = std::max(1000, r.link_capacity);
   settings_.inter_router_inflight_limit = 4 * settings_.inflight_limit;
+  settings_.stream_window = static_cast<std::int64_t>(r.stream_window_bytes);
 
   auto policy = std::make_shared<const routing::AddressPolicy>(cfg_.addresses);
   core_ = std::make_unique<routing::RoutingCore>(core_loop_, r.id, policy);
@@ -33,6 +34,10 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
     workers.push_back(workers_.back().get());
   }
   core_->setReplicas(std::move(replicas));
+  // Every loop can hand a delivery for a flow address to the loop of its flow.
+  std::vector<std::shared_ptr<forwarding::Consumer>> flow_consumers;
+  for (auto& w : workers_) flow_consumers.push_back(w->flowConsumer());
+  for (auto& w : workers_) w->table().setFlowConsumers(flow_consumers);
   routing::EngineConfig ecfg;
   ecfg.id = r.id;
   ecfg.edge = settings_.edge_mode;
@@ -58,14 +63,78 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   }
   const std::uint32_t max_conn = r.max_connections;
   for (const auto& l : cfg_.listeners) {
+    Listener::Endpoint ep{l.name, l.host, l.port, "listener",
+                          std::string("role ") + config::toString(l.role)};
+    amqp::ConnectionOptions options;
+    options.name = l.name;
+    options.role = l.role;
+    options.cost = l.cost;
     listeners_.push_back(std::make_unique<Listener>(
-        l, core_loop_, workers,
+        std::move(ep), core_loop_, workers,
         [this, max_conn] {
           return max_conn == 0 ||
                  stats_.connections_active.load(std::memory_order_relaxed) < max_conn;
         },
-        [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); }));
+        [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
+        [options](Worker& w, boost::asio::ip::tcp::socket s) { w.adopt(std::move(s), options); }));
   }
+  for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
+  for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
+}
+
+std::unique_ptr<Router::TcpListener> Router::makeTcpListener(const config::TcpListenerConfig& c) {
+  auto t = std::make_unique<TcpListener>();
+  t->cfg = c;
+  t->counters = std::make_shared<adaptors::tcp::TcpCounters>();
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  Listener::Endpoint ep{c.name, c.host, c.port, "tcp listener", "address " + c.address};
+  t->listener = std::make_unique<Listener>(
+      std::move(ep), core_loop_, std::move(workers), [] { return true; }, [] {},
+      [service = adaptors::tcp::serviceAddress(c.address), counters = t->counters, name = c.name](
+          Worker& w, boost::asio::ip::tcp::socket s) {
+        adaptors::tcp::startClientFlow(w.flows(), std::move(s), service, counters, name);
+      });
+  return t;
+}
+
+std::unique_ptr<Router::TcpConnector> Router::makeTcpConnector(
+    const config::TcpConnectorConfig& c) {
+  auto t = std::make_unique<TcpConnector>();
+  t->cfg = c;
+  t->counters = std::make_shared<adaptors::tcp::TcpCounters>();
+  for (auto& w : workers_) {
+    auto sink = std::make_shared<adaptors::tcp::ConnectorSink>(w->flows(), c.name, c.host, c.port,
+                                                               t->counters);
+    t->consumers.push_back(std::make_shared<forwarding::Consumer>(
+        core_->nextConsumerId(), w->loop(), std::weak_ptr<forwarding::EgressSink>(sink)));
+    t->sinks.push_back(std::move(sink));
+  }
+  return t;
+}
+
+// A connector's consumers (one per worker) make its address reachable here
+// and, through the routing protocol, everywhere.
+void Router::publish(TcpConnector& c) {
+  const std::string address = adaptors::tcp::serviceAddress(c.cfg.address);
+  for (std::size_t i = 0; i < c.consumers.size(); ++i) {
+    core_->addConsumer(address, c.consumers[i], workers_[i]->loop(), [] {});
+  }
+  VANE_LOG_INFO("tcp connector {}: serving address {} with {}:{}", c.cfg.name, c.cfg.address,
+                c.cfg.host, c.cfg.port);
+}
+
+void Router::unpublish(TcpConnector& c) {
+  const std::string address = adaptors::tcp::serviceAddress(c.cfg.address);
+  for (auto& consumer : c.consumers) core_->removeConsumer(address, consumer->id);
+  VANE_LOG_INFO("tcp connector {}: removed (flows already open continue)", c.cfg.name);
+}
+
+// Closes a tcp listener; it is destroyed after its cancelled accept has run.
+void Router::retire(std::unique_ptr<TcpListener> l) {
+  l->listener->close();
+  VANE_LOG_INFO("tcp listener {}: closed (flows already open continue)", l->cfg.name);
+  core_loop_.post([l = std::move(l)] {});
 }
 
 Router::~Router() {
@@ -74,18 +143,98 @@ Router::~Router() {
   // connector's connect or close callbacks: the connectors must outlive it.
   workers_.clear();
   connectors_.clear();
+  tcp_connectors_.clear();
+}
+
+std::string Router::reload(const config::Config& next) {
+  if (!started_ || stopped_) return "the router is not running";
+  // What a reload does not change.
+  auto note = [](const char* what) {
+    VANE_LOG_WARN("reload: {} changed; restart vaned to apply it", what);
+  };
+  if (next.listeners.size() != cfg_.listeners.size()) note("listeners");
+  if (next.connectors.size() != cfg_.connectors.size()) note("connectors");
+  if (next.addresses.size() != cfg_.addresses.size()) note("addresses");
+  if (next.router.id != cfg_.router.id || next.router.mode != cfg_.router.mode ||
+      next.router.workers != cfg_.router.workers) {
+    note("router");
+  }
+  std::promise<std::string> result;
+  core_loop_.post([this, &next, &result] {
+    std::string errors;
+    auto same = [](const auto& a, const auto& b) {
+      return a.host == b.host && a.port == b.port && a.address == b.address;
+    };
+    // tcp_listeners: close what went or changed, then open what is new.
+    std::vector<std::unique_ptr<TcpListener>> keep;
+    for (auto& t : tcp_listeners_) {
+      auto it = std::find_if(next.tcp_listeners.begin(), next.tcp_listeners.end(),
+                             [&](const auto& c) { return c.name == t->cfg.name; });
+      if (it != next.tcp_listeners.end() && same(*it, t->cfg)) {
+        keep.push_back(std::move(t));
+      } else {
+        retire(std::move(t));
+      }
+    }
+    tcp_listeners_ = std::move(keep);
+    for (const auto& c : next.tcp_listeners) {
+      auto it = std::find_if(tcp_listeners_.begin(), tcp_listeners_.end(),
+                             [&](const auto& t) { return t->cfg.name == c.name; });
+      if (it != tcp_listeners_.end()) continue;
+      auto t = makeTcpListener(c);
+      if (std::string err = t->listener->open(); !err.empty()) {
+        VANE_LOG_ERROR("reload: tcp listener {}: {}", c.name, err);
+        errors += (errors.empty() ? "" : "; ") + ("tcp listener " + c.name + ": " + err);
+        continue;
+      }
+      t->listener->startAccepting();
+      tcp_listeners_.push_back(std::move(t));
+    }
+    // tcp_connectors.
+    std::vector<std::unique_ptr<TcpConnector>> kept;
+    for (auto& t : tcp_connectors_) {
+      auto it = std::find_if(next.tcp_connectors.begin(), next.tcp_connectors.end(),
+                             [&](const auto& c) { return c.name == t->cfg.name; });
+      if (it != next.tcp_connectors.end() && same(*it, t->cfg)) {
+        kept.push_back(std::move(t));
+      } else {
+        unpublish(*t);
+      }
+    }
+    tcp_connectors_ = std::move(kept);
+    for (const auto& c : next.tcp_connectors) {
+      auto it = std::find_if(tcp_connectors_.begin(), tcp_connectors_.end(),
+                             [&](const auto& t) { return t->cfg.name == c.name; });
+      if (it != tcp_connectors_.end()) continue;
+      auto t = makeTcpConnector(c);
+      publish(*t);
+      tcp_connectors_.push_back(std::move(t));
+    }
+    cfg_.tcp_listeners.clear();
+    for (auto& t : tcp_listeners_) cfg_.tcp_listeners.push_back(t->cfg);
+    cfg_.tcp_connectors.clear();
+    for (auto& t : tcp_connectors_) cfg_.tcp_connectors.push_back(t->cfg);
+    result.set_value(std::move(errors));
+  });
+  return result.get_future().get();
 }
 
 std::string Router::start() {
   for (auto& l : listeners_) {
     std::string err = l->open();
-    if (!err.empty()) return "listener " + l->config().name + ": " + err;
+    if (!err.empty()) return "listener " + l->name() + ": " + err;
+  }
+  for (auto& t : tcp_listeners_) {
+    std::string err = t->listener->open();
+    if (!err.empty()) return "tcp listener " + t->cfg.name + ": " + err;
   }
   for (auto& w : workers_) w->loop().start();
   core_loop_.start();
   core_->start();
   core_loop_.post([this] {
     for (auto& l : listeners_) l->startAccepting();
+    for (auto& t : tcp_listeners_) t->listener->startAccepting();
+    for (auto& t : tcp_connectors_) publish(*t);
     for (auto& c : connectors_) c->start();
   });
   started_ = true;
@@ -103,6 +252,7 @@ void Router::stop(std::chrono::milliseconds grace) {
     std::promise<void> closed;
     core_loop_.post([this, &closed] {
       for (auto& l : listeners_) l->close();
+      for (auto& t : tcp_listeners_) t->listener->close();
       for (auto& c : connectors_) c->stop();
       closed.set_value();
     });
@@ -133,6 +283,7 @@ void Router::stop(std::chrono::milliseconds grace) {
   // workers live, then drop the acceptors.
   core_loop_.drainAfterJoin([] {});
   listeners_.clear();
+  tcp_listeners_.clear();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "adaptors/tcp/tcp_flow.hpp"
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
@@ -34,6 +35,13 @@ class Router {
   // every thread. Idempotent.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(3000));
 
+  // Applies a new configuration to a running router: tcp_listeners and
+  // tcp_connectors are added, removed or replaced (by name); flows already
+  // open keep running. Other sections need a restart: each difference is
+  // logged. Returns "" or what failed (e.g. a port in use); what could be
+  // applied is applied. Call from one thread at a time, after start().
+  std::string reload(const config::Config& next);
+
   const config::Config& config() const { return cfg_; }
   amqp::Stats& stats() { return stats_; }
   routing::RoutingCore& routing() { return *core_; }
@@ -47,6 +55,27 @@ class Router {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
+
+  // TCP adaptor entities (core loop once started).
+  struct TcpListener {
+    config::TcpListenerConfig cfg;
+    std::shared_ptr<adaptors::tcp::TcpCounters> counters;
+    std::unique_ptr<Listener> listener;
+  };
+  struct TcpConnector {
+    config::TcpConnectorConfig cfg;
+    std::shared_ptr<adaptors::tcp::TcpCounters> counters;
+    std::vector<std::shared_ptr<adaptors::tcp::ConnectorSink>> sinks;  // one per worker
+    std::vector<std::shared_ptr<forwarding::Consumer>> consumers;
+  };
+  std::unique_ptr<TcpListener> makeTcpListener(const config::TcpListenerConfig& c);
+  std::unique_ptr<TcpConnector> makeTcpConnector(const config::TcpConnectorConfig& c);
+  void publish(TcpConnector& c);                // core loop
+  void unpublish(TcpConnector& c);              // core loop
+  void retire(std::unique_ptr<TcpListener> l);  // core loop
+  std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
+  std::vector<std::unique_ptr<TcpConnector>> tcp_connectors_;
+
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -2,17 +2,25 @@
 
 #include <vector>
 
+#include "routing/core.hpp"
+
 namespace vane::server {
 
 Worker::Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSettings& settings,
                amqp::Stats& stats)
     : index_(index),
       loop_("worker-" + std::to_string(index)),
-      ctx_{loop_, table_, core, settings, stats} {}
+      ctx_{loop_, table_, core, settings, stats},
+      flows_(std::make_shared<adaptors::tcp::FlowTable>(loop_, table_, settings.container_id,
+                                                        static_cast<std::size_t>(index),
+                                                        settings.stream_window)),
+      flow_consumer_(std::make_shared<forwarding::Consumer>(
+          core.nextConsumerId(), loop_, std::weak_ptr<forwarding::EgressSink>(flows_))) {}
 
 Worker::~Worker() {
   loop_.join();
   loop_.drainAfterJoin([this] {
+    flows_->closeAll();
     for (auto& [p, c] : connections_) c->shutdownNow();
     connections_.clear();
   });
@@ -38,6 +46,7 @@ void Worker::closeAll(const char* condition, const char* description) {
   all.reserve(connections_.size());
   for (auto& [p, c] : connections_) all.push_back(c);
   for (auto& c : all) c->closeWithError(condition, description);
+  flows_->closeAll();
 }
 
 }  // namespace vane::server

@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "adaptors/tcp/tcp_flow.hpp"
 #include "amqp/connection.hpp"
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
@@ -24,21 +25,27 @@ class Worker {
   int index() const { return index_; }
   core::EventLoop& loop() { return loop_; }
   forwarding::ForwardingTable& table() { return table_; }
+  // TCP flows on this loop, and the consumer of their reply addresses.
+  adaptors::tcp::FlowTable& flows() { return *flows_; }
+  const std::shared_ptr<forwarding::Consumer>& flowConsumer() const { return flow_consumer_; }
 
   // Loop thread: takes over a connected socket. `on_closed` (optional) runs
   // on this loop when the connection is gone.
   void adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions options,
              std::function<void()> on_closed = {});
-  // Loop thread: sends every connection an AMQP close with `condition`.
+  // Loop thread: sends every connection an AMQP close with `condition`, and
+  // resets every TCP flow.
   void closeAll(const char* condition, const char* description);
-  // Loop thread.
-  std::size_t connectionCount() const { return connections_.size(); }
+  // Loop thread: AMQP connections and TCP flows.
+  std::size_t connectionCount() const { return connections_.size() + flows_->size(); }
 
  private:
   const int index_;
   core::EventLoop loop_;
   forwarding::ForwardingTable table_;
   amqp::LoopContext ctx_;
+  std::shared_ptr<adaptors::tcp::FlowTable> flows_;
+  std::shared_ptr<forwarding::Consumer> flow_consumer_;
   std::unordered_map<amqp::Connection*, std::shared_ptr<amqp::Connection>> connections_;
 };
 

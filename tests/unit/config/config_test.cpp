@@ -350,11 +350,12 @@ TEST(ConfigErrors, UnknownFields) {
   expectError("listeners:\n  - name: amqp\n    prot: 5672\n", 3, 5, "listeners[0].prot",
               "unknown field 'prot' (expected one of: name, host, port, role, cost)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
-              "unknown field 'routr' (expected one of: router, listeners, connectors, addresses)");
+              "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
+              "tcp_listeners, tcp_connectors)");
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "
-              "max_connections, hello_interval_ms, dead_interval_ms)");
+              "max_connections, hello_interval_ms, dead_interval_ms, stream_window_bytes)");
   expectError("addresses:\n  - prefix: a\n  - prefix: b\n    distrib: closest\n", 4, 5,
               "addresses[1].distrib",
               "unknown field 'distrib' (expected one of: prefix, pattern, distribution)");
