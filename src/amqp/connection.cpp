@@ -288,10 +288,22 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
         if (!settlesOnSend(*current_)) unsettled_[current_.get()] = current_;
       }
       Transfer& t = *current_;
+      auto* d = static_cast<pn_delivery_t*>(t.engine_delivery);
       while (!t.pending.empty()) {
         if (pn_session_outgoing_bytes(ssn) > limit) {
-          conn_.addBlocked(weak_from_this());
+          block();
           return;
+        }
+        // Proton keeps a delivery's unsent bytes in a ring buffer that it
+        // straightens byte by byte (over its whole capacity) when it frames
+        // bytes that wrapped around. Append only to an empty buffer: frame
+        // what is there first, and if the peer's window holds it back, wait.
+        if (pn_delivery_pending(d) > 0) {
+          conn_.frameOutput();
+          if (pn_delivery_pending(d) > 0) {
+            block();
+            return;
+          }
         }
         const Chunk& c = t.pending.front();
         const std::size_t n = c->size() - t.front_offset;
@@ -302,7 +314,6 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
         t.budget->release(static_cast<std::int64_t>(n));
       }
       if (!t.complete) break;  // more bytes to come
-      auto* d = static_cast<pn_delivery_t*>(t.engine_delivery);
       pn_link_advance(link_);
       t.finished_sending = true;
       conn_.context().stats.deliveries_out.fetch_add(1, std::memory_order_relaxed);
@@ -326,6 +337,9 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
       conn_.streamIdle(shared_from_this());
     }
   }
+
+  // Taken off the connection's blocked list (it pumps us next).
+  void clearBlocked() { blocked_ = false; }
 
   // The consumer updated a delivery we sent.
   void onDeliveryUpdated(pn_delivery_t* d) {
@@ -389,6 +403,14 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
  private:
   bool settlesOnSend(const Transfer& t) const { return t.presettled || force_settled_; }
 
+  // Waits for the connection's next socket write to pump again (once on its
+  // list however often it is blocked meanwhile).
+  void block() {
+    if (blocked_) return;
+    blocked_ = true;
+    conn_.addBlocked(weak_from_this());
+  }
+
   Connection& conn_;
   pn_link_t* link_;
   std::string address_;
@@ -398,6 +420,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   bool router_link_ = false;
   bool stream_ = false;
   bool in_pool_ = false;
+  bool blocked_ = false;
   std::uint64_t next_tag_ = 1;
   std::deque<std::shared_ptr<Transfer>> queue_;
   std::shared_ptr<Transfer> current_;
@@ -470,6 +493,13 @@ class InLink : public forwarding::IngressSink,
         continue;
       }
       if (!readFrom(rec, d)) break;
+    }
+    if (read_bytes_ && link_) {
+      // Proton re-announces a receiver's session window only when the link
+      // is marked modified and the window was exhausted: without this, a
+      // sender that filled the window waits for an unrelated frame.
+      read_bytes_ = false;
+      pn_link_flow(link_, 0);
     }
   }
 
@@ -567,6 +597,7 @@ class InLink : public forwarding::IngressSink,
         return true;
       }
       buf->resize(static_cast<std::size_t>(n));
+      read_bytes_ = true;
       if (!partial && pn_delivery_pending(d) == 0) {
         complete(rec, d, std::move(buf));
         return true;
@@ -859,7 +890,8 @@ class InLink : public forwarding::IngressSink,
   const bool stream_;              // a stream link (one stream at a time)
   const int capacity_;             // credit window
   bool registered_ = false;
-  int occupied_ = 0;  // deliveries received and not yet out of the router
+  bool read_bytes_ = false;  // pn_link_recv took bytes since the last flow nudge
+  int occupied_ = 0;         // deliveries received and not yet out of the router
   std::shared_ptr<forwarding::FlowBudget> budget_;
   std::unordered_map<IngressDelivery*, std::shared_ptr<IngressDelivery>> live_;
   std::vector<forwarding::Target> targets_;  // scratch
@@ -1230,12 +1262,19 @@ void Connection::armGrace() {
   });
 }
 
+void Connection::frameOutput() {
+  if (!torn_down_) pn_transport_pending(driver_->transport);
+}
+
 void Connection::onWritten() {
   if (blocked_.empty()) return;
   auto blocked = std::move(blocked_);
   blocked_.clear();
   for (auto& w : blocked) {
-    if (auto l = w.lock()) l->pump();
+    if (auto l = w.lock()) {
+      l->clearBlocked();
+      l->pump();
+    }
   }
 }
 

@@ -129,6 +129,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   LoopContext& context() { return ctx_; }
   bool closed() const { return torn_down_; }
 
+  // Lets the engine turn buffered delivery bytes into frames now (as far as
+  // the peer's session window allows).
+  void frameOutput();
+
   // Called by an OutLink that could not move bytes into a full session.
   void addBlocked(std::weak_ptr<OutLink> link) { blocked_.push_back(std::move(link)); }
 
