@@ -239,6 +239,46 @@ TEST_F(RouteTest, ReplyAddressRoutesTowardsItsRouter) {
   EXPECT_EQ(route("_vane/temp/A/1").status, RouteStatus::kNoRoute) << "our own: no consumer";
 }
 
+TEST_F(RouteTest, FlowAddressGoesToItsLoopsFlowConsumer) {
+  paths("A", {{"B", "B", 1, kInterior}});
+  auto f0 = consumer(1);
+  auto f1 = consumer(2);
+  table_.setFlowConsumers({f0, f1});
+  EXPECT_EQ(flowAddress("A", 1, 42), "_vane/temp/A/flow/1/42");
+  ASSERT_EQ(route(flowAddress("A", 1, 42)).status, RouteStatus::kRouted);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].to, f1);
+  EXPECT_EQ(out_[0].flow, 42u);
+  EXPECT_FALSE(out_[0].remote);
+  // Arriving from another router (the header names us) works the same.
+  RouteHeader h;
+  h.address = flowAddress("A", 0, 7);
+  h.dest = "A";
+  ASSERT_EQ(route(h.address, &h, Arrival::kInterior, "B").status, RouteStatus::kRouted);
+  EXPECT_EQ(out_[0].to, f0);
+  EXPECT_EQ(out_[0].flow, 7u);
+}
+
+TEST_F(RouteTest, FlowAddressOfAnotherRouterGoesTowardsIt) {
+  paths("A", {{"B", "B", 1, kInterior}, {"C", "B", 2, kInterior}});
+  table_.setFlowConsumers({consumer(1)});
+  ASSERT_EQ(route(flowAddress("C", 0, 3)).status, RouteStatus::kRouted);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(via(out_[0]), "B");
+  EXPECT_EQ(out_[0].header.dest, "C");
+  EXPECT_EQ(out_[0].flow, 0u);
+}
+
+TEST_F(RouteTest, MalformedFlowAddressHasNoRoute) {
+  paths("A", {{"B", "B", 1, kInterior}});
+  table_.setFlowConsumers({consumer(1)});
+  for (const char* a : {"_vane/temp/A/flow/1/5", "_vane/temp/A/flow/0/", "_vane/temp/A/flow//5",
+                        "_vane/temp/A/flow/x/5", "_vane/temp/A/flow/0/5x", "_vane/temp/A/flow/0",
+                        "_vane/temp/A/flow/0/99999999999999999999"}) {
+    EXPECT_EQ(route(a).status, RouteStatus::kNoRoute) << a;
+  }
+}
+
 TEST_F(RouteTest, RemotesCountForCredit) {
   struct L : CreditListener {
     void onConsumersChanged(bool a) override { events.push_back(a); }
