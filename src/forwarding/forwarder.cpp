@@ -250,7 +250,18 @@ RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& 
 RouteStatus ForwardingTable::routeTo(std::string_view router, const RouteRequest& rq,
                                      std::uint32_t hops, std::vector<Target>& out) {
   const NextHop* nh = paths_->find(router);
-  if (nh == nullptr) return RouteStatus::kNoRoute;
+  if (nh == nullptr) {
+    // An edge router knows only its uplink: everything else is beyond it.
+    for (const auto& [id, hop] : paths_->hops) {
+      if (hop.kind == NextHop::Kind::kUplink && hop.link) {
+        Target t{hop.link, nullptr, true, headerFor(rq, hops)};
+        t.header.dest = std::string(router);
+        out.push_back(std::move(t));
+        return RouteStatus::kRouted;
+      }
+    }
+    return RouteStatus::kNoRoute;
+  }
   Target t{nh->link, nullptr, true, headerFor(rq, hops)};
   if (nh->kind != NextHop::Kind::kUplink) t.header.dest = std::string(router);
   out.push_back(std::move(t));

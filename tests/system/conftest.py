@@ -40,12 +40,13 @@ def router_factory(vaned_bin, tmp_path, request):
     request.node._vane_routers = routers
 
     def make(config=None, name=None, start=True, log_level="debug", config_text=None,
-             extra_args=(), timeout=20.0):
+             extra_args=(), timeout=20.0, command_prefix=()):
         if config is None and config_text is None:
             config = make_config()
         name = name or f"router{len(routers)}"
         r = Router(vaned_bin, tmp_path, config=config, name=name, log_level=log_level,
-                   config_text=config_text, extra_args=extra_args)
+                   config_text=config_text, extra_args=extra_args,
+                   command_prefix=command_prefix)
         routers.append(r)
         if start:
             r.start(timeout=timeout)

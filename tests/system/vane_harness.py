@@ -20,6 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTENER_RE = re.compile(
     r"listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) \(role (?P<role>[\w-]+)\)")
 READY_RE = re.compile(r"router (?P<id>\S+) ready")
+TCP_LISTENER_RE = re.compile(
+    r"tcp listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) "
+    r"\(address (?P<address>.*)\)")
+RELOAD_DONE_RE = re.compile(r"reload done|reload partly failed|reload refused")
 
 
 class VanedNotFound(Exception):
@@ -162,8 +166,11 @@ class Router:
     """One vaned process."""
 
     def __init__(self, binary, workdir, config=None, name="router", log_level="debug",
-                 config_text=None, extra_args=()):
+                 config_text=None, extra_args=(), command_prefix=()):
         self.binary = Path(binary)
+        # Run vaned through this, e.g. ("ip", "netns", "exec", NS): it must
+        # exec vaned (same pid), as `ip netns exec` does.
+        self.command_prefix = list(command_prefix)
         self.workdir = Path(workdir)
         self.name = name
         self.config = config
@@ -175,6 +182,7 @@ class Router:
         self.proc = None
         self.ports = {}       # listener name -> port
         self.listeners = {}   # listener name -> (host, port, role)
+        self.tcp_ports = {}   # tcp listener name -> port (at startup; see tcp_port())
         self.router_id = None
         self.expected_exit = False
         self._log_file = None
@@ -182,7 +190,7 @@ class Router:
 
     # -- lifecycle ---------------------------------------------------------
     def command(self):
-        cmd = [str(self.binary)]
+        cmd = self.command_prefix + [str(self.binary)]
         if self.config is not None or self.config_text is not None:
             text = self.config_text if self.config_text is not None else to_yaml(self.config) + "\n"
             self.config_path = self.workdir / f"{self.name}.yaml"
@@ -224,6 +232,8 @@ class Router:
             port = int(m.group("port"))
             self.ports[m.group("name")] = port
             self.listeners[m.group("name")] = (m.group("host"), port, m.group("role"))
+        for m in TCP_LISTENER_RE.finditer(text):
+            self.tcp_ports[m.group("name")] = int(m.group("port"))
         assert self.ports, f"no listener line in vaned log:\n{self.log_tail()}"
         self._ps = psutil.Process(self.proc.pid)
 
@@ -247,6 +257,28 @@ class Router:
         if self._ps is None:
             self._ps = psutil.Process(self.proc.pid)
         return self._ps.memory_info().rss
+
+    def tcp_port(self, name, timeout=10.0):
+        """The port tcp listener `name` was last opened on (startup or reload)."""
+        def latest():
+            ports = [int(m.group("port")) for m in TCP_LISTENER_RE.finditer(self.log_text())
+                     if m.group("name") == name]
+            return ports[-1] if ports else None
+        return eventually(timeout, latest, what=f"tcp listener {name} line in vaned {self.name}")
+
+    def reload(self, config, timeout=10.0):
+        """Rewrites the configuration file from `config` and sends SIGHUP;
+        waits for the reload's outcome line and returns it."""
+        assert self.config_path is not None, "router was started without a config file"
+        self.config = config
+        before = len(RELOAD_DONE_RE.findall(self.log_text()))
+        self.config_path.write_text(to_yaml(config) + "\n")
+        self.proc.send_signal(signal.SIGHUP)   # not self.signal(): no exit is expected
+
+        def outcome():
+            lines = [ln for ln in self.log_text().splitlines() if RELOAD_DONE_RE.search(ln)]
+            return lines[before] if len(lines) > before else None
+        return eventually(timeout, outcome, what=f"vaned {self.name} reload outcome line")
 
     def signal(self, signum):
         self.expected_exit = True

@@ -25,13 +25,16 @@ REACHABLE_RE = re.compile(r"router (?P<id>\S+): (?P<n>\d+) router\(s\) reachable
 
 class Network:
     def __init__(self, router_factory, hello_ms=None, dead_ms=None, workers=1, addresses=None,
-                 log_level="debug"):
+                 log_level="debug", router_extra=None):
         self.factory = router_factory
         self.hello_ms = hello_ms
         self.dead_ms = dead_ms
         self.workers = workers
         self.addresses = addresses
         self.log_level = log_level
+        self.router_extra = dict(router_extra or {})  # more `router:` settings for every router
+        self.tcp_listeners = {}  # id -> [tcp_listeners entries]
+        self.tcp_connectors = {}  # id -> [tcp_connectors entries]
         self.order = []          # router ids in declaration order
         self.modes = {}          # id -> "interior" | "edge"
         self.links = []          # (a, b, cost): b connects to a
@@ -55,9 +58,20 @@ class Network:
         self.links.append((a, b, cost))
         return self
 
+    def tcp_listener(self, rid, name, address, port=0, host="127.0.0.1"):
+        """A tcp listener on `rid` (port 0: a free port, kept on restart)."""
+        self.tcp_listeners.setdefault(rid, []).append(
+            {"name": name, "host": host, "port": port, "address": address})
+        return self
+
+    def tcp_connector(self, rid, name, address, port, host="127.0.0.1"):
+        self.tcp_connectors.setdefault(rid, []).append(
+            {"name": name, "host": host, "port": port, "address": address})
+        return self
+
     # -- configuration -----------------------------------------------------
     def _config(self, rid):
-        extra = {}
+        extra = dict(self.router_extra)
         if self.hello_ms is not None:
             extra["hello_interval_ms"] = self.hello_ms
         if self.dead_ms is not None:
@@ -88,10 +102,19 @@ class Network:
                           addresses=self.addresses, mode=self.modes[rid], **extra)
         if connectors:
             cfg["connectors"] = connectors
+        if self.tcp_listeners.get(rid):
+            cfg["tcp_listeners"] = [dict(t, port=ports.get("tcp:" + t["name"], t["port"]))
+                                    for t in self.tcp_listeners[rid]]
+        if self.tcp_connectors.get(rid):
+            cfg["tcp_connectors"] = [dict(t) for t in self.tcp_connectors[rid]]
         return cfg
 
     def port(self, rid, listener="amqp"):
         return self.fixed_ports[rid][listener]
+
+    def tcp_port(self, rid, name):
+        """The port of tcp listener `name` on `rid`."""
+        return self.fixed_ports[rid]["tcp:" + name]
 
     # -- lifecycle ---------------------------------------------------------
     def start(self):
@@ -103,6 +126,7 @@ class Network:
         r = self.factory(self._config(rid), name=rid, log_level=self.log_level)
         self.routers[rid] = r
         self.fixed_ports[rid] = dict(r.ports)
+        self.fixed_ports[rid].update({"tcp:" + n: p for n, p in r.tcp_ports.items()})
         return r
 
     def kill(self, rid):

@@ -269,6 +269,17 @@ TEST_F(RouteTest, FlowAddressOfAnotherRouterGoesTowardsIt) {
   EXPECT_EQ(out_[0].flow, 0u);
 }
 
+TEST_F(RouteTest, EdgeSendsOtherRoutersReplyAddressesToItsUplink) {
+  paths("E", {{"A", "A", 1, kUplink}});
+  table_.setFlowConsumers({consumer(1)});
+  ASSERT_EQ(route(flowAddress("B", 0, 3)).status, RouteStatus::kRouted);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(via(out_[0]), "A");
+  EXPECT_EQ(out_[0].header.dest, "B");
+  ASSERT_EQ(route("_vane/temp/B/x.1").status, RouteStatus::kRouted);
+  EXPECT_EQ(out_[0].header.dest, "B");
+}
+
 TEST_F(RouteTest, MalformedFlowAddressHasNoRoute) {
   paths("A", {{"B", "B", 1, kInterior}});
   table_.setFlowConsumers({consumer(1)});
