@@ -11,9 +11,9 @@ Worker::Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSett
     : index_(index),
       loop_("worker-" + std::to_string(index)),
       ctx_{loop_, table_, core, settings, stats},
-      flows_(std::make_shared<adaptors::tcp::FlowTable>(loop_, table_, settings.container_id,
-                                                        static_cast<std::size_t>(index),
-                                                        settings.stream_window)),
+      flows_(std::make_shared<adaptors::tcp::FlowTable>(
+          loop_, table_, settings.container_id, static_cast<std::size_t>(index),
+          settings.stream_window, settings.max_frame_size)),
       flow_consumer_(std::make_shared<forwarding::Consumer>(
           core.nextConsumerId(), loop_, std::weak_ptr<forwarding::EgressSink>(flows_))) {}
 

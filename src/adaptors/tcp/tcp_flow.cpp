@@ -1,5 +1,6 @@
 #include "adaptors/tcp/tcp_flow.hpp"
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -21,8 +22,9 @@ using forwarding::Outcome;
 using forwarding::Transfer;
 
 namespace {
-// Bytes read from a socket at once: one chunk, one data section.
-constexpr std::size_t kReadSize = 64 * 1024;
+// Room left in a transfer frame for its performative (delivery id, tag,
+// flags: well under this).
+constexpr std::size_t kFrameOverhead = 256;
 // Buffers gathered into one socket write.
 constexpr std::size_t kMaxWriteBuffers = 64;
 // How long a server may take to accept a connection.
@@ -279,30 +281,31 @@ class TcpFlow : public forwarding::IngressSink,
       budget_->paused.store(false, std::memory_order_release);
     }
     reading_ = true;
-    auto buf = std::make_shared<std::string>(kDataHeaderSize + kReadSize, '\0');
-    socket_.async_read_some(
-        asio::buffer(buf->data() + kDataHeaderSize, kReadSize),
-        [this, self = shared_from_this(), buf](const boost::system::error_code& ec, std::size_t n) {
-          reading_ = false;
-          if (finished_) return;
-          if (ec == asio::error::eof) {
-            read_eof_ = true;
-            out_finished_ = true;
-            sendOut(std::make_shared<const std::string>(), true);
-            maybeFinish();
-            return;
-          }
-          if (ec) {
-            if (ec != asio::error::operation_aborted) fail(true);
-            return;
-          }
-          counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
-          writeDataHeader(buf->data(), static_cast<std::uint32_t>(n));
-          buf->resize(kDataHeaderSize + n);
-          if (n < kReadSize / 4) buf->shrink_to_fit();
-          sendOut(std::move(buf), false);
-          readMore();
-        });
+    const std::size_t want = flows_.read_size;
+    auto buf = std::make_shared<std::string>(kDataHeaderSize + want, '\0');
+    socket_.async_read_some(asio::buffer(buf->data() + kDataHeaderSize, want),
+                            [this, self = shared_from_this(), buf, want](
+                                const boost::system::error_code& ec, std::size_t n) {
+                              reading_ = false;
+                              if (finished_) return;
+                              if (ec == asio::error::eof) {
+                                read_eof_ = true;
+                                out_finished_ = true;
+                                sendOut(std::make_shared<const std::string>(), true);
+                                maybeFinish();
+                                return;
+                              }
+                              if (ec) {
+                                if (ec != asio::error::operation_aborted) fail(true);
+                                return;
+                              }
+                              counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+                              writeDataHeader(buf->data(), static_cast<std::uint32_t>(n));
+                              buf->resize(kDataHeaderSize + n);
+                              if (n < want / 4) buf->shrink_to_fit();
+                              sendOut(std::move(buf), false);
+                              readMore();
+                            });
   }
 
   // Takes one chunk of the incoming stream: the message's start is parsed
@@ -498,12 +501,15 @@ class TcpFlow : public forwarding::IngressSink,
 // ---------------------------------------------------------------------------
 
 FlowTable::FlowTable(core::EventLoop& loop, forwarding::ForwardingTable& table,
-                     std::string router_id, std::size_t loop_index, std::int64_t window)
+                     std::string router_id, std::size_t loop_index, std::int64_t window,
+                     std::size_t max_frame_size)
     : loop(loop),
       table(table),
       router_id(std::move(router_id)),
       loop_index(loop_index),
-      window(window) {}
+      window(window),
+      read_size(std::max<std::size_t>(max_frame_size, 2 * kFrameOverhead) - kFrameOverhead -
+                kDataHeaderSize) {}
 
 std::uint64_t FlowTable::add(std::shared_ptr<TcpFlow> flow) {
   const std::uint64_t id = next_id_++;

@@ -60,7 +60,7 @@ class TcpFlow;
 class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_this<FlowTable> {
  public:
   FlowTable(core::EventLoop& loop, forwarding::ForwardingTable& table, std::string router_id,
-            std::size_t loop_index, std::int64_t window);
+            std::size_t loop_index, std::int64_t window, std::size_t max_frame_size);
 
   std::uint64_t add(std::shared_ptr<TcpFlow> flow);
   void remove(std::uint64_t id);
@@ -78,6 +78,9 @@ class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_
   const std::string router_id;
   const std::size_t loop_index;
   const std::int64_t window;
+  // Bytes read from a socket at once: what fits, with its data section
+  // header, in one transfer frame, so that the engine sends each chunk whole.
+  const std::size_t read_size;
 
  private:
   std::uint64_t next_id_ = 1;
