@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   python3 python3-qpid-proton python3-pytest python3-psutil
   iproute2 procps socat
+  iperf3 haproxy  # bench/run_tcp.sh's reference paths
 )
 
 # `--fuzz` adds clang and its libFuzzer runtime, for tests/fuzz.
