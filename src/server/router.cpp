@@ -61,7 +61,6 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
                                                         core_loop_, workers, i++));
     }
   }
-  const std::uint32_t max_conn = r.max_connections;
   for (const auto& l : cfg_.listeners) {
     Listener::Endpoint ep{l.name, l.host, l.port, "listener",
                           std::string("role ") + config::toString(l.role)};
@@ -70,16 +69,23 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
     options.role = l.role;
     options.cost = l.cost;
     listeners_.push_back(std::make_unique<Listener>(
-        std::move(ep), core_loop_, workers,
-        [this, max_conn] {
-          return max_conn == 0 ||
-                 stats_.connections_active.load(std::memory_order_relaxed) < max_conn;
-        },
+        std::move(ep), core_loop_, workers, [this] { return admit(); },
         [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
         [options](Worker& w, boost::asio::ip::tcp::socket s) { w.adopt(std::move(s), options); }));
   }
   for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
   for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
+}
+
+// router.max_connections bounds AMQP connections and the TCP connections
+// accepted by tcp listeners together. Core loop (where the acceptors run).
+bool Router::admit() const {
+  const std::uint32_t max = cfg_.router.max_connections;
+  if (max == 0) return true;
+  std::int64_t n = stats_.connections_active.load(std::memory_order_relaxed);
+  for (const auto& t : tcp_listeners_)
+    n += t->counters->flows_active.load(std::memory_order_relaxed);
+  return n < static_cast<std::int64_t>(max);
 }
 
 std::unique_ptr<Router::TcpListener> Router::makeTcpListener(const config::TcpListenerConfig& c) {
@@ -90,7 +96,8 @@ std::unique_ptr<Router::TcpListener> Router::makeTcpListener(const config::TcpLi
   for (auto& w : workers_) workers.push_back(w.get());
   Listener::Endpoint ep{c.name, c.host, c.port, "tcp listener", "address " + c.address};
   t->listener = std::make_unique<Listener>(
-      std::move(ep), core_loop_, std::move(workers), [] { return true; }, [] {},
+      std::move(ep), core_loop_, std::move(workers), [this] { return admit(); },
+      [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
       [service = adaptors::tcp::serviceAddress(c.address), counters = t->counters, name = c.name](
           Worker& w, boost::asio::ip::tcp::socket s) {
         adaptors::tcp::startClientFlow(w.flows(), std::move(s), service, counters, name);

@@ -68,6 +68,7 @@ class Router {
     std::vector<std::shared_ptr<adaptors::tcp::ConnectorSink>> sinks;  // one per worker
     std::vector<std::shared_ptr<forwarding::Consumer>> consumers;
   };
+  bool admit() const;
   std::unique_ptr<TcpListener> makeTcpListener(const config::TcpListenerConfig& c);
   std::unique_ptr<TcpConnector> makeTcpConnector(const config::TcpConnectorConfig& c);
   void publish(TcpConnector& c);                // core loop
