@@ -36,6 +36,11 @@ using forwarding::Transfer;
 namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
+// Channels (sessions) of a router connection, and the stream links each side
+// may open on it (each on its own session), leaving room for the control
+// and data sessions of both sides.
+constexpr std::uint16_t kRouterChannelMax = 32767;
+constexpr std::size_t kMaxStreamLinks = 16000;
 constexpr std::chrono::seconds kHandshakeTimeout{10};
 
 std::int64_t nowMs() {
@@ -53,7 +58,9 @@ std::string terminusAddress(pn_terminus_t* t) {
 }
 
 // Copies an Outcome onto a delivery's local disposition and settles it.
-void settleWith(pn_delivery_t* d, const Outcome& o, Stats& stats) {
+// Sets the delivery's local state to the outcome (and counts it) without
+// settling it.
+void updateWith(pn_delivery_t* d, const Outcome& o, Stats& stats) {
   pn_disposition_t* local = pn_delivery_local(d);
   std::uint64_t type = PN_RELEASED;
   switch (o.kind) {
@@ -82,6 +89,10 @@ void settleWith(pn_delivery_t* d, const Outcome& o, Stats& stats) {
       break;
   }
   pn_delivery_update(d, type);
+}
+
+void settleWith(pn_delivery_t* d, const Outcome& o, Stats& stats) {
+  updateWith(d, o, stats);
   pn_delivery_settle(d);
 }
 
@@ -509,6 +520,14 @@ class InLink : public forwarding::IngressSink,
     if (!rec->fully_received) {
       rec->has_pending_outcome = true;
       rec->pending_outcome = o;
+      if (stream_ && rec->engine_delivery && !rec->early_outcome) {
+        // A stream may never end by itself (a client that waits for an
+        // answer): tell the sender now, unsettled; it aborts the stream,
+        // and the abort settles it here.
+        rec->early_outcome = true;
+        updateWith(static_cast<pn_delivery_t*>(rec->engine_delivery), o, ctx_.stats);
+        conn_.process();
+      }
       return;
     }
     applyOutcome(rec.get(), o);
@@ -1027,7 +1046,9 @@ void Connection::start() {
   pn_transport_t* t = driver_->transport;
   if (!options_.outgoing) pn_transport_set_server(t);
   pn_transport_set_max_frame(t, ctx_.settings.max_frame_size);
-  pn_transport_set_channel_max(t, 1024);
+  // Router links open a session per stream link (kMaxStreamLinks from
+  // each side); clients need few.
+  pn_transport_set_channel_max(t, routerLink() ? kRouterChannelMax : 1024);
   if (ctx_.settings.idle_timeout_ms > 0)
     pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
   if (!options_.outgoing) {
@@ -1650,6 +1671,12 @@ bool Connection::acceptRouterLink(pn_link_t* link) {
 
 void Connection::enqueueStream(std::shared_ptr<Transfer> t) {
   std::shared_ptr<OutLink> out;
+  if (idle_streams_.empty() && stream_links_ >= kMaxStreamLinks) {
+    VANE_LOG_WARN("connection {} to router {}: {} streams at once: refusing another", peer_,
+                  peer_router_, kMaxStreamLinks);
+    dropTransfer(t);
+    return;
+  }
   while (!idle_streams_.empty() && !out) {
     out = std::move(idle_streams_.back());
     idle_streams_.pop_back();
@@ -1673,6 +1700,7 @@ void Connection::enqueueStream(std::shared_ptr<Transfer> t) {
       pn_link_set_context(link, out.get());
       out_links_.emplace(link, out);
       pn_link_open(link);
+      ++stream_links_;
     }
   }
   if (!out) {

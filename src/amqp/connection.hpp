@@ -213,6 +213,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<NeighborHandle> handle_;
   std::vector<std::shared_ptr<OutLink>> idle_streams_;
   std::uint64_t next_stream_ = 1;
+  std::size_t stream_links_ = 0;  // stream links we opened (idle or busy)
 };
 
 }  // namespace vane::amqp

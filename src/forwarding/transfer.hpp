@@ -195,9 +195,10 @@ struct IngressDelivery {
   bool slot_freed = false;
   bool settled = false;
   bool has_pending_outcome = false;
-  Outcome pending_outcome;  // outcome that arrived before the last byte did
-  Outcome drop_outcome;     // outcome for a discarded delivery
-  std::string buffered;     // bytes held until the route is known (anonymous senders)
+  bool early_outcome = false;  // a stream's outcome sent before its end
+  Outcome pending_outcome;     // outcome that arrived before the last byte did
+  Outcome drop_outcome;        // outcome for a discarded delivery
+  std::string buffered;        // bytes held until the route is known (anonymous senders)
   std::vector<std::shared_ptr<Transfer>> copies;  // cleared once fully received
 };
 

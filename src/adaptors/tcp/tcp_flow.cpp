@@ -131,6 +131,10 @@ class TcpFlow : public forwarding::IngressSink,
   // Router shutdown.
   void close() { fail(true); }
 
+  // Keeps `owner` alive as long as the flow (the sink later bytes come
+  // through).
+  void setOwner(std::shared_ptr<void> owner) { owner_ = std::move(owner); }
+
   // -- IngressSink: our outgoing stream -----------------------------------
   void onOutcome(const std::shared_ptr<IngressDelivery>&, const Outcome& o) override {
     if (finished_) return;
@@ -471,6 +475,7 @@ class TcpFlow : public forwarding::IngressSink,
   const std::shared_ptr<TcpCounters> counters_;
   const std::string name_;
   std::uint64_t id_ = 0;
+  std::shared_ptr<void> owner_;
 
   // Outgoing stream (we are its ingress).
   std::shared_ptr<forwarding::FlowBudget> budget_;
@@ -568,6 +573,7 @@ void ConnectorSink::enqueue(std::shared_ptr<Transfer> t) {
   auto flow = std::make_shared<TcpFlow>(flows_, TcpFlow::Side::kServer,
                                         tcp::socket(flows_.loop.context()), counters_, name_);
   flows_.add(flow);
+  flow->setOwner(shared_from_this());
   flow->startServer(std::move(t), host_, port_);
 }
 

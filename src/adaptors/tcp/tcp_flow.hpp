@@ -93,8 +93,11 @@ void startClientFlow(FlowTable& flows, boost::asio::ip::tcp::socket socket,
                      const std::string& listener_name);
 
 // The consumer of a tcp connector on one loop: each delivery it gets is a new
-// client stream, for which it starts a server-side flow.
-class ConnectorSink : public forwarding::EgressSink {
+// client stream, for which it starts a server-side flow. Each flow keeps its
+// sink alive: a connector removed at run time stops taking new flows, and
+// the open ones run to their end.
+class ConnectorSink : public forwarding::EgressSink,
+                      public std::enable_shared_from_this<ConnectorSink> {
  public:
   ConnectorSink(FlowTable& flows, std::string name, std::string host, std::uint16_t port,
                 std::shared_ptr<TcpCounters> counters)
