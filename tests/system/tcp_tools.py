@@ -157,14 +157,19 @@ class DigestServer:
 
     ``gate``: a threading.Event; nothing is read before it is set (a server
     that does not read). ``reset_after``: reset the connection (SO_LINGER 0)
-    once that many bytes have arrived. ``conns`` records, per connection,
-    ``received`` bytes and ``end``: "eof", "reset", "error: ..." or None
+    once that many bytes have arrived. ``greeting``: bytes sent on accept;
+    with ``shut_first`` the server then half-closes before it reads (and
+    sends no digest). ``conns`` records, per connection, ``received`` bytes
+    and ``end``: "eof", "reset", "reset-by-server", "error: ..." or None
     while open.
     """
 
-    def __init__(self, host="127.0.0.1", port=0, gate=None, reset_after=None, rcvbuf=None):
+    def __init__(self, host="127.0.0.1", port=0, gate=None, reset_after=None, rcvbuf=None,
+                 greeting=b"", shut_first=False):
         self.gate = gate
         self.reset_after = reset_after
+        self.greeting = greeting
+        self.shut_first = shut_first
         self._lsock = _listen(host, port, 128)
         if rcvbuf:
             self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -347,18 +352,20 @@ def echo_roundtrip(port, data, timeout=60.0, host="127.0.0.1"):
 
 class EchoSwarm:
     """`n` echo connections at once on one selector: connect all, send each
-    its payload, half-close, read each echo to EOF. ``hold`` is called once
-    every connection has sent its first half (e.g. to wait until the server
-    has them all open at once)."""
+    the first half of its payload, and keep them all open until ``ready()``
+    (polled; e.g. the server has them all open at once); then send the
+    rest, half-close, and read each echo to EOF. A connection that fails
+    before ``ready()`` stops the run early (see ``errors``)."""
 
     def __init__(self, port, payloads, host="127.0.0.1"):
         self.port = port
         self.host = host
         self.payloads = payloads
         self.results = [None] * len(payloads)   # bytes received, when EOF came
-        self.errors = {}
+        self.errors = {}                        # index -> exception text
+        self.first_error_at = None
 
-    def run(self, timeout=60.0, hold=None):
+    def run(self, timeout=60.0, ready=None):
         deadline = time.monotonic() + timeout
         sel = selectors.DefaultSelector()
         conns = []
@@ -373,12 +380,14 @@ class EchoSwarm:
             conns.append((s, st))
             sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, st)
         try:
-            self._pump(sel, deadline, lambda: all(st["sent"] >= st["limit"] for _, st in conns))
-            if hold is not None:
-                hold()
-            for _, st in conns:
-                st["limit"] = len(self.payloads[st["i"]])
+            # After the first failure, give the others a second to show
+            # how widespread it is, then stop.
+            self._pump(sel, deadline, lambda: self._failed_for(1.0) or (
+                all(st["sent"] >= st["limit"] for _, st in conns) and (ready is None or ready())))
+            if self.errors:
+                return self.results
             for s, st in conns:
+                st["limit"] = len(self.payloads[st["i"]])
                 if not st["done"]:
                     sel.modify(s, selectors.EVENT_READ | selectors.EVENT_WRITE, st)
             self._pump(sel, deadline, lambda: all(st["done"] for _, st in conns))
@@ -388,14 +397,24 @@ class EchoSwarm:
                 s.close()
         return self.results
 
+    def _failed(self, i, why):
+        self.errors[i] = why
+        if self.first_error_at is None:
+            self.first_error_at = time.monotonic()
+
+    def _failed_for(self, seconds):
+        return self.first_error_at is not None and \
+            time.monotonic() - self.first_error_at >= seconds
+
     def _pump(self, sel, deadline, finished):
         while not finished():
             left = deadline - time.monotonic()
             if left <= 0:
                 done = sum(1 for r in self.results if r is not None)
-                raise TimeoutError(f"{done}/{len(self.results)} echo connections done; "
-                                   f"errors: {dict(list(self.errors.items())[:5])}")
-            for key, mask in sel.select(timeout=min(left, 0.5)):
+                raise TimeoutError(f"{done}/{len(self.results)} echo connections done "
+                                   f"after the deadline; errors: "
+                                   f"{dict(list(self.errors.items())[:5])}")
+            for key, mask in sel.select(timeout=min(left, 0.05)):
                 s, st = key.fileobj, key.data
                 i = st["i"]
                 payload = self.payloads[i]
@@ -413,12 +432,14 @@ class EchoSwarm:
                         else:
                             st["done"] = True
                             self.results[i] = bytes(st["got"])
+                            if len(st["got"]) < len(payload):
+                                self._failed(i, f"EOF after {len(st['got'])} bytes")
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError as exc:
                     st["done"] = True
-                    self.errors[i] = repr(exc)
                     self.results[i] = bytes(st["got"])
+                    self._failed(i, repr(exc))
                 if st["done"]:
                     sel.unregister(s)
                 elif st["sent"] >= st["limit"]:
