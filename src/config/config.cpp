@@ -14,6 +14,7 @@
 #include <exception>
 #include <initializer_list>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string_view>
 #include <type_traits>
@@ -417,101 +418,13 @@ class Parser {
     }
   }
 
-  void parseListeners(const Entry& section, std::vector<ListenerConfig>& out) const {
+  // A sequence of mappings, one T per entry, each with a required `name`
+  // unique within the sequence. `parse(item, path, T&)` reads the entry's
+  // fields (T::line is set) and returns its `name` entry, or nothing.
+  template <typename T, typename Parse>
+  void parseNamedList(const Entry& section, std::string_view key, std::string_view what,
+                      std::vector<T>& out, Parse&& parse) const {
     if (!expectSequenceOrNull(section)) return;
-    std::size_t index = 0;
-    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
-      const YAML::Node item = *it;
-      const std::string path = fmt::format("listeners[{}]", index);
-      if (!item.IsMap())
-        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
-      ListenerConfig l;
-      l.line = item.Mark().line + 1;
-      const Entry* name_entry = nullptr;
-      const auto list = entries(item, path, {"name", "host", "port", "role", "cost"});
-      for (const Entry& e : list) {
-        if (e.key == "name") {
-          l.name = name(e);
-          name_entry = &e;
-        } else if (e.key == "host") {
-          l.host = nonEmptyString(e);
-        } else if (e.key == "port") {
-          l.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
-        } else if (e.key == "role") {
-          l.role = enumeration<ListenerRole>(e, {{"normal", ListenerRole::kNormal},
-                                                 {"inter-router", ListenerRole::kInterRouter},
-                                                 {"edge", ListenerRole::kEdge}});
-        } else if (e.key == "cost") {
-          l.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
-        }
-      }
-      if (name_entry == nullptr) {
-        fail(item, joinField(path, "name"), "missing required field 'name'");
-      }
-      for (std::size_t j = 0; j < out.size(); ++j) {
-        if (out[j].name == l.name) {
-          failValue(*name_entry,
-                    fmt::format("duplicate listener name '{}' (already used by listeners[{}] at "
-                                "line {})",
-                                l.name, j, out[j].line));
-        }
-      }
-      out.push_back(std::move(l));
-    }
-  }
-
-  void parseConnectors(const Entry& section, std::vector<ConnectorConfig>& out) const {
-    if (!expectSequenceOrNull(section)) return;
-    std::size_t index = 0;
-    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
-      const YAML::Node item = *it;
-      const std::string path = fmt::format("connectors[{}]", index);
-      if (!item.IsMap())
-        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
-      ConnectorConfig c;
-      c.line = item.Mark().line + 1;
-      const Entry* name_entry = nullptr;
-      bool have_port = false;
-      const auto list = entries(item, path, {"name", "host", "port", "role", "cost"});
-      for (const Entry& e : list) {
-        if (e.key == "name") {
-          c.name = name(e);
-          name_entry = &e;
-        } else if (e.key == "host") {
-          c.host = nonEmptyString(e);
-        } else if (e.key == "port") {
-          c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
-          have_port = true;
-        } else if (e.key == "role") {
-          c.role = enumeration<ListenerRole>(
-              e, {{"inter-router", ListenerRole::kInterRouter}, {"edge", ListenerRole::kEdge}});
-        } else if (e.key == "cost") {
-          c.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
-        }
-      }
-      if (name_entry == nullptr) {
-        fail(item, joinField(path, "name"), "missing required field 'name'");
-      }
-      if (!have_port) fail(item, joinField(path, "port"), "missing required field 'port'");
-      for (std::size_t j = 0; j < out.size(); ++j) {
-        if (out[j].name == c.name) {
-          failValue(*name_entry,
-                    fmt::format("duplicate connector name '{}' (already used by connectors[{}] at "
-                                "line {})",
-                                c.name, j, out[j].line));
-        }
-      }
-      out.push_back(std::move(c));
-    }
-  }
-
-  // tcp_listeners and tcp_connectors share their fields: name, host, port
-  // and address, all but host required.
-  template <typename T>
-  void parseTcp(const Entry& section, std::string_view key, std::string_view what,
-                std::vector<T>& out) const {
-    if (!expectSequenceOrNull(section)) return;
-    constexpr bool listener = std::is_same_v<T, TcpListenerConfig>;
     std::size_t index = 0;
     for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
       const YAML::Node item = *it;
@@ -520,34 +433,8 @@ class Parser {
         fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
       T c;
       c.line = item.Mark().line + 1;
-      const Entry* name_entry = nullptr;
-      bool have_port = false;
-      bool have_address = false;
-      for (const Entry& e : entries(item, path, {"name", "host", "port", "address"})) {
-        if (e.key == "name") {
-          c.name = name(e);
-          name_entry = &e;
-        } else if (e.key == "host") {
-          c.host = nonEmptyString(e);
-        } else if (e.key == "port") {
-          c.port = static_cast<std::uint16_t>(integer(e, listener ? 0 : 1, 65535));
-          have_port = true;
-        } else if (e.key == "address") {
-          c.address = nonEmptyString(e);
-          if (c.address.size() > 1024) failValue(e, "an address is at most 1024 bytes long");
-          if (c.address.rfind("_vane/", 0) == 0) {
-            failValue(e, "addresses starting with '_vane/' are reserved for the router");
-          }
-          have_address = true;
-        }
-      }
-      if (name_entry == nullptr) {
-        fail(item, joinField(path, "name"), "missing required field 'name'");
-      }
-      if (!have_port) fail(item, joinField(path, "port"), "missing required field 'port'");
-      if (!have_address) {
-        fail(item, joinField(path, "address"), "missing required field 'address'");
-      }
+      const std::optional<Entry> name_entry = parse(item, path, c);
+      if (!name_entry) fail(item, joinField(path, "name"), "missing required field 'name'");
       for (std::size_t j = 0; j < out.size(); ++j) {
         if (out[j].name == c.name) {
           failValue(*name_entry, fmt::format("duplicate {} name '{}' (already used by {}[{}] at "
@@ -557,6 +444,100 @@ class Parser {
       }
       out.push_back(std::move(c));
     }
+  }
+
+  void parseListeners(const Entry& section, std::vector<ListenerConfig>& out) const {
+    parseNamedList(
+        section, "listeners", "listener", out,
+        [this](const YAML::Node& item, const std::string& path, ListenerConfig& l) {
+          std::optional<Entry> name_entry;
+          for (const Entry& e : entries(item, path, {"name", "host", "port", "role", "cost"})) {
+            if (e.key == "name") {
+              l.name = name(e);
+              name_entry = e;
+            } else if (e.key == "host") {
+              l.host = nonEmptyString(e);
+            } else if (e.key == "port") {
+              l.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
+            } else if (e.key == "role") {
+              l.role = enumeration<ListenerRole>(e, {{"normal", ListenerRole::kNormal},
+                                                     {"inter-router", ListenerRole::kInterRouter},
+                                                     {"edge", ListenerRole::kEdge}});
+            } else if (e.key == "cost") {
+              l.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+            }
+          }
+          return name_entry;
+        });
+  }
+
+  void parseConnectors(const Entry& section, std::vector<ConnectorConfig>& out) const {
+    parseNamedList(
+        section, "connectors", "connector", out,
+        [this](const YAML::Node& item, const std::string& path, ConnectorConfig& c) {
+          std::optional<Entry> name_entry;
+          bool have_port = false;
+          for (const Entry& e : entries(item, path, {"name", "host", "port", "role", "cost"})) {
+            if (e.key == "name") {
+              c.name = name(e);
+              name_entry = e;
+            } else if (e.key == "host") {
+              c.host = nonEmptyString(e);
+            } else if (e.key == "port") {
+              c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
+              have_port = true;
+            } else if (e.key == "role") {
+              c.role = enumeration<ListenerRole>(
+                  e, {{"inter-router", ListenerRole::kInterRouter}, {"edge", ListenerRole::kEdge}});
+            } else if (e.key == "cost") {
+              c.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+            }
+          }
+          if (name_entry && !have_port) {
+            fail(item, joinField(path, "port"), "missing required field 'port'");
+          }
+          return name_entry;
+        });
+  }
+
+  // tcp_listeners and tcp_connectors share their fields: name, host, port
+  // and address, all but host required.
+  template <typename T>
+  void parseTcp(const Entry& section, std::string_view key, std::string_view what,
+                std::vector<T>& out) const {
+    constexpr bool listener = std::is_same_v<T, TcpListenerConfig>;
+    parseNamedList(
+        section, key, what, out, [this](const YAML::Node& item, const std::string& path, T& c) {
+          std::optional<Entry> name_entry;
+          bool have_port = false;
+          bool have_address = false;
+          for (const Entry& e : entries(item, path, {"name", "host", "port", "address"})) {
+            if (e.key == "name") {
+              c.name = name(e);
+              name_entry = e;
+            } else if (e.key == "host") {
+              c.host = nonEmptyString(e);
+            } else if (e.key == "port") {
+              c.port = static_cast<std::uint16_t>(integer(e, listener ? 0 : 1, 65535));
+              have_port = true;
+            } else if (e.key == "address") {
+              c.address = nonEmptyString(e);
+              if (c.address.size() > 1024) {
+                failValue(e, "an address is at most 1024 bytes long");
+              }
+              if (c.address.rfind("_vane/", 0) == 0) {
+                failValue(e, "addresses starting with '_vane/' are reserved for the router");
+              }
+              have_address = true;
+            }
+          }
+          if (!name_entry) return name_entry;
+          if (!have_port) fail(item, joinField(path, "port"), "missing required field 'port'");
+          if (!have_address) {
+            fail(item, joinField(path, "address"), "missing required field 'address'");
+          }
+          return name_entry;
+        });
   }
 
   // Roles that do not fit the router's mode.

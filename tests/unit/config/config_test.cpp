@@ -772,3 +772,56 @@ TEST(ConfigNetwork, DeadIntervalMustCoverTwoHellos) {
 
 }  // namespace
 }  // namespace vane::config
+
+namespace vane::config {
+namespace {
+
+TEST(ConfigTcp, ListenersConnectorsAndWindow) {
+  Config c = parseOk(
+      "router:\n  id: a\n  stream_window_bytes: 262144\n"
+      "tcp_listeners:\n  - name: db-local\n    port: 15432\n    address: db\n"
+      "  - name: any\n    host: 0.0.0.0\n    port: 0\n    address: orders/eu\n"
+      "tcp_connectors:\n  - name: db\n    host: 10.0.0.5\n    port: 5432\n    address: db\n");
+  EXPECT_EQ(c.router.stream_window_bytes, 262144u);
+  ASSERT_EQ(c.tcp_listeners.size(), 2u);
+  EXPECT_EQ(c.tcp_listeners[0].name, "db-local");
+  EXPECT_EQ(c.tcp_listeners[0].host, "127.0.0.1");
+  EXPECT_EQ(c.tcp_listeners[0].port, 15432);
+  EXPECT_EQ(c.tcp_listeners[0].address, "db");
+  EXPECT_EQ(c.tcp_listeners[1].port, 0);
+  EXPECT_EQ(c.tcp_listeners[1].address, "orders/eu");
+  ASSERT_EQ(c.tcp_connectors.size(), 1u);
+  EXPECT_EQ(c.tcp_connectors[0].host, "10.0.0.5");
+  EXPECT_EQ(c.tcp_connectors[0].port, 5432);
+  EXPECT_EQ(c.tcp_connectors[0].line, 13);
+  EXPECT_EQ(parseOk("router:\n  id: a\n").router.stream_window_bytes, 1u << 20);
+}
+
+TEST(ConfigTcp, Errors) {
+  expectError("tcp_listeners:\n  - port: 1\n    address: a\n", 2, 5, "tcp_listeners[0].name",
+              "missing required field 'name'");
+  expectError("tcp_listeners:\n  - name: x\n    address: a\n", 2, 5, "tcp_listeners[0].port",
+              "missing required field 'port'");
+  expectError("tcp_connectors:\n  - name: x\n    port: 1\n", 2, 5, "tcp_connectors[0].address",
+              "missing required field 'address'");
+  expectError("tcp_connectors:\n  - name: x\n    port: 0\n    address: a\n", 3, 11,
+              "tcp_connectors[0].port", "value 0 is out of range (allowed: 1..65535)");
+  expectError("tcp_listeners:\n  - name: x\n    port: 1\n    address: _vane/tcp/a\n", 4, 14,
+              "tcp_listeners[0].address",
+              "addresses starting with '_vane/' are reserved for the router");
+  expectError("tcp_listeners:\n  - name: x\n    port: 1\n    address: \"\"\n", 4, 14,
+              "tcp_listeners[0].address", "must not be empty");
+  expectError(
+      "tcp_connectors:\n  - name: x\n    port: 1\n    address: a\n  - name: x\n    port: 2\n"
+      "    address: b\n",
+      5, 11, "tcp_connectors[1].name",
+      "duplicate tcp connector name 'x' (already used by tcp_connectors[0] at line 2)");
+  expectError("tcp_listeners:\n  - name: x\n    port: 1\n    adress: a\n", 4, 5,
+              "tcp_listeners[0].adress",
+              "unknown field 'adress' (expected one of: name, host, port, address)");
+  expectError("router:\n  stream_window_bytes: 1000\n", 2, 24, "router.stream_window_bytes",
+              "value 1000 is out of range (allowed: 65536..1073741824)");
+}
+
+}  // namespace
+}  // namespace vane::config
