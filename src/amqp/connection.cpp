@@ -230,11 +230,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
 
   void append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) override {
     if (t->streaming && router_link_ && !stream_) {
-      if (auto via = t->via.lock()) {
-        via->append(t, std::move(chunk), last);
-      } else {
-        t->budget->release(static_cast<std::int64_t>(chunk->size()));
-      }
+      forwarding::appendVia(t, std::move(chunk), last);
       return;
     }
     if (!link_ || t->aborted || t->slot_reported) {
@@ -254,7 +250,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
 
   void abort(const std::shared_ptr<Transfer>& t) override {
     if (t->streaming && router_link_ && !stream_) {
-      if (auto via = t->via.lock()) via->abort(t);
+      forwarding::abortVia(t);
       return;
     }
     if (t->aborted || t->finished_sending || t->slot_reported) return;
@@ -598,7 +594,7 @@ class InLink : public forwarding::IngressSink,
   // when reading must wait (more frames to come, or the budget is full).
   bool readFrom(IngressDelivery* rec, pn_delivery_t* d) {
     while (true) {
-      if (budget_->overLimit() && !pauseReading()) return false;
+      if (budget_->pauseIfFull()) return false;
       const ssize_t pending = pn_delivery_pending(d);
       const bool partial = pn_delivery_partial(d);
       if (pending <= 0) {
@@ -623,17 +619,6 @@ class InLink : public forwarding::IngressSink,
       }
       onBytes(rec, std::move(buf), false);
     }
-  }
-
-  // The budget is over its limit: pause, unless the egress drained it
-  // meanwhile. Returns true to keep reading.
-  bool pauseReading() {
-    budget_->paused.store(true, std::memory_order_release);
-    if (budget_->overLimit()) return false;
-    // Drained between the check and the flag: take the flag back (or let the
-    // resume that the egress posted find nothing to do).
-    budget_->paused.store(false, std::memory_order_release);
-    return true;
   }
 
   void complete(IngressDelivery* rec, pn_delivery_t* d, std::shared_ptr<std::string> last) {

@@ -13,6 +13,18 @@ void FlowBudget::release(std::int64_t n) {
   }
 }
 
+void appendVia(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) {
+  if (auto via = t->via.lock()) {
+    via->append(t, std::move(chunk), last);
+  } else {
+    t->budget->release(static_cast<std::int64_t>(chunk->size()));
+  }
+}
+
+void abortVia(const std::shared_ptr<Transfer>& t) {
+  if (auto via = t->via.lock()) via->abort(t);
+}
+
 void postOutcome(const std::shared_ptr<Transfer>& t, const Outcome& outcome) {
   if (t->presettled || t->outcome_reported) return;
   t->outcome_reported = true;

@@ -77,6 +77,19 @@ struct FlowBudget {
   std::weak_ptr<IngressSink> sink;
 
   bool overLimit() const { return bytes.load(std::memory_order_relaxed) > limit; }
+  // Ingress loop, before reading more: true when over the limit, in which
+  // case `paused` is set and a resume (IngressSink::onResume) will come once
+  // the egress drains below the low mark. The flag is set before a second
+  // check, so a drain racing the pause is never lost.
+  bool pauseIfFull() {
+    if (!overLimit()) return false;
+    paused.store(true, std::memory_order_release);
+    if (overLimit()) return true;
+    // Drained between the checks: take the flag back (or let the resume that
+    // the egress posted find nothing to do).
+    paused.store(false, std::memory_order_release);
+    return false;
+  }
   void take(std::int64_t n) { bytes.fetch_add(n, std::memory_order_relaxed); }
   // Called on the egress loop when `n` bytes have left the router's buffers.
   void release(std::int64_t n);
@@ -209,6 +222,12 @@ inline void uncount(Transfer& t) {
     t.load->fetch_sub(1, std::memory_order_relaxed);
   }
 }
+
+// For sinks that hand a copy over to another sink (Transfer::via): pass on
+// later bytes or an abort. Bytes for a copy whose sink is gone leave the
+// budget. Egress loop.
+void appendVia(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last);
+void abortVia(const std::shared_ptr<Transfer>& t);
 
 // Helpers that post to the ingress loop. Safe from any loop.
 void postOutcome(const std::shared_ptr<Transfer>& t, const Outcome& outcome);

@@ -153,6 +153,35 @@ Router::~Router() {
   tcp_connectors_.clear();
 }
 
+namespace {
+// Reload of a list of entities built from configuration entries (T::cfg):
+// keeps those whose entry is unchanged in `wanted`, hands the others to
+// `drop`, and returns in `added` the entries to make anew.
+template <typename T, typename C, typename Drop>
+void sync(std::vector<std::unique_ptr<T>>& current, const std::vector<C>& wanted,
+          std::vector<C>& added, Drop&& drop) {
+  auto same = [](const C& a, const C& b) {
+    return a.host == b.host && a.port == b.port && a.address == b.address;
+  };
+  std::vector<std::unique_ptr<T>> kept;
+  for (auto& t : current) {
+    auto it = std::find_if(wanted.begin(), wanted.end(),
+                           [&](const C& c) { return c.name == t->cfg.name; });
+    if (it != wanted.end() && same(*it, t->cfg)) {
+      kept.push_back(std::move(t));
+    } else {
+      drop(std::move(t));
+    }
+  }
+  current = std::move(kept);
+  for (const C& c : wanted) {
+    auto it = std::find_if(current.begin(), current.end(),
+                           [&](const auto& t) { return t->cfg.name == c.name; });
+    if (it == current.end()) added.push_back(c);
+  }
+}
+}  // namespace
+
 std::string Router::reload(const config::Config& next) {
   if (!started_ || stopped_) return "the router is not running";
   // What a reload does not change.
@@ -169,25 +198,12 @@ std::string Router::reload(const config::Config& next) {
   std::promise<std::string> result;
   core_loop_.post([this, &next, &result] {
     std::string errors;
-    auto same = [](const auto& a, const auto& b) {
-      return a.host == b.host && a.port == b.port && a.address == b.address;
-    };
-    // tcp_listeners: close what went or changed, then open what is new.
-    std::vector<std::unique_ptr<TcpListener>> keep;
-    for (auto& t : tcp_listeners_) {
-      auto it = std::find_if(next.tcp_listeners.begin(), next.tcp_listeners.end(),
-                             [&](const auto& c) { return c.name == t->cfg.name; });
-      if (it != next.tcp_listeners.end() && same(*it, t->cfg)) {
-        keep.push_back(std::move(t));
-      } else {
-        retire(std::move(t));
-      }
-    }
-    tcp_listeners_ = std::move(keep);
-    for (const auto& c : next.tcp_listeners) {
-      auto it = std::find_if(tcp_listeners_.begin(), tcp_listeners_.end(),
-                             [&](const auto& t) { return t->cfg.name == c.name; });
-      if (it != tcp_listeners_.end()) continue;
+    // Entries are matched by name: those gone or changed are dropped, then
+    // the new ones (including the changed) are made.
+    std::vector<config::TcpListenerConfig> new_listeners;
+    sync(tcp_listeners_, next.tcp_listeners, new_listeners,
+         [this](std::unique_ptr<TcpListener> t) { retire(std::move(t)); });
+    for (const auto& c : new_listeners) {
       auto t = makeTcpListener(c);
       if (std::string err = t->listener->open(); !err.empty()) {
         VANE_LOG_ERROR("reload: tcp listener {}: {}", c.name, err);
@@ -197,22 +213,10 @@ std::string Router::reload(const config::Config& next) {
       t->listener->startAccepting();
       tcp_listeners_.push_back(std::move(t));
     }
-    // tcp_connectors.
-    std::vector<std::unique_ptr<TcpConnector>> kept;
-    for (auto& t : tcp_connectors_) {
-      auto it = std::find_if(next.tcp_connectors.begin(), next.tcp_connectors.end(),
-                             [&](const auto& c) { return c.name == t->cfg.name; });
-      if (it != next.tcp_connectors.end() && same(*it, t->cfg)) {
-        kept.push_back(std::move(t));
-      } else {
-        unpublish(*t);
-      }
-    }
-    tcp_connectors_ = std::move(kept);
-    for (const auto& c : next.tcp_connectors) {
-      auto it = std::find_if(tcp_connectors_.begin(), tcp_connectors_.end(),
-                             [&](const auto& t) { return t->cfg.name == c.name; });
-      if (it != tcp_connectors_.end()) continue;
+    std::vector<config::TcpConnectorConfig> new_connectors;
+    sync(tcp_connectors_, next.tcp_connectors, new_connectors,
+         [this](std::unique_ptr<TcpConnector> t) { unpublish(*t); });
+    for (const auto& c : new_connectors) {
       auto t = makeTcpConnector(c);
       publish(*t);
       tcp_connectors_.push_back(std::move(t));

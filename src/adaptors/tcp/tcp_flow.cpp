@@ -279,11 +279,7 @@ class TcpFlow : public forwarding::IngressSink,
 
   void readMore() {
     if (reading_ || read_eof_ || finished_ || !out_) return;
-    if (budget_->overLimit()) {
-      budget_->paused.store(true, std::memory_order_release);
-      if (budget_->overLimit()) return;  // onResume continues
-      budget_->paused.store(false, std::memory_order_release);
-    }
+    if (budget_->pauseIfFull()) return;  // onResume continues
     reading_ = true;
     const std::size_t want = flows_.read_size;
     auto buf = std::make_shared<std::string>(kDataHeaderSize + want, '\0');
@@ -550,15 +546,11 @@ void FlowTable::enqueue(std::shared_ptr<Transfer> t) {
 }
 
 void FlowTable::append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) {
-  if (auto via = t->via.lock()) {
-    via->append(t, std::move(chunk), last);
-  } else {
-    t->budget->release(static_cast<std::int64_t>(chunk->size()));
-  }
+  forwarding::appendVia(t, std::move(chunk), last);
 }
 
 void FlowTable::abort(const std::shared_ptr<Transfer>& t) {
-  if (auto via = t->via.lock()) via->abort(t);
+  forwarding::abortVia(t);
 }
 
 void startClientFlow(FlowTable& flows, tcp::socket socket, const std::string& address,
@@ -578,15 +570,11 @@ void ConnectorSink::enqueue(std::shared_ptr<Transfer> t) {
 }
 
 void ConnectorSink::append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) {
-  if (auto via = t->via.lock()) {
-    via->append(t, std::move(chunk), last);
-  } else {
-    t->budget->release(static_cast<std::int64_t>(chunk->size()));
-  }
+  forwarding::appendVia(t, std::move(chunk), last);
 }
 
 void ConnectorSink::abort(const std::shared_ptr<Transfer>& t) {
-  if (auto via = t->via.lock()) via->abort(t);
+  forwarding::abortVia(t);
 }
 
 }  // namespace vane::adaptors::tcp
