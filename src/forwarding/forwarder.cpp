@@ -205,14 +205,28 @@ bool parseFlow(std::string_view s, std::size_t* loop, std::uint64_t* flow) {
 }
 }  // namespace
 
-std::string flowAddress(std::string_view router, std::size_t loop, std::uint64_t flow) {
+std::string flowAddress(std::string_view router, std::string_view uplink, std::size_t loop,
+                        std::uint64_t flow) {
   std::string a(kTempPrefix);
-  a.append(router);
+  if (uplink.empty()) {
+    a.append(router);
+  } else {
+    a.append(uplink);
+    a.append("/via/");
+    a.append(router);
+  }
   a.append("/flow/");
   a.append(std::to_string(loop));
   a.push_back('/');
   a.append(std::to_string(flow));
   return a;
+}
+
+std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flow) const {
+  for (const auto& [id, hop] : paths_->hops) {
+    if (hop.kind == NextHop::Kind::kUplink) return flowAddress(paths_->self, id, loop, flow);
+  }
+  return flowAddress(paths_->self, {}, loop, flow);
 }
 
 RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& out) {
@@ -238,21 +252,37 @@ RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& 
     return {routeMulticast(none, rq, hops, out), true};
   }
   // A reply address of another router: towards that router. A flow's reply
-  // address here: to that flow.
+  // address here: to that flow; through here to one of our edge routers: to
+  // that edge router.
   if (rq.address.substr(0, kTempPrefix.size()) == kTempPrefix) {
     auto rest = rq.address.substr(kTempPrefix.size());
     auto router = rest.substr(0, rest.find('/'));
-    if (router == paths.self) {
+    auto tail = rest.substr(router.size());
+    constexpr std::string_view kVia = "/via/";
+    std::string_view edge;
+    if (tail.substr(0, kVia.size()) == kVia) {
+      tail.remove_prefix(kVia.size());
+      edge = tail.substr(0, tail.find('/'));
+      tail.remove_prefix(edge.size());
+    }
+    const bool mine = edge.empty() ? router == paths.self : edge == paths.self;
+    if (mine) {
       std::size_t loop = 0;
       std::uint64_t flow = 0;
-      if (parseFlow(rest.substr(router.size()), &loop, &flow) && loop < flow_consumers_.size()) {
+      if (parseFlow(tail, &loop, &flow) && loop < flow_consumers_.size()) {
         Target t;
         t.to = flow_consumers_[loop];
         t.flow = flow;
         out.push_back(std::move(t));
         return {RouteStatus::kRouted, false};
       }
-    } else if (!router.empty() && router.size() < rest.size() && rq.arrival != Arrival::kUplink) {
+    } else if (router == paths.self && !edge.empty()) {
+      const NextHop* nh = paths.find(edge);
+      if (nh != nullptr && nh->kind == NextHop::Kind::kEdgeChild) {
+        return {routeTo(edge, rq, hops, out), false};
+      }
+    } else if (!router.empty() && router != paths.self && router.size() < rest.size() &&
+               rq.arrival != Arrival::kUplink) {
       return {routeTo(router, rq, hops, out), false};
     }
   }

@@ -120,8 +120,12 @@ inline constexpr std::string_view kTempPrefix = "_vane/temp/";
 
 // The reply address of one TCP flow (or any stream endpoint) on this router:
 // "_vane/temp/<router>/flow/<loop index>/<flow id>". Deliveries for it go to
-// the flow consumer of that loop, which hands them to the flow by id.
-std::string flowAddress(std::string_view router, std::size_t loop, std::uint64_t flow);
+// the flow consumer of that loop, which hands them to the flow by id. An edge
+// router is known only to its own interior router, so its flows' addresses
+// lead through that router: "_vane/temp/<uplink>/via/<edge>/flow/<loop>/<id>"
+// (`uplink` empty: an interior router).
+std::string flowAddress(std::string_view router, std::string_view uplink, std::size_t loop,
+                        std::uint64_t flow);
 
 // Routers a delivery may cross before it is given up (a loop while routes
 // reconverge).
@@ -151,6 +155,9 @@ class ForwardingTable {
     flow_consumers_ = std::move(c);
   }
   const PathTable* paths() const { return paths_.get(); }
+  // The reply address of flow `flow` of loop `loop` here (see flowAddress),
+  // through the current uplink on an edge router.
+  std::string flowAddressHere(std::size_t loop, std::uint64_t flow) const;
 
   // Chooses where one delivery goes: local consumers and/or copies for
   // other routers (with the header to send them). `out` is cleared first.

@@ -118,6 +118,28 @@ def test_echo_payloads(router_factory, servers, hops):
             f"{name} echo through {hops} router(s) came back different: {got} bytes")
 
 
+def test_echo_between_edge_routers(router_factory, servers):
+    """Listener on an edge router attached to A, connector on an edge router
+    attached to B: the flow crosses E1 -> A -> B -> E2, and the reply stream
+    goes back through both uplinks (an edge router knows only its uplink)."""
+    echo = servers(EchoServer())
+    net = Network(router_factory)
+    net.interior("A").interior("B").link("A", "B")
+    net.edge("E1", uplinks=["A"]).edge("E2", uplinks=["B"])
+    net.tcp_listener("E1", "in", "svc")
+    net.tcp_connector("E2", "out", "svc", echo.port)
+    # A listener on an interior router reaching the same edge-side service.
+    net.tcp_listener("A", "in", "svc")
+    net.start().wait_converged()
+    for rid in ("E1", "A"):
+        port = net.tcp_port(rid, "in")
+        wait_served(port)
+        data = payload(300 * 1000, seed=7)
+        got, digest = echo_roundtrip(port, data, timeout=30)
+        assert (got, digest) == (len(data), hashlib.sha256(data).hexdigest()), (
+            f"echo from a tcp listener on {rid} to a connector on edge router E2: {got} bytes")
+
+
 def test_echo_100mb_three_routers(router_factory, servers):
     echo = servers(EchoServer())
     net = tcp_line(router_factory, 3, echo.port)

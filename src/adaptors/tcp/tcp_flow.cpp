@@ -66,7 +66,7 @@ class TcpFlow : public forwarding::IngressSink,
   // Client side: sends the client's stream to `service`, then reads.
   void startClient(const std::string& service) {
     setNoDelay();
-    if (!openOut(service, forwarding::flowAddress(flows_.router_id, flows_.loop_index, id_))) {
+    if (!openOut(service, flows_.table.flowAddressHere(flows_.loop_index, id_))) {
       counters_->refused.fetch_add(1, std::memory_order_relaxed);
       if (!counters_->failing.exchange(true)) {
         VANE_LOG_INFO(

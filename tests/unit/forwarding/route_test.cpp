@@ -244,15 +244,15 @@ TEST_F(RouteTest, FlowAddressGoesToItsLoopsFlowConsumer) {
   auto f0 = consumer(1);
   auto f1 = consumer(2);
   table_.setFlowConsumers({f0, f1});
-  EXPECT_EQ(flowAddress("A", 1, 42), "_vane/temp/A/flow/1/42");
-  ASSERT_EQ(route(flowAddress("A", 1, 42)).status, RouteStatus::kRouted);
+  EXPECT_EQ(flowAddress("A", "", 1, 42), "_vane/temp/A/flow/1/42");
+  ASSERT_EQ(route(flowAddress("A", "", 1, 42)).status, RouteStatus::kRouted);
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(out_[0].to, f1);
   EXPECT_EQ(out_[0].flow, 42u);
   EXPECT_FALSE(out_[0].remote);
   // Arriving from another router (the header names us) works the same.
   RouteHeader h;
-  h.address = flowAddress("A", 0, 7);
+  h.address = flowAddress("A", "", 0, 7);
   h.dest = "A";
   ASSERT_EQ(route(h.address, &h, Arrival::kInterior, "B").status, RouteStatus::kRouted);
   EXPECT_EQ(out_[0].to, f0);
@@ -262,7 +262,7 @@ TEST_F(RouteTest, FlowAddressGoesToItsLoopsFlowConsumer) {
 TEST_F(RouteTest, FlowAddressOfAnotherRouterGoesTowardsIt) {
   paths("A", {{"B", "B", 1, kInterior}, {"C", "B", 2, kInterior}});
   table_.setFlowConsumers({consumer(1)});
-  ASSERT_EQ(route(flowAddress("C", 0, 3)).status, RouteStatus::kRouted);
+  ASSERT_EQ(route(flowAddress("C", "", 0, 3)).status, RouteStatus::kRouted);
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(via(out_[0]), "B");
   EXPECT_EQ(out_[0].header.dest, "C");
@@ -272,12 +272,41 @@ TEST_F(RouteTest, FlowAddressOfAnotherRouterGoesTowardsIt) {
 TEST_F(RouteTest, EdgeSendsOtherRoutersReplyAddressesToItsUplink) {
   paths("E", {{"A", "A", 1, kUplink}});
   table_.setFlowConsumers({consumer(1)});
-  ASSERT_EQ(route(flowAddress("B", 0, 3)).status, RouteStatus::kRouted);
+  ASSERT_EQ(route(flowAddress("B", "", 0, 3)).status, RouteStatus::kRouted);
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(via(out_[0]), "A");
   EXPECT_EQ(out_[0].header.dest, "B");
   ASSERT_EQ(route("_vane/temp/B/x.1").status, RouteStatus::kRouted);
   EXPECT_EQ(out_[0].header.dest, "B");
+}
+
+TEST_F(RouteTest, EdgeFlowAddressLeadsThroughItsUplink) {
+  // On edge router E1 (uplink A): its flows' addresses name A and itself.
+  paths("E1", {{"A", "A", 1, kUplink}});
+  auto f0 = consumer(1);
+  table_.setFlowConsumers({f0});
+  const std::string a = table_.flowAddressHere(0, 9);
+  EXPECT_EQ(a, "_vane/temp/A/via/E1/flow/0/9");
+  // Back at E1, from its uplink: to the flow.
+  RouteHeader h;
+  h.address = a;
+  ASSERT_EQ(route(a, &h, Arrival::kUplink, "A").status, RouteStatus::kRouted);
+  EXPECT_EQ(out_[0].to, f0);
+  EXPECT_EQ(out_[0].flow, 9u);
+
+  // On A: to its edge child E1.
+  paths("A", {{"B", "B", 1, kInterior}, {"E1", "E1", 1, kEdge}});
+  h.dest = "A";
+  ASSERT_EQ(route(a, &h, Arrival::kInterior, "B").status, RouteStatus::kRouted);
+  EXPECT_EQ(via(out_[0]), "E1");
+  // Elsewhere (B): towards A.
+  paths("B", {{"A", "A", 1, kInterior}});
+  ASSERT_EQ(route(a).status, RouteStatus::kRouted);
+  EXPECT_EQ(via(out_[0]), "A");
+  EXPECT_EQ(out_[0].header.dest, "A");
+  // On A, an edge router that is not ours: nowhere.
+  paths("A", {{"B", "B", 1, kInterior}});
+  EXPECT_EQ(route(a, &h, Arrival::kInterior, "B").status, RouteStatus::kNoRoute);
 }
 
 TEST_F(RouteTest, MalformedFlowAddressHasNoRoute) {
