@@ -382,8 +382,16 @@ ScanStatus scanProperties(const Input& in, std::size_t start, std::size_t pos, S
   }
   const ScanStatus to = readAddressField(data, &result->to);
   if (to == ScanStatus::kMalformed) return to;
-  if (fields >= 5) {  // subject, reply-to
-    if (!pn_data_next(data) || !pn_data_next(data)) return ScanStatus::kMalformed;
+  if (fields >= 4) {  // subject
+    if (!pn_data_next(data)) return ScanStatus::kMalformed;
+    if (pn_data_type(data) == PN_STRING || pn_data_type(data) == PN_SYMBOL) {
+      const pn_bytes_t b =
+          pn_data_type(data) == PN_STRING ? pn_data_get_string(data) : pn_data_get_symbol(data);
+      if (b.size <= kMaxAddressLength) result->subject.assign(b.start, b.size);
+    }
+  }
+  if (fields >= 5) {  // reply-to
+    if (!pn_data_next(data)) return ScanStatus::kMalformed;
     if (readAddressField(data, &result->reply_to) == ScanStatus::kMalformed) {
       return ScanStatus::kMalformed;
     }

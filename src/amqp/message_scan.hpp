@@ -24,6 +24,7 @@ struct ScanResult {
   // with a properties section): reply-to, and the offset just past the
   // section (0 when there is none).
   std::string reply_to;
+  std::string subject;  // if a string or symbol
   std::size_t properties_end = 0;
 };
 

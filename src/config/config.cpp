@@ -14,6 +14,7 @@
 #include <exception>
 #include <initializer_list>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string_view>
@@ -160,7 +161,7 @@ class Parser {
     }
     for (const Entry& e : entries(root, "",
                                   {"router", "listeners", "connectors", "addresses",
-                                   "tcp_listeners", "tcp_connectors"})) {
+                                   "tcp_listeners", "tcp_connectors", "management"})) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
@@ -172,6 +173,8 @@ class Parser {
         parseTcp(e, "tcp_listeners", "tcp listener", cfg.tcp_listeners);
       } else if (e.key == "tcp_connectors") {
         parseTcp(e, "tcp_connectors", "tcp connector", cfg.tcp_connectors);
+      } else if (e.key == "management") {
+        parseManagement(e, cfg.management);
       } else {
         parseAddresses(e, cfg.addresses);
       }
@@ -500,6 +503,30 @@ class Parser {
         });
   }
 
+  void parseManagement(const Entry& section, ManagementConfig& m) const {
+    m.enabled = true;
+    m.line = section.key_node.Mark().line + 1;
+    if (section.value.IsNull())
+      fail(section.value, section.field + ".port", "missing required field 'port'");
+    if (!section.value.IsMap()) {
+      fail(section.value, section.field,
+           fmt::format("expected a mapping, got {}", describe(section.value)));
+    }
+    bool have_port = false;
+    for (const Entry& e : entries(section.value, section.field, {"host", "port", "token"})) {
+      if (e.key == "host") {
+        m.host = nonEmptyString(e);
+      } else if (e.key == "port") {
+        m.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
+        have_port = true;
+      } else if (e.key == "token") {
+        m.token = nonEmptyString(e);
+        if (m.token.size() < 16) failValue(e, "a token must be at least 16 characters long");
+      }
+    }
+    if (!have_port) fail(section.value, section.field + ".port", "missing required field 'port'");
+  }
+
   // tcp_listeners and tcp_connectors share their fields: name, host, port
   // and address, all but host required.
   template <typename T>
@@ -693,6 +720,42 @@ Config defaultConfig() {
   cfg.listeners.push_back(std::move(l));
   cfg.source = "<built-in>";
   return cfg;
+}
+
+ConfigResult parseEntry(const std::string& section, const std::string& text) {
+  ConfigError err;
+  err.file = "request";
+  if (section != "tcp_listeners" && section != "tcp_connectors" && section != "listeners" &&
+      section != "connectors" && section != "addresses") {
+    err.message = "unknown section '" + section + "'";
+    return err;
+  }
+  // A strict JSON object, re-serialised on one line: nothing in the body can
+  // reach outside its entry.
+  nlohmann::json body;
+  try {
+    body = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    err.message = std::string("the body is not valid JSON: ") + e.what();
+    return err;
+  }
+  if (!body.is_object()) {
+    err.message = "the body must be a JSON object";
+    return err;
+  }
+  const std::string doc = section + ":\n  - " + body.dump() + "\n";
+  ConfigResult r = parseString(doc, "request");
+  if (auto* e = std::get_if<ConfigError>(&r)) {
+    // Positions refer to the re-serialised text: leave them out, and name
+    // the field inside the entry.
+    const std::string prefix = section + "[0]";
+    e->line = 0;
+    e->column = 0;
+    if (e->field.rfind(prefix, 0) == 0) {
+      e->field = e->field.size() > prefix.size() ? e->field.substr(prefix.size() + 1) : "";
+    }
+  }
+  return r;
 }
 
 ConfigResult parseString(const std::string& text, const std::string& name) {

@@ -104,6 +104,17 @@ struct AddressConfig {
   int line = 0;
 };
 
+// The HTTP management API (JSON, Prometheus metrics, health probes).
+struct ManagementConfig {
+  bool enabled = false;  // the `management` section is present
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // required when enabled (0 = pick a free port, logged)
+  // When set, every request but /healthz and /readyz must carry
+  // "Authorization: Bearer <token>".
+  std::string token;
+  int line = 0;
+};
+
 struct Config {
   RouterConfig router;
   std::vector<ListenerConfig> listeners;
@@ -111,6 +122,7 @@ struct Config {
   std::vector<AddressConfig> addresses;
   std::vector<TcpListenerConfig> tcp_listeners;
   std::vector<TcpConnectorConfig> tcp_connectors;
+  ManagementConfig management;
   std::string source;  // file name or "<built-in>"
 };
 
@@ -134,5 +146,12 @@ ConfigResult parseString(const std::string& text, const std::string& name);
 
 // Reads and parses a file. A missing/unreadable file is a ConfigError too.
 ConfigResult loadFile(const std::string& path);
+
+// Parses one entry of a list section ("tcp_listeners", "tcp_connectors",
+// "listeners", "connectors", "addresses") given as YAML or JSON text (the
+// management API's request bodies), checked exactly like the same entry in
+// a file: the result holds the entry in its section, or an error whose
+// field names the entry's key (e.g. "port").
+ConfigResult parseEntry(const std::string& section, const std::string& text);
 
 }  // namespace vane::config

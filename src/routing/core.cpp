@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <random>
 
 #include "core/log.hpp"
@@ -205,6 +206,36 @@ void RoutingCore::controlReceived(NeighborId id, std::string message) {
     // The engine paces its output: wake up when it has more to send.
     scheduleTick();
   });
+}
+
+RoutingCore::View RoutingCore::view() const {
+  VANE_ASSERT_THREAD(loop_);
+  View v;
+  for (const auto& [id, n] : neighbors_) {
+    v.links.push_back({n.info.peer_id, n.info.role, n.info.cost, n.up});
+  }
+  std::sort(v.links.begin(), v.links.end(),
+            [](const auto& a, const auto& b) { return a.peer < b.peer; });
+  for (const auto& p : paths_) {
+    auto it = neighbors_.find(p.next_hop);
+    v.routes.push_back(
+        {p.router, it == neighbors_.end() ? std::string() : it->second.info.peer_id, p.cost});
+  }
+  std::sort(v.routes.begin(), v.routes.end(),
+            [](const auto& a, const auto& b) { return a.router < b.router; });
+  std::map<std::string, View::Address> addresses;
+  for (const auto& [address, ids] : local_) {
+    auto& a = addresses[address];
+    a.local_consumers = ids.size();
+  }
+  for (const auto& k : remote_) addresses[k.address].remote_routers.push_back(k.router);
+  for (auto& [address, a] : addresses) {
+    a.address = address;
+    a.distribution = distributionFor(address);
+    std::sort(a.remote_routers.begin(), a.remote_routers.end());
+    v.addresses.push_back(std::move(a));
+  }
+  return v;
 }
 
 void RoutingCore::summary(std::function<void(Summary)> done) {

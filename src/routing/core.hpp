@@ -117,6 +117,32 @@ class RoutingCore : private EngineOutput {
   };
   void summary(std::function<void(Summary)> done);
 
+  // What management shows of the network, as this router sees it. Core
+  // loop only.
+  struct View {
+    struct Route {
+      std::string router;
+      std::string next_hop;  // the neighbour's router id
+      std::uint32_t cost = 0;
+    };
+    struct Link {
+      std::string peer;
+      NeighborRole role = NeighborRole::kInterior;
+      std::uint32_t cost = 0;
+      bool up = false;  // accepted by the routing protocol
+    };
+    struct Address {
+      std::string address;
+      config::Distribution distribution = config::Distribution::kBalanced;
+      std::size_t local_consumers = 0;
+      std::vector<std::string> remote_routers;  // sorted
+    };
+    std::vector<Route> routes;       // sorted by router
+    std::vector<Link> links;         // sorted by peer
+    std::vector<Address> addresses;  // sorted by address
+  };
+  View view() const;
+
  private:
   // EngineOutput (core loop)
   void send(NeighborId to, std::string message) override;

@@ -5,6 +5,8 @@
 #include <thread>
 
 #include "core/log.hpp"
+#include "management/api.hpp"
+#include "management/http_server.hpp"
 #include "server/connector.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
@@ -75,6 +77,101 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   }
   for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
   for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
+  if (cfg_.management.enabled) {
+    management_ = std::make_unique<management::HttpServer>(
+        core_loop_, management::makeApi(*this, cfg_.management.token));
+  }
+}
+
+double Router::uptimeSeconds() const {
+  if (!started_) return 0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+}
+
+std::vector<Router::ListenerInfo> Router::listeners() const {
+  std::vector<ListenerInfo> out;
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    const auto& c = cfg_.listeners[i];
+    out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost});
+  }
+  return out;
+}
+
+std::vector<Router::TcpListenerInfo> Router::tcpListeners() const {
+  std::vector<TcpListenerInfo> out;
+  for (const auto& t : tcp_listeners_)
+    out.push_back({t->cfg, t->listener->boundPort(), t->counters});
+  return out;
+}
+
+std::vector<Router::TcpConnectorInfo> Router::tcpConnectors() const {
+  std::vector<TcpConnectorInfo> out;
+  for (const auto& t : tcp_connectors_) out.push_back({t->cfg, t->counters});
+  return out;
+}
+
+std::string Router::addTcpListener(const config::TcpListenerConfig& c) {
+  for (const auto& t : tcp_listeners_) {
+    if (t->cfg.name == c.name) return "a tcp listener named '" + c.name + "' exists";
+  }
+  auto t = makeTcpListener(c);
+  if (std::string err = t->listener->open(); !err.empty()) return err;
+  t->listener->startAccepting();
+  tcp_listeners_.push_back(std::move(t));
+  cfg_.tcp_listeners.push_back(c);
+  return {};
+}
+
+std::string Router::addTcpConnector(const config::TcpConnectorConfig& c) {
+  for (const auto& t : tcp_connectors_) {
+    if (t->cfg.name == c.name) return "a tcp connector named '" + c.name + "' exists";
+  }
+  auto t = makeTcpConnector(c);
+  publish(*t);
+  tcp_connectors_.push_back(std::move(t));
+  cfg_.tcp_connectors.push_back(c);
+  return {};
+}
+
+bool Router::removeTcpListener(const std::string& name) {
+  auto it = std::find_if(tcp_listeners_.begin(), tcp_listeners_.end(),
+                         [&](const auto& t) { return t->cfg.name == name; });
+  if (it == tcp_listeners_.end()) return false;
+  retire(std::move(*it));
+  tcp_listeners_.erase(it);
+  std::erase_if(cfg_.tcp_listeners, [&](const auto& c) { return c.name == name; });
+  return true;
+}
+
+bool Router::removeTcpConnector(const std::string& name) {
+  auto it = std::find_if(tcp_connectors_.begin(), tcp_connectors_.end(),
+                         [&](const auto& t) { return t->cfg.name == name; });
+  if (it == tcp_connectors_.end()) return false;
+  unpublish(**it);
+  tcp_connectors_.erase(it);
+  std::erase_if(cfg_.tcp_connectors, [&](const auto& c) { return c.name == name; });
+  return true;
+}
+
+void Router::flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) {
+  // Ask every worker in turn, then answer on the core loop.
+  struct Gather {
+    std::vector<adaptors::tcp::FlowRecord> records;
+    std::size_t left = 0;
+    std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = workers_.size();
+  g->done = std::move(done);
+  for (auto& w : workers_) {
+    w->loop().post([this, g, w = w.get()] {
+      auto r = w->flows().records();
+      core_loop_.post([g, r = std::move(r)]() mutable {
+        std::move(r.begin(), r.end(), std::back_inserter(g->records));
+        if (--g->left == 0) g->done(std::move(g->records));
+      });
+    });
+  }
 }
 
 // router.max_connections bounds AMQP connections and the TCP connections
@@ -111,8 +208,8 @@ std::unique_ptr<Router::TcpConnector> Router::makeTcpConnector(
   t->cfg = c;
   t->counters = std::make_shared<adaptors::tcp::TcpCounters>();
   for (auto& w : workers_) {
-    auto sink = std::make_shared<adaptors::tcp::ConnectorSink>(w->flows(), c.name, c.host, c.port,
-                                                               t->counters);
+    auto sink = std::make_shared<adaptors::tcp::ConnectorSink>(w->flows(), c.name, c.address,
+                                                               c.host, c.port, t->counters);
     t->consumers.push_back(std::make_shared<forwarding::Consumer>(
         core_->nextConsumerId(), w->loop(), std::weak_ptr<forwarding::EgressSink>(sink)));
     t->sinks.push_back(std::move(sink));
@@ -239,6 +336,10 @@ std::string Router::start() {
     std::string err = t->listener->open();
     if (!err.empty()) return "tcp listener " + t->cfg.name + ": " + err;
   }
+  if (management_) {
+    std::string err = management_->open(cfg_.management.host, cfg_.management.port);
+    if (!err.empty()) return "management: " + err;
+  }
   for (auto& w : workers_) w->loop().start();
   core_loop_.start();
   core_->start();
@@ -247,7 +348,9 @@ std::string Router::start() {
     for (auto& t : tcp_listeners_) t->listener->startAccepting();
     for (auto& t : tcp_connectors_) publish(*t);
     for (auto& c : connectors_) c->start();
+    if (management_) management_->start();
   });
+  started_at_ = std::chrono::steady_clock::now();
   started_ = true;
   VANE_LOG_INFO("router {} ready (mode {}, {} worker{})", cfg_.router.id,
                 config::toString(cfg_.router.mode), workers_.size(),
@@ -264,6 +367,7 @@ void Router::stop(std::chrono::milliseconds grace) {
     core_loop_.post([this, &closed] {
       for (auto& l : listeners_) l->close();
       for (auto& t : tcp_listeners_) t->listener->close();
+      if (management_) management_->close();
       for (auto& c : connectors_) c->stop();
       closed.set_value();
     });
@@ -295,6 +399,7 @@ void Router::stop(std::chrono::milliseconds grace) {
   core_loop_.drainAfterJoin([] {});
   listeners_.clear();
   tcp_listeners_.clear();
+  management_.reset();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);
 }
 

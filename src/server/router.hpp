@@ -13,6 +13,10 @@
 #include "core/event_loop.hpp"
 #include "routing/core.hpp"
 
+namespace vane::management {
+class HttpServer;
+}
+
 namespace vane::server {
 
 class Worker;
@@ -46,6 +50,40 @@ class Router {
   amqp::Stats& stats() { return stats_; }
   routing::RoutingCore& routing() { return *core_; }
 
+  // -- Management: all on the core loop, unless said otherwise. -----------
+  core::EventLoop& coreLoop() { return core_loop_; }
+  // Seconds since start() (any thread).
+  double uptimeSeconds() const;
+  int workerCount() const { return static_cast<int>(workers_.size()); }
+  struct ListenerInfo {
+    std::string name;
+    std::string host;
+    std::uint16_t port = 0;  // bound
+    std::string kind;        // role: normal, inter-router, edge
+    std::uint32_t cost = 0;
+  };
+  std::vector<ListenerInfo> listeners() const;
+  struct TcpListenerInfo {
+    config::TcpListenerConfig cfg;
+    std::uint16_t port = 0;  // bound
+    std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
+  };
+  std::vector<TcpListenerInfo> tcpListeners() const;
+  struct TcpConnectorInfo {
+    config::TcpConnectorConfig cfg;
+    std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
+  };
+  std::vector<TcpConnectorInfo> tcpConnectors() const;
+  // Adds an entity at run time ("" or why not: a duplicate name, a port in
+  // use); removes one by name (false: no such entity). Open flows stay.
+  std::string addTcpListener(const config::TcpListenerConfig& c);
+  std::string addTcpConnector(const config::TcpConnectorConfig& c);
+  bool removeTcpListener(const std::string& name);
+  bool removeTcpConnector(const std::string& name);
+  // TCP flows of every worker (open, then recently ended); `done` runs on
+  // the core loop. Callable from the core loop.
+  void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done);
+
  private:
   config::Config cfg_;
   amqp::ConnectionSettings settings_;
@@ -77,6 +115,8 @@ class Router {
   std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
   std::vector<std::unique_ptr<TcpConnector>> tcp_connectors_;
 
+  std::unique_ptr<management::HttpServer> management_;
+  std::chrono::steady_clock::time_point started_at_{};
   bool started_ = false;
   bool stopped_ = false;
 };

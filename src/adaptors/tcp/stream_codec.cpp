@@ -27,7 +27,8 @@ void writeDataHeader(char* p, std::uint32_t length) {
   p[7] = static_cast<char>(length & 0xff);
 }
 
-std::string encodeStreamPrefix(std::string_view to, std::string_view reply_to) {
+std::string encodeStreamPrefix(std::string_view to, std::string_view reply_to,
+                               std::string_view subject) {
   std::unique_ptr<pn_data_t, void (*)(pn_data_t*)> d(pn_data(16), pn_data_free);
   if (!d) throw std::bad_alloc();
   pn_data_t* data = d.get();
@@ -39,7 +40,7 @@ std::string encodeStreamPrefix(std::string_view to, std::string_view reply_to) {
   pn_data_put_null(data);  // message-id
   pn_data_put_null(data);  // user-id
   pn_data_put_string(data, pn_bytes(to.size(), to.data()));
-  pn_data_put_null(data);  // subject
+  pn_data_put_string(data, pn_bytes(subject.size(), subject.data()));
   if (reply_to.empty()) {
     pn_data_put_null(data);
   } else {

@@ -25,8 +25,10 @@ inline constexpr std::size_t kDataHeaderSize = 8;
 // Writes the header of a data section of `length` payload bytes at p[0..8).
 void writeDataHeader(char* p, std::uint32_t length);
 
-// The properties section that starts a stream message.
-std::string encodeStreamPrefix(std::string_view to, std::string_view reply_to);
+// The properties section that starts a stream message: `subject` is the id
+// of the router the stream starts at.
+std::string encodeStreamPrefix(std::string_view to, std::string_view reply_to,
+                               std::string_view subject);
 
 // Splits the body of a stream message (data sections only, after the
 // properties section) into payload ranges.

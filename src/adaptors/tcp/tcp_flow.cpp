@@ -44,13 +44,21 @@ class TcpFlow : public forwarding::IngressSink,
   enum class Side { kClient, kServer };
 
   TcpFlow(FlowTable& flows, Side side, tcp::socket socket, std::shared_ptr<TcpCounters> counters,
-          std::string name)
+          std::string name, std::string address)
       : flows_(flows),
         side_(side),
         socket_(std::move(socket)),
         timer_(flows.loop.context()),
         counters_(std::move(counters)),
         name_(std::move(name)) {
+    rec_.loop = flows.loop_index;
+    rec_.client_side = side == Side::kClient;
+    rec_.name = name_;
+    rec_.address = std::move(address);
+    rec_.start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    rec_.outcome = "open";
     budget_ = std::make_shared<forwarding::FlowBudget>(flows.loop, flows.window);
     counters_->flows_opened.fetch_add(1, std::memory_order_relaxed);
     counters_->flows_active.fetch_add(1, std::memory_order_relaxed);
@@ -58,14 +66,20 @@ class TcpFlow : public forwarding::IngressSink,
 
   ~TcpFlow() override { counters_->flows_active.fetch_sub(1, std::memory_order_relaxed); }
 
+  const FlowRecord& record() const { return rec_; }
+
   void init(std::uint64_t id) {
     id_ = id;
+    rec_.id = id;
     budget_->sink = weak_from_this();
   }
 
   // Client side: sends the client's stream to `service`, then reads.
   void startClient(const std::string& service) {
     setNoDelay();
+    boost::system::error_code ec;
+    const auto peer = socket_.remote_endpoint(ec);
+    if (!ec) rec_.endpoint = peer.address().to_string() + ":" + std::to_string(peer.port());
     if (!openOut(service, flows_.table.flowAddressHere(flows_.loop_index, id_))) {
       counters_->refused.fetch_add(1, std::memory_order_relaxed);
       if (!counters_->failing.exchange(true)) {
@@ -86,6 +100,7 @@ class TcpFlow : public forwarding::IngressSink,
 
   // Server side: connects to host:port; the client's stream is `t`.
   void startServer(std::shared_ptr<Transfer> t, const std::string& host, std::uint16_t port) {
+    rec_.endpoint = host + ":" + std::to_string(port);
     t->via = weak_from_this();
     enqueue(std::move(t));
     if (finished_) return;
@@ -227,7 +242,7 @@ class TcpFlow : public forwarding::IngressSink,
     out_->flow = target.flow;
     std::string prefix;
     if (target.remote) prefix = amqp::encodeRouteHeader(target.header);
-    prefix += encodeStreamPrefix(to, reply_to);
+    prefix += encodeStreamPrefix(to, reply_to, flows_.router_id);
     auto c = std::make_shared<const std::string>(std::move(prefix));
     budget_->take(static_cast<std::int64_t>(c->size()));
     out_->pending.push_back(std::move(c));
@@ -300,6 +315,7 @@ class TcpFlow : public forwarding::IngressSink,
                                 return;
                               }
                               counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+                              rec_.bytes_in += n;
                               writeDataHeader(buf->data(), static_cast<std::uint32_t>(n));
                               buf->resize(kDataHeaderSize + n);
                               if (n < want / 4) buf->shrink_to_fit();
@@ -324,6 +340,7 @@ class TcpFlow : public forwarding::IngressSink,
       }
       prefix_done_ = true;
       reply_to_ = r.reply_to;
+      rec_.peer_router = r.subject;
       const std::size_t end = r.properties_end;
       if (end < prefix_.size()) {
         // The rest is body: one copy, once per stream.
@@ -398,6 +415,7 @@ class TcpFlow : public forwarding::IngressSink,
             return;
           }
           counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
+          rec_.bytes_out += n;
           in_->started = true;
           std::int64_t release = 0;
           while (n > 0) {
@@ -446,6 +464,11 @@ class TcpFlow : public forwarding::IngressSink,
 
   void finish(bool reset) {
     finished_ = true;
+    rec_.end_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    rec_.outcome = reset ? "reset" : "closed";
+    flows_.ended(rec_);
     boost::system::error_code ec;
     timer_.cancel();
     if (reset && socket_.is_open()) {
@@ -472,6 +495,7 @@ class TcpFlow : public forwarding::IngressSink,
   const std::string name_;
   std::uint64_t id_ = 0;
   std::shared_ptr<void> owner_;
+  FlowRecord rec_;
 
   // Outgoing stream (we are its ingress).
   std::shared_ptr<forwarding::FlowBudget> budget_;
@@ -528,6 +552,20 @@ void FlowTable::remove(std::uint64_t id) {
   loop.post([keep = std::move(keep)] {});
 }
 
+std::vector<FlowRecord> FlowTable::records() const {
+  std::vector<FlowRecord> out;
+  out.reserve(flows_.size() + recent_.size());
+  for (const auto& [id, f] : flows_) out.push_back(f->record());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  out.insert(out.end(), recent_.begin(), recent_.end());
+  return out;
+}
+
+void FlowTable::ended(FlowRecord r) {
+  if (recent_.size() == kRecent) recent_.pop_front();
+  recent_.push_back(std::move(r));
+}
+
 void FlowTable::closeAll() {
   std::vector<std::shared_ptr<TcpFlow>> all;
   all.reserve(flows_.size());
@@ -555,15 +593,17 @@ void FlowTable::abort(const std::shared_ptr<Transfer>& t) {
 
 void startClientFlow(FlowTable& flows, tcp::socket socket, const std::string& address,
                      std::shared_ptr<TcpCounters> counters, const std::string& listener_name) {
-  auto flow = std::make_shared<TcpFlow>(flows, TcpFlow::Side::kClient, std::move(socket),
-                                        std::move(counters), listener_name);
+  auto flow = std::make_shared<TcpFlow>(
+      flows, TcpFlow::Side::kClient, std::move(socket), std::move(counters), listener_name,
+      address.substr(std::min(address.size(), kServicePrefix.size())));
   flows.add(flow);
   flow->startClient(address);
 }
 
 void ConnectorSink::enqueue(std::shared_ptr<Transfer> t) {
-  auto flow = std::make_shared<TcpFlow>(flows_, TcpFlow::Side::kServer,
-                                        tcp::socket(flows_.loop.context()), counters_, name_);
+  auto flow =
+      std::make_shared<TcpFlow>(flows_, TcpFlow::Side::kServer, tcp::socket(flows_.loop.context()),
+                                counters_, name_, address_);
   flows_.add(flow);
   flow->setOwner(shared_from_this());
   flow->startServer(std::move(t), host_, port_);

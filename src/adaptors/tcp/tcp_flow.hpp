@@ -26,6 +26,7 @@
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -54,6 +55,22 @@ struct TcpCounters {
 
 class TcpFlow;
 
+// What management shows of one TCP connection at this router.
+struct FlowRecord {
+  std::uint64_t id = 0;  // unique on its loop
+  std::size_t loop = 0;
+  bool client_side = true;      // a tcp listener's flow (else a tcp connector's)
+  std::string name;             // the listener or connector
+  std::string address;          // the service address
+  std::string peer_router;      // the router at the other end, once known
+  std::string endpoint;         // the client's (client side) or server's host:port
+  std::uint64_t bytes_in = 0;   // read from this end's socket
+  std::uint64_t bytes_out = 0;  // written to it
+  std::int64_t start_ms = 0;    // Unix time
+  std::int64_t end_ms = 0;      // 0 while open
+  std::string outcome;          // "open", "closed", "reset"
+};
+
 // The flows of one loop, by id; also the consumer of the loop's flow
 // addresses (see forwarding::flowAddress), which hands each delivery to its
 // flow. Owns the flows.
@@ -67,6 +84,10 @@ class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_
   // Resets every flow (router shutdown).
   void closeAll();
   std::size_t size() const { return flows_.size(); }
+  // Open flows, then recently ended ones (newest last, at most kRecent).
+  std::vector<FlowRecord> records() const;
+  void ended(FlowRecord r);
+  static constexpr std::size_t kRecent = 256;
 
   void enqueue(std::shared_ptr<forwarding::Transfer> t) override;
   void append(const std::shared_ptr<forwarding::Transfer>& t, forwarding::Chunk chunk,
@@ -85,6 +106,7 @@ class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_
  private:
   std::uint64_t next_id_ = 1;
   std::unordered_map<std::uint64_t, std::shared_ptr<TcpFlow>> flows_;
+  std::deque<FlowRecord> recent_;
 };
 
 // Client side: a connection accepted by a tcp listener for `address`.
@@ -99,10 +121,11 @@ void startClientFlow(FlowTable& flows, boost::asio::ip::tcp::socket socket,
 class ConnectorSink : public forwarding::EgressSink,
                       public std::enable_shared_from_this<ConnectorSink> {
  public:
-  ConnectorSink(FlowTable& flows, std::string name, std::string host, std::uint16_t port,
-                std::shared_ptr<TcpCounters> counters)
+  ConnectorSink(FlowTable& flows, std::string name, std::string address, std::string host,
+                std::uint16_t port, std::shared_ptr<TcpCounters> counters)
       : flows_(flows),
         name_(std::move(name)),
+        address_(std::move(address)),
         host_(std::move(host)),
         port_(port),
         counters_(std::move(counters)) {}
@@ -115,6 +138,7 @@ class ConnectorSink : public forwarding::EgressSink,
  private:
   FlowTable& flows_;
   const std::string name_;
+  const std::string address_;
   const std::string host_;
   const std::uint16_t port_;
   const std::shared_ptr<TcpCounters> counters_;

@@ -351,7 +351,7 @@ TEST(ConfigErrors, UnknownFields) {
               "unknown field 'prot' (expected one of: name, host, port, role, cost)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
-              "tcp_listeners, tcp_connectors)");
+              "tcp_listeners, tcp_connectors, management)");
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "

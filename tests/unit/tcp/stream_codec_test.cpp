@@ -33,16 +33,17 @@ std::string decode(const std::string& bytes, std::size_t step, BodyDecoder::Stat
 }
 
 TEST(StreamCodec, PrefixCarriesToAndReplyTo) {
-  const std::string prefix = encodeStreamPrefix("_vane/tcp/db", "_vane/temp/A/flow/0/7");
+  const std::string prefix = encodeStreamPrefix("_vane/tcp/db", "_vane/temp/A/flow/0/7", "A");
   const auto r = amqp::scanTo(prefix.data(), prefix.size());
   ASSERT_EQ(r.status, amqp::ScanStatus::kFound);
   EXPECT_EQ(r.to, "_vane/tcp/db");
   EXPECT_EQ(r.reply_to, "_vane/temp/A/flow/0/7");
+  EXPECT_EQ(r.subject, "A");
   EXPECT_EQ(r.properties_end, prefix.size());
 }
 
 TEST(StreamCodec, PrefixWithoutReplyTo) {
-  const std::string prefix = encodeStreamPrefix("x", "");
+  const std::string prefix = encodeStreamPrefix("x", "", "B");
   const std::string message = prefix + dataSection("abc");
   const auto r = amqp::scanTo(message.data(), message.size());
   ASSERT_EQ(r.status, amqp::ScanStatus::kFound);

@@ -1,0 +1,462 @@
+#include "management/api.hpp"
+
+#include <unistd.h>
+
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string_view>
+
+#include "config/config.hpp"
+#include "routing/core.hpp"
+#include "server/router.hpp"
+
+#ifndef VANE_VERSION
+#define VANE_VERSION "dev"
+#endif
+
+namespace vane::management {
+
+namespace http = boost::beast::http;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kApi = "/api/v1/";
+
+Response reply(http::status status, const json& body) {
+  Response res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  res.body() = body.dump(2);
+  res.body().push_back('\n');
+  return res;
+}
+
+Response error(http::status status, const std::string& message, const std::string& field = {}) {
+  json body = {{"error", message}};
+  if (!field.empty()) body["field"] = field;
+  return reply(status, body);
+}
+
+const char* roleName(routing::NeighborRole r) {
+  switch (r) {
+    case routing::NeighborRole::kInterior:
+      return "interior";
+    case routing::NeighborRole::kEdge:
+      return "edge";
+    case routing::NeighborRole::kUplink:
+      return "uplink";
+  }
+  return "interior";
+}
+
+// Resident set size of this process, from /proc.
+std::uint64_t rssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0;
+  std::uint64_t resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+json flowJson(const adaptors::tcp::FlowRecord& f) {
+  return {{"id", std::to_string(f.loop) + "." + std::to_string(f.id)},
+          {"side", f.client_side ? "listener" : "connector"},
+          {"name", f.name},
+          {"address", f.address},
+          {"peer_router", f.peer_router},
+          {"endpoint", f.endpoint},
+          {"bytes_in", f.bytes_in},
+          {"bytes_out", f.bytes_out},
+          {"start_ms", f.start_ms},
+          {"end_ms", f.end_ms == 0 ? json(nullptr) : json(f.end_ms)},
+          {"state", f.outcome}};
+}
+
+json countersJson(const adaptors::tcp::TcpCounters& c) {
+  auto v = [](const auto& a) { return a.load(std::memory_order_relaxed); };
+  return {{"flows_opened", v(c.flows_opened)},
+          {"flows_failed", v(c.flows_failed)},
+          {"flows_active", v(c.flows_active)},
+          {"refused", v(c.refused)},
+          {"connect_failures", v(c.connect_failures)},
+          {"bytes_in", v(c.bytes_in)},
+          {"bytes_out", v(c.bytes_out)}};
+}
+
+// Prometheus text exposition format, version 0.0.4.
+class Metrics {
+ public:
+  void family(const std::string& name, const char* type, const std::string& help) {
+    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  }
+  void sample(const std::string& name, double value,
+              std::initializer_list<std::pair<const char*, std::string>> labels = {}) {
+    out_ << name;
+    if (labels.size() > 0) {
+      out_ << '{';
+      bool first = true;
+      for (const auto& [k, v] : labels) {
+        if (!first) out_ << ',';
+        first = false;
+        out_ << k << "=\"" << escape(v) << '"';
+      }
+      out_ << '}';
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %.17g\n", value);
+    out_ << buf;
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  static std::string escape(const std::string& v) {
+    std::string o;
+    for (char c : v) {
+      if (c == '\\' || c == '"') {
+        o.push_back('\\');
+        o.push_back(c);
+      } else if (c == '\n') {
+        o += "\\n";
+      } else {
+        o.push_back(c);
+      }
+    }
+    return o;
+  }
+  std::ostringstream out_;
+};
+
+class Api {
+ public:
+  Api(server::Router& router, std::string token) : router_(router), token_(std::move(token)) {}
+
+  void handle(const Request& req, const Respond& respond) {
+    const auto raw = req.target();
+    std::string_view target(raw.data(), raw.size());
+    target = target.substr(0, target.find('?'));
+    const auto method = req.method();
+    if (target == "/healthz") return respond(reply(http::status::ok, {{"status", "ok"}}));
+    if (target == "/readyz") return ready(respond);
+    if (!token_.empty()) {
+      const std::string expected = "Bearer " + token_;
+      if (req[http::field::authorization] != expected) {
+        Response res = error(http::status::unauthorized, "a bearer token is required");
+        res.set(http::field::www_authenticate, "Bearer");
+        return respond(std::move(res));
+      }
+    }
+    if (target == "/metrics") {
+      if (method != http::verb::get) return notAllowed(respond);
+      return metrics(respond);
+    }
+    if (target.substr(0, kApi.size()) != kApi) return notFound(respond, target);
+    std::string_view path = target.substr(kApi.size());
+    std::string_view name;
+    if (auto slash = path.find('/'); slash != std::string_view::npos) {
+      name = path.substr(slash + 1);
+      path = path.substr(0, slash);
+      if (name.empty()) return notFound(respond, target);
+    }
+    if (name.empty() && method == http::verb::get) {
+      if (path == "router") return respond(reply(http::status::ok, routerJson()));
+      if (path == "routers") return respond(reply(http::status::ok, routersJson()));
+      if (path == "addresses") return respond(reply(http::status::ok, addressesJson()));
+      if (path == "listeners") return respond(reply(http::status::ok, listenersJson()));
+      if (path == "connectors") return respond(reply(http::status::ok, connectorsJson()));
+      if (path == "tcp-listeners") return respond(reply(http::status::ok, tcpListenersJson()));
+      if (path == "tcp-connectors") return respond(reply(http::status::ok, tcpConnectorsJson()));
+      if (path == "flows") {
+        router_.flows([respond](std::vector<adaptors::tcp::FlowRecord> records) {
+          json a = json::array();
+          for (const auto& f : records) a.push_back(flowJson(f));
+          respond(reply(http::status::ok, a));
+        });
+        return;
+      }
+    }
+    if (path == "tcp-listeners" || path == "tcp-connectors") {
+      const bool listener = path == "tcp-listeners";
+      if (name.empty() && method == http::verb::post) return create(listener, req.body(), respond);
+      if (!name.empty() && method == http::verb::get) return getOne(listener, name, respond);
+      if (!name.empty() && method == http::verb::delete_) return remove(listener, name, respond);
+      return notAllowed(respond);
+    }
+    return notFound(respond, target);
+  }
+
+ private:
+  static void notFound(const Respond& respond, std::string_view target) {
+    respond(error(http::status::not_found, "no such resource: " + std::string(target)));
+  }
+  static void notAllowed(const Respond& respond) {
+    respond(error(http::status::method_not_allowed, "method not allowed here"));
+  }
+
+  void ready(const Respond& respond) {
+    // Serving: started, and an edge router has its uplink.
+    const auto view = router_.routing().view();
+    const bool edge = router_.config().router.mode == config::RouterMode::kEdge;
+    bool uplink = false;
+    for (const auto& l : view.links) uplink |= l.role == routing::NeighborRole::kUplink && l.up;
+    if (edge && !uplink) {
+      return respond(
+          reply(http::status::service_unavailable,
+                {{"status", "not ready"}, {"reason", "no link to an interior router yet"}}));
+    }
+    respond(reply(http::status::ok, {{"status", "ready"}}));
+  }
+
+  json routerJson() const {
+    const auto& r = router_.config().router;
+    return {{"id", r.id},
+            {"mode", config::toString(r.mode)},
+            {"version", VANE_VERSION},
+            {"uptime_seconds", router_.uptimeSeconds()},
+            {"workers", router_.workerCount()}};
+  }
+
+  json routersJson() const {
+    const auto v = router_.routing().view();
+    json routers = json::array();
+    routers.push_back({{"id", router_.config().router.id},
+                       {"self", true},
+                       {"mode", config::toString(router_.config().router.mode)},
+                       {"cost", 0},
+                       {"next_hop", nullptr}});
+    for (const auto& r : v.routes) {
+      routers.push_back(
+          {{"id", r.router}, {"self", false}, {"cost", r.cost}, {"next_hop", r.next_hop}});
+    }
+    json links = json::array();
+    for (const auto& l : v.links) {
+      links.push_back(
+          {{"peer", l.peer}, {"role", roleName(l.role)}, {"cost", l.cost}, {"up", l.up}});
+    }
+    return {{"routers", routers}, {"links", links}};
+  }
+
+  json addressesJson() const {
+    const auto v = router_.routing().view();
+    json a = json::array();
+    constexpr std::string_view kTemp = "_vane/temp/";
+    for (const auto& e : v.addresses) {
+      std::string_view address = e.address;
+      if (address.substr(0, kTemp.size()) == kTemp) continue;  // replies: per client
+      const bool tcp =
+          address.substr(0, adaptors::tcp::kServicePrefix.size()) == adaptors::tcp::kServicePrefix;
+      if (tcp) address.remove_prefix(adaptors::tcp::kServicePrefix.size());
+      a.push_back({{"address", std::string(address)},
+                   {"kind", tcp ? "tcp" : "amqp"},
+                   {"distribution", config::toString(e.distribution)},
+                   {"local_consumers", e.local_consumers},
+                   {"remote_routers", e.remote_routers}});
+    }
+    return a;
+  }
+
+  json listenersJson() const {
+    json a = json::array();
+    for (const auto& l : router_.listeners()) {
+      a.push_back({{"name", l.name},
+                   {"host", l.host},
+                   {"port", l.port},
+                   {"role", l.kind},
+                   {"cost", l.cost}});
+    }
+    return a;
+  }
+
+  json connectorsJson() const {
+    json a = json::array();
+    const auto v = router_.routing().view();
+    for (const auto& c : router_.config().connectors) {
+      a.push_back({{"name", c.name},
+                   {"host", c.host},
+                   {"port", c.port},
+                   {"role", config::toString(c.role)},
+                   {"cost", c.cost}});
+    }
+    return a;
+  }
+
+  static json tcpListenerJson(const server::Router::TcpListenerInfo& t) {
+    return {{"name", t.cfg.name},   {"host", t.cfg.host},
+            {"port", t.port},       {"address", t.cfg.address},
+            {"state", "listening"}, {"counters", countersJson(*t.counters)}};
+  }
+  static json tcpConnectorJson(const server::Router::TcpConnectorInfo& t) {
+    const bool failing = t.counters->failing.load(std::memory_order_relaxed);
+    return {{"name", t.cfg.name},
+            {"host", t.cfg.host},
+            {"port", t.cfg.port},
+            {"address", t.cfg.address},
+            {"state", failing ? "failing" : "ok"},
+            {"counters", countersJson(*t.counters)}};
+  }
+
+  json tcpListenersJson() const {
+    json a = json::array();
+    for (const auto& t : router_.tcpListeners()) a.push_back(tcpListenerJson(t));
+    return a;
+  }
+  json tcpConnectorsJson() const {
+    json a = json::array();
+    for (const auto& t : router_.tcpConnectors()) a.push_back(tcpConnectorJson(t));
+    return a;
+  }
+
+  void getOne(bool listener, std::string_view name, const Respond& respond) const {
+    if (listener) {
+      for (const auto& t : router_.tcpListeners()) {
+        if (t.cfg.name == name) return respond(reply(http::status::ok, tcpListenerJson(t)));
+      }
+    } else {
+      for (const auto& t : router_.tcpConnectors()) {
+        if (t.cfg.name == name) return respond(reply(http::status::ok, tcpConnectorJson(t)));
+      }
+    }
+    respond(
+        error(http::status::not_found, std::string(listener ? "tcp listener" : "tcp connector") +
+                                           " '" + std::string(name) + "' does not exist"));
+  }
+
+  void create(bool listener, const std::string& body, const Respond& respond) {
+    const auto parsed = config::parseEntry(listener ? "tcp_listeners" : "tcp_connectors", body);
+    if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
+      return respond(error(http::status::bad_request, e->message, e->field));
+    }
+    const auto& cfg = std::get<config::Config>(parsed);
+    std::string err;
+    std::string name;
+    if (listener) {
+      name = cfg.tcp_listeners.at(0).name;
+      err = router_.addTcpListener(cfg.tcp_listeners.at(0));
+    } else {
+      name = cfg.tcp_connectors.at(0).name;
+      err = router_.addTcpConnector(cfg.tcp_connectors.at(0));
+    }
+    if (!err.empty()) {
+      const bool exists = err.find("exists") != std::string::npos;
+      return respond(error(exists ? http::status::conflict : http::status::bad_request, err));
+    }
+    getOne(listener, name, [respond](Response res) {
+      res.result(http::status::created);
+      respond(std::move(res));
+    });
+  }
+
+  void remove(bool listener, std::string_view name, const Respond& respond) {
+    const bool removed = listener ? router_.removeTcpListener(std::string(name))
+                                  : router_.removeTcpConnector(std::string(name));
+    if (!removed) {
+      return respond(
+          error(http::status::not_found, std::string(listener ? "tcp listener" : "tcp connector") +
+                                             " '" + std::string(name) + "' does not exist"));
+    }
+    Response res{http::status::no_content, 11};
+    respond(std::move(res));
+  }
+
+  void metrics(const Respond& respond) const {
+    Metrics m;
+    const auto& r = router_.config().router;
+    const auto& s = router_.stats();
+    auto v = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+    m.family("vane_router_info", "gauge", "The router's identity (value 1).");
+    m.sample("vane_router_info", 1,
+             {{"id", r.id}, {"mode", config::toString(r.mode)}, {"version", VANE_VERSION}});
+    m.family("vane_uptime_seconds", "gauge", "Seconds since the router started.");
+    m.sample("vane_uptime_seconds", router_.uptimeSeconds());
+    m.family("vane_memory_resident_bytes", "gauge", "Resident memory of the router process.");
+    m.sample("vane_memory_resident_bytes", static_cast<double>(rssBytes()));
+    m.family("vane_connections_active", "gauge", "Open AMQP connections (clients and routers).");
+    m.sample("vane_connections_active", v(s.connections_active));
+    m.family("vane_connections_opened_total", "counter", "AMQP connections accepted or made.");
+    m.sample("vane_connections_opened_total", v(s.connections_opened));
+    m.family("vane_connections_refused_total", "counter",
+             "Connections closed at once: over router.max_connections.");
+    m.sample("vane_connections_refused_total", v(s.connections_refused));
+    m.family("vane_protocol_errors_total", "counter", "Connections closed for a protocol error.");
+    m.sample("vane_protocol_errors_total", v(s.protocol_errors));
+    m.family("vane_deliveries_total", "counter", "Deliveries through the router, by event.");
+    m.sample("vane_deliveries_total", v(s.deliveries_in), {{"event", "in"}});
+    m.sample("vane_deliveries_total", v(s.deliveries_out), {{"event", "out"}});
+    m.sample("vane_deliveries_total", v(s.deliveries_released), {{"event", "released"}});
+    m.sample("vane_deliveries_total", v(s.deliveries_rejected), {{"event", "rejected"}});
+    m.sample("vane_deliveries_total", v(s.deliveries_modified), {{"event", "modified"}});
+    m.sample("vane_deliveries_total", v(s.deliveries_dropped_no_route), {{"event", "no_route"}});
+    const auto view = router_.routing().view();
+    m.family("vane_routers_reachable", "gauge", "Other routers this router has a path to.");
+    m.sample("vane_routers_reachable", static_cast<double>(view.routes.size()));
+    m.family("vane_links_up", "gauge", "Links to neighbouring routers that are up.");
+    double up = 0;
+    for (const auto& l : view.links) up += l.up ? 1 : 0;
+    m.sample("vane_links_up", up);
+
+    // TCP: one sample per tcp listener and connector in every family; each
+    // family's samples stay together, as the format requires.
+    struct Tcp {
+      const char* kind;
+      std::string name;
+      std::string address;
+      std::shared_ptr<const adaptors::tcp::TcpCounters> c;
+    };
+    std::vector<Tcp> tcp;
+    for (const auto& t : router_.tcpListeners()) {
+      tcp.push_back({"listener", t.cfg.name, t.cfg.address, t.counters});
+    }
+    for (const auto& t : router_.tcpConnectors()) {
+      tcp.push_back({"connector", t.cfg.name, t.cfg.address, t.counters});
+    }
+    using Field = const std::atomic<std::uint64_t> adaptors::tcp::TcpCounters::*;
+    auto family = [&](const char* name, const char* type, const char* help, Field f) {
+      m.family(name, type, help);
+      for (const auto& t : tcp) {
+        m.sample(name, v((*t.c).*f), {{"kind", t.kind}, {"name", t.name}, {"address", t.address}});
+      }
+    };
+    family("vane_tcp_flows_opened_total", "counter",
+           "TCP connections begun, per tcp listener or connector.",
+           &adaptors::tcp::TcpCounters::flows_opened);
+    family("vane_tcp_flows_failed_total", "counter", "TCP connections ended by a reset or failure.",
+           &adaptors::tcp::TcpCounters::flows_failed);
+    family("vane_tcp_refused_total", "counter",
+           "Connections a tcp listener reset at once: no tcp connector reachable.",
+           &adaptors::tcp::TcpCounters::refused);
+    family("vane_tcp_connect_failures_total", "counter",
+           "Server connections a tcp connector could not make.",
+           &adaptors::tcp::TcpCounters::connect_failures);
+    m.family("vane_tcp_flows_active", "gauge", "Open TCP connections.");
+    for (const auto& t : tcp) {
+      m.sample("vane_tcp_flows_active", v(t.c->flows_active),
+               {{"kind", t.kind}, {"name", t.name}, {"address", t.address}});
+    }
+    m.family("vane_tcp_bytes_total", "counter",
+             "Bytes read from (in) and written to (out) the TCP sockets.");
+    for (const auto& t : tcp) {
+      m.sample("vane_tcp_bytes_total", v(t.c->bytes_in),
+               {{"kind", t.kind}, {"name", t.name}, {"address", t.address}, {"direction", "in"}});
+      m.sample("vane_tcp_bytes_total", v(t.c->bytes_out),
+               {{"kind", t.kind}, {"name", t.name}, {"address", t.address}, {"direction", "out"}});
+    }
+    Response res{http::status::ok, 11};
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = m.str();
+    respond(std::move(res));
+  }
+
+  server::Router& router_;
+  const std::string token_;
+};
+
+}  // namespace
+
+Handler makeApi(server::Router& router, std::string token) {
+  auto api = std::make_shared<Api>(router, std::move(token));
+  return [api](const Request& req, Respond respond) { api->handle(req, respond); };
+}
+
+}  // namespace vane::management

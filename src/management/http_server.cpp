@@ -1,0 +1,148 @@
+#include "management/http_server.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/version.hpp>
+#include <optional>
+
+#include "core/log.hpp"
+
+namespace vane::management {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+
+// One client connection: reads a request, lets the handler answer, writes
+// the response, and reads the next (keep-alive) until the client closes,
+// sends something invalid, or is idle for kIdleTimeout.
+class HttpServer::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<const Handler> handler,
+          std::shared_ptr<std::size_t> count)
+      : stream_(std::move(socket)), handler_(std::move(handler)), count_(std::move(count)) {
+    ++*count_;
+  }
+  ~Session() { --*count_; }
+
+  void start() { readNext(); }
+
+ private:
+  void readNext() {
+    parser_.emplace();
+    parser_->body_limit(kMaxBody);
+    parser_->header_limit(kMaxHeader);
+    stream_.expires_after(kIdleTimeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
+  }
+
+  void onRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted) {
+      shutdown();
+      return;
+    }
+    if (ec) {
+      // Malformed or too large: answer 400/413 and close.
+      Response res{ec == http::error::body_limit ? http::status::payload_too_large
+                                                 : http::status::bad_request,
+                   11};
+      res.set(http::field::content_type, "application/json");
+      res.body() = std::string(R"({"error":"bad request: )") + ec.message() + "\"}";
+      res.keep_alive(false);
+      res.prepare_payload();
+      write(std::move(res));
+      return;
+    }
+    request_ = parser_->release();
+    (*handler_)(request_, [self = shared_from_this()](Response res) {
+      res.version(self->request_.version());
+      res.keep_alive(self->request_.keep_alive());
+      res.set(http::field::server, "vaned");
+      res.prepare_payload();
+      self->write(std::move(res));
+    });
+  }
+
+  void write(Response res) {
+    auto shared = std::make_shared<Response>(std::move(res));
+    stream_.expires_after(kIdleTimeout);
+    http::async_write(stream_, *shared,
+                      [self = shared_from_this(), shared](beast::error_code ec, std::size_t) {
+                        if (ec || !shared->keep_alive()) {
+                          self->shutdown();
+                          return;
+                        }
+                        self->readNext();
+                      });
+  }
+
+  void shutdown() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<const Handler> handler_;
+  std::shared_ptr<std::size_t> count_;
+  beast::flat_buffer buffer_{8192};
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Request request_;
+};
+
+HttpServer::HttpServer(core::EventLoop& loop, Handler handler)
+    : loop_(loop),
+      handler_(std::make_shared<const Handler>(std::move(handler))),
+      acceptor_(loop.context()) {}
+
+HttpServer::~HttpServer() = default;
+
+std::string HttpServer::open(const std::string& host, std::uint16_t port) {
+  boost::system::error_code ec;
+  tcp::resolver resolver(loop_.context());
+  auto results = resolver.resolve(host, std::to_string(port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) return "cannot resolve host '" + host + "': " + ec.message();
+  const tcp::endpoint ep = results.begin()->endpoint();
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return "cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message();
+  port_ = acceptor_.local_endpoint(ec).port();
+  VANE_LOG_INFO("management listening on {}:{}", acceptor_.local_endpoint(ec).address().to_string(),
+                port_);
+  return {};
+}
+
+void HttpServer::start() {
+  acceptNext();
+}
+
+void HttpServer::close() {
+  closed_ = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+void HttpServer::acceptNext() {
+  if (closed_) return;
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (closed_ || ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      if (*sessions_ >= kMaxSessions) {
+        VANE_LOG_WARN("management: {} clients at once: refusing another", kMaxSessions);
+        socket.close(ec);
+      } else {
+        std::make_shared<Session>(std::move(socket), handler_, sessions_)->start();
+      }
+    }
+    acceptNext();
+  });
+}
+
+}  // namespace vane::management
