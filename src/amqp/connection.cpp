@@ -763,6 +763,15 @@ class InLink : public forwarding::IngressSink,
     rq.arrival_peer = peer_router_;
     rq.origin = header ? std::string_view(header->origin) : std::string_view(ctx_.core.routerId());
     const auto result = ctx_.table.route(rq, targets_);
+    rec->counters = ctx_.table.counters(address);
+    if (rec->counters) {
+      ++rec->counters->in;
+      if (result.status == forwarding::RouteStatus::kRouted) {
+        rec->counters->out += targets_.size();
+      } else {
+        ++rec->counters->no_route;
+      }
+    }
     if (result.status != forwarding::RouteStatus::kRouted) {
       if (result.status == forwarding::RouteStatus::kHopLimit) {
         ctx_.stats.deliveries_dropped_hop_limit.fetch_add(1, std::memory_order_relaxed);
@@ -845,6 +854,22 @@ class InLink : public forwarding::IngressSink,
     if (!d) return;
     pn_delivery_set_context(d, nullptr);
     settleWith(d, o, ctx_.stats);
+    if (auto* c = rec->counters) {
+      switch (o.kind) {
+        case Outcome::Kind::kAccepted:
+          ++c->accepted;
+          break;
+        case Outcome::Kind::kReleased:
+          ++c->released;
+          break;
+        case Outcome::Kind::kRejected:
+          ++c->rejected;
+          break;
+        case Outcome::Kind::kModified:
+          ++c->modified;
+          break;
+      }
+    }
   }
 
   void finishSettle(IngressDelivery* rec, pn_delivery_t* d) {

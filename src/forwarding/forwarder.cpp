@@ -229,6 +229,14 @@ std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flo
   return flowAddress(paths_->self, {}, loop, flow);
 }
 
+AddressCounters* ForwardingTable::counters(std::string_view address) {
+  if (address.substr(0, 6) == "_vane/") return nullptr;
+  auto it = counters_.find(address);
+  if (it != counters_.end()) return &it->second;
+  if (counters_.size() >= kMaxCountedAddresses) address = {};
+  return &counters_.try_emplace(std::string(address)).first->second;
+}
+
 RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& out) {
   out.clear();
   const std::uint32_t hops = rq.header ? rq.header->hops + 1 : 0;

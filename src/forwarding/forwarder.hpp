@@ -35,6 +35,17 @@ struct AddressEntry {
   bool available() const { return !consumers.empty() || !remotes.empty(); }
 };
 
+// Deliveries through one loop for one address (loop-local, no atomics).
+struct AddressCounters {
+  std::uint64_t in = 0;        // arrived and routed (or dropped)
+  std::uint64_t out = 0;       // copies forwarded
+  std::uint64_t accepted = 0;  // outcomes returned to the sender
+  std::uint64_t released = 0;
+  std::uint64_t rejected = 0;
+  std::uint64_t modified = 0;
+  std::uint64_t no_route = 0;  // dropped: no consumer anywhere
+};
+
 // How this router reaches another router.
 struct NextHop {
   enum class Kind : std::uint8_t {
@@ -175,6 +186,18 @@ class ForwardingTable {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+
+ public:
+  using CounterMap = std::unordered_map<std::string, AddressCounters, Hash, std::equal_to<>>;
+  // At most this many addresses are counted one by one; the rest together
+  // under "" (reply addresses and the router's own "_vane/" addresses are
+  // not counted).
+  static constexpr std::size_t kMaxCountedAddresses = 10000;
+  // The counters of `address` (stable pointer), or null if it is not counted.
+  AddressCounters* counters(std::string_view address);
+  const CounterMap& allCounters() const { return counters_; }
+
+ private:
   void eraseIfUnused(
       std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>>::iterator it);
   void notify(AddressEntry& e, bool was_available);
@@ -188,6 +211,7 @@ class ForwardingTable {
   std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>> entries_;
   std::shared_ptr<const PathTable> paths_ = std::make_shared<const PathTable>();
   std::vector<std::shared_ptr<Consumer>> flow_consumers_;
+  CounterMap counters_;
   struct Candidate {
     std::int32_t local = -1;   // index in consumers
     std::int32_t remote = -1;  // index in remotes

@@ -194,6 +194,8 @@ class IngressSink {
   virtual void onResume() = 0;
 };
 
+struct AddressCounters;
+
 struct IngressDelivery {
   explicit IngressDelivery(std::weak_ptr<IngressSink> s) : sink(std::move(s)) {}
   const std::weak_ptr<IngressSink> sink;  // lock() only on the ingress loop
@@ -208,10 +210,11 @@ struct IngressDelivery {
   bool slot_freed = false;
   bool settled = false;
   bool has_pending_outcome = false;
-  bool early_outcome = false;  // a stream's outcome sent before its end
-  Outcome pending_outcome;     // outcome that arrived before the last byte did
-  Outcome drop_outcome;        // outcome for a discarded delivery
-  std::string buffered;        // bytes held until the route is known (anonymous senders)
+  bool early_outcome = false;           // a stream's outcome sent before its end
+  Outcome pending_outcome;              // outcome that arrived before the last byte did
+  Outcome drop_outcome;                 // outcome for a discarded delivery
+  std::string buffered;                 // bytes held until the route is known (anonymous senders)
+  AddressCounters* counters = nullptr;  // the ingress loop's, for its address
   std::vector<std::shared_ptr<Transfer>> copies;  // cleared once fully received
 };
 

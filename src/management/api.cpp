@@ -150,7 +150,10 @@ class Api {
     }
     if (target == "/metrics") {
       if (method != http::verb::get) return notAllowed(respond);
-      return metrics(respond);
+      router_.addressCounters([this, respond](server::Router::AddressCounterMap counters) {
+        metrics(respond, counters);
+      });
+      return;
     }
     if (target.substr(0, kApi.size()) != kApi) return notFound(respond, target);
     std::string_view path = target.substr(kApi.size());
@@ -163,7 +166,12 @@ class Api {
     if (name.empty() && method == http::verb::get) {
       if (path == "router") return respond(reply(http::status::ok, routerJson()));
       if (path == "routers") return respond(reply(http::status::ok, routersJson()));
-      if (path == "addresses") return respond(reply(http::status::ok, addressesJson()));
+      if (path == "addresses") {
+        router_.addressCounters([this, respond](server::Router::AddressCounterMap counters) {
+          respond(reply(http::status::ok, addressesJson(counters)));
+        });
+        return;
+      }
       if (path == "listeners") return respond(reply(http::status::ok, listenersJson()));
       if (path == "connectors") return respond(reply(http::status::ok, connectorsJson()));
       if (path == "tcp-listeners") return respond(reply(http::status::ok, tcpListenersJson()));
@@ -238,7 +246,17 @@ class Api {
     return {{"routers", routers}, {"links", links}};
   }
 
-  json addressesJson() const {
+  static json deliveriesJson(const forwarding::AddressCounters& c) {
+    return {{"in", c.in},
+            {"out", c.out},
+            {"accepted", c.accepted},
+            {"released", c.released},
+            {"rejected", c.rejected},
+            {"modified", c.modified},
+            {"no_route", c.no_route}};
+  }
+
+  json addressesJson(const server::Router::AddressCounterMap& counters) const {
     const auto v = router_.routing().view();
     json a = json::array();
     constexpr std::string_view kTemp = "_vane/temp/";
@@ -248,11 +266,17 @@ class Api {
       const bool tcp =
           address.substr(0, adaptors::tcp::kServicePrefix.size()) == adaptors::tcp::kServicePrefix;
       if (tcp) address.remove_prefix(adaptors::tcp::kServicePrefix.size());
-      a.push_back({{"address", std::string(address)},
-                   {"kind", tcp ? "tcp" : "amqp"},
-                   {"distribution", config::toString(e.distribution)},
-                   {"local_consumers", e.local_consumers},
-                   {"remote_routers", e.remote_routers}});
+      json entry = {{"address", std::string(address)},
+                    {"kind", tcp ? "tcp" : "amqp"},
+                    {"distribution", config::toString(e.distribution)},
+                    {"local_consumers", e.local_consumers},
+                    {"remote_routers", e.remote_routers}};
+      if (!tcp) {
+        auto it = counters.find(e.address);
+        entry["deliveries"] =
+            deliveriesJson(it == counters.end() ? forwarding::AddressCounters{} : it->second);
+      }
+      a.push_back(std::move(entry));
     }
     return a;
   }
@@ -360,7 +384,7 @@ class Api {
     respond(std::move(res));
   }
 
-  void metrics(const Respond& respond) const {
+  void metrics(const Respond& respond, const server::Router::AddressCounterMap& counters) const {
     Metrics m;
     const auto& r = router_.config().router;
     const auto& s = router_.stats();
@@ -388,6 +412,22 @@ class Api {
     m.sample("vane_deliveries_total", v(s.deliveries_rejected), {{"event", "rejected"}});
     m.sample("vane_deliveries_total", v(s.deliveries_modified), {{"event", "modified"}});
     m.sample("vane_deliveries_total", v(s.deliveries_dropped_no_route), {{"event", "no_route"}});
+    m.family("vane_address_deliveries_total", "counter",
+             "Deliveries through the router per address (\"\" = addresses beyond the "
+             "10000 counted one by one), by event.");
+    for (const auto& [address, c] : counters) {
+      const std::pair<const char*, std::uint64_t> events[] = {{"in", c.in},
+                                                              {"out", c.out},
+                                                              {"accepted", c.accepted},
+                                                              {"released", c.released},
+                                                              {"rejected", c.rejected},
+                                                              {"modified", c.modified},
+                                                              {"no_route", c.no_route}};
+      for (const auto& [event, n] : events) {
+        m.sample("vane_address_deliveries_total", static_cast<double>(n),
+                 {{"address", address}, {"event", event}});
+      }
+    }
     const auto view = router_.routing().view();
     m.family("vane_routers_reachable", "gauge", "Other routers this router has a path to.");
     m.sample("vane_routers_reachable", static_cast<double>(view.routes.size()));

@@ -153,6 +153,36 @@ bool Router::removeTcpConnector(const std::string& name) {
   return true;
 }
 
+void Router::addressCounters(std::function<void(AddressCounterMap)> done) {
+  struct Gather {
+    AddressCounterMap sum;
+    std::size_t left = 0;
+    std::function<void(AddressCounterMap)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = workers_.size();
+  g->done = std::move(done);
+  for (auto& w : workers_) {
+    w->loop().post([this, g, w = w.get()] {
+      std::vector<std::pair<std::string, forwarding::AddressCounters>> part(
+          w->table().allCounters().begin(), w->table().allCounters().end());
+      core_loop_.post([g, part = std::move(part)] {
+        for (const auto& [address, c] : part) {
+          auto& t = g->sum[address];
+          t.in += c.in;
+          t.out += c.out;
+          t.accepted += c.accepted;
+          t.released += c.released;
+          t.rejected += c.rejected;
+          t.modified += c.modified;
+          t.no_route += c.no_route;
+        }
+        if (--g->left == 0) g->done(std::move(g->sum));
+      });
+    });
+  }
+}
+
 void Router::flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) {
   // Ask every worker in turn, then answer on the core loop.
   struct Gather {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,6 +84,10 @@ class Router {
   // TCP flows of every worker (open, then recently ended); `done` runs on
   // the core loop. Callable from the core loop.
   void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done);
+  // Delivery counters per address, summed over the workers; `done` runs on
+  // the core loop. Callable from the core loop.
+  using AddressCounterMap = std::map<std::string, forwarding::AddressCounters>;
+  void addressCounters(std::function<void(AddressCounterMap)> done);
 
  private:
   config::Config cfg_;

@@ -1,0 +1,286 @@
+#include "cli/commands.hpp"
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace vane::cli {
+
+namespace {
+
+using Expect = ManagementClient::Expect;
+using Align = Table::Align;
+
+// ---- reading the answers: never throws, whatever the JSON holds
+
+const Json& member(const Json& obj, const char* key) {
+  static const Json kNull;
+  if (!obj.is_object()) return kNull;
+  const auto it = obj.find(key);
+  return it == obj.end() ? kNull : *it;
+}
+
+const Json& list(const Json& obj, const char* key) {
+  static const Json kEmpty = Json::array();
+  const Json& v = key == nullptr ? obj : member(obj, key);
+  return v.is_array() ? v : kEmpty;
+}
+
+std::string text(const Json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+  if (v.is_null()) return "-";
+  return v.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string text(const Json& obj, const char* key) {
+  return text(member(obj, key));
+}
+
+// An unsigned number, or nothing for anything else.
+bool number(const Json& v, std::uint64_t& out) {
+  if (!v.is_number_unsigned()) return false;
+  out = v.get<std::uint64_t>();
+  return true;
+}
+
+// ---- units
+
+std::string bytes(const Json& v) {
+  std::uint64_t n = 0;
+  if (!number(v, n)) return text(v);
+  if (n < 1024) return std::to_string(n) + " B";
+  constexpr std::array<const char*, 5> kUnits = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(n) / 1024;
+  std::size_t unit = 0;
+  while (value >= 1024 && unit + 1 < kUnits.size()) {
+    value /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", value, kUnits[unit]);
+  return buf;
+}
+
+std::string duration(std::int64_t ms) {
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  const std::int64_t s = ms / 1000;
+  auto two = [](std::int64_t a, const char* ua, std::int64_t b, const char* ub) {
+    return std::to_string(a) + ua + " " + std::to_string(b) + ub;
+  };
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return two(s / 60, "m", s % 60, "s");
+  if (s < 86400) return two(s / 3600, "h", s / 60 % 60, "m");
+  return two(s / 86400, "d", s / 3600 % 24, "h");
+}
+
+std::string hostPort(const Json& obj) {
+  std::string host = text(obj, "host");
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + text(obj, "port");
+}
+
+std::string plural(std::size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+Tone toneOf(const std::string& state) {
+  return state == "no" || state == "failing" || state == "reset" ? Tone::kBad : Tone::kPlain;
+}
+
+// ---- one renderer per command
+
+void renderStatus(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
+  const Json& router = member(answer, "router");
+  const Json& routers = member(answer, "routers");
+  std::size_t reachable = 0;
+  for (const auto& r : list(routers, "routers")) reachable += member(r, "self") != true;
+  const Json& links = list(routers, "links");
+  std::size_t up = 0;
+  for (const auto& l : links) up += member(l, "up") == true;
+  std::uint64_t uptime = 0;
+  const bool known = number(member(router, "uptime_seconds"), uptime);
+
+  auto field = [&](const char* label, const std::string& value) {
+    std::string l = std::string(label) + ":";
+    l.resize(12, ' ');
+    out << style.bold(l) << printable(value) << '\n';
+  };
+  field("Router", text(router, "id"));
+  field("Mode", text(router, "mode"));
+  field("Version", text(router, "version"));
+  field("Uptime", known ? duration(static_cast<std::int64_t>(uptime) * 1000) : "-");
+  field("Reachable", plural(reachable, "router", "routers"));
+
+  // One section per table: a title, then the table indented, or "none".
+  auto section = [&](const std::string& title, const Table& table) {
+    out << '\n' << style.bold(title + ":");
+    if (table.empty()) {
+      out << " none\n";
+      return;
+    }
+    out << '\n';
+    table.print(out, style, "  ");
+  };
+
+  Table linkTable({{"PEER"}, {"ROLE"}, {"COST", Align::kRight}, {"UP"}});
+  for (const auto& l : links) {
+    const std::string isUp = text(l, "up");
+    linkTable.add({text(l, "peer"), text(l, "role"), text(l, "cost"), {isUp, toneOf(isUp)}});
+  }
+  section("Links (" + std::to_string(up) + " of " + std::to_string(links.size()) + " up)",
+          linkTable);
+
+  auto tcpTable = [&](const char* key, const char* lastTitle, const char* lastCounter) {
+    Table t({{"NAME"},
+             {"ADDRESS"},
+             {"HOST:PORT"},
+             {"STATE"},
+             {"ACTIVE", Align::kRight},
+             {"OPENED", Align::kRight},
+             {"FAILED", Align::kRight},
+             {lastTitle, Align::kRight}});
+    for (const auto& e : list(answer, key)) {
+      const Json& c = member(e, "counters");
+      const std::string state = text(e, "state");
+      t.add({text(e, "name"),
+             text(e, "address"),
+             hostPort(e),
+             {state, toneOf(state)},
+             text(c, "flows_active"),
+             text(c, "flows_opened"),
+             text(c, "flows_failed"),
+             text(c, lastCounter)});
+    }
+    return t;
+  };
+  section("TCP listeners", tcpTable("tcp_listeners", "REFUSED", "refused"));
+  section("TCP connectors", tcpTable("tcp_connectors", "CONNECT FAILURES", "connect_failures"));
+}
+
+void renderRouters(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
+  Table t({{"ROUTER"}, {"COST", Align::kRight}, {"NEXT HOP"}});
+  // This router first, then the others in the API's order.
+  for (const bool self : {true, false}) {
+    for (const auto& r : list(answer, "routers")) {
+      if ((member(r, "self") == true) != self) continue;
+      t.add({text(r, "id") + (self ? " (self)" : ""), text(r, "cost"), text(r, "next_hop")});
+    }
+  }
+  t.print(out, style);
+}
+
+void renderAddresses(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
+  if (list(answer, nullptr).empty()) {
+    out << "No address has consumers.\n";
+    return;
+  }
+  Table t({{"ADDRESS"},
+           {"KIND"},
+           {"DISTRIBUTION"},
+           {"LOCAL CONSUMERS", Align::kRight},
+           {"REMOTE ROUTERS"}});
+  for (const auto& a : list(answer, nullptr)) {
+    std::string remote;
+    for (const auto& r : list(a, "remote_routers"))
+      remote += (remote.empty() ? "" : ", ") + text(r);
+    t.add({text(a, "address"), text(a, "kind"), text(a, "distribution"), text(a, "local_consumers"),
+           remote.empty() ? "-" : remote});
+  }
+  t.print(out, style);
+}
+
+void renderFlows(const Json& answer, std::ostream& out, const Style& style, std::int64_t now_ms) {
+  if (list(answer, nullptr).empty()) {
+    out << "No TCP flows.\n";
+    return;
+  }
+  Table t({{"SIDE"},
+           {"NAME"},
+           {"ADDRESS"},
+           {"PEER ROUTER"},
+           {"ENDPOINT"},
+           {"IN", Align::kRight},
+           {"OUT", Align::kRight},
+           {"STATE"},
+           {"DURATION", Align::kRight}});
+  for (const auto& f : list(answer, nullptr)) {
+    std::uint64_t start = 0;
+    std::uint64_t end = static_cast<std::uint64_t>(now_ms);
+    std::string age = "-";
+    if (number(member(f, "start_ms"), start)) {
+      number(member(f, "end_ms"), end);  // null while open: until now
+      age = duration(static_cast<std::int64_t>(end) - static_cast<std::int64_t>(start));
+    }
+    const std::string state = text(f, "state");
+    t.add({text(f, "side"),
+           text(f, "name"),
+           text(f, "address"),
+           text(f, "peer_router"),
+           text(f, "endpoint"),
+           bytes(member(f, "bytes_in")),
+           bytes(member(f, "bytes_out")),
+           {state, toneOf(state)},
+           age});
+  }
+  t.print(out, style);
+}
+
+// ---- the command table
+
+struct Query {
+  const char* key;  // in the combined answer; nullptr: the answer itself
+  const char* path;
+  Expect expect;
+};
+
+struct Spec {
+  Command command;
+  std::vector<Query> queries;
+  void (*render)(const Json&, std::ostream&, const Style&, std::int64_t);
+};
+
+const std::vector<Spec>& specs() {
+  static const std::vector<Spec> kSpecs = {
+      {Command::kStatus,
+       {{"router", "router", Expect::kObject},
+        {"routers", "routers", Expect::kObject},
+        {"tcp_listeners", "tcp-listeners", Expect::kArray},
+        {"tcp_connectors", "tcp-connectors", Expect::kArray}},
+       renderStatus},
+      {Command::kRouters, {{nullptr, "routers", Expect::kObject}}, renderRouters},
+      {Command::kAddresses, {{nullptr, "addresses", Expect::kArray}}, renderAddresses},
+      {Command::kFlows, {{nullptr, "flows", Expect::kArray}}, renderFlows},
+  };
+  return kSpecs;
+}
+
+const Spec& specOf(Command command) {
+  for (const auto& s : specs()) {
+    if (s.command == command) return s;
+  }
+  std::abort();  // every Command has a row
+}
+
+}  // namespace
+
+std::variant<Json, Failure> fetch(Command command, const ManagementClient& client) {
+  Json combined = Json::object();
+  for (const auto& q : specOf(command).queries) {
+    auto answer = client.get(q.path, q.expect);
+    if (auto* failure = std::get_if<Failure>(&answer)) return std::move(*failure);
+    if (q.key == nullptr) return std::move(std::get<Json>(answer));
+    combined[q.key] = std::move(std::get<Json>(answer));
+  }
+  return combined;
+}
+
+void render(Command command, const Json& answer, std::ostream& out, const Style& style,
+            std::int64_t now_ms) {
+  specOf(command).render(answer, out, style, now_ms);
+}
+
+}  // namespace vane::cli

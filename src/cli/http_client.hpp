@@ -1,0 +1,55 @@
+// A small blocking HTTP/1.1 client for the management API: plain http only,
+// one GET per connection, every step bounded by a timeout and every answer
+// by a size limit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace vane::cli {
+
+// http://HOST[:PORT][/PATH]; PATH is a prefix for the API's paths (a proxy).
+struct Url {
+  std::string text;  // as given, for messages
+  std::string host;  // an IPv6 literal without its brackets
+  std::string port;  // 80 when the URL names none
+  std::string base;  // "" or "/prefix", without a trailing slash
+};
+
+// Returns the URL, or a sentence saying what is wrong with it.
+std::variant<Url, std::string> parseUrl(std::string_view text);
+
+struct Timeouts {
+  std::chrono::milliseconds connect{5000};
+  std::chrono::milliseconds read{5000};  // writing the request and reading the whole answer
+};
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::string reason;
+  std::string body;
+};
+
+struct HttpError {
+  enum class Kind {
+    kResolve,      // the host name does not resolve
+    kUnreachable,  // refused, no route, or no answer to connect within the timeout
+    kTimeout,      // connected, but no complete answer within the timeout
+    kNotHttp,      // the peer answered something that is not HTTP/1.x
+    kTooLarge,     // the answer exceeds kMaxBody
+    kNetwork,      // anything else (connection reset, ...)
+  };
+  Kind kind;
+  std::string detail;  // the system's words, for the unusual cases
+};
+
+inline constexpr std::uint64_t kMaxBody = 16 * 1024 * 1024;
+
+// GET url.base + path, with "Authorization: Bearer TOKEN" unless token is empty.
+std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view path,
+                                              const std::string& token, Timeouts timeouts = {});
+
+}  // namespace vane::cli
