@@ -979,7 +979,7 @@ class ControlIn {
 
  private:
   void fail(const std::string& why) {
-    conn_.context().stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    conn_.countProtocolError();
     VANE_LOG_WARN("connection {}: malformed control message from router {}: {}", conn_.peer(),
                   conn_.peerRouter(), why);
     link_ = nullptr;
@@ -1086,6 +1086,8 @@ void Connection::start() {
     openRouterLinks();
   }
   ctx_.stats.connections_opened.fetch_add(1, std::memory_order_relaxed);
+  if (options_.counters)
+    options_.counters->connections_opened.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
   // A peer must open the connection within the handshake timeout; one that
   // connects and stays silent would otherwise hold a socket forever. The
@@ -1217,7 +1219,7 @@ void Connection::scheduleIo() {
     // disconnected and no error was raised: a frame it could not decode
     // (Proton closes its input silently then). Tell the peer why.
     decode_failed_ = true;
-    ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    countProtocolError();
     VANE_LOG_WARN(
         "connection {} on listener {}: protocol error: amqp:decode-error: malformed frame", peer_,
         listener_);
@@ -1261,7 +1263,7 @@ void Connection::scheduleIo() {
 
 void Connection::onGuardViolation(const std::string& condition, const std::string& description) {
   input_stopped_ = true;
-  ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  countProtocolError();
   VANE_LOG_WARN("connection {} on listener {}: protocol error: {}: {}", peer_, listener_, condition,
                 description);
   if (!guard_.inAmqpLayer()) {
@@ -1291,6 +1293,11 @@ void Connection::armGrace() {
       self->process();
     }
   });
+}
+
+void Connection::countProtocolError() {
+  ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  if (options_.counters) options_.counters->protocol_errors.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Connection::frameOutput() {
@@ -1460,7 +1467,7 @@ void Connection::handleEvent(pn_event_t* e) {
                       listener_);
         break;
       }
-      ctx_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      countProtocolError();
       VANE_LOG_WARN("connection {} on listener {}: protocol error: {}: {}", peer_, listener_,
                     str(pn_condition_get_name(c)), str(pn_condition_get_description(c)));
       break;

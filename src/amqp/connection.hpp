@@ -59,12 +59,19 @@ struct ConnectionSettings {
   std::int64_t stream_window = 1 << 20;
 };
 
+// Counters of one listener (relaxed atomics; read by management).
+struct ListenerCounters {
+  std::atomic<std::uint64_t> connections_opened{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+};
+
 // What kind of peer a connection serves, from its listener or connector.
 struct ConnectionOptions {
   std::string name;  // listener or connector name, for logs
   config::ListenerRole role = config::ListenerRole::kNormal;
-  std::uint32_t cost = 1;  // inter-router and edge roles
-  bool outgoing = false;   // we connected (a connector): we are the AMQP client
+  std::uint32_t cost = 1;                      // inter-router and edge roles
+  bool outgoing = false;                       // we connected (a connector): we are the AMQP client
+  std::shared_ptr<ListenerCounters> counters;  // the listener's, if any
 };
 
 // Counters shared by all connections (relaxed atomics; read by management).
@@ -128,6 +135,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& peer() const { return peer_; }
   LoopContext& context() { return ctx_; }
   bool closed() const { return torn_down_; }
+
+  // Counts a protocol error (router-wide and for the listener).
+  void countProtocolError();
 
   // Lets the engine turn buffered delivery bytes into frames now (as far as
   // the peer's session window allows).

@@ -288,20 +288,23 @@ class Api {
                    {"host", l.host},
                    {"port", l.port},
                    {"role", l.kind},
-                   {"cost", l.cost}});
+                   {"cost", l.cost},
+                   {"connections_opened", l.counters->connections_opened.load()},
+                   {"protocol_errors", l.counters->protocol_errors.load()}});
     }
     return a;
   }
 
   json connectorsJson() const {
     json a = json::array();
-    const auto v = router_.routing().view();
-    for (const auto& c : router_.config().connectors) {
-      a.push_back({{"name", c.name},
-                   {"host", c.host},
-                   {"port", c.port},
-                   {"role", config::toString(c.role)},
-                   {"cost", c.cost}});
+    for (const auto& c : router_.connectors()) {
+      a.push_back({{"name", c.cfg.name},
+                   {"host", c.cfg.host},
+                   {"port", c.cfg.port},
+                   {"role", config::toString(c.cfg.role)},
+                   {"cost", c.cfg.cost},
+                   {"state", c.connected ? "connected" : "connecting"},
+                   {"attempts", c.attempts}});
     }
     return a;
   }
@@ -427,6 +430,29 @@ class Api {
         m.sample("vane_address_deliveries_total", static_cast<double>(n),
                  {{"address", address}, {"event", event}});
       }
+    }
+    m.family("vane_listener_protocol_errors_total", "counter",
+             "Connections closed for a protocol error, per listener.");
+    const auto listeners = router_.listeners();
+    for (const auto& l : listeners) {
+      m.sample("vane_listener_protocol_errors_total", v(l.counters->protocol_errors),
+               {{"listener", l.name}});
+    }
+    m.family("vane_listener_connections_total", "counter", "Connections accepted, per listener.");
+    for (const auto& l : listeners) {
+      m.sample("vane_listener_connections_total", v(l.counters->connections_opened),
+               {{"listener", l.name}});
+    }
+    m.family("vane_connector_attempts_total", "counter",
+             "Connection attempts of each router connector (reconnects included).");
+    const auto connectors = router_.connectors();
+    for (const auto& c : connectors) {
+      m.sample("vane_connector_attempts_total", static_cast<double>(c.attempts),
+               {{"connector", c.cfg.name}});
+    }
+    m.family("vane_connector_connected", "gauge", "1 while the connector's link is up.");
+    for (const auto& c : connectors) {
+      m.sample("vane_connector_connected", c.connected ? 1 : 0, {{"connector", c.cfg.name}});
     }
     const auto view = router_.routing().view();
     m.family("vane_routers_reachable", "gauge", "Other routers this router has a path to.");

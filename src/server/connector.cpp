@@ -36,6 +36,7 @@ void Connector::stop() {
 void Connector::attempt() {
   if (stopped_) return;
   const config::ConnectorConfig cfg = candidates_[current_];
+  ++attempts_[cfg.name];
   Worker* w = workers_[next_worker_++ % workers_.size()];
   VANE_LOG_DEBUG("connector {}: connecting to {}:{}", cfg.name, cfg.host, cfg.port);
   // Resolution and connect run on the worker that will own the connection;
@@ -63,8 +64,9 @@ void Connector::attempt() {
                 options.role = cfg.role;
                 options.cost = cfg.cost;
                 options.outgoing = true;
-                loop_.post([this] {
+                loop_.post([this, name = cfg.name] {
                   connected_at_ = std::chrono::steady_clock::now();
+                  connected_to_ = name;
                   if (logged_failure_) {
                     VANE_LOG_INFO("connector {}: connected to {}:{}", candidates_[current_].name,
                                   candidates_[current_].host, candidates_[current_].port);
@@ -93,6 +95,7 @@ void Connector::onConnectFailed(const std::string& error) {
 }
 
 void Connector::onClosed() {
+  connected_to_.clear();
   if (stopped_) return;
   const auto& cfg = candidates_[current_];
   VANE_LOG_INFO("connector {}: link to {}:{} lost", cfg.name, cfg.host, cfg.port);

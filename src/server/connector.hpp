@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,6 +40,14 @@ class Connector {
   void stop();   // core loop
 
   const std::string& name() const { return candidates_.front().name; }
+  const std::vector<config::ConnectorConfig>& candidates() const { return candidates_; }
+  // Core loop: the candidate whose link is up ("" if none), and the
+  // attempts made with candidate `name`.
+  const std::string& connectedTo() const { return connected_to_; }
+  std::uint64_t attempts(const std::string& name) const {
+    auto it = attempts_.find(name);
+    return it == attempts_.end() ? 0 : it->second;
+  }
 
  private:
   void attempt();
@@ -58,6 +67,8 @@ class Connector {
   std::mt19937 rng_;
   bool stopped_ = false;
   bool logged_failure_ = false;
+  std::string connected_to_;
+  std::map<std::string, std::uint64_t> attempts_;
 };
 
 }  // namespace vane::server

@@ -70,6 +70,8 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
     options.name = l.name;
     options.role = l.role;
     options.cost = l.cost;
+    options.counters = std::make_shared<amqp::ListenerCounters>();
+    listener_counters_.push_back(options.counters);
     listeners_.push_back(std::make_unique<Listener>(
         std::move(ep), core_loop_, workers, [this] { return admit(); },
         [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
@@ -92,7 +94,18 @@ std::vector<Router::ListenerInfo> Router::listeners() const {
   std::vector<ListenerInfo> out;
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     const auto& c = cfg_.listeners[i];
-    out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost});
+    out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost,
+                   listener_counters_[i]});
+  }
+  return out;
+}
+
+std::vector<Router::ConnectorInfo> Router::connectors() const {
+  std::vector<ConnectorInfo> out;
+  for (const auto& c : connectors_) {
+    for (const auto& cfg : c->candidates()) {
+      out.push_back({cfg, c->connectedTo() == cfg.name, c->attempts(cfg.name)});
+    }
   }
   return out;
 }

@@ -62,8 +62,15 @@ class Router {
     std::uint16_t port = 0;  // bound
     std::string kind;        // role: normal, inter-router, edge
     std::uint32_t cost = 0;
+    std::shared_ptr<const amqp::ListenerCounters> counters;
   };
   std::vector<ListenerInfo> listeners() const;
+  struct ConnectorInfo {
+    config::ConnectorConfig cfg;
+    bool connected = false;      // its link is up now
+    std::uint64_t attempts = 0;  // connection attempts so far
+  };
+  std::vector<ConnectorInfo> connectors() const;
   struct TcpListenerInfo {
     config::TcpListenerConfig cfg;
     std::uint16_t port = 0;  // bound
@@ -98,6 +105,7 @@ class Router {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
+  std::vector<std::shared_ptr<amqp::ListenerCounters>> listener_counters_;  // by listener
 
   // TCP adaptor entities (core loop once started).
   struct TcpListener {

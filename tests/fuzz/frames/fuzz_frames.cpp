@@ -243,12 +243,13 @@ void runOnce(const std::uint8_t* data, std::size_t size, bool frame_by_frame) {
   // Held like Worker holds its connections: released (deferred) once closed.
   std::shared_ptr<Connection> holder;
   bool closed = false;
-  holder =
-      std::make_shared<Connection>(h.ctx, std::move(socket), vane::amqp::ConnectionOptions{"fuzz"},
-                                   [&h, &holder, &closed](Connection*) {
-                                     closed = true;
-                                     h.loop.post([&holder] { holder.reset(); });
-                                   });
+  vane::amqp::ConnectionOptions options;
+  options.name = "fuzz";
+  holder = std::make_shared<Connection>(h.ctx, std::move(socket), std::move(options),
+                                        [&h, &holder, &closed](Connection*) {
+                                          closed = true;
+                                          h.loop.post([&holder] { holder.reset(); });
+                                        });
   const std::weak_ptr<Connection> weak = holder;
   h.loop.post([conn = holder] { conn->start(); });
   settle(h, peer);

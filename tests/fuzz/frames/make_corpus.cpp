@@ -82,12 +82,13 @@ class Client {
     boost::system::error_code ec;
     socket.assign(boost::asio::ip::tcp::v4(), fds[0], ec);
     if (ec) die("assign: " + ec.message());
-    conn_ = std::make_shared<vane::amqp::Connection>(router.ctx, std::move(socket),
-                                                     vane::amqp::ConnectionOptions{"corpus"},
-                                                     [this](vane::amqp::Connection*) {
-                                                       router_closed_ = true;
-                                                       router_.loop.post([this] { conn_.reset(); });
-                                                     });
+    vane::amqp::ConnectionOptions options;
+    options.name = "corpus";
+    conn_ = std::make_shared<vane::amqp::Connection>(
+        router.ctx, std::move(socket), std::move(options), [this](vane::amqp::Connection*) {
+          router_closed_ = true;
+          router_.loop.post([this] { conn_.reset(); });
+        });
     router.loop.post([c = conn_] { c->start(); });
 
     if (pn_connection_driver_init(&driver_, nullptr, nullptr) != 0) die("driver init");
