@@ -345,6 +345,8 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     }
   }
 
+  std::size_t unsettledCount() const { return unsettled_.size() + queue_.size(); }
+
   // Taken off the connection's blocked list (it pumps us next).
   void clearBlocked() { blocked_ = false; }
 
@@ -473,6 +475,8 @@ class InLink : public forwarding::IngressSink,
   }
 
   pn_link_t* link() const { return link_; }
+  const std::string& address() const { return address_; }
+  std::size_t liveCount() const { return live_.size(); }
 
   // PN_DELIVERY on this link: new bytes, or the sender settled.
   void onDelivery(pn_delivery_t* d) {
@@ -1086,6 +1090,9 @@ void Connection::start() {
     openRouterLinks();
   }
   ctx_.stats.connections_opened.fetch_add(1, std::memory_order_relaxed);
+  opened_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
   if (options_.counters)
     options_.counters->connections_opened.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
@@ -1293,6 +1300,28 @@ void Connection::armGrace() {
       self->process();
     }
   });
+}
+
+ConnectionInfo Connection::info() const {
+  ConnectionInfo i;
+  i.peer = peer_;
+  i.listener = options_.name;
+  i.role = config::toString(options_.role);
+  i.outgoing = options_.outgoing;
+  i.opened_ms = opened_ms_;
+  if (remote_opened_ && driver_)
+    i.container = str(pn_connection_remote_container(driver_->connection));
+  for (const auto& [l, in] : in_links_) {
+    i.links.push_back(
+        {str(pn_link_name(l)), true, in->address(), pn_link_credit(l), in->liveCount()});
+  }
+  for (const auto& [l, out] : out_links_) {
+    i.links.push_back(
+        {str(pn_link_name(l)), false, out->address(), pn_link_credit(l), out->unsettledCount()});
+  }
+  std::sort(i.links.begin(), i.links.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return i;
 }
 
 void Connection::countProtocolError() {

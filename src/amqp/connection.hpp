@@ -102,6 +102,24 @@ struct LoopContext {
   Stats& stats;
 };
 
+// What management shows of a connection and its links.
+struct LinkInfo {
+  std::string name;
+  bool incoming = false;  // the peer sends to the router (else it receives)
+  std::string address;
+  int credit = 0;
+  std::size_t unsettled = 0;  // deliveries in progress or awaiting an outcome
+};
+struct ConnectionInfo {
+  std::string peer;            // host:port
+  std::string listener;        // listener or connector name
+  std::string role;            // normal, inter-router, edge
+  bool outgoing = false;       // made by a connector
+  std::string container;       // the peer's container id (a router's id)
+  std::int64_t opened_ms = 0;  // Unix time
+  std::vector<LinkInfo> links;
+};
+
 class InLink;
 class OutLink;
 class ControlIn;
@@ -133,6 +151,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void process();
 
   const std::string& peer() const { return peer_; }
+  ConnectionInfo info() const;
   LoopContext& context() { return ctx_; }
   bool closed() const { return torn_down_; }
 
@@ -184,6 +203,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ConnectionOptions options_;
   const std::string& listener_ = options_.name;
   std::string peer_;
+  std::int64_t opened_ms_ = 0;
   ClosedCallback on_closed_;
   std::unique_ptr<pn_connection_driver_t> driver_;
   FrameGuard guard_;

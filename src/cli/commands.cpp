@@ -29,7 +29,7 @@ const Json& list(const Json& obj, const char* key) {
 }
 
 std::string text(const Json& v) {
-  if (v.is_string()) return v.get<std::string>();
+  if (v.is_string()) return v.get_ref<const std::string&>().empty() ? "-" : v.get<std::string>();
   if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
   if (v.is_null()) return "-";
   return v.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -39,11 +39,19 @@ std::string text(const Json& obj, const char* key) {
   return text(member(obj, key));
 }
 
-// An unsigned number, or nothing for anything else.
+// A number of zero or more (whole part), or nothing for anything else.
 bool number(const Json& v, std::uint64_t& out) {
-  if (!v.is_number_unsigned()) return false;
-  out = v.get<std::uint64_t>();
-  return true;
+  if (v.is_number_unsigned()) {
+    out = v.get<std::uint64_t>();
+    return true;
+  }
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!(d >= 0 && d < 1.8e19)) return false;  // also false for NaN
+    out = static_cast<std::uint64_t>(d);
+    return true;
+  }
+  return false;
 }
 
 // ---- units

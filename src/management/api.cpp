@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "routing/core.hpp"
 #include "server/router.hpp"
@@ -176,6 +178,41 @@ class Api {
       if (path == "connectors") return respond(reply(http::status::ok, connectorsJson()));
       if (path == "tcp-listeners") return respond(reply(http::status::ok, tcpListenersJson()));
       if (path == "tcp-connectors") return respond(reply(http::status::ok, tcpConnectorsJson()));
+      if (path == "connections" || path == "links") {
+        const bool links = path == "links";
+        router_.connections([respond, links](std::vector<amqp::ConnectionInfo> all) {
+          std::sort(all.begin(), all.end(),
+                    [](const auto& a, const auto& b) { return a.opened_ms < b.opened_ms; });
+          json a = json::array();
+          for (const auto& c : all) {
+            json ls = json::array();
+            for (const auto& l : c.links) {
+              json lj = {{"name", l.name},
+                         {"direction", l.incoming ? "in" : "out"},
+                         {"address", l.address},
+                         {"credit", l.credit},
+                         {"unsettled", l.unsettled}};
+              if (links) {
+                lj["connection"] = c.peer;
+                a.push_back(std::move(lj));
+              } else {
+                ls.push_back(std::move(lj));
+              }
+            }
+            if (!links) {
+              a.push_back({{"peer", c.peer},
+                           {"listener", c.listener},
+                           {"role", c.role},
+                           {"outgoing", c.outgoing},
+                           {"container", c.container},
+                           {"opened_ms", c.opened_ms},
+                           {"links", std::move(ls)}});
+            }
+          }
+          respond(reply(http::status::ok, a));
+        });
+        return;
+      }
       if (path == "flows") {
         router_.flows([respond](std::vector<adaptors::tcp::FlowRecord> records) {
           json a = json::array();

@@ -166,6 +166,26 @@ bool Router::removeTcpConnector(const std::string& name) {
   return true;
 }
 
+void Router::connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done) {
+  struct Gather {
+    std::vector<amqp::ConnectionInfo> all;
+    std::size_t left = 0;
+    std::function<void(std::vector<amqp::ConnectionInfo>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = workers_.size();
+  g->done = std::move(done);
+  for (auto& w : workers_) {
+    w->loop().post([this, g, w = w.get()] {
+      auto part = w->connectionInfos();
+      core_loop_.post([g, part = std::move(part)]() mutable {
+        std::move(part.begin(), part.end(), std::back_inserter(g->all));
+        if (--g->left == 0) g->done(std::move(g->all));
+      });
+    });
+  }
+}
+
 void Router::addressCounters(std::function<void(AddressCounterMap)> done) {
   struct Gather {
     AddressCounterMap sum;

@@ -91,6 +91,8 @@ class Router {
   // TCP flows of every worker (open, then recently ended); `done` runs on
   // the core loop. Callable from the core loop.
   void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done);
+  // AMQP connections of every worker; `done` runs on the core loop.
+  void connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done);
   // Delivery counters per address, summed over the workers; `done` runs on
   // the core loop. Callable from the core loop.
   using AddressCounterMap = std::map<std::string, forwarding::AddressCounters>;

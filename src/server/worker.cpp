@@ -40,6 +40,14 @@ void Worker::adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions 
   conn->start();
 }
 
+std::vector<amqp::ConnectionInfo> Worker::connectionInfos() const {
+  std::vector<amqp::ConnectionInfo> out;
+  for (const auto& [p, c] : connections_) {
+    if (!c->closed()) out.push_back(c->info());
+  }
+  return out;
+}
+
 void Worker::closeAll(const char* condition, const char* description) {
   VANE_ASSERT_THREAD(loop_);
   std::vector<std::shared_ptr<amqp::Connection>> all;

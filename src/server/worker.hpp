@@ -36,6 +36,8 @@ class Worker {
   // Loop thread: sends every connection an AMQP close with `condition`, and
   // resets every TCP flow.
   void closeAll(const char* condition, const char* description);
+  // Loop thread: what management shows of this worker's connections.
+  std::vector<amqp::ConnectionInfo> connectionInfos() const;
   // Loop thread: AMQP connections and TCP flows.
   std::size_t connectionCount() const { return connections_.size() + flows_->size(); }
 
