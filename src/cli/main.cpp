@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/http_client.hpp"
@@ -35,10 +36,10 @@ bool wantColor() {
 int main(int argc, char** argv) {
   using vane::cli::Command;
 
-  CLI::App app{"vane - look at a running Vane router through its management API"};
+  CLI::App app{"vane - look at a running Vane router through its management API", "vane"};
   app.set_version_flag("--version", "vane " VANE_VERSION);
-  app.require_subcommand(1);
-  app.fallthrough();  // the common options work before or after the command
+  app.require_subcommand(0, 1);  // none: the error below, after CLI11 saw unknown words
+  app.fallthrough();             // the common options work before or after the command
   app.footer(
       "The router must have a `management` section in its configuration.\n"
       "Exit status: 0 done, 1 the router could not answer, 2 usage error.\n"
@@ -75,14 +76,15 @@ int main(int argc, char** argv) {
     subcommands.emplace_back(sub, e.command);
   }
 
+  std::optional<Command> command;
   try {
     app.parse(argc, argv);
+    for (const auto& [sub, c] : subcommands) {
+      if (sub->parsed()) command = c;
+    }
+    if (!command) throw CLI::RequiredError("A command (status, routers, addresses or flows)");
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kUsage;  // --help and --version exit 0
-  }
-  Command command = Command::kStatus;
-  for (const auto& [sub, c] : subcommands) {
-    if (sub->parsed()) command = c;
   }
 
   auto url = vane::cli::parseUrl(url_text);
@@ -91,7 +93,7 @@ int main(int argc, char** argv) {
     return kFailed;
   }
   const vane::cli::ManagementClient client(std::move(std::get<vane::cli::Url>(url)), token);
-  auto answer = vane::cli::fetch(command, client);
+  auto answer = vane::cli::fetch(*command, client);
   if (const auto* failure = std::get_if<vane::cli::Failure>(&answer)) {
     std::cerr << "vane: " << failure->message << "\n";
     return kFailed;
@@ -102,7 +104,7 @@ int main(int argc, char** argv) {
   } else {
     const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::system_clock::now().time_since_epoch());
-    vane::cli::render(command, data, std::cout, vane::cli::Style{wantColor()}, now.count());
+    vane::cli::render(*command, data, std::cout, vane::cli::Style{wantColor()}, now.count());
   }
   std::cout.flush();
   return std::cout.good() ? 0 : kFailed;

@@ -33,8 +33,8 @@ Failure ManagementClient::explain(const HttpError& e) const {
   using Kind = HttpError::Kind;
   switch (e.kind) {
     case Kind::kResolve:
-      return {"cannot resolve the host '" + url_.host + "' of " + url_.text + " (" + e.detail +
-              "); check --url or VANE_URL"};
+      return {"cannot resolve the host '" + url_.host + "' of " + url_.text + ": " + e.detail +
+              "; check --url or VANE_URL"};
     case Kind::kUnreachable:
       return {"cannot reach the router's management API at " + url_.text +
               "; is vaned running with a `management` section? (set --url or VANE_URL)"};
@@ -65,11 +65,14 @@ Failure ManagementClient::explain(const HttpResponse& r, const std::string& targ
   }
   const Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_object() && body.contains("error") && body["error"].is_string()) {
-    std::string message = body["error"].get<std::string>();
+    std::string message =
+        body["error"].get<std::string>() + " (HTTP " + std::to_string(r.status) + ")";
     if (r.status == 404 && message.rfind("no such resource", 0) == 0) {
-      message += "; is the router older than this vane, or --url not the router's API?";
+      message +=
+          "; give --url as http://HOST:PORT of the router's management API, and check "
+          "that the router is as new as vane";
     }
-    return {message + " (HTTP " + std::to_string(r.status) + ")"};
+    return {message};
   }
   return {"unexpected answer HTTP " + std::to_string(r.status) + " " + r.reason + " to GET " +
           url_.base + target + " at " + url_.text + "; is --url the router's management API?"};

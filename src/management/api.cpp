@@ -131,6 +131,36 @@ class Metrics {
   std::ostringstream out_;
 };
 
+enum class Kind { kListener, kConnector, kTcpListener, kTcpConnector };
+
+const char* kindName(Kind k) {
+  switch (k) {
+    case Kind::kListener:
+      return "listener";
+    case Kind::kConnector:
+      return "connector";
+    case Kind::kTcpListener:
+      return "tcp listener";
+    case Kind::kTcpConnector:
+      return "tcp connector";
+  }
+  return "";
+}
+
+const char* sectionName(Kind k) {
+  switch (k) {
+    case Kind::kListener:
+      return "listeners";
+    case Kind::kConnector:
+      return "connectors";
+    case Kind::kTcpListener:
+      return "tcp_listeners";
+    case Kind::kTcpConnector:
+      return "tcp_connectors";
+  }
+  return "";
+}
+
 class Api {
  public:
   Api(server::Router& router, std::string token) : router_(router), token_(std::move(token)) {}
@@ -222,11 +252,15 @@ class Api {
         return;
       }
     }
-    if (path == "tcp-listeners" || path == "tcp-connectors") {
-      const bool listener = path == "tcp-listeners";
-      if (name.empty() && method == http::verb::post) return create(listener, req.body(), respond);
-      if (!name.empty() && method == http::verb::get) return getOne(listener, name, respond);
-      if (!name.empty() && method == http::verb::delete_) return remove(listener, name, respond);
+    if (path == "tcp-listeners" || path == "tcp-connectors" || path == "listeners" ||
+        path == "connectors") {
+      const Kind kind = path == "tcp-listeners"    ? Kind::kTcpListener
+                        : path == "tcp-connectors" ? Kind::kTcpConnector
+                        : path == "listeners"      ? Kind::kListener
+                                                   : Kind::kConnector;
+      if (name.empty() && method == http::verb::post) return create(kind, req.body(), respond);
+      if (!name.empty() && method == http::verb::get) return getOne(kind, name, respond);
+      if (!name.empty() && method == http::verb::delete_) return remove(kind, name, respond);
       return notAllowed(respond);
     }
     return notFound(respond, target);
@@ -372,56 +406,87 @@ class Api {
     return a;
   }
 
-  void getOne(bool listener, std::string_view name, const Respond& respond) const {
-    if (listener) {
-      for (const auto& t : router_.tcpListeners()) {
-        if (t.cfg.name == name) return respond(reply(http::status::ok, tcpListenerJson(t)));
-      }
-    } else {
-      for (const auto& t : router_.tcpConnectors()) {
-        if (t.cfg.name == name) return respond(reply(http::status::ok, tcpConnectorJson(t)));
-      }
+  // The entities of one kind, as the list endpoint shows them.
+  json list(Kind kind) const {
+    switch (kind) {
+      case Kind::kListener:
+        return listenersJson();
+      case Kind::kConnector:
+        return connectorsJson();
+      case Kind::kTcpListener:
+        return tcpListenersJson();
+      case Kind::kTcpConnector:
+        return tcpConnectorsJson();
     }
-    respond(
-        error(http::status::not_found, std::string(listener ? "tcp listener" : "tcp connector") +
-                                           " '" + std::string(name) + "' does not exist"));
+    return json::array();
   }
 
-  void create(bool listener, const std::string& body, const Respond& respond) {
-    const auto parsed = config::parseEntry(listener ? "tcp_listeners" : "tcp_connectors", body);
+  void getOne(Kind kind, std::string_view name, const Respond& respond) const {
+    for (const auto& e : list(kind)) {
+      if (e.value("name", "") == name) return respond(reply(http::status::ok, e));
+    }
+    respond(error(http::status::not_found,
+                  std::string(kindName(kind)) + " '" + std::string(name) + "' does not exist"));
+  }
+
+  void create(Kind kind, const std::string& body, const Respond& respond) {
+    const auto parsed = config::parseEntry(sectionName(kind), body);
     if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
       return respond(error(http::status::bad_request, e->message, e->field));
     }
     const auto& cfg = std::get<config::Config>(parsed);
     std::string err;
     std::string name;
-    if (listener) {
-      name = cfg.tcp_listeners.at(0).name;
-      err = router_.addTcpListener(cfg.tcp_listeners.at(0));
-    } else {
-      name = cfg.tcp_connectors.at(0).name;
-      err = router_.addTcpConnector(cfg.tcp_connectors.at(0));
+    switch (kind) {
+      case Kind::kListener:
+        name = cfg.listeners.at(0).name;
+        err = router_.addListener(cfg.listeners.at(0));
+        break;
+      case Kind::kConnector:
+        name = cfg.connectors.at(0).name;
+        err = router_.addConnector(cfg.connectors.at(0));
+        break;
+      case Kind::kTcpListener:
+        name = cfg.tcp_listeners.at(0).name;
+        err = router_.addTcpListener(cfg.tcp_listeners.at(0));
+        break;
+      case Kind::kTcpConnector:
+        name = cfg.tcp_connectors.at(0).name;
+        err = router_.addTcpConnector(cfg.tcp_connectors.at(0));
+        break;
     }
     if (!err.empty()) {
       const bool exists = err.find("exists") != std::string::npos;
       return respond(error(exists ? http::status::conflict : http::status::bad_request, err));
     }
-    getOne(listener, name, [respond](Response res) {
+    getOne(kind, name, [respond](Response res) {
       res.result(http::status::created);
       respond(std::move(res));
     });
   }
 
-  void remove(bool listener, std::string_view name, const Respond& respond) {
-    const bool removed = listener ? router_.removeTcpListener(std::string(name))
-                                  : router_.removeTcpConnector(std::string(name));
-    if (!removed) {
-      return respond(
-          error(http::status::not_found, std::string(listener ? "tcp listener" : "tcp connector") +
-                                             " '" + std::string(name) + "' does not exist"));
+  void remove(Kind kind, std::string_view name, const Respond& respond) {
+    const std::string n(name);
+    bool removed = false;
+    switch (kind) {
+      case Kind::kListener:
+        removed = router_.removeListener(n);
+        break;
+      case Kind::kConnector:
+        removed = router_.removeConnector(n);
+        break;
+      case Kind::kTcpListener:
+        removed = router_.removeTcpListener(n);
+        break;
+      case Kind::kTcpConnector:
+        removed = router_.removeTcpConnector(n);
+        break;
     }
-    Response res{http::status::no_content, 11};
-    respond(std::move(res));
+    if (!removed) {
+      return respond(error(http::status::not_found,
+                           std::string(kindName(kind)) + " '" + n + "' does not exist"));
+    }
+    respond(Response{http::status::no_content, 11});
   }
 
   void metrics(const Respond& respond, const server::Router::AddressCounterMap& counters) const {

@@ -33,6 +33,14 @@ void Connector::stop() {
   timer_.cancel();
 }
 
+void Connector::stopAndClose() {
+  stop();
+  if (link_worker_ == nullptr) return;
+  link_worker_->loop().post([conn = link_] {
+    if (auto c = conn.lock()) c->closeWithError("amqp:connection:forced", "connector deleted");
+  });
+}
+
 void Connector::attempt() {
   if (stopped_) return;
   const config::ConnectorConfig cfg = candidates_[current_];
@@ -73,8 +81,12 @@ void Connector::attempt() {
                   }
                   logged_failure_ = false;
                 });
-                w->adopt(std::move(*socket), std::move(options),
-                         [this] { loop_.post([this] { onClosed(); }); });
+                auto conn = w->adopt(std::move(*socket), std::move(options),
+                                     [this] { loop_.post([this] { onClosed(); }); });
+                loop_.post([this, w, conn] {
+                  link_worker_ = w;
+                  link_ = conn;
+                });
               });
         });
   });

@@ -13,12 +13,17 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
+
+namespace vane::amqp {
+class Connection;
+}
 
 namespace vane::server {
 
@@ -38,6 +43,8 @@ class Connector {
 
   void start();  // core loop
   void stop();   // core loop
+  // Core loop: stops, and closes its link if it is up (amqp:connection:forced).
+  void stopAndClose();
 
   const std::string& name() const { return candidates_.front().name; }
   const std::vector<config::ConnectorConfig>& candidates() const { return candidates_; }
@@ -68,6 +75,8 @@ class Connector {
   bool stopped_ = false;
   bool logged_failure_ = false;
   std::string connected_to_;
+  Worker* link_worker_ = nullptr;  // where the link's connection lives
+  std::weak_ptr<amqp::Connection> link_;
   std::map<std::string, std::uint64_t> attempts_;
 };
 

@@ -63,26 +63,94 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
                                                         core_loop_, workers, i++));
     }
   }
-  for (const auto& l : cfg_.listeners) {
-    Listener::Endpoint ep{l.name, l.host, l.port, "listener",
-                          std::string("role ") + config::toString(l.role)};
-    amqp::ConnectionOptions options;
-    options.name = l.name;
-    options.role = l.role;
-    options.cost = l.cost;
-    options.counters = std::make_shared<amqp::ListenerCounters>();
-    listener_counters_.push_back(options.counters);
-    listeners_.push_back(std::make_unique<Listener>(
-        std::move(ep), core_loop_, workers, [this] { return admit(); },
-        [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
-        [options](Worker& w, boost::asio::ip::tcp::socket s) { w.adopt(std::move(s), options); }));
-  }
+  for (const auto& l : cfg_.listeners) listeners_.push_back(makeListener(l));
   for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
   for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
   if (cfg_.management.enabled) {
     management_ = std::make_unique<management::HttpServer>(
         core_loop_, management::makeApi(*this, cfg_.management.token));
   }
+}
+
+std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) {
+  Listener::Endpoint ep{l.name, l.host, l.port, "listener",
+                        std::string("role ") + config::toString(l.role)};
+  amqp::ConnectionOptions options;
+  options.name = l.name;
+  options.role = l.role;
+  options.cost = l.cost;
+  options.counters = std::make_shared<amqp::ListenerCounters>();
+  listener_counters_.push_back(options.counters);
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  return std::make_unique<Listener>(
+      std::move(ep), core_loop_, std::move(workers), [this] { return admit(); },
+      [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
+      [options](Worker& w, boost::asio::ip::tcp::socket s) { w.adopt(std::move(s), options); });
+}
+
+std::string Router::addListener(const config::ListenerConfig& c) {
+  for (const auto& l : cfg_.listeners) {
+    if (l.name == c.name) return "a listener named '" + c.name + "' exists";
+  }
+  if (cfg_.router.mode == config::RouterMode::kEdge && c.role != config::ListenerRole::kNormal) {
+    return "an edge router accepts only normal (client) listeners";
+  }
+  auto l = makeListener(c);
+  if (std::string err = l->open(); !err.empty()) {
+    listener_counters_.pop_back();
+    return err;
+  }
+  l->startAccepting();
+  listeners_.push_back(std::move(l));
+  cfg_.listeners.push_back(c);
+  return {};
+}
+
+bool Router::removeListener(const std::string& name) {
+  for (std::size_t i = 0; i < cfg_.listeners.size(); ++i) {
+    if (cfg_.listeners[i].name != name) continue;
+    listeners_[i]->close();
+    VANE_LOG_INFO("listener {}: closed (connections already open continue)", name);
+    // Destroyed after its cancelled accept has run.
+    core_loop_.post([l = std::move(listeners_[i])] {});
+    listeners_.erase(listeners_.begin() + static_cast<std::ptrdiff_t>(i));
+    listener_counters_.erase(listener_counters_.begin() + static_cast<std::ptrdiff_t>(i));
+    cfg_.listeners.erase(cfg_.listeners.begin() + static_cast<std::ptrdiff_t>(i));
+    return true;
+  }
+  return false;
+}
+
+std::string Router::addConnector(const config::ConnectorConfig& c) {
+  if (cfg_.router.mode == config::RouterMode::kEdge) {
+    return "an edge router's connectors are an ordered list of alternatives: change them in the "
+           "configuration file";
+  }
+  for (const auto& e : cfg_.connectors) {
+    if (e.name == c.name) return "a connector named '" + c.name + "' exists";
+  }
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  connectors_.push_back(std::make_unique<Connector>(std::vector<config::ConnectorConfig>{c},
+                                                    core_loop_, std::move(workers),
+                                                    cfg_.connectors.size()));
+  connectors_.back()->start();
+  cfg_.connectors.push_back(c);
+  return {};
+}
+
+bool Router::removeConnector(const std::string& name) {
+  if (cfg_.router.mode == config::RouterMode::kEdge) return false;
+  auto it = std::find_if(connectors_.begin(), connectors_.end(),
+                         [&](const auto& c) { return c->name() == name; });
+  if (it == connectors_.end()) return false;
+  (*it)->stopAndClose();
+  VANE_LOG_INFO("connector {}: removed; its link is closed", name);
+  retired_connectors_.push_back(std::move(*it));
+  connectors_.erase(it);
+  std::erase_if(cfg_.connectors, [&](const auto& c) { return c.name == name; });
+  return true;
 }
 
 double Router::uptimeSeconds() const {
@@ -310,6 +378,7 @@ Router::~Router() {
   // connector's connect or close callbacks: the connectors must outlive it.
   workers_.clear();
   connectors_.clear();
+  retired_connectors_.clear();
   tcp_connectors_.clear();
 }
 
@@ -432,6 +501,7 @@ void Router::stop(std::chrono::milliseconds grace) {
       for (auto& t : tcp_listeners_) t->listener->close();
       if (management_) management_->close();
       for (auto& c : connectors_) c->stop();
+      for (auto& c : retired_connectors_) c->stop();
       closed.set_value();
     });
     core_->stop();

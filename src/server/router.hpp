@@ -84,6 +84,12 @@ class Router {
   std::vector<TcpConnectorInfo> tcpConnectors() const;
   // Adds an entity at run time ("" or why not: a duplicate name, a port in
   // use); removes one by name (false: no such entity). Open flows stay.
+  std::string addListener(const config::ListenerConfig& c);
+  bool removeListener(const std::string& name);
+  // Interior routers only (an edge router's connectors are one ordered list
+  // of alternatives: change it in the file). Removing one closes its link.
+  std::string addConnector(const config::ConnectorConfig& c);
+  bool removeConnector(const std::string& name);
   std::string addTcpListener(const config::TcpListenerConfig& c);
   std::string addTcpConnector(const config::TcpConnectorConfig& c);
   bool removeTcpListener(const std::string& name);
@@ -108,6 +114,10 @@ class Router {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Connector>> connectors_;
   std::vector<std::shared_ptr<amqp::ListenerCounters>> listener_counters_;  // by listener
+  // Removed at run time; kept until the workers are gone (their handlers may
+  // still refer to them).
+  std::vector<std::unique_ptr<Connector>> retired_connectors_;
+  std::unique_ptr<Listener> makeListener(const config::ListenerConfig& l);
 
   // TCP adaptor entities (core loop once started).
   struct TcpListener {

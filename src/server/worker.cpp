@@ -26,8 +26,9 @@ Worker::~Worker() {
   });
 }
 
-void Worker::adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions options,
-                   std::function<void()> on_closed) {
+std::weak_ptr<amqp::Connection> Worker::adopt(boost::asio::ip::tcp::socket socket,
+                                              amqp::ConnectionOptions options,
+                                              std::function<void()> on_closed) {
   VANE_ASSERT_THREAD(loop_);
   auto conn = std::make_shared<amqp::Connection>(
       ctx_, std::move(socket), std::move(options),
@@ -38,6 +39,7 @@ void Worker::adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions 
       });
   connections_.emplace(conn.get(), conn);
   conn->start();
+  return conn;
 }
 
 std::vector<amqp::ConnectionInfo> Worker::connectionInfos() const {

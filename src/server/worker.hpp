@@ -31,8 +31,9 @@ class Worker {
 
   // Loop thread: takes over a connected socket. `on_closed` (optional) runs
   // on this loop when the connection is gone.
-  void adopt(boost::asio::ip::tcp::socket socket, amqp::ConnectionOptions options,
-             std::function<void()> on_closed = {});
+  std::weak_ptr<amqp::Connection> adopt(boost::asio::ip::tcp::socket socket,
+                                        amqp::ConnectionOptions options,
+                                        std::function<void()> on_closed = {});
   // Loop thread: sends every connection an AMQP close with `condition`, and
   // resets every TCP flow.
   void closeAll(const char* condition, const char* description);
