@@ -13,4 +13,4 @@ case "$kind" in
 esac
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 cmake --build "$dir" -j "$jobs"
-echo "built $dir/src/vaned"
+echo "built $dir/src/vaned and $dir/src/vane"

@@ -10,7 +10,7 @@ PACKAGES=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
-  python3 python3-qpid-proton python3-pytest python3-psutil
+  python3 python3-qpid-proton python3-pytest python3-psutil python3-prometheus-client
   iproute2 procps socat
   iperf3 haproxy  # bench/run_tcp.sh's reference paths
 )

@@ -17,5 +17,6 @@ echo "== unit tests and fuzz corpus replays (ctest)"
 
 echo "== system tests (pytest)"
 export VANED="$PWD/build-asan/src/vaned"
+export VANE_CLI="$PWD/build-asan/src/vane"   # the CLI, for test_cli.py
 # Debian's python3-qpid-proton is installed for /usr/bin/python3 only.
 /usr/bin/python3 -m pytest tests/system "$@"

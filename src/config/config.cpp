@@ -743,7 +743,14 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
     err.message = "the body must be a JSON object";
     return err;
   }
-  const std::string doc = section + ":\n  - " + body.dump() + "\n";
+  // The body itself (not a re-serialisation, which would hide a key given
+  // twice) as a one-line YAML flow mapping: a valid JSON object is one, and
+  // whitespace is the only place raw line breaks and tabs can appear in it.
+  std::string flat = text;
+  for (char& c : flat) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  const std::string doc = section + ":\n  - " + flat + "\n";
   ConfigResult r = parseString(doc, "request");
   if (auto* e = std::get_if<ConfigError>(&r)) {
     // Positions refer to the re-serialised text: leave them out, and name

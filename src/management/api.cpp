@@ -169,9 +169,13 @@ class Api {
     const auto raw = req.target();
     std::string_view target(raw.data(), raw.size());
     target = target.substr(0, target.find('?'));
-    const auto method = req.method();
-    if (target == "/healthz") return respond(reply(http::status::ok, {{"status", "ok"}}));
-    if (target == "/readyz") return ready(respond);
+    // HEAD is answered as GET (the server leaves the content out).
+    const auto method = req.method() == http::verb::head ? http::verb::get : req.method();
+    if (target == "/healthz" || target == "/readyz") {
+      if (method != http::verb::get) return notAllowed(respond, "GET, HEAD");
+      if (target == "/healthz") return respond(reply(http::status::ok, {{"status", "ok"}}));
+      return ready(respond);
+    }
     if (!token_.empty()) {
       const std::string expected = "Bearer " + token_;
       if (req[http::field::authorization] != expected) {
@@ -181,7 +185,7 @@ class Api {
       }
     }
     if (target == "/metrics") {
-      if (method != http::verb::get) return notAllowed(respond);
+      if (method != http::verb::get) return notAllowed(respond, "GET, HEAD");
       router_.addressCounters([this, respond](server::Router::AddressCounterMap counters) {
         metrics(respond, counters);
       });
@@ -194,6 +198,13 @@ class Api {
       name = path.substr(slash + 1);
       path = path.substr(0, slash);
       if (name.empty()) return notFound(respond, target);
+    }
+    static constexpr std::string_view kReadOnly[] = {"router",      "routers", "addresses",
+                                                     "connections", "links",   "flows"};
+    const bool read_only =
+        std::find(std::begin(kReadOnly), std::end(kReadOnly), path) != std::end(kReadOnly);
+    if (read_only && name.empty() && method != http::verb::get) {
+      return notAllowed(respond, "GET, HEAD");
     }
     if (name.empty() && method == http::verb::get) {
       if (path == "router") return respond(reply(http::status::ok, routerJson()));
@@ -261,7 +272,7 @@ class Api {
       if (name.empty() && method == http::verb::post) return create(kind, req.body(), respond);
       if (!name.empty() && method == http::verb::get) return getOne(kind, name, respond);
       if (!name.empty() && method == http::verb::delete_) return remove(kind, name, respond);
-      return notAllowed(respond);
+      return notAllowed(respond, name.empty() ? "GET, HEAD, POST" : "GET, HEAD, DELETE");
     }
     return notFound(respond, target);
   }
@@ -270,8 +281,11 @@ class Api {
   static void notFound(const Respond& respond, std::string_view target) {
     respond(error(http::status::not_found, "no such resource: " + std::string(target)));
   }
-  static void notAllowed(const Respond& respond) {
-    respond(error(http::status::method_not_allowed, "method not allowed here"));
+  static void notAllowed(const Respond& respond, const char* allow) {
+    Response res = error(http::status::method_not_allowed,
+                         std::string("method not allowed here (allowed: ") + allow + ")");
+    res.set(http::field::allow, allow);
+    respond(std::move(res));
   }
 
   void ready(const Respond& respond) {

@@ -63,6 +63,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       res.keep_alive(self->request_.keep_alive());
       res.set(http::field::server, "vaned");
       res.prepare_payload();
+      if (self->request_.method() == http::verb::head) {
+        // The headers a GET would get, Content-Length included; no content.
+        const auto length = res[http::field::content_length];
+        res.body().clear();
+        res.set(http::field::content_length, length);
+      }
       self->write(std::move(res));
     });
   }

@@ -6,6 +6,8 @@ stops/kills the process.  Also provides the ``eventually`` polling helper that
 every test uses instead of fixed sleeps.
 """
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -24,6 +26,7 @@ TCP_LISTENER_RE = re.compile(
     r"tcp listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) "
     r"\(address (?P<address>.*)\)")
 RELOAD_DONE_RE = re.compile(r"reload done|reload partly failed|reload refused")
+MANAGEMENT_RE = re.compile(r"management listening on (?P<host>\S+):(?P<port>\d+)")
 
 
 class VanedNotFound(Exception):
@@ -183,6 +186,7 @@ class Router:
         self.ports = {}       # listener name -> port
         self.listeners = {}   # listener name -> (host, port, role)
         self.tcp_ports = {}   # tcp listener name -> port (at startup; see tcp_port())
+        self.management_port = None   # the management API's port, if configured
         self.router_id = None
         self.expected_exit = False
         self._log_file = None
@@ -234,6 +238,8 @@ class Router:
             self.listeners[m.group("name")] = (m.group("host"), port, m.group("role"))
         for m in TCP_LISTENER_RE.finditer(text):
             self.tcp_ports[m.group("name")] = int(m.group("port"))
+        m = MANAGEMENT_RE.search(text)
+        self.management_port = int(m.group("port")) if m else None
         assert self.ports, f"no listener line in vaned log:\n{self.log_tail()}"
         self._ps = psutil.Process(self.proc.pid)
 
@@ -265,6 +271,12 @@ class Router:
                      if m.group("name") == name]
             return ports[-1] if ports else None
         return eventually(timeout, latest, what=f"tcp listener {name} line in vaned {self.name}")
+
+    def api(self, method, path, body=None, token=None, headers=None, timeout=10.0):
+        """One request to this router's management API (see http_request)."""
+        assert self.management_port, f"vaned {self.name} has no management API"
+        return http_request(self.management_port, method, path, body=body, token=token,
+                            headers=headers, timeout=timeout)
 
     def reload(self, config, timeout=10.0):
         """Rewrites the configuration file from `config` and sends SIGHUP;
@@ -347,6 +359,46 @@ class Router:
         rx = re.compile(pattern)
         return eventually(timeout, lambda: rx.search(self.log_text()),
                           what=f"log line matching {pattern!r} in vaned {self.name}")
+
+
+class HttpReply:
+    """A management API answer: ``status``, ``headers`` (lower-case names),
+    ``body`` (bytes) and ``json()``."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"HttpReply({self.status}, {self.body[:300]!r})"
+
+
+def http_request(port, method, path, body=None, token=None, headers=None, host="127.0.0.1",
+                 timeout=10.0):
+    """One HTTP/1.1 request on a new connection; returns an HttpReply.
+
+    ``body``: bytes or str sent as is, anything else as JSON. ``token``: sent
+    as ``Authorization: Bearer <token>``."""
+    hdrs = dict(headers or {})
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {token}"
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+        hdrs.setdefault("Content-Type", "application/json")
+    if isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        res = conn.getresponse()
+        data = res.read()
+        return HttpReply(res.status, {k.lower(): v for k, v in res.getheaders()}, data)
+    finally:
+        conn.close()
 
 
 def run_vaned(binary, args, cwd, timeout=15.0):

@@ -9,6 +9,9 @@
     net.start()                     # in declaration order
     net.wait_converged()
 
+``Network(factory, management={"port": 0})`` gives every router the
+management API (``net["A"].api("GET", "/api/v1/router")``).
+
 Every interior router has three listeners on free loopback ports: ``amqp``
 (clients), ``inter`` (inter-router) and ``edge``. A link is made by a
 connector on the router declared later, to the earlier one's listener, so
@@ -25,7 +28,7 @@ REACHABLE_RE = re.compile(r"router (?P<id>\S+): (?P<n>\d+) router\(s\) reachable
 
 class Network:
     def __init__(self, router_factory, hello_ms=None, dead_ms=None, workers=1, addresses=None,
-                 log_level="debug", router_extra=None):
+                 log_level="debug", router_extra=None, management=None):
         self.factory = router_factory
         self.hello_ms = hello_ms
         self.dead_ms = dead_ms
@@ -33,6 +36,9 @@ class Network:
         self.addresses = addresses
         self.log_level = log_level
         self.router_extra = dict(router_extra or {})  # more `router:` settings for every router
+        # A `management:` section for every router (e.g. {"port": 0}); see
+        # Router.management_port and Router.api().
+        self.management = dict(management) if management is not None else None
         self.tcp_listeners = {}  # id -> [tcp_listeners entries]
         self.tcp_connectors = {}  # id -> [tcp_connectors entries]
         self.order = []          # router ids in declaration order
@@ -107,6 +113,8 @@ class Network:
                                     for t in self.tcp_listeners[rid]]
         if self.tcp_connectors.get(rid):
             cfg["tcp_connectors"] = [dict(t) for t in self.tcp_connectors[rid]]
+        if self.management is not None:
+            cfg["management"] = dict(self.management)
         return cfg
 
     def port(self, rid, listener="amqp"):
