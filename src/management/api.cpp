@@ -133,32 +133,22 @@ class Metrics {
 
 enum class Kind { kListener, kConnector, kTcpListener, kTcpConnector };
 
-const char* kindName(Kind k) {
-  switch (k) {
-    case Kind::kListener:
-      return "listener";
-    case Kind::kConnector:
-      return "connector";
-    case Kind::kTcpListener:
-      return "tcp listener";
-    case Kind::kTcpConnector:
-      return "tcp connector";
-  }
-  return "";
-}
+// The entity kinds the API creates and deletes, indexed by Kind: the name
+// in messages and the configuration section their bodies are checked as.
+struct KindInfo {
+  const char* name;
+  const char* section;
+};
+constexpr KindInfo kKinds[] = {{"listener", "listeners"},
+                               {"connector", "connectors"},
+                               {"tcp listener", "tcp_listeners"},
+                               {"tcp connector", "tcp_connectors"}};
 
+const char* kindName(Kind k) {
+  return kKinds[static_cast<int>(k)].name;
+}
 const char* sectionName(Kind k) {
-  switch (k) {
-    case Kind::kListener:
-      return "listeners";
-    case Kind::kConnector:
-      return "connectors";
-    case Kind::kTcpListener:
-      return "tcp_listeners";
-    case Kind::kTcpConnector:
-      return "tcp_connectors";
-  }
-  return "";
+  return kKinds[static_cast<int>(k)].section;
 }
 
 class Api {

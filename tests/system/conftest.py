@@ -107,3 +107,16 @@ def pytest_runtest_makereport(item, call):
                 rep.sections.append((f"vaned {r.name} log ({r.log_path})", r.log_tail(80)))
             except Exception:  # diagnostics must never mask the failure
                 pass
+
+
+@pytest.fixture
+def servers():
+    """Test servers (tcp_tools), closed at teardown: servers(EchoServer())."""
+    made = []
+
+    def add(server):
+        made.append(server)
+        return server
+    yield add
+    for s in made:
+        s.close()

@@ -22,17 +22,6 @@ MGMT = {"port": 0}
 TOKEN = "0123456789abcdef-token"
 
 
-@pytest.fixture
-def servers():
-    """Test servers, closed at teardown."""
-    made = []
-
-    def add(server):
-        made.append(server)
-        return server
-    yield add
-    for s in made:
-        s.close()
 
 
 # --------------------------------------------------------------------------

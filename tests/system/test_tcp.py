@@ -25,17 +25,6 @@ from vane_network import Network
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def servers():
-    """Test servers, closed at teardown."""
-    made = []
-
-    def add(server):
-        made.append(server)
-        return server
-    yield add
-    for s in made:
-        s.close()
 
 
 @pytest.fixture(autouse=True)
