@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -161,6 +162,12 @@ class ForwardingTable {
                  std::shared_ptr<RemoteDest> remote);
   void removeRemote(const std::string& address, const std::string& router);
   void setPaths(std::shared_ptr<const PathTable> paths) { paths_ = std::move(paths); }
+  // The address rules changed: every entry takes the distribution `lookup`
+  // gives its address (listeners are told if availability changes; it does
+  // not).
+  void reclassify(const std::function<config::Distribution(std::string_view)>& lookup) {
+    for (auto& [address, e] : entries_) e.distribution = lookup(address);
+  }
   // One consumer per loop that takes the deliveries for flow addresses.
   void setFlowConsumers(std::vector<std::shared_ptr<Consumer>> c) {
     flow_consumers_ = std::move(c);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -158,7 +159,11 @@ class Api {
   void handle(const Request& req, const Respond& respond) {
     const auto raw = req.target();
     std::string_view target(raw.data(), raw.size());
-    target = target.substr(0, target.find('?'));
+    std::string_view query;
+    if (auto q = target.find('?'); q != std::string_view::npos) {
+      query = target.substr(q + 1);
+      target = target.substr(0, q);
+    }
     // HEAD is answered as GET (the server leaves the content out).
     const auto method = req.method() == http::verb::head ? http::verb::get : req.method();
     if (target == "/healthz" || target == "/readyz") {
@@ -188,6 +193,12 @@ class Api {
       name = path.substr(slash + 1);
       path = path.substr(0, slash);
       if (name.empty()) return notFound(respond, target);
+    }
+    if (path == "address-rules" && name.empty()) {
+      if (method == http::verb::get) return respond(reply(http::status::ok, rulesJson()));
+      if (method == http::verb::post) return createRule(req.body(), respond);
+      if (method == http::verb::delete_) return removeRule(query, respond);
+      return notAllowed(respond, "GET, HEAD, POST, DELETE");
     }
     static constexpr std::string_view kReadOnly[] = {"router",      "routers", "addresses",
                                                      "connections", "links",   "flows"};
@@ -408,6 +419,84 @@ class Api {
     json a = json::array();
     for (const auto& t : router_.tcpConnectors()) a.push_back(tcpConnectorJson(t));
     return a;
+  }
+
+  json rulesJson() const {
+    json a = json::array();
+    for (const auto& r : router_.config().addresses) a.push_back(ruleJson(r));
+    return a;
+  }
+
+  static json ruleJson(const config::AddressConfig& r) {
+    json j = {{"distribution", config::toString(r.distribution)}};
+    if (!r.prefix.empty()) j["prefix"] = r.prefix;
+    if (!r.pattern.empty()) j["pattern"] = r.pattern;
+    return j;
+  }
+
+  void createRule(const std::string& body, const Respond& respond) {
+    const auto parsed = config::parseEntry("addresses", body);
+    if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
+      return respond(error(http::status::bad_request, e->message, e->field));
+    }
+    const auto& rule = std::get<config::Config>(parsed).addresses.at(0);
+    if (std::string err = router_.addAddressRule(rule); !err.empty()) {
+      const bool exists = err.rfind("exists: ", 0) == 0;
+      return respond(error(exists ? http::status::conflict : http::status::bad_request,
+                           exists ? err.substr(8) : err));
+    }
+    respond(reply(http::status::created, ruleJson(rule)));
+  }
+
+  // DELETE /api/v1/address-rules?prefix=P or ?pattern=P (percent-encoded).
+  void removeRule(std::string_view query, const Respond& respond) {
+    std::string prefix;
+    std::string pattern;
+    while (!query.empty()) {
+      const auto amp = query.find('&');
+      const std::string_view kv = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      const auto eq = kv.find('=');
+      if (eq == std::string_view::npos) continue;
+      const std::optional<std::string> value = percentDecode(kv.substr(eq + 1));
+      if (!value) return respond(error(http::status::bad_request, "bad percent-encoding"));
+      if (kv.substr(0, eq) == "prefix") prefix = *value;
+      if (kv.substr(0, eq) == "pattern") pattern = *value;
+    }
+    if (prefix.empty() == pattern.empty()) {
+      return respond(error(http::status::bad_request,
+                           "give exactly one of the query parameters prefix and pattern"));
+    }
+    if (!router_.removeAddressRule(prefix, pattern)) {
+      const std::string what = prefix.empty() ? "pattern '" + pattern : "prefix '" + prefix;
+      return respond(error(http::status::not_found, "no address rule with " + what + "'"));
+    }
+    respond(Response{http::status::no_content, 11});
+  }
+
+  static std::optional<std::string> percentDecode(std::string_view in) {
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        out.push_back(' ');
+      } else if (in[i] != '%') {
+        out.push_back(in[i]);
+      } else {
+        if (i + 2 >= in.size()) return std::nullopt;  // '%' needs two hex digits
+        const int h = hex(in[i + 1]);
+        const int l = hex(in[i + 2]);
+        if (h < 0 || l < 0) return std::nullopt;
+        out.push_back(static_cast<char>(h * 16 + l));
+        i += 2;
+      }
+    }
+    return out;
   }
 
   // The entities of one kind, as the list endpoint shows them.

@@ -112,7 +112,7 @@ void RoutingCore::addConsumer(std::string address, std::shared_ptr<forwarding::C
       engine_->localAddress(address, true);
       scheduleFlush();
     }
-    const auto dist = policy_->lookup(address);
+    const auto dist = distributionFor(address);
     auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(replicas_.size()));
     auto finish = std::make_shared<std::function<void()>>(std::move(done));
     for (auto& r : replicas_) {
@@ -206,6 +206,15 @@ void RoutingCore::controlReceived(NeighborId id, std::string message) {
     // The engine paces its output: wake up when it has more to send.
     scheduleTick();
   });
+}
+
+void RoutingCore::setPolicy(std::shared_ptr<const AddressPolicy> policy) {
+  policy_.store(policy, std::memory_order_release);
+  for (auto& r : replicas_) {
+    r.loop->post([t = r.table, policy] {
+      t->reclassify([&policy](std::string_view a) { return policy->lookup(a); });
+    });
+  }
 }
 
 RoutingCore::View RoutingCore::view() const {
@@ -314,7 +323,7 @@ void RoutingCore::remoteAddress(const std::string& address, const std::string& r
   if (present) {
     if (!remote_.insert(key).second) return;
     auto dest = std::make_shared<forwarding::RemoteDest>(router);
-    const auto dist = policy_->lookup(address);
+    const auto dist = distributionFor(address);
     for (auto& r : replicas_) {
       r.loop->post([t = r.table, address, dist, dest] { t->addRemote(address, dist, dest); });
     }

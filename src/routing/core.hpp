@@ -78,9 +78,13 @@ class RoutingCore : private EngineOutput {
 
   const std::string& routerId() const { return router_id_; }
 
-  // Immutable policy: callable from any thread.
+  // Replaces the address rules (run time changes): new lookups use them at
+  // once, and every replica re-classifies the addresses it has. Any thread.
+  void setPolicy(std::shared_ptr<const AddressPolicy> policy);
+
+  // The current policy: callable from any thread.
   config::Distribution distributionFor(std::string_view address) const {
-    return policy_->lookup(address);
+    return policy_.load(std::memory_order_acquire)->lookup(address);
   }
 
   std::uint64_t nextConsumerId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
@@ -172,7 +176,7 @@ class RoutingCore : private EngineOutput {
 
   core::EventLoop& loop_;
   const std::string router_id_;
-  const std::shared_ptr<const AddressPolicy> policy_;
+  std::atomic<std::shared_ptr<const AddressPolicy>> policy_;
   std::vector<Replica> replicas_;
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_dynamic_{1};

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/log.hpp"
 #include "management/api.hpp"
 #include "management/http_server.hpp"
+#include "routing/address_policy.hpp"
 #include "server/connector.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
@@ -150,6 +152,48 @@ bool Router::removeConnector(const std::string& name) {
   retired_connectors_.push_back(std::move(*it));
   connectors_.erase(it);
   std::erase_if(cfg_.connectors, [&](const auto& c) { return c.name == name; });
+  return true;
+}
+
+namespace {
+// The `addresses` section as YAML flow mappings, one rule a line.
+std::string addressesYaml(const std::vector<config::AddressConfig>& rules) {
+  std::string y = "addresses:\n";
+  for (const auto& r : rules) {
+    nlohmann::json j = {{"distribution", config::toString(r.distribution)}};
+    if (!r.prefix.empty()) j["prefix"] = r.prefix;
+    if (!r.pattern.empty()) j["pattern"] = r.pattern;
+    y += "  - " + j.dump() + "\n";
+  }
+  return y;
+}
+}  // namespace
+
+std::string Router::addAddressRule(const config::AddressConfig& c) {
+  auto rules = cfg_.addresses;
+  rules.push_back(c);
+  // Checked as a whole, by the file's parser (duplicates, e.g. "a.b" = "a/b").
+  auto parsed = config::parseString(addressesYaml(rules), "request");
+  if (auto* e = std::get_if<config::ConfigError>(&parsed)) {
+    if (e->message.find("duplicate") != std::string::npos) return "exists: " + e->message;
+    return e->message;
+  }
+  cfg_.addresses = std::get<config::Config>(parsed).addresses;
+  core_->setPolicy(std::make_shared<const routing::AddressPolicy>(cfg_.addresses));
+  VANE_LOG_INFO("address rule {}{} added: {}", c.prefix.empty() ? "pattern " : "prefix ",
+                c.prefix.empty() ? c.pattern : c.prefix, config::toString(c.distribution));
+  return {};
+}
+
+bool Router::removeAddressRule(const std::string& prefix, const std::string& pattern) {
+  const auto n = std::erase_if(cfg_.addresses, [&](const auto& r) {
+    return prefix.empty() ? (!r.pattern.empty() && r.pattern == pattern)
+                          : (!r.prefix.empty() && r.prefix == prefix);
+  });
+  if (n == 0) return false;
+  core_->setPolicy(std::make_shared<const routing::AddressPolicy>(cfg_.addresses));
+  VANE_LOG_INFO("address rule {}{} removed", prefix.empty() ? "pattern " : "prefix ",
+                prefix.empty() ? pattern : prefix);
   return true;
 }
 

@@ -90,6 +90,11 @@ class Router {
   // of alternatives: change it in the file). Removing one closes its link.
   std::string addConnector(const config::ConnectorConfig& c);
   bool removeConnector(const std::string& name);
+  // Address rules (the `addresses` section): added or removed at run time,
+  // checked together with the others as in a file (a rule equal to an
+  // existing one is refused). Remove by prefix, or by pattern.
+  std::string addAddressRule(const config::AddressConfig& c);
+  bool removeAddressRule(const std::string& prefix, const std::string& pattern);
   std::string addTcpListener(const config::TcpListenerConfig& c);
   std::string addTcpConnector(const config::TcpConnectorConfig& c);
   bool removeTcpListener(const std::string& name);

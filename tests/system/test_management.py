@@ -760,3 +760,60 @@ def test_metrics(router_factory, reactor, servers):
     counters = get(a, "/api/v1/tcp-listeners/in")["counters"]
     assert counters["bytes_in"] == sample(now_a, "vane_tcp_bytes", direction="in", **lab_a)
     assert counters["flows_opened"] == sample(now_a, "vane_tcp_flows_opened", **lab_a)
+
+
+def test_address_rules_at_run_time(router_factory, reactor):
+    """An address rule added through the API changes how messages are
+    distributed at once (balanced -> multicast); removing it changes it back;
+    invalid and duplicate rules are refused with the file's messages."""
+    net = Network(router_factory, management=MGMT)
+    net.interior("A")
+    net.start()
+    a = net["A"]
+    assert get(a, "/api/v1/address-rules") == [] or all(
+        r.get("prefix") != "fan/" for r in get(a, "/api/v1/address-rules"))
+    conn = reactor.connect(net.port("A")).wait_open()
+    rx1 = conn.receiver("fan/x", credit=100)
+    rx2 = conn.receiver("fan/x", credit=100)
+    eventually(10, lambda: "fan/x" in addresses_of(a), interval=0.1, what="fan/x known")
+    tx = conn.sender("fan/x")
+
+    # balanced (no rule): 4 messages, 4 copies in all.
+    tx.wait_all_settled(records=tx.send_many([Message(body=f"b{i}") for i in range(4)]))
+    eventually(10, lambda: rx1.count() + rx2.count() == 4, interval=0.05,
+               what="4 balanced messages received once each")
+
+    res = a.api("POST", "/api/v1/address-rules", {"prefix": "fan/", "distribution": "multicast"})
+    assert res.status == 201, res
+    assert {"prefix": "fan/", "distribution": "multicast"} in get(a, "/api/v1/address-rules")
+    dist = {e["address"]: e["distribution"] for e in get(a, "/api/v1/addresses")}
+    assert dist["fan/x"] == "multicast", dist
+    before1, before2 = rx1.count(), rx2.count()
+    tx.wait_all_settled(records=[tx.send(Message(body="m"))])
+    rx1.wait_count(before1 + 1)
+    rx2.wait_count(before2 + 1)
+
+    # Duplicates (also the same rule spelt with '/' vs '.') and bad values.
+    res = a.api("POST", "/api/v1/address-rules", {"prefix": "fan/", "distribution": "closest"})
+    assert res.status == 409 and "duplicate address prefix" in res.json()["error"], res
+    res = a.api("POST", "/api/v1/address-rules", {"pattern": "q.*", "distribution": "closest"})
+    assert res.status == 201, res
+    res = a.api("POST", "/api/v1/address-rules", {"pattern": "q/*", "distribution": "closest"})
+    assert res.status == 409, res
+    res = a.api("POST", "/api/v1/address-rules", {"prefix": "z", "distribution": "broadcast"})
+    assert res.status == 400 and res.json().get("field") == "distribution", res
+    res = a.api("DELETE", "/api/v1/address-rules?prefix=nothing%2F")
+    assert res.status == 404, res
+    res = a.api("DELETE", "/api/v1/address-rules")
+    assert res.status == 400, res
+
+    # Removed: balanced again.
+    res = a.api("DELETE", "/api/v1/address-rules?prefix=fan%2F")
+    assert res.status == 204, res
+    assert all(r.get("prefix") != "fan/" for r in get(a, "/api/v1/address-rules"))
+    before = rx1.count() + rx2.count()
+    tx.wait_all_settled(records=tx.send_many([Message(body=f"c{i}") for i in range(4)]))
+    eventually(10, lambda: rx1.count() + rx2.count() == before + 4, interval=0.05,
+               what="balanced again: 4 more copies in all")
+    time.sleep(0.3)
+    assert rx1.count() + rx2.count() == before + 4, "a message was copied after the rule went"
