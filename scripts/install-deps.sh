@@ -11,7 +11,7 @@ PACKAGES=(
   libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   python3 python3-qpid-proton python3-pytest python3-psutil python3-prometheus-client
-  iproute2 procps socat
+  iproute2 procps socat openssl
   iperf3 haproxy  # bench/run_tcp.sh's reference paths
 )
 

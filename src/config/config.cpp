@@ -159,9 +159,10 @@ class Parser {
     if (!root.IsMap()) {
       fail(root, "", fmt::format("expected a mapping at the top level, got {}", describe(root)));
     }
-    for (const Entry& e : entries(root, "",
-                                  {"router", "listeners", "connectors", "addresses",
-                                   "tcp_listeners", "tcp_connectors", "management"})) {
+    for (const Entry& e :
+         entries(root, "",
+                 {"router", "listeners", "connectors", "addresses", "tcp_listeners",
+                  "tcp_connectors", "management", "tls_profiles"})) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
@@ -175,12 +176,15 @@ class Parser {
         parseTcp(e, "tcp_connectors", "tcp connector", cfg.tcp_connectors);
       } else if (e.key == "management") {
         parseManagement(e, cfg.management);
+      } else if (e.key == "tls_profiles") {
+        parseTlsProfiles(e, cfg.tls_profiles);
       } else {
         parseAddresses(e, cfg.addresses);
       }
     }
     if (!have_listeners) cfg.listeners.push_back(defaultListener());
     checkRoles(cfg);
+    checkTlsReferences(cfg);
     return cfg;
   }
 
@@ -503,6 +507,46 @@ class Parser {
         });
   }
 
+  void parseTlsProfiles(const Entry& section, std::vector<TlsProfileConfig>& out) const {
+    parseNamedList(
+        section, "tls_profiles", "tls profile", out,
+        [this](const YAML::Node& item, const std::string& path, TlsProfileConfig& t) {
+          std::optional<Entry> name_entry;
+          for (const Entry& e :
+               entries(item, path, {"name", "ca", "certificate", "key", "key_password_file"})) {
+            if (e.key == "name") {
+              t.name = name(e);
+              name_entry = e;
+            } else if (e.key == "ca") {
+              t.ca = nonEmptyString(e);
+            } else if (e.key == "certificate") {
+              t.certificate = nonEmptyString(e);
+            } else if (e.key == "key") {
+              t.key = nonEmptyString(e);
+            } else if (e.key == "key_password_file") {
+              t.key_password_file = nonEmptyString(e);
+            }
+          }
+          if (!name_entry) return name_entry;
+          if (t.certificate.empty()) {
+            fail(item, joinField(path, "certificate"), "missing required field 'certificate'");
+          }
+          if (t.key.empty()) fail(item, joinField(path, "key"), "missing required field 'key'");
+          return name_entry;
+        });
+  }
+
+  // Names of TLS profiles used elsewhere must exist.
+  void checkTlsReferences(const Config& cfg) const {
+    const auto& m = cfg.management;
+    if (m.tls_profile.empty()) return;
+    for (const auto& t : cfg.tls_profiles) {
+      if (t.name == m.tls_profile) return;
+    }
+    failAt(lineMark(m.tls_line), "management.tls_profile",
+           fmt::format("no tls profile named '{}' (define it under tls_profiles)", m.tls_profile));
+  }
+
   void parseManagement(const Entry& section, ManagementConfig& m) const {
     m.enabled = true;
     m.line = section.key_node.Mark().line + 1;
@@ -513,7 +557,8 @@ class Parser {
            fmt::format("expected a mapping, got {}", describe(section.value)));
     }
     bool have_port = false;
-    for (const Entry& e : entries(section.value, section.field, {"host", "port", "token"})) {
+    for (const Entry& e :
+         entries(section.value, section.field, {"host", "port", "token", "tls_profile"})) {
       if (e.key == "host") {
         m.host = nonEmptyString(e);
       } else if (e.key == "port") {
@@ -522,6 +567,9 @@ class Parser {
       } else if (e.key == "token") {
         m.token = nonEmptyString(e);
         if (m.token.size() < 16) failValue(e, "a token must be at least 16 characters long");
+      } else if (e.key == "tls_profile") {
+        m.tls_profile = name(e);
+        m.tls_line = e.key_node.Mark().line + 1;
       }
     }
     if (!have_port) fail(section.value, section.field + ".port", "missing required field 'port'");

@@ -104,6 +104,16 @@ struct AddressConfig {
   int line = 0;
 };
 
+// A named set of TLS credentials (files are read when the router starts).
+struct TlsProfileConfig {
+  std::string name;
+  std::string ca;                 // CA certificate(s), PEM; optional
+  std::string certificate;        // certificate chain, PEM
+  std::string key;                // private key, PEM
+  std::string key_password_file;  // optional: the key's password, first line
+  int line = 0;
+};
+
 // The HTTP management API (JSON, Prometheus metrics, health probes).
 struct ManagementConfig {
   bool enabled = false;  // the `management` section is present
@@ -112,6 +122,9 @@ struct ManagementConfig {
   // When set, every request but /healthz and /readyz must carry
   // "Authorization: Bearer <token>".
   std::string token;
+  // When set, the API is served over TLS with this profile's certificate.
+  std::string tls_profile;
+  int tls_line = 0;  // where tls_profile is given, for messages
   int line = 0;
 };
 
@@ -123,6 +136,7 @@ struct Config {
   std::vector<TcpListenerConfig> tcp_listeners;
   std::vector<TcpConnectorConfig> tcp_connectors;
   ManagementConfig management;
+  std::vector<TlsProfileConfig> tls_profiles;
   std::string source;  // file name or "<built-in>"
 };
 

@@ -2,8 +2,10 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 #include <optional>
+#include <type_traits>
 
 #include "core/log.hpp"
 
@@ -17,31 +19,53 @@ using asio::ip::tcp;
 // One client connection: reads a request, lets the handler answer, writes
 // the response, and reads the next (keep-alive) until the client closes,
 // sends something invalid, or is idle for kIdleTimeout.
-class HttpServer::Session : public std::enable_shared_from_this<Session> {
+// Stream: beast::tcp_stream, or beast::ssl_stream<beast::tcp_stream> (TLS).
+template <typename Stream>
+class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
-  Session(tcp::socket socket, std::shared_ptr<const Handler> handler,
-          std::shared_ptr<std::size_t> count)
-      : stream_(std::move(socket)), handler_(std::move(handler)), count_(std::move(count)) {
+  template <typename... Args>
+  Session(std::shared_ptr<const Handler> handler, std::shared_ptr<std::size_t> count,
+          Args&&... args)
+      : stream_(std::forward<Args>(args)...),
+        handler_(std::move(handler)),
+        count_(std::move(count)) {
     ++*count_;
   }
   ~Session() { --*count_; }
 
-  void start() { readNext(); }
+  void start() {
+    if constexpr (kTls) {
+      beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
+      stream_.async_handshake(
+          asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+            if (ec) {
+              VANE_LOG_DEBUG("management: TLS handshake failed: {}", ec.message());
+              self->shutdown();
+              return;
+            }
+            self->readNext();
+          });
+    } else {
+      readNext();
+    }
+  }
 
  private:
   void readNext() {
     parser_.emplace();
     parser_->body_limit(kMaxBody);
     parser_->header_limit(kMaxHeader);
-    stream_.expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_read(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
   }
 
   void onRead(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::operation_aborted) {
+        ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated) {
       shutdown();
       return;
     }
@@ -58,7 +82,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       return;
     }
     request_ = parser_->release();
-    (*handler_)(request_, [self = shared_from_this()](Response res) {
+    (*handler_)(request_, [self = this->shared_from_this()](Response res) {
       res.version(self->request_.version());
       res.keep_alive(self->request_.keep_alive());
       res.set(http::field::server, "vaned");
@@ -75,9 +99,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   void write(Response res) {
     auto shared = std::make_shared<Response>(std::move(res));
-    stream_.expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_write(stream_, *shared,
-                      [self = shared_from_this(), shared](beast::error_code ec, std::size_t) {
+                      [self = this->shared_from_this(), shared](beast::error_code ec, std::size_t) {
                         if (ec || !shared->keep_alive()) {
                           self->shutdown();
                           return;
@@ -88,11 +112,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   void shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    auto& socket = beast::get_lowest_layer(stream_).socket();
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   std::shared_ptr<const Handler> handler_;
   std::shared_ptr<std::size_t> count_;
   beast::flat_buffer buffer_{8192};
@@ -100,9 +125,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   Request request_;
 };
 
-HttpServer::HttpServer(core::EventLoop& loop, Handler handler)
+HttpServer::HttpServer(core::EventLoop& loop, Handler handler,
+                       std::shared_ptr<asio::ssl::context> tls)
     : loop_(loop),
       handler_(std::make_shared<const Handler>(std::move(handler))),
+      tls_(std::move(tls)),
       acceptor_(loop.context()) {}
 
 HttpServer::~HttpServer() = default;
@@ -120,8 +147,8 @@ std::string HttpServer::open(const std::string& host, std::uint16_t port) {
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return "cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message();
   port_ = acceptor_.local_endpoint(ec).port();
-  VANE_LOG_INFO("management listening on {}:{}", acceptor_.local_endpoint(ec).address().to_string(),
-                port_);
+  VANE_LOG_INFO("management listening on {}:{}{}",
+                acceptor_.local_endpoint(ec).address().to_string(), port_, tls_ ? " (TLS)" : "");
   return {};
 }
 
@@ -144,7 +171,14 @@ void HttpServer::acceptNext() {
         VANE_LOG_WARN("management: {} clients at once: refusing another", kMaxSessions);
         socket.close(ec);
       } else {
-        std::make_shared<Session>(std::move(socket), handler_, sessions_)->start();
+        if (tls_) {
+          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(handler_, sessions_,
+                                                                          std::move(socket), *tls_)
+              ->start();
+        } else {
+          std::make_shared<Session<beast::tcp_stream>>(handler_, sessions_, std::move(socket))
+              ->start();
+        }
       }
     }
     acceptNext();

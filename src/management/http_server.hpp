@@ -7,6 +7,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http.hpp>
 #include <functional>
 #include <memory>
@@ -29,7 +30,9 @@ class HttpServer {
   static constexpr std::size_t kMaxSessions = 64;
   static constexpr std::chrono::seconds kIdleTimeout{30};
 
-  HttpServer(core::EventLoop& loop, Handler handler);
+  // With `tls`, every client connection starts with a TLS handshake.
+  HttpServer(core::EventLoop& loop, Handler handler,
+             std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
   ~HttpServer();
 
   // Binds and listens. Returns an error message, or "" on success.
@@ -39,11 +42,13 @@ class HttpServer {
   std::uint16_t port() const { return port_; }
 
  private:
+  template <typename Stream>
   class Session;
   void acceptNext();
 
   core::EventLoop& loop_;
   std::shared_ptr<const Handler> handler_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   bool closed_ = false;

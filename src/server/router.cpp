@@ -1,6 +1,10 @@
 #include "server/router.hpp"
 
 #include <algorithm>
+#include <boost/asio/ssl/context.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -68,11 +72,45 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   for (const auto& l : cfg_.listeners) listeners_.push_back(makeListener(l));
   for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
   for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
-  if (cfg_.management.enabled) {
-    management_ = std::make_unique<management::HttpServer>(
-        core_loop_, management::makeApi(*this, cfg_.management.token));
-  }
 }
+
+namespace {
+// A TLS server context from a profile: certificate chain and key (with the
+// password from key_password_file). Returns an error message, or "".
+std::string makeServerTls(const config::TlsProfileConfig& p,
+                          std::shared_ptr<boost::asio::ssl::context>& out) {
+  namespace ssl = boost::asio::ssl;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  if (!p.key_password_file.empty()) {
+    std::ifstream in(p.key_password_file);
+    std::string password;
+    if (!in || !std::getline(in, password)) {
+      return "tls profile " + p.name + ": cannot read key_password_file " + p.key_password_file;
+    }
+    ctx->set_password_callback(
+        [password](std::size_t, ssl::context::password_purpose) { return password; }, ec);
+  }
+  for (const auto& [what, file] : {std::pair{"certificate", &p.certificate}, {"key", &p.key}}) {
+    if (!std::ifstream(*file)) {
+      return "tls profile " + p.name + ": cannot read " + what + " file " + *file + ": " +
+             std::strerror(errno);
+    }
+  }
+  ctx->use_certificate_chain_file(p.certificate, ec);
+  if (ec) {
+    return "tls profile " + p.name + ": cannot use certificate " + p.certificate + ": " +
+           ec.message();
+  }
+  ctx->use_private_key_file(p.key, ssl::context::pem, ec);
+  if (ec) return "tls profile " + p.name + ": cannot use key " + p.key + ": " + ec.message();
+  out = std::move(ctx);
+  return {};
+}
+}  // namespace
 
 std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) {
   Listener::Endpoint ep{l.name, l.host, l.port, "listener",
@@ -512,7 +550,16 @@ std::string Router::start() {
     std::string err = t->listener->open();
     if (!err.empty()) return "tcp listener " + t->cfg.name + ": " + err;
   }
-  if (management_) {
+  if (cfg_.management.enabled) {
+    std::shared_ptr<boost::asio::ssl::context> tls;
+    if (!cfg_.management.tls_profile.empty()) {
+      for (const auto& p : cfg_.tls_profiles) {
+        if (p.name != cfg_.management.tls_profile) continue;
+        if (std::string err = makeServerTls(p, tls); !err.empty()) return "management: " + err;
+      }
+    }
+    management_ = std::make_unique<management::HttpServer>(
+        core_loop_, management::makeApi(*this, cfg_.management.token), std::move(tls));
     std::string err = management_->open(cfg_.management.host, cfg_.management.port);
     if (!err.empty()) return "management: " + err;
   }

@@ -817,3 +817,64 @@ def test_address_rules_at_run_time(router_factory, reactor):
                what="balanced again: 4 more copies in all")
     time.sleep(0.3)
     assert rx1.count() + rx2.count() == before + 4, "a message was copied after the rule went"
+
+
+def test_management_over_tls(router_factory, vaned_bin, tmp_path):
+    """With a tls_profile the API speaks HTTPS only; the certificate verifies
+    against its CA; a missing certificate file or an unknown profile stops
+    startup with a message naming it."""
+    import shutil
+    import ssl
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    config = make_config("T")
+    config["tls_profiles"] = [{"name": "mgmt", "certificate": str(cert), "key": str(key)}]
+    config["management"] = {"port": 0, "tls_profile": "mgmt", "token": TOKEN}
+    r = router_factory(config, name="T")
+    port = r.management_port
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    def https(path, token=None):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+        try:
+            hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request("GET", path, headers=hdrs)
+            res = conn.getresponse()
+            return res.status, res.read()
+        finally:
+            conn.close()
+
+    assert https("/healthz")[0] == 200
+    status, body = https("/api/v1/router", token=TOKEN)
+    assert status == 200 and b'"T"' in body, (status, body)
+    assert https("/api/v1/router")[0] == 401
+    # Plain HTTP gets no answer.
+    with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        plain.request("GET", "/healthz")
+        plain.getresponse().read()
+    # A client that does not trust the certificate fails the handshake.
+    with pytest.raises(ssl.SSLError):
+        untrusted = http.client.HTTPSConnection("127.0.0.1", port, timeout=5,
+                                                context=ssl.create_default_context())
+        untrusted.request("GET", "/healthz")
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(to_yaml({
+        "router": {"id": "X"},
+        "tls_profiles": [{"name": "mgmt", "certificate": str(tmp_path / "none.pem"),
+                          "key": str(key)}],
+        "management": {"port": 0, "tls_profile": "mgmt"}}) + "\n")
+    rc, out, err = run_vaned(vaned_bin, ["--config", str(bad)], tmp_path)
+    assert rc != 0 and "cannot read certificate file" in out + err and "none.pem" in out + err, (
+        rc, out, err)
+    bad.write_text(to_yaml({"management": {"port": 0, "tls_profile": "nope"}}) + "\n")
+    rc, out, err = run_vaned(vaned_bin, ["--config", str(bad)], tmp_path)
+    assert rc == 2 and "management.tls_profile" in err and "no tls profile named 'nope'" in err, (
+        rc, out, err)

@@ -351,7 +351,7 @@ TEST(ConfigErrors, UnknownFields) {
               "unknown field 'prot' (expected one of: name, host, port, role, cost)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
-              "tcp_listeners, tcp_connectors, management)");
+              "tcp_listeners, tcp_connectors, management, tls_profiles)");
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "
@@ -821,6 +821,37 @@ TEST(ConfigTcp, Errors) {
               "unknown field 'adress' (expected one of: name, host, port, address)");
   expectError("router:\n  stream_window_bytes: 1000\n", 2, 24, "router.stream_window_bytes",
               "value 1000 is out of range (allowed: 65536..1073741824)");
+}
+
+}  // namespace
+}  // namespace vane::config
+
+namespace vane::config {
+namespace {
+
+TEST(ConfigManagement, ManagementAndTlsProfiles) {
+  Config c = parseOk(
+      "tls_profiles:\n  - name: m\n    certificate: /c.pem\n    key: /k.pem\n    ca: /ca.pem\n"
+      "management:\n  port: 8672\n  tls_profile: m\n  token: 0123456789abcdef\n");
+  EXPECT_TRUE(c.management.enabled);
+  EXPECT_EQ(c.management.host, "127.0.0.1");
+  EXPECT_EQ(c.management.port, 8672);
+  EXPECT_EQ(c.management.tls_profile, "m");
+  ASSERT_EQ(c.tls_profiles.size(), 1u);
+  EXPECT_EQ(c.tls_profiles[0].certificate, "/c.pem");
+  EXPECT_EQ(c.tls_profiles[0].ca, "/ca.pem");
+  EXPECT_FALSE(parseOk("router:\n  id: a\n").management.enabled);
+}
+
+TEST(ConfigManagement, Errors) {
+  expectError("management:\n  host: 127.0.0.1\n", 2, 3, "management.port",
+              "missing required field 'port'");
+  expectError("management:\n  port: 1\n  token: short\n", 3, 10, "management.token",
+              "a token must be at least 16 characters long");
+  expectError("management:\n  port: 1\n  tls_profile: nope\n", 3, 1, "management.tls_profile",
+              "no tls profile named 'nope' (define it under tls_profiles)");
+  expectError("tls_profiles:\n  - name: m\n    key: /k.pem\n", 2, 5, "tls_profiles[0].certificate",
+              "missing required field 'certificate'");
 }
 
 }  // namespace
