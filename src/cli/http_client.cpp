@@ -3,9 +3,12 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cctype>
+#include <optional>
 
 #ifndef VANE_VERSION
 #define VANE_VERSION "dev"
@@ -30,7 +33,7 @@ bool startsWithNoCase(std::string_view s, std::string_view prefix) {
 
 std::string invalid(std::string_view text, std::string_view why) {
   return "invalid URL '" + std::string(text) + "' (" + std::string(why) +
-         "); expected http://HOST[:PORT], set with --url or VANE_URL";
+         "); expected http[s]://HOST[:PORT], set with --url or VANE_URL";
 }
 
 // Runs one asynchronous step to completion on the caller's thread. Beast
@@ -50,15 +53,12 @@ beast::error_code await(asio::io_context& ioc, Start start) {
 }  // namespace
 
 std::variant<Url, std::string> parseUrl(std::string_view text) {
-  constexpr std::string_view kHttp = "http://";
-  if (startsWithNoCase(text, "https://")) {
-    return "https is not supported yet: vane speaks plain http to the management API, so give "
-           "an http:// URL with --url or VANE_URL";
-  }
-  if (!startsWithNoCase(text, kHttp)) return invalid(text, "not an http:// URL");
+  const bool tls = startsWithNoCase(text, "https://");
+  if (!tls && !startsWithNoCase(text, "http://")) return invalid(text, "not an http:// URL");
   Url url;
   url.text = std::string(text);
-  std::string_view rest = text.substr(kHttp.size());
+  url.tls = tls;
+  std::string_view rest = text.substr(tls ? 8 : 7);
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
@@ -90,7 +90,7 @@ std::variant<Url, std::string> parseUrl(std::string_view text) {
   }
   if (url.host.empty()) return invalid(text, "no host");
   if (port.empty()) {
-    url.port = "80";
+    url.port = tls ? "443" : "80";
   } else {
     unsigned long value = 0;
     for (char c : port) {
@@ -117,10 +117,43 @@ std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view p
   const auto endpoints = resolver.resolve(url.host, url.port, tcp::resolver::numeric_service, ec);
   if (ec || endpoints.empty()) return HttpError{Kind::kResolve, ec.message()};
 
-  beast::tcp_stream stream(ioc);
-  stream.expires_after(timeouts.connect);
-  ec = await(ioc, [&](auto handler) { stream.async_connect(endpoints, std::move(handler)); });
+  // Plain or TLS, the exchange is the same; the TLS stream adds a handshake.
+  asio::ssl::context tls_ctx(asio::ssl::context::tls_client);
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  if (url.tls) {
+    tls_ctx.set_verify_mode(asio::ssl::verify_peer);
+    if (url.cacert.empty()) {
+      tls_ctx.set_default_verify_paths(ec);
+    } else {
+      tls_ctx.load_verify_file(url.cacert, ec);
+      if (ec) return HttpError{Kind::kTls, "cannot read the CA file " + url.cacert};
+    }
+    tls_ctx.set_verify_callback(asio::ssl::host_name_verification(url.host));
+    secure.emplace(ioc, tls_ctx);
+    SSL_set_tlsext_host_name(secure->native_handle(), url.host.c_str());
+  } else {
+    plain.emplace(ioc);
+  }
+  beast::tcp_stream& lowest = url.tls ? beast::get_lowest_layer(*secure) : *plain;
+  lowest.expires_after(timeouts.connect);
+  ec = await(ioc, [&](auto handler) { lowest.async_connect(endpoints, std::move(handler)); });
   if (ec) return HttpError{Kind::kUnreachable, ec.message()};
+  if (url.tls) {
+    ec = await(ioc, [&](auto handler) {
+      secure->async_handshake(asio::ssl::stream_base::client, std::move(handler));
+    });
+    if (ec == beast::error::timeout) return HttpError{Kind::kTimeout, ec.message()};
+    if (ec) {
+      std::string why = ec.message();
+      if (ec.category() == asio::error::get_ssl_category()) {
+        char buf[256];
+        ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+        why = buf;
+      }
+      return HttpError{Kind::kTls, why};
+    }
+  }
 
   http::request<http::empty_body> req{http::verb::get, url.base + std::string(path), 11};
   const bool v6 = url.host.find(':') != std::string::npos;
@@ -130,18 +163,27 @@ std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view p
   if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
   req.keep_alive(false);
 
-  stream.expires_after(timeouts.read);  // one deadline for writing and reading
-  ec = await(ioc, [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
+  lowest.expires_after(timeouts.read);  // one deadline for writing and reading
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxBody);
-  if (!ec) {
-    ec = await(ioc,
-               [&](auto handler) { http::async_read(stream, buffer, parser, std::move(handler)); });
+  auto exchange = [&](auto& stream) {
+    ec = await(ioc, [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
+    if (!ec) {
+      ec = await(
+          ioc, [&](auto handler) { http::async_read(stream, buffer, parser, std::move(handler)); });
+    }
+  };
+  if (url.tls) {
+    exchange(*secure);
+  } else {
+    exchange(*plain);
   }
   beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
+  lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  lowest.socket().close(ignored);
+  // A TLS peer that closes without close_notify after a complete answer.
+  if (ec == asio::ssl::error::stream_truncated && parser.is_done()) ec = {};
 
   if (ec == beast::error::timeout) return HttpError{Kind::kTimeout, ec.message()};
   if (ec == http::error::body_limit) return HttpError{Kind::kTooLarge, ec.message()};

@@ -1,6 +1,6 @@
-// A small blocking HTTP/1.1 client for the management API: plain http only,
-// one GET per connection, every step bounded by a timeout and every answer
-// by a size limit.
+// A small blocking HTTP/1.1 client for the management API: http or https
+// (OpenSSL, peer certificate and host name verified), one GET per connection, every step bounded by
+// a timeout and every answer by a size limit.
 #pragma once
 
 #include <chrono>
@@ -11,12 +11,14 @@
 
 namespace vane::cli {
 
-// http://HOST[:PORT][/PATH]; PATH is a prefix for the API's paths (a proxy).
+// http[s]://HOST[:PORT][/PATH]; PATH is a prefix for the API's paths (a proxy).
 struct Url {
-  std::string text;  // as given, for messages
-  std::string host;  // an IPv6 literal without its brackets
-  std::string port;  // 80 when the URL names none
-  std::string base;  // "" or "/prefix", without a trailing slash
+  std::string text;    // as given, for messages
+  bool tls = false;    // https
+  std::string cacert;  // https: CA file to trust ("" = the system's)
+  std::string host;    // an IPv6 literal without its brackets
+  std::string port;    // 80 (443 for https) when the URL names none
+  std::string base;    // "" or "/prefix", without a trailing slash
 };
 
 // Returns the URL, or a sentence saying what is wrong with it.
@@ -40,6 +42,7 @@ struct HttpError {
     kTimeout,      // connected, but no complete answer within the timeout
     kNotHttp,      // the peer answered something that is not HTTP/1.x
     kTooLarge,     // the answer exceeds kMaxBody
+    kTls,          // https: the handshake failed (e.g. the certificate is not trusted)
     kNetwork,      // anything else (connection reset, ...)
   };
   Kind kind;

@@ -48,7 +48,10 @@ int main(int argc, char** argv) {
   std::string url_text = "http://127.0.0.1:8672";
   std::string token;
   bool json = false;
-  app.add_option("--url", url_text, "the router's management API (http:// only)")
+  std::string cacert;
+  app.add_option("--cacert", cacert, "https: a CA certificate file (PEM) to trust")
+      ->envname("VANE_CACERT");
+  app.add_option("--url", url_text, "the router's management API (http:// or https://)")
       ->envname("VANE_URL")
       ->capture_default_str();
   app.add_option("--token", token, "bearer token, if the router's management section sets one")
@@ -72,7 +75,9 @@ int main(int argc, char** argv) {
   std::vector<std::pair<CLI::App*, Command>> subcommands;
   for (const auto& e : entries) {
     CLI::App* sub = app.add_subcommand(e.name, e.help);
-    sub->footer("Common options, before or after the command: --url URL, --token TOKEN, --json");
+    sub->footer(
+        "Common options, before or after the command: --url URL, --token TOKEN, --cacert FILE, "
+        "--json");
     subcommands.emplace_back(sub, e.command);
   }
 
@@ -92,7 +97,9 @@ int main(int argc, char** argv) {
     std::cerr << "vane: " << *err << "\n";
     return kFailed;
   }
-  const vane::cli::ManagementClient client(std::move(std::get<vane::cli::Url>(url)), token);
+  auto& parsed = std::get<vane::cli::Url>(url);
+  parsed.cacert = cacert;
+  const vane::cli::ManagementClient client(std::move(parsed), token);
   auto answer = vane::cli::fetch(*command, client);
   if (const auto* failure = std::get_if<vane::cli::Failure>(&answer)) {
     std::cerr << "vane: " << failure->message << "\n";

@@ -49,6 +49,10 @@ Failure ManagementClient::explain(const HttpError& e) const {
       return {"the answer from " + url_.text + " is larger than " +
               std::to_string(kMaxBody / (1024 * 1024)) +
               " MiB, more than vane reads; use the API directly for this router"};
+    case Kind::kTls:
+      return {"TLS with the management API at " + url_.text + " failed (" + e.detail +
+              "); if the router's certificate is not from a CA this system trusts, pass its CA "
+              "with --cacert or VANE_CACERT"};
     case Kind::kNetwork:
       break;
   }

@@ -261,10 +261,8 @@ def test_unreachable(cli):
 
 
 def test_bad_urls(cli):
-    msg = failure(cli("status", url="https://127.0.0.1:8672"))
-    assert "https is not supported" in msg and "http://" in msg
     msg = failure(cli("status", url="127.0.0.1:8672"))
-    assert msg.startswith("invalid URL '127.0.0.1:8672'") and "http://HOST[:PORT]" in msg
+    assert msg.startswith("invalid URL '127.0.0.1:8672'") and "http[s]://HOST[:PORT]" in msg
     assert failure(cli("status", url="http://127.0.0.1:99999")).startswith("invalid URL")
 
 
@@ -279,6 +277,32 @@ def test_token(router_factory, cli):
         "the router rejected the management token; check --token or VANE_TOKEN")
     assert re.search(r"^Router:\s+cli-t$", ok(cli("status", url=url, token=TOKEN)), re.M)
     assert "cli-t (self)" in ok(cli("routers", url=url, env={"VANE_TOKEN": TOKEN}))
+
+
+def test_https(router_factory, cli, tmp_path):
+    """A router serving its API over TLS: vane verifies the certificate
+    against --cacert / VANE_CACERT, and says what to do when it can't."""
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    cfg = make_config(router_id="cli-s")
+    cfg["tls_profiles"] = [{"name": "m", "certificate": str(cert), "key": str(key)}]
+    cfg["management"] = {"port": 0, "token": TOKEN, "tls_profile": "m"}
+    r = router_factory(cfg)
+    url = f"https://127.0.0.1:{r.management_port}"
+    out = ok(cli("routers", "--cacert", str(cert), url=url, token=TOKEN))
+    assert "cli-s (self)" in out
+    out = ok(cli("status", url=url, token=TOKEN, env={"VANE_CACERT": str(cert)}))
+    assert re.search(r"^Router:\s+cli-s$", out, re.M)
+    msg = failure(cli("routers", url=url, token=TOKEN))
+    assert "certificate verify failed" in msg and "--cacert" in msg, msg
+    # Plain http to a TLS port gets no HTTP answer.
+    failure(cli("routers", url=f"http://127.0.0.1:{r.management_port}", token=TOKEN))
 
 
 def test_api_error_text(router_factory, cli):
