@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tcp_tools import EchoServer, connect, echo_roundtrip, free_port
-from vane_harness import eventually, find_vaned, make_config
+from vane_harness import eventually, find_vaned, make_config, self_signed_cert
 from vane_network import Network
 
 TOKEN = "cli-test-token-0123456789"
@@ -282,14 +282,7 @@ def test_token(router_factory, cli):
 def test_https(router_factory, cli, tmp_path):
     """A router serving its API over TLS: vane verifies the certificate
     against --cacert / VANE_CACERT, and says what to do when it can't."""
-    import shutil
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl command to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_cert(tmp_path)
     cfg = make_config(router_id="cli-s")
     cfg["tls_profiles"] = [{"name": "m", "certificate": str(cert), "key": str(key)}]
     cfg["management"] = {"port": 0, "token": TOKEN, "tls_profile": "m"}

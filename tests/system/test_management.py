@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from proton import Message
 
 from tcp_tools import EchoServer, connect, echo_roundtrip, recv_all
-from vane_harness import eventually, make_config, run_vaned, to_yaml
+from vane_harness import eventually, make_config, run_vaned, self_signed_cert, to_yaml
 from vane_network import Network
 
 MGMT = {"port": 0}
@@ -823,16 +823,8 @@ def test_management_over_tls(router_factory, vaned_bin, tmp_path):
     """With a tls_profile the API speaks HTTPS only; the certificate verifies
     against its CA; a missing certificate file or an unknown profile stops
     startup with a message naming it."""
-    import shutil
     import ssl
-    import subprocess
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl command to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_cert(tmp_path)
     config = make_config("T")
     config["tls_profiles"] = [{"name": "mgmt", "certificate": str(cert), "key": str(key)}]
     config["management"] = {"port": 0, "tls_profile": "mgmt", "token": TOKEN}

@@ -406,3 +406,19 @@ def run_vaned(binary, args, cwd, timeout=15.0):
     proc = subprocess.run([str(binary)] + list(args), cwd=str(cwd), stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+
+def self_signed_cert(directory, common_name="127.0.0.1"):
+    """A self-signed certificate for 127.0.0.1 (PEM files `cert.pem`,
+    `key.pem` in `directory`), made with the openssl command; skips the test
+    when there is none."""
+    import shutil
+    import pytest
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={common_name}",
+                    "-addext", f"subjectAltName=IP:{common_name}"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
