@@ -279,6 +279,10 @@ class Api {
   }
 
  private:
+  static Response refusal(const server::Router::Refusal& r) {
+    return error(r.conflict ? http::status::conflict : http::status::bad_request, r.message);
+  }
+
   static void notFound(const Respond& respond, std::string_view target) {
     respond(error(http::status::not_found, "no such resource: " + std::string(target)));
   }
@@ -440,10 +444,8 @@ class Api {
       return respond(error(http::status::bad_request, e->message, e->field));
     }
     const auto& rule = std::get<config::Config>(parsed).addresses.at(0);
-    if (std::string err = router_.addAddressRule(rule); !err.empty()) {
-      const bool exists = err.rfind("exists: ", 0) == 0;
-      return respond(error(exists ? http::status::conflict : http::status::bad_request,
-                           exists ? err.substr(8) : err));
+    if (auto refused = router_.addAddressRule(rule); !refused.message.empty()) {
+      return respond(refusal(refused));
     }
     respond(reply(http::status::created, ruleJson(rule)));
   }
@@ -528,30 +530,27 @@ class Api {
       return respond(error(http::status::bad_request, e->message, e->field));
     }
     const auto& cfg = std::get<config::Config>(parsed);
-    std::string err;
+    server::Router::Refusal refused;
     std::string name;
     switch (kind) {
       case Kind::kListener:
         name = cfg.listeners.at(0).name;
-        err = router_.addListener(cfg.listeners.at(0));
+        refused = router_.addListener(cfg.listeners.at(0));
         break;
       case Kind::kConnector:
         name = cfg.connectors.at(0).name;
-        err = router_.addConnector(cfg.connectors.at(0));
+        refused = router_.addConnector(cfg.connectors.at(0));
         break;
       case Kind::kTcpListener:
         name = cfg.tcp_listeners.at(0).name;
-        err = router_.addTcpListener(cfg.tcp_listeners.at(0));
+        refused = router_.addTcpListener(cfg.tcp_listeners.at(0));
         break;
       case Kind::kTcpConnector:
         name = cfg.tcp_connectors.at(0).name;
-        err = router_.addTcpConnector(cfg.tcp_connectors.at(0));
+        refused = router_.addTcpConnector(cfg.tcp_connectors.at(0));
         break;
     }
-    if (!err.empty()) {
-      const bool exists = err.find("exists") != std::string::npos;
-      return respond(error(exists ? http::status::conflict : http::status::bad_request, err));
-    }
+    if (!refused.message.empty()) return respond(refusal(refused));
     getOne(kind, name, [respond](Response res) {
       res.result(http::status::created);
       respond(std::move(res));

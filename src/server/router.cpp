@@ -129,17 +129,17 @@ std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) 
       [options](Worker& w, boost::asio::ip::tcp::socket s) { w.adopt(std::move(s), options); });
 }
 
-std::string Router::addListener(const config::ListenerConfig& c) {
+Router::Refusal Router::addListener(const config::ListenerConfig& c) {
   for (const auto& l : cfg_.listeners) {
-    if (l.name == c.name) return "a listener named '" + c.name + "' exists";
+    if (l.name == c.name) return {true, "a listener named '" + c.name + "' exists"};
   }
   if (cfg_.router.mode == config::RouterMode::kEdge && c.role != config::ListenerRole::kNormal) {
-    return "an edge router accepts only normal (client) listeners";
+    return {false, "an edge router accepts only normal (client) listeners"};
   }
   auto l = makeListener(c);
   if (std::string err = l->open(); !err.empty()) {
     listener_counters_.pop_back();
-    return err;
+    return {false, err};
   }
   l->startAccepting();
   listeners_.push_back(std::move(l));
@@ -162,13 +162,14 @@ bool Router::removeListener(const std::string& name) {
   return false;
 }
 
-std::string Router::addConnector(const config::ConnectorConfig& c) {
+Router::Refusal Router::addConnector(const config::ConnectorConfig& c) {
   if (cfg_.router.mode == config::RouterMode::kEdge) {
-    return "an edge router's connectors are an ordered list of alternatives: change them in the "
-           "configuration file";
+    return {false,
+            "an edge router's connectors are an ordered list of alternatives: change them in the "
+            "configuration file"};
   }
   for (const auto& e : cfg_.connectors) {
-    if (e.name == c.name) return "a connector named '" + c.name + "' exists";
+    if (e.name == c.name) return {true, "a connector named '" + c.name + "' exists"};
   }
   std::vector<Worker*> workers;
   for (auto& w : workers_) workers.push_back(w.get());
@@ -207,14 +208,13 @@ std::string addressesYaml(const std::vector<config::AddressConfig>& rules) {
 }
 }  // namespace
 
-std::string Router::addAddressRule(const config::AddressConfig& c) {
+Router::Refusal Router::addAddressRule(const config::AddressConfig& c) {
   auto rules = cfg_.addresses;
   rules.push_back(c);
   // Checked as a whole, by the file's parser (duplicates, e.g. "a.b" = "a/b").
   auto parsed = config::parseString(addressesYaml(rules), "request");
   if (auto* e = std::get_if<config::ConfigError>(&parsed)) {
-    if (e->message.find("duplicate") != std::string::npos) return "exists: " + e->message;
-    return e->message;
+    return {e->message.find("duplicate") != std::string::npos, e->message};
   }
   cfg_.addresses = std::get<config::Config>(parsed).addresses;
   core_->setPolicy(std::make_shared<const routing::AddressPolicy>(cfg_.addresses));
@@ -273,21 +273,21 @@ std::vector<Router::TcpConnectorInfo> Router::tcpConnectors() const {
   return out;
 }
 
-std::string Router::addTcpListener(const config::TcpListenerConfig& c) {
+Router::Refusal Router::addTcpListener(const config::TcpListenerConfig& c) {
   for (const auto& t : tcp_listeners_) {
-    if (t->cfg.name == c.name) return "a tcp listener named '" + c.name + "' exists";
+    if (t->cfg.name == c.name) return {true, "a tcp listener named '" + c.name + "' exists"};
   }
   auto t = makeTcpListener(c);
-  if (std::string err = t->listener->open(); !err.empty()) return err;
+  if (std::string err = t->listener->open(); !err.empty()) return {false, err};
   t->listener->startAccepting();
   tcp_listeners_.push_back(std::move(t));
   cfg_.tcp_listeners.push_back(c);
   return {};
 }
 
-std::string Router::addTcpConnector(const config::TcpConnectorConfig& c) {
+Router::Refusal Router::addTcpConnector(const config::TcpConnectorConfig& c) {
   for (const auto& t : tcp_connectors_) {
-    if (t->cfg.name == c.name) return "a tcp connector named '" + c.name + "' exists";
+    if (t->cfg.name == c.name) return {true, "a tcp connector named '" + c.name + "' exists"};
   }
   auto t = makeTcpConnector(c);
   publish(*t);
@@ -316,42 +316,51 @@ bool Router::removeTcpConnector(const std::string& name) {
   return true;
 }
 
-void Router::connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done) {
-  struct Gather {
-    std::vector<amqp::ConnectionInfo> all;
+// Asks every worker for `part` (run on its loop), folds the parts into one
+// `Result` with `fold` on the core loop, and calls `done` there once all
+// have answered.
+template <typename Result, typename Part, typename Fold>
+void Router::gather(Part part, Fold fold, std::function<void(Result)> done) {
+  struct State {
+    Result result{};
     std::size_t left = 0;
-    std::function<void(std::vector<amqp::ConnectionInfo>)> done;
+    std::function<void(Result)> done;
   };
-  auto g = std::make_shared<Gather>();
-  g->left = workers_.size();
-  g->done = std::move(done);
+  auto st = std::make_shared<State>();
+  st->left = workers_.size();
+  st->done = std::move(done);
   for (auto& w : workers_) {
-    w->loop().post([this, g, w = w.get()] {
-      auto part = w->connectionInfos();
-      core_loop_.post([g, part = std::move(part)]() mutable {
-        std::move(part.begin(), part.end(), std::back_inserter(g->all));
-        if (--g->left == 0) g->done(std::move(g->all));
+    w->loop().post([this, st, part, fold, w = w.get()] {
+      core_loop_.post([st, fold, p = part(*w)]() mutable {
+        fold(st->result, std::move(p));
+        if (--st->left == 0) st->done(std::move(st->result));
       });
     });
   }
 }
 
+namespace {
+template <typename T>
+void append(std::vector<T>& to, std::vector<T> from) {
+  std::move(from.begin(), from.end(), std::back_inserter(to));
+}
+}  // namespace
+
+void Router::connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done) {
+  gather<std::vector<amqp::ConnectionInfo>>([](Worker& w) { return w.connectionInfos(); },
+                                            append<amqp::ConnectionInfo>, std::move(done));
+}
+
 void Router::addressCounters(std::function<void(AddressCounterMap)> done) {
-  struct Gather {
-    AddressCounterMap sum;
-    std::size_t left = 0;
-    std::function<void(AddressCounterMap)> done;
-  };
-  auto g = std::make_shared<Gather>();
-  g->left = workers_.size();
-  g->done = std::move(done);
-  for (auto& w : workers_) {
-    w->loop().post([this, g, w = w.get()] {
-      std::vector<std::pair<std::string, forwarding::AddressCounters>> part(
-          w->table().allCounters().begin(), w->table().allCounters().end());
-      core_loop_.post([g, part = std::move(part)] {
+  gather<AddressCounterMap>(
+      [](Worker& w) {
+        const auto& c = w.table().allCounters();
+        return std::vector<std::pair<std::string, forwarding::AddressCounters>>(c.begin(), c.end());
+      },
+      [](AddressCounterMap& sum,
+         std::vector<std::pair<std::string, forwarding::AddressCounters>> part) {
         for (const auto& [address, c] : part) {
-          auto& t = g->sum[address];
+          auto& t = sum[address];
           t.in += c.in;
           t.out += c.out;
           t.accepted += c.accepted;
@@ -360,31 +369,14 @@ void Router::addressCounters(std::function<void(AddressCounterMap)> done) {
           t.modified += c.modified;
           t.no_route += c.no_route;
         }
-        if (--g->left == 0) g->done(std::move(g->sum));
-      });
-    });
-  }
+      },
+      std::move(done));
 }
 
 void Router::flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) {
-  // Ask every worker in turn, then answer on the core loop.
-  struct Gather {
-    std::vector<adaptors::tcp::FlowRecord> records;
-    std::size_t left = 0;
-    std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done;
-  };
-  auto g = std::make_shared<Gather>();
-  g->left = workers_.size();
-  g->done = std::move(done);
-  for (auto& w : workers_) {
-    w->loop().post([this, g, w = w.get()] {
-      auto r = w->flows().records();
-      core_loop_.post([g, r = std::move(r)]() mutable {
-        std::move(r.begin(), r.end(), std::back_inserter(g->records));
-        if (--g->left == 0) g->done(std::move(g->records));
-      });
-    });
-  }
+  gather<std::vector<adaptors::tcp::FlowRecord>>([](Worker& w) { return w.flows().records(); },
+                                                 append<adaptors::tcp::FlowRecord>,
+                                                 std::move(done));
 }
 
 // router.max_connections bounds AMQP connections and the TCP connections

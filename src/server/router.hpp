@@ -82,21 +82,26 @@ class Router {
     std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
   };
   std::vector<TcpConnectorInfo> tcpConnectors() const;
-  // Adds an entity at run time ("" or why not: a duplicate name, a port in
-  // use); removes one by name (false: no such entity). Open flows stay.
-  std::string addListener(const config::ListenerConfig& c);
+  // Adds an entity at run time: an empty message when done, else why not
+  // (`conflict`: the name or rule exists; otherwise invalid here, or a port
+  // in use). Removes one by name (false: no such entity). Open flows stay.
+  struct Refusal {
+    bool conflict = false;
+    std::string message;
+  };
+  Refusal addListener(const config::ListenerConfig& c);
   bool removeListener(const std::string& name);
   // Interior routers only (an edge router's connectors are one ordered list
   // of alternatives: change it in the file). Removing one closes its link.
-  std::string addConnector(const config::ConnectorConfig& c);
+  Refusal addConnector(const config::ConnectorConfig& c);
   bool removeConnector(const std::string& name);
   // Address rules (the `addresses` section): added or removed at run time,
   // checked together with the others as in a file (a rule equal to an
   // existing one is refused). Remove by prefix, or by pattern.
-  std::string addAddressRule(const config::AddressConfig& c);
+  Refusal addAddressRule(const config::AddressConfig& c);
   bool removeAddressRule(const std::string& prefix, const std::string& pattern);
-  std::string addTcpListener(const config::TcpListenerConfig& c);
-  std::string addTcpConnector(const config::TcpConnectorConfig& c);
+  Refusal addTcpListener(const config::TcpListenerConfig& c);
+  Refusal addTcpConnector(const config::TcpConnectorConfig& c);
   bool removeTcpListener(const std::string& name);
   bool removeTcpConnector(const std::string& name);
   // TCP flows of every worker (open, then recently ended); `done` runs on
@@ -137,6 +142,8 @@ class Router {
     std::vector<std::shared_ptr<forwarding::Consumer>> consumers;
   };
   bool admit() const;
+  template <typename Result, typename Part, typename Fold>
+  void gather(Part part, Fold fold, std::function<void(Result)> done);
   std::unique_ptr<TcpListener> makeTcpListener(const config::TcpListenerConfig& c);
   std::unique_ptr<TcpConnector> makeTcpConnector(const config::TcpConnectorConfig& c);
   void publish(TcpConnector& c);                // core loop
