@@ -1,5 +1,9 @@
 #include "amqp/connection.hpp"
 
+#include <boost/asio/ssl/host_name_verification.hpp>
+
+#include "amqp/sasl_server.hpp"
+
 #include <proton/codec.h>
 #include <proton/condition.h>
 #include <proton/connection.h>
@@ -8,6 +12,8 @@
 #include <proton/disposition.h>
 #include <proton/event.h>
 #include <proton/link.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <proton/sasl.h>
 #include <proton/session.h>
 #include <proton/terminus.h>
@@ -1045,6 +1051,7 @@ Connection::Connection(LoopContext& ctx, asio::ip::tcp::socket socket, Connectio
   auto ep = socket_.remote_endpoint(ec);
   peer_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (options_.tls) tls_.emplace(std::move(socket_), *options_.tls);
 }
 
 Connection::~Connection() {
@@ -1057,6 +1064,76 @@ Connection::~Connection() {
 
 void Connection::start() {
   VANE_ASSERT_THREAD(ctx_.loop);
+  if (!tls_) {
+    begin();
+    return;
+  }
+  namespace ssl = asio::ssl;
+  if (options_.outgoing && !options_.tls_host.empty()) {
+    boost::system::error_code ec;
+    asio::ip::make_address(options_.tls_host, ec);
+    if (ec) SSL_set_tlsext_host_name(tls_->native_handle(), options_.tls_host.c_str());
+    tls_->set_verify_callback(ssl::host_name_verification(options_.tls_host));
+  }
+  handshaking_ = true;
+  timer_.expires_after(kHandshakeTimeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || !self->handshaking_ || self->torn_down_) return;
+    boost::system::error_code ignored;
+    self->sock().close(ignored);  // the handshake fails with operation_aborted
+  });
+  tls_->async_handshake(options_.outgoing ? ssl::stream_base::client : ssl::stream_base::server,
+                        [self = shared_from_this()](const boost::system::error_code& ec) {
+                          self->onHandshake(ec);
+                        });
+}
+
+void Connection::onHandshake(const boost::system::error_code& ec) {
+  handshaking_ = false;
+  if (torn_down_) return;
+  timer_.cancel();
+  SSL* ssl = tls_->native_handle();
+  if (ec) {
+    std::string why = ec.message();
+    const long verify = SSL_get_verify_result(ssl);
+    if (verify != X509_V_OK) {
+      why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    } else if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+      why = "no TLS handshake within " + std::to_string(kHandshakeTimeout.count()) + " s";
+    }
+    reportFailure("TLS handshake failed: " + why);
+    torn_down_ = true;
+    boost::system::error_code ignored;
+    sock().close(ignored);
+    if (on_closed_) on_closed_(this);
+    return;
+  }
+  tls_version_ = SSL_get_version(ssl);
+  if (X509* cert = SSL_get1_peer_certificate(ssl)) {
+    char cn[256] = {0};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0)
+      tls_peer_ = cn;
+    X509_free(cert);
+  }
+  VANE_LOG_DEBUG("connection {} on {}: {} established{}", peer_, listener_, tls_version_,
+                 tls_peer_.empty() ? std::string() : ", peer certificate " + tls_peer_);
+  begin();
+}
+
+void Connection::reportFailure(const std::string& what) {
+  const bool auth = what.rfind("TLS", 0) != 0;
+  auto& stat = auth ? ctx_.stats.auth_failures : ctx_.stats.tls_failures;
+  stat.fetch_add(1, std::memory_order_relaxed);
+  if (options_.counters) {
+    (auth ? options_.counters->auth_failures : options_.counters->tls_failures)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+  VANE_LOG_WARN("connection {} {} {}: {}", peer_, options_.outgoing ? "of connector" : "on listener",
+                listener_, what);
+  if (options_.on_failure) options_.on_failure(what);
+}
+
+void Connection::begin() {
   pn_transport_t* t = driver_->transport;
   if (!options_.outgoing) pn_transport_set_server(t);
   pn_transport_set_max_frame(t, ctx_.settings.max_frame_size);
@@ -1065,7 +1142,19 @@ void Connection::start() {
   pn_transport_set_channel_max(t, routerLink() ? kRouterChannelMax : 1024);
   if (ctx_.settings.idle_timeout_ms > 0)
     pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
-  if (!options_.outgoing) {
+  if (!options_.outgoing && options_.sasl) {
+    sasl_ = std::make_unique<SaslServer>(
+        options_.sasl, tls_peer_,
+        [this](const std::string& mechanism, const std::string& user, bool ok) {
+          if (ok) {
+            user_ = user;
+            return;
+          }
+          reportFailure("authentication failed (" + mechanism +
+                        (user.empty() ? std::string() : " as '" + user + "'") + ")");
+        });
+    sasl_->install(t);
+  } else if (!options_.outgoing) {
     // Clients may or may not use a SASL layer; accept both, ANONYMOUS only.
     pn_transport_require_auth(t, false);
     pn_sasl_t* sasl = pn_sasl(t);
@@ -1115,6 +1204,11 @@ void Connection::start() {
 void Connection::closeWithError(const char* condition, const char* description) {
   VANE_ASSERT_THREAD(ctx_.loop);
   if (torn_down_) return;
+  if (handshaking_) {
+    boost::system::error_code ignored;
+    sock().close(ignored);  // the handshake ends with an error, and the connection with it
+    return;
+  }
   pn_connection_t* c = driver_->connection;
   if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) {
     pn_condition_t* cond = pn_connection_condition(c);
@@ -1129,7 +1223,7 @@ void Connection::closeWithError(const char* condition, const char* description) 
 }
 
 void Connection::process() {
-  if (torn_down_) return;
+  if (torn_down_ || handshaking_) return;
   if (processing_) {
     again_ = true;
     return;
@@ -1159,7 +1253,7 @@ void Connection::scheduleIo() {
                                         kAmqpHeader + sizeof kAmqpHeader) != wb.start + wb.size;
       }
       writing_ = true;
-      socket_.async_write_some(
+      writeSome(
           asio::buffer(wb.start, wb.size),
           [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             self->writing_ = false;
@@ -1178,13 +1272,19 @@ void Connection::scheduleIo() {
     pn_rwbytes_t rb = pn_connection_driver_read_buffer(driver_.get());
     if (rb.size > 0) {
       reading_ = true;
-      socket_.async_read_some(
+      readSome(
           asio::buffer(rb.start, rb.size), [self = shared_from_this(), start = rb.start](
                                                const boost::system::error_code& ec, std::size_t n) {
             self->reading_ = false;
             if (self->torn_down_) return;
             if (ec) {
               self->socket_eof_ = true;
+              // TLS 1.3: a server refuses our certificate after our side of
+              // the handshake is done; its alert arrives here.
+              if (self->tls_ && !self->remote_opened_ &&
+                  ec.category() == asio::error::get_ssl_category()) {
+                self->reportFailure("TLS: the peer refused the connection: " + ec.message());
+              }
               pn_connection_driver_read_close(self->driver_.get());
             } else {
               // The guard sees the bytes before the engine does; bytes of a
@@ -1203,7 +1303,7 @@ void Connection::scheduleIo() {
     // is still drained so that closing it does not reset the peer before it
     // has read our close.
     reading_ = true;
-    socket_.async_read_some(
+    readSome(
         asio::buffer(discard_),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
           self->reading_ = false;
@@ -1244,14 +1344,17 @@ void Connection::scheduleIo() {
     writing_ = true;
     auto frame = std::make_shared<std::string>(std::move(final_frame_));
     final_frame_.clear();
-    asio::async_write(
-        socket_, asio::buffer(*frame),
-        [self = shared_from_this(), frame](const boost::system::error_code&, std::size_t) {
-          self->writing_ = false;
-          if (self->torn_down_) return;
-          pn_connection_driver_write_close(self->driver_.get());
-          self->process();
-        });
+    auto done = [self = shared_from_this(), frame](const boost::system::error_code&, std::size_t) {
+      self->writing_ = false;
+      if (self->torn_down_) return;
+      pn_connection_driver_write_close(self->driver_.get());
+      self->process();
+    };
+    if (tls_) {
+      asio::async_write(*tls_, asio::buffer(*frame), std::move(done));
+    } else {
+      asio::async_write(socket_, asio::buffer(*frame), std::move(done));
+    }
     return;
   }
   if (!final_frame_.empty()) return;  // proton's output goes first
@@ -1309,6 +1412,9 @@ ConnectionInfo Connection::info() const {
   i.role = config::toString(options_.role);
   i.outgoing = options_.outgoing;
   i.opened_ms = opened_ms_;
+  i.tls = tls_version_;
+  i.tls_peer = tls_peer_;
+  i.user = user_;
   if (remote_opened_ && driver_)
     i.container = str(pn_connection_remote_container(driver_->connection));
   for (const auto& [l, in] : in_links_) {
@@ -1392,7 +1498,7 @@ void Connection::teardown() {
   boost::system::error_code ec;
   timer_.cancel();
   grace_timer_.cancel();
-  socket_.close(ec);
+  sock().close(ec);
   ctx_.stats.connections_closed.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
   if (on_closed_) on_closed_(this);
@@ -1781,6 +1887,7 @@ void Connection::checkRouterReady() {
   info.link = handle_;
   info.data = data_consumer_;
   ctx_.core.neighborReady(std::move(info));
+  if (options_.on_ready) options_.on_ready();
 }
 
 void Connection::sendControl(std::string json) {

@@ -12,11 +12,14 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -36,6 +39,8 @@ class RoutingCore;
 }
 
 namespace vane::amqp {
+
+struct SaslServerConfig;
 
 struct ConnectionSettings {
   std::string container_id;
@@ -63,6 +68,8 @@ struct ConnectionSettings {
 struct ListenerCounters {
   std::atomic<std::uint64_t> connections_opened{0};
   std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> tls_failures{0};   // handshakes that failed (e.g. untrusted peer)
+  std::atomic<std::uint64_t> auth_failures{0};  // SASL authentication refused
 };
 
 // What kind of peer a connection serves, from its listener or connector.
@@ -71,7 +78,17 @@ struct ConnectionOptions {
   config::ListenerRole role = config::ListenerRole::kNormal;
   std::uint32_t cost = 1;                      // inter-router and edge roles
   bool outgoing = false;                       // we connected (a connector): we are the AMQP client
-  std::shared_ptr<ListenerCounters> counters;  // the listener's, if any
+  std::shared_ptr<ListenerCounters> counters;  // the listener's (or connector's), if any
+  // TLS on this connection, when set. Outgoing: `tls_host` is the name the
+  // server's certificate must carry ("" = any name, the CA still checked).
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  std::string tls_host;
+  // Normal listeners: the SASL mechanisms offered (null: ANONYMOUS only).
+  std::shared_ptr<const SaslServerConfig> sasl;
+  // Outgoing router links: called on the connection's loop once the link is
+  // up, and with a sentence when TLS or authentication failed.
+  std::function<void()> on_ready;
+  std::function<void(const std::string&)> on_failure;
 };
 
 // Counters shared by all connections (relaxed atomics; read by management).
@@ -82,6 +99,8 @@ struct Stats {
   std::atomic<std::uint64_t> protocol_errors{0};
   std::atomic<std::uint64_t> connections_aborted{0};
   std::atomic<std::uint64_t> handshake_timeouts{0};  // peer vanished without a close
+  std::atomic<std::uint64_t> tls_failures{0};
+  std::atomic<std::uint64_t> auth_failures{0};
   std::atomic<std::uint64_t> deliveries_in{0};
   std::atomic<std::uint64_t> deliveries_out{0};
   std::atomic<std::uint64_t> deliveries_released{0};
@@ -117,11 +136,15 @@ struct ConnectionInfo {
   bool outgoing = false;       // made by a connector
   std::string container;       // the peer's container id (a router's id)
   std::int64_t opened_ms = 0;  // Unix time
+  std::string tls;             // protocol version ("" = plain TCP)
+  std::string tls_peer;        // the subject CN of the peer's certificate, if any
+  std::string user;            // SASL: the authenticated user
   std::vector<LinkInfo> links;
 };
 
 class InLink;
 class OutLink;
+class SaslServer;
 class ControlIn;
 class NeighborHandle;
 
@@ -177,6 +200,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void streamIdle(std::shared_ptr<OutLink> link);
 
  private:
+  void begin();
+  void onHandshake(const boost::system::error_code& ec);
+  void reportFailure(const std::string& what);
+  boost::asio::ip::tcp::socket& sock() { return tls_ ? tls_->next_layer() : socket_; }
+  template <typename Buffers, typename Handler>
+  void readSome(const Buffers& b, Handler&& h) {
+    if (tls_)
+      tls_->async_read_some(b, std::forward<Handler>(h));
+    else
+      socket_.async_read_some(b, std::forward<Handler>(h));
+  }
+  template <typename Buffers, typename Handler>
+  void writeSome(const Buffers& b, Handler&& h) {
+    if (tls_)
+      tls_->async_write_some(b, std::forward<Handler>(h));
+    else
+      socket_.async_write_some(b, std::forward<Handler>(h));
+  }
   void handleEvent(pn_event_t* e);
   void onLinkRemoteOpen(pn_link_t* link);
   void onLinkRemoteClose(pn_link_t* link);
@@ -197,6 +238,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   LoopContext& ctx_;
   boost::asio::ip::tcp::socket socket_;
+  std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_;
+  bool handshaking_ = false;
+  std::string tls_version_;
+  std::string tls_peer_;
+  std::unique_ptr<SaslServer> sasl_;
+  std::string user_;
   boost::asio::steady_timer timer_;
   boost::asio::steady_timer grace_timer_;  // bounds how long a closing peer is waited for
   bool grace_armed_ = false;

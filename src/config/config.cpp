@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <initializer_list>
@@ -146,7 +147,10 @@ struct EnumName {
 
 class Parser {
  public:
-  explicit Parser(std::string file) : file_(std::move(file)) {}
+  // `entry`: one entry of a request body, whose references to other
+  // entities (tls profiles) the router checks against what it has.
+  explicit Parser(std::string file, bool entry = false)
+      : file_(std::move(file)), entry_(entry) {}
 
   Config parseDocument(const YAML::Node& root) {
     Config cfg;
@@ -162,7 +166,7 @@ class Parser {
     for (const Entry& e :
          entries(root, "",
                  {"router", "listeners", "connectors", "addresses", "tcp_listeners",
-                  "tcp_connectors", "management", "tls_profiles"})) {
+                  "tcp_connectors", "management", "tls_profiles", "claims"})) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
@@ -178,13 +182,15 @@ class Parser {
         parseManagement(e, cfg.management);
       } else if (e.key == "tls_profiles") {
         parseTlsProfiles(e, cfg.tls_profiles);
+      } else if (e.key == "claims") {
+        parseClaims(e, cfg.claims);
       } else {
         parseAddresses(e, cfg.addresses);
       }
     }
     if (!have_listeners) cfg.listeners.push_back(defaultListener());
     checkRoles(cfg);
-    checkTlsReferences(cfg);
+    if (!entry_) checkTlsReferences(cfg);
     return cfg;
   }
 
@@ -354,6 +360,35 @@ class Parser {
     failValue(e, fmt::format("invalid value '{}' (expected one of: {})", displayValue(s), list));
   }
 
+  bool boolean(const Entry& e) const {
+    const std::string& s = scalar(e, "true or false");
+    if (s == "true") return true;
+    if (s == "false") return false;
+    failValue(e, fmt::format("expected true or false, got '{}'", displayValue(s)));
+  }
+
+  // listeners[].sasl_mechanisms: a non-empty list of known mechanisms.
+  std::vector<std::string> mechanisms(const Entry& e) const {
+    if (!e.value.IsSequence() || e.value.size() == 0) {
+      failValue(e, "expected a non-empty list of SASL mechanisms (ANONYMOUS, PLAIN, EXTERNAL)");
+    }
+    std::vector<std::string> out;
+    for (const auto& item : e.value) {
+      if (!item.IsScalar()) fail(item, e.field, "expected a mechanism name");
+      const std::string& m = item.Scalar();
+      if (m != "ANONYMOUS" && m != "PLAIN" && m != "EXTERNAL") {
+        fail(item, e.field,
+             fmt::format("unknown SASL mechanism '{}' (expected one of: ANONYMOUS, PLAIN, "
+                         "EXTERNAL)",
+                         displayValue(m)));
+      }
+      if (std::find(out.begin(), out.end(), m) != out.end())
+        fail(item, e.field, fmt::format("mechanism '{}' is listed twice", m));
+      out.push_back(m);
+    }
+    return out;
+  }
+
   void parseRouter(const Entry& section, RouterConfig& r) const {
     if (!expectMapOrNull(section)) return;
     const Entry* frame_entry = nullptr;
@@ -458,8 +493,20 @@ class Parser {
         section, "listeners", "listener", out,
         [this](const YAML::Node& item, const std::string& path, ListenerConfig& l) {
           std::optional<Entry> name_entry;
-          for (const Entry& e : entries(item, path, {"name", "host", "port", "role", "cost"})) {
-            if (e.key == "name") {
+          const Entry* sasl = nullptr;
+          std::optional<Entry> sasl_entry;
+          for (const Entry& e :
+               entries(item, path,
+                       {"name", "host", "port", "role", "cost", "tls_profile", "sasl_mechanisms",
+                        "users_file"})) {
+            if (e.key == "tls_profile") {
+              l.tls_profile = name(e);
+            } else if (e.key == "sasl_mechanisms") {
+              l.sasl_mechanisms = mechanisms(e);
+              sasl_entry = e;
+            } else if (e.key == "users_file") {
+              l.users_file = nonEmptyString(e);
+            } else if (e.key == "name") {
               l.name = name(e);
               name_entry = e;
             } else if (e.key == "host") {
@@ -474,6 +521,8 @@ class Parser {
               l.cost = static_cast<std::uint32_t>(integer(e, 1, 1000000));
             }
           }
+          if (sasl_entry) sasl = &*sasl_entry;
+          checkListenerSecurity(item, path, l, sasl);
           return name_entry;
         });
   }
@@ -484,8 +533,14 @@ class Parser {
         [this](const YAML::Node& item, const std::string& path, ConnectorConfig& c) {
           std::optional<Entry> name_entry;
           bool have_port = false;
-          for (const Entry& e : entries(item, path, {"name", "host", "port", "role", "cost"})) {
-            if (e.key == "name") {
+          for (const Entry& e : entries(item, path,
+                                        {"name", "host", "port", "role", "cost", "tls_profile",
+                                         "verify_host"})) {
+            if (e.key == "tls_profile") {
+              c.tls_profile = name(e);
+            } else if (e.key == "verify_host") {
+              c.verify_host = boolean(e);
+            } else if (e.key == "name") {
               c.name = name(e);
               name_entry = e;
             } else if (e.key == "host") {
@@ -536,15 +591,118 @@ class Parser {
         });
   }
 
+  // What a listener's TLS and SASL settings need of each other.
+  void checkListenerSecurity(const YAML::Node& item, const std::string& path,
+                             const ListenerConfig& l, const Entry* sasl) const {
+    auto has = [&l](const char* m) {
+      return std::find(l.sasl_mechanisms.begin(), l.sasl_mechanisms.end(), m) !=
+             l.sasl_mechanisms.end();
+    };
+    if (sasl != nullptr && l.role != ListenerRole::kNormal) {
+      failValue(*sasl,
+                "sasl_mechanisms applies to normal (client) listeners; router links authenticate "
+                "with certificates (tls_profile)");
+    }
+    const YAML::Mark at = sasl != nullptr ? valueMark(*sasl) : item.Mark();
+    const std::string field = joinField(path, "sasl_mechanisms");
+    if (has("PLAIN") && l.users_file.empty()) {
+      failAt(at, field, "PLAIN needs users_file (lines of name:password)");
+    }
+    if (has("PLAIN") && l.tls_profile.empty()) {
+      failAt(at, field,
+             "PLAIN would send passwords in clear text: set tls_profile on this listener");
+    }
+    if (has("EXTERNAL") && l.tls_profile.empty()) {
+      failAt(at, field, "EXTERNAL takes the identity of a client certificate: set tls_profile");
+    }
+    if (!has("PLAIN") && !l.users_file.empty()) {
+      fail(item, joinField(path, "users_file"), "users_file is used only with PLAIN");
+    }
+  }
+
+  void parseClaims(const Entry& section, ClaimsConfig& c) const {
+    c.enabled = true;
+    c.line = section.key_node.Mark().line + 1;
+    if (!section.value.IsMap()) {
+      fail(section.value, section.field,
+           fmt::format("expected a mapping, got {}", describe(section.value)));
+    }
+    bool have_port = false;
+    for (const Entry& e : entries(section.value, section.field,
+                                  {"host", "port", "tls_profile", "ca_certificate", "ca_key",
+                                   "state_file", "advertise_host"})) {
+      if (e.key == "host") {
+        c.host = nonEmptyString(e);
+      } else if (e.key == "port") {
+        c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
+        have_port = true;
+      } else if (e.key == "tls_profile") {
+        c.tls_profile = name(e);
+      } else if (e.key == "ca_certificate") {
+        c.ca_certificate = nonEmptyString(e);
+      } else if (e.key == "ca_key") {
+        c.ca_key = nonEmptyString(e);
+      } else if (e.key == "state_file") {
+        c.state_file = nonEmptyString(e);
+      } else if (e.key == "advertise_host") {
+        c.advertise_host = nonEmptyString(e);
+      }
+    }
+    auto require = [&](bool ok, const char* f) {
+      if (!ok) fail(section.value, section.field + "." + f, fmt::format("missing required field '{}'", f));
+    };
+    require(have_port, "port");
+    require(!c.tls_profile.empty(), "tls_profile");
+    require(!c.ca_certificate.empty(), "ca_certificate");
+    require(!c.ca_key.empty(), "ca_key");
+    require(!c.state_file.empty(), "state_file");
+    require(!c.advertise_host.empty(), "advertise_host");
+  }
+
   // Names of TLS profiles used elsewhere must exist.
   void checkTlsReferences(const Config& cfg) const {
+    auto find = [&cfg](const std::string& name) -> const TlsProfileConfig* {
+      for (const auto& t : cfg.tls_profiles) {
+        if (t.name == name) return &t;
+      }
+      return nullptr;
+    };
+    auto missing = [](const std::string& name) {
+      return fmt::format("no tls profile named '{}' (define it under tls_profiles)", name);
+    };
     const auto& m = cfg.management;
-    if (m.tls_profile.empty()) return;
-    for (const auto& t : cfg.tls_profiles) {
-      if (t.name == m.tls_profile) return;
+    if (!m.tls_profile.empty() && find(m.tls_profile) == nullptr)
+      failAt(lineMark(m.tls_line), "management.tls_profile", missing(m.tls_profile));
+    for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+      const auto& l = cfg.listeners[i];
+      if (l.tls_profile.empty()) continue;
+      const std::string field = fmt::format("listeners[{}].tls_profile", i);
+      const TlsProfileConfig* t = find(l.tls_profile);
+      if (t == nullptr) failAt(lineMark(l.line), field, missing(l.tls_profile));
+      const bool external = std::find(l.sasl_mechanisms.begin(), l.sasl_mechanisms.end(),
+                                      "EXTERNAL") != l.sasl_mechanisms.end();
+      if (t->ca.empty() && (l.role != ListenerRole::kNormal || external)) {
+        failAt(lineMark(l.line), field,
+               fmt::format("tls profile '{}' has no 'ca': a {} needs it to verify client "
+                           "certificates",
+                           t->name, external ? "listener offering EXTERNAL" : "router listener"));
+      }
     }
-    failAt(lineMark(m.tls_line), "management.tls_profile",
-           fmt::format("no tls profile named '{}' (define it under tls_profiles)", m.tls_profile));
+    for (std::size_t i = 0; i < cfg.connectors.size(); ++i) {
+      const auto& c = cfg.connectors[i];
+      if (c.tls_profile.empty()) continue;
+      const std::string field = fmt::format("connectors[{}].tls_profile", i);
+      const TlsProfileConfig* t = find(c.tls_profile);
+      if (t == nullptr) failAt(lineMark(c.line), field, missing(c.tls_profile));
+      if (t->ca.empty()) {
+        failAt(lineMark(c.line), field,
+               fmt::format("tls profile '{}' has no 'ca': a connector needs it to verify the "
+                           "server's certificate",
+                           t->name));
+      }
+    }
+    if (cfg.claims.enabled && find(cfg.claims.tls_profile) == nullptr)
+      failAt(lineMark(cfg.claims.line), "claims.tls_profile", missing(cfg.claims.tls_profile));
   }
 
   void parseManagement(const Entry& section, ManagementConfig& m) const {
@@ -715,6 +873,7 @@ class Parser {
   }
 
   std::string file_;
+  bool entry_ = false;
 };
 
 // Records where each YAML document starts and whether it has any content.
@@ -761,6 +920,10 @@ class DocumentScanner : public YAML::EventHandler {
 
 }  // namespace
 
+namespace {
+ConfigResult parseText(const std::string& text, const std::string& name, bool entry);
+}
+
 Config defaultConfig() {
   Config cfg;
   ListenerConfig l;
@@ -774,7 +937,7 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
   ConfigError err;
   err.file = "request";
   if (section != "tcp_listeners" && section != "tcp_connectors" && section != "listeners" &&
-      section != "connectors" && section != "addresses") {
+      section != "connectors" && section != "addresses" && section != "tls_profiles") {
     err.message = "unknown section '" + section + "'";
     return err;
   }
@@ -799,7 +962,7 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   }
   const std::string doc = section + ":\n  - " + flat + "\n";
-  ConfigResult r = parseString(doc, "request");
+  ConfigResult r = parseText(doc, "request", true);
   if (auto* e = std::get_if<ConfigError>(&r)) {
     // Positions refer to the re-serialised text: leave them out, and name
     // the field inside the entry.
@@ -814,8 +977,13 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
 }
 
 ConfigResult parseString(const std::string& text, const std::string& name) {
+  return parseText(text, name, false);
+}
+
+namespace {
+ConfigResult parseText(const std::string& text, const std::string& name, bool entry) {
   try {
-    Parser parser(name);
+    Parser parser(name, entry);
     // First pass over the event stream: find where documents start and which
     // are empty, before building a node tree for the first one.
     std::istringstream in(text);
@@ -871,6 +1039,8 @@ ConfigResult parseString(const std::string& text, const std::string& name) {
   }
 }
 
+}  // namespace
+
 ConfigResult loadFile(const std::string& path) {
   auto failure = [&path](int err) {
     ConfigError e;
@@ -899,7 +1069,29 @@ ConfigResult loadFile(const std::string& path) {
     err.message = fmt::format("cannot read file: {}", e.what());
     return err;
   }
-  return parseString(text, path);
+  ConfigResult r = parseString(text, path);
+  if (auto* cfg = std::get_if<Config>(&r)) {
+    const auto slash = path.rfind('/');
+    resolvePaths(*cfg, slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
+  }
+  return r;
+}
+
+void resolvePaths(Config& cfg, const std::string& dir) {
+  auto fix = [&dir](std::string& file) {
+    if (file.empty() || file.front() == '/' || dir.empty() || dir == ".") return;
+    file = dir + (dir.back() == '/' ? "" : "/") + file;
+  };
+  for (auto& t : cfg.tls_profiles) {
+    fix(t.ca);
+    fix(t.certificate);
+    fix(t.key);
+    fix(t.key_password_file);
+  }
+  for (auto& l : cfg.listeners) fix(l.users_file);
+  fix(cfg.claims.ca_certificate);
+  fix(cfg.claims.ca_key);
+  fix(cfg.claims.state_file);
 }
 
 }  // namespace vane::config

@@ -60,6 +60,14 @@ struct ListenerConfig {
   // Cost of links made through this listener (inter-router and edge roles);
   // a link costs the larger of the costs configured on its two ends.
   std::uint32_t cost = 1;
+  // TLS: the profile's certificate is presented to clients. Inter-router and
+  // edge listeners then require a client certificate signed by its `ca`.
+  std::string tls_profile;
+  // Normal listeners: the SASL mechanisms offered (ANONYMOUS, PLAIN,
+  // EXTERNAL). PLAIN checks users_file; EXTERNAL takes the identity of the
+  // client's certificate (so it needs tls_profile with a ca).
+  std::vector<std::string> sasl_mechanisms{"ANONYMOUS"};
+  std::string users_file;  // "name:password" lines
   int line = 0;  // source line in the file (0 when built-in), for messages
 };
 
@@ -71,6 +79,11 @@ struct ConnectorConfig {
   std::uint16_t port = 0;
   ListenerRole role = ListenerRole::kInterRouter;  // inter-router or edge
   std::uint32_t cost = 1;
+  // TLS: the server's certificate must be signed by the profile's `ca` and
+  // (verify_host) name `host`; the profile's certificate is our client
+  // certificate.
+  std::string tls_profile;
+  bool verify_host = true;
   int line = 0;
 };
 
@@ -128,6 +141,23 @@ struct ManagementConfig {
   int line = 0;
 };
 
+// Site linking: an HTTPS endpoint where another site redeems a token
+// (issued through the management API) for a client certificate signed by
+// this site's CA. See docs/design/site-linking.md.
+struct ClaimsConfig {
+  bool enabled = false;  // the `claims` section is present
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 0;     // required
+  std::string tls_profile;    // required: the certificate this endpoint presents
+  std::string ca_certificate; // required: the site CA (PEM) ...
+  std::string ca_key;         // ... and its key, which signs client certificates and tokens
+  std::string state_file;     // required: issued tokens, kept across restarts
+  // The host name other sites reach this router by (written into tokens
+  // with the claims port and the inter-router listeners' ports).
+  std::string advertise_host;  // required
+  int line = 0;
+};
+
 struct Config {
   RouterConfig router;
   std::vector<ListenerConfig> listeners;
@@ -137,6 +167,7 @@ struct Config {
   std::vector<TcpConnectorConfig> tcp_connectors;
   ManagementConfig management;
   std::vector<TlsProfileConfig> tls_profiles;
+  ClaimsConfig claims;
   std::string source;  // file name or "<built-in>"
 };
 
@@ -161,8 +192,12 @@ ConfigResult parseString(const std::string& text, const std::string& name);
 // Reads and parses a file. A missing/unreadable file is a ConfigError too.
 ConfigResult loadFile(const std::string& path);
 
+// Makes the relative file names of a configuration (tls profiles, users
+// files, claims) relative to `dir` (the configuration file's directory).
+void resolvePaths(Config& cfg, const std::string& dir);
+
 // Parses one entry of a list section ("tcp_listeners", "tcp_connectors",
-// "listeners", "connectors", "addresses") given as YAML or JSON text (the
+// "listeners", "connectors", "addresses", "tls_profiles") given as YAML or JSON text (the
 // management API's request bodies), checked exactly like the same entry in
 // a file: the result holds the entry in its section, or an error whose
 // field names the entry's key (e.g. "port").

@@ -14,6 +14,7 @@
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "routing/core.hpp"
+#include "server/claims.hpp"
 #include "server/router.hpp"
 
 #ifndef VANE_VERSION
@@ -194,6 +195,19 @@ class Api {
       path = path.substr(0, slash);
       if (name.empty()) return notFound(respond, target);
     }
+    if (path == "tokens") return tokens(method, name, req.body(), respond);
+    if (path == "tls-profiles") {
+      if (name.empty() && method == http::verb::get)
+        return respond(reply(http::status::ok, tlsProfilesJson()));
+      if (name.empty() && method == http::verb::post) return createTlsProfile(req.body(), respond);
+      if (!name.empty() && method == http::verb::delete_) {
+        auto refused = router_.removeTlsProfile(std::string(name));
+        if (refused.message.empty()) return respond(Response{http::status::no_content, 11});
+        return respond(error(refused.conflict ? http::status::conflict : http::status::not_found,
+                             refused.message));
+      }
+      return notAllowed(respond, name.empty() ? "GET, HEAD, POST" : "DELETE");
+    }
     if (path == "address-rules" && name.empty()) {
       if (method == http::verb::get) return respond(reply(http::status::ok, rulesJson()));
       if (method == http::verb::post) return createRule(req.body(), respond);
@@ -248,6 +262,9 @@ class Api {
                            {"outgoing", c.outgoing},
                            {"container", c.container},
                            {"opened_ms", c.opened_ms},
+                           {"tls", c.tls.empty() ? json(nullptr) : json(c.tls)},
+                           {"tls_peer", c.tls_peer.empty() ? json(nullptr) : json(c.tls_peer)},
+                           {"user", c.user.empty() ? json(nullptr) : json(c.user)},
                            {"links", std::move(ls)}});
             }
           }
@@ -379,10 +396,76 @@ class Api {
                    {"port", l.port},
                    {"role", l.kind},
                    {"cost", l.cost},
+                   {"tls_profile", l.tls_profile.empty() ? json(nullptr) : json(l.tls_profile)},
+                   {"sasl_mechanisms", l.sasl_mechanisms},
                    {"connections_opened", l.counters->connections_opened.load()},
-                   {"protocol_errors", l.counters->protocol_errors.load()}});
+                   {"protocol_errors", l.counters->protocol_errors.load()},
+                   {"tls_failures", l.counters->tls_failures.load()},
+                   {"auth_failures", l.counters->auth_failures.load()}});
     }
     return a;
+  }
+
+  void tokens(http::verb method, std::string_view id, const std::string& body,
+              const Respond& respond) {
+    server::Claims* claims = router_.claims();
+    if (claims == nullptr) {
+      return respond(error(http::status::conflict,
+                           "this router issues no tokens: its configuration has no claims section"));
+    }
+    if (id.empty() && method == http::verb::get) return respond(reply(http::status::ok, claims->list()));
+    if (!id.empty() && method == http::verb::delete_) {
+      if (claims->revoke(std::string(id))) return respond(Response{http::status::no_content, 11});
+      return respond(error(http::status::not_found, "token '" + std::string(id) + "' does not exist"));
+    }
+    if (!id.empty() || method != http::verb::post) {
+      return notAllowed(respond, id.empty() ? "GET, HEAD, POST" : "DELETE");
+    }
+    std::int64_t expires = server::Claims::kDefaultExpiry;
+    int uses = 1;
+    try {
+      const json b = body.empty() ? json::object() : json::parse(body);
+      if (!b.is_object()) throw std::invalid_argument("not an object");
+      for (const auto& [k, v] : b.items()) {
+        if (k != "expires_seconds" && k != "uses")
+          return respond(error(http::status::bad_request, "unknown field '" + k + "'", k));
+        if (!v.is_number_integer())
+          return respond(error(http::status::bad_request, k + " must be an integer", k));
+      }
+      expires = b.value("expires_seconds", expires);
+      uses = b.value("uses", uses);
+    } catch (const std::exception&) {
+      return respond(error(http::status::bad_request,
+                           "the body must be a JSON object: {\"expires_seconds\": N, \"uses\": N}"));
+    }
+    std::string err;
+    json token = claims->issue(expires, uses, err);
+    if (token.is_null()) return respond(error(http::status::bad_request, err));
+    respond(reply(http::status::created, token));
+  }
+
+  json tlsProfilesJson() const {
+    json a = json::array();
+    for (const auto& t : router_.config().tls_profiles) {
+      a.push_back({{"name", t.name},
+                   {"certificate", t.certificate},
+                   {"key", t.key},
+                   {"ca", t.ca.empty() ? json(nullptr) : json(t.ca)}});
+    }
+    return a;
+  }
+
+  void createTlsProfile(const std::string& body, const Respond& respond) {
+    const auto parsed = config::parseEntry("tls_profiles", body);
+    if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
+      return respond(error(http::status::bad_request, e->message, e->field));
+    }
+    const auto& p = std::get<config::Config>(parsed).tls_profiles.at(0);
+    if (auto refused = router_.addTlsProfile(p); !refused.message.empty())
+      return respond(refusal(refused));
+    for (const auto& t : tlsProfilesJson()) {
+      if (t.value("name", "") == p.name) return respond(reply(http::status::created, t));
+    }
   }
 
   json connectorsJson() const {
@@ -394,7 +477,11 @@ class Api {
                    {"role", config::toString(c.cfg.role)},
                    {"cost", c.cfg.cost},
                    {"state", c.connected ? "connected" : "connecting"},
-                   {"attempts", c.attempts}});
+                   {"attempts", c.attempts},
+                   {"tls_profile", c.cfg.tls_profile.empty() ? json(nullptr) : json(c.cfg.tls_profile)},
+                   {"verify_host", c.cfg.verify_host},
+                   {"last_error", c.last_error.empty() ? json(nullptr) : json(c.last_error)},
+                   {"tls_failures", c.counters ? c.counters->tls_failures.load() : 0}});
     }
     return a;
   }
@@ -637,12 +724,30 @@ class Api {
       m.sample("vane_listener_connections_total", v(l.counters->connections_opened),
                {{"listener", l.name}});
     }
+    m.family("vane_listener_tls_failures_total", "counter",
+             "TLS handshakes that failed (e.g. an untrusted certificate), per listener.");
+    for (const auto& l : listeners) {
+      m.sample("vane_listener_tls_failures_total", v(l.counters->tls_failures),
+               {{"listener", l.name}});
+    }
+    m.family("vane_listener_auth_failures_total", "counter",
+             "SASL authentications refused, per listener.");
+    for (const auto& l : listeners) {
+      m.sample("vane_listener_auth_failures_total", v(l.counters->auth_failures),
+               {{"listener", l.name}});
+    }
     m.family("vane_connector_attempts_total", "counter",
              "Connection attempts of each router connector (reconnects included).");
     const auto connectors = router_.connectors();
     for (const auto& c : connectors) {
       m.sample("vane_connector_attempts_total", static_cast<double>(c.attempts),
                {{"connector", c.cfg.name}});
+    }
+    m.family("vane_connector_tls_failures_total", "counter",
+             "TLS handshakes of a router connector that failed (e.g. an untrusted server).");
+    for (const auto& c : connectors) {
+      m.sample("vane_connector_tls_failures_total",
+               c.counters ? v(c.counters->tls_failures) : 0.0, {{"connector", c.cfg.name}});
     }
     m.family("vane_connector_connected", "gauge", "1 while the connector's link is up.");
     for (const auto& c : connectors) {

@@ -72,15 +72,17 @@ void Connector::attempt() {
                 options.role = cfg.role;
                 options.cost = cfg.cost;
                 options.outgoing = true;
-                loop_.post([this, name = cfg.name] {
-                  connected_at_ = std::chrono::steady_clock::now();
-                  connected_to_ = name;
-                  if (logged_failure_) {
-                    VANE_LOG_INFO("connector {}: connected to {}:{}", candidates_[current_].name,
-                                  candidates_[current_].host, candidates_[current_].port);
-                  }
-                  logged_failure_ = false;
-                });
+                options.counters = counters_;
+                if (auto it = tls_.find(cfg.name); it != tls_.end()) {
+                  options.tls = it->second->current();
+                  if (cfg.verify_host) options.tls_host = cfg.host;
+                }
+                options.on_ready = [this, name = cfg.name] {
+                  loop_.post([this, name] { onReady(name); });
+                };
+                options.on_failure = [this](const std::string& why) {
+                  loop_.post([this, why] { last_error_ = why; });
+                };
                 auto conn = w->adopt(std::move(*socket), std::move(options),
                                      [this] { loop_.post([this] { onClosed(); }); });
                 loop_.post([this, w, conn] {
@@ -92,8 +94,20 @@ void Connector::attempt() {
   });
 }
 
+void Connector::onReady(const std::string& name) {
+  connected_at_ = std::chrono::steady_clock::now();
+  connected_to_ = name;
+  last_error_.clear();
+  if (logged_failure_) {
+    VANE_LOG_INFO("connector {}: connected to {}:{}", candidates_[current_].name,
+                  candidates_[current_].host, candidates_[current_].port);
+  }
+  logged_failure_ = false;
+}
+
 void Connector::onConnectFailed(const std::string& error) {
   if (stopped_) return;
+  last_error_ = error;
   const auto& cfg = candidates_[current_];
   if (!logged_failure_) {
     VANE_LOG_INFO("connector {}: cannot connect to {}:{}: {} (retrying)", cfg.name, cfg.host,
@@ -107,10 +121,15 @@ void Connector::onConnectFailed(const std::string& error) {
 }
 
 void Connector::onClosed() {
+  const bool was_up = !connected_to_.empty();
   connected_to_.clear();
   if (stopped_) return;
   const auto& cfg = candidates_[current_];
-  VANE_LOG_INFO("connector {}: link to {}:{} lost", cfg.name, cfg.host, cfg.port);
+  if (was_up) {
+    VANE_LOG_INFO("connector {}: link to {}:{} lost", cfg.name, cfg.host, cfg.port);
+  } else {
+    logged_failure_ = true;  // the connection said why; "connected" is logged when it works
+  }
   if (std::chrono::steady_clock::now() - connected_at_ >= kStableAfter) {
     delay_ = kInitialDelay;
     failures_in_round_ = 0;

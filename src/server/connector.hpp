@@ -18,8 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
+#include "server/tls.hpp"
 
 namespace vane::amqp {
 class Connection;
@@ -41,6 +43,9 @@ class Connector {
   Connector(std::vector<config::ConnectorConfig> candidates, core::EventLoop& loop,
             std::vector<Worker*> workers, std::size_t first_worker);
 
+  // Before start(): TLS for the candidate named `name`.
+  void setTls(const std::string& name, std::shared_ptr<TlsSource> tls) { tls_[name] = std::move(tls); }
+
   void start();  // core loop
   void stop();   // core loop
   // Core loop: stops, and closes its link if it is up (amqp:connection:forced).
@@ -55,10 +60,18 @@ class Connector {
     auto it = attempts_.find(name);
     return it == attempts_.end() ? 0 : it->second;
   }
+  // Core loop: why the last attempt failed ("" once a link is up).
+  const std::string& lastError() const { return last_error_; }
+  const std::shared_ptr<amqp::ListenerCounters>& counters() const { return counters_; }
+  const std::shared_ptr<TlsSource>* tls(const std::string& name) const {
+    auto it = tls_.find(name);
+    return it == tls_.end() ? nullptr : &it->second;
+  }
 
  private:
   void attempt();
   void onConnectFailed(const std::string& error);
+  void onReady(const std::string& name);
   void onClosed();
   void retry(bool next_candidate);
 
@@ -78,6 +91,9 @@ class Connector {
   Worker* link_worker_ = nullptr;  // where the link's connection lives
   std::weak_ptr<amqp::Connection> link_;
   std::map<std::string, std::uint64_t> attempts_;
+  std::map<std::string, std::shared_ptr<TlsSource>> tls_;
+  std::shared_ptr<amqp::ListenerCounters> counters_ = std::make_shared<amqp::ListenerCounters>();
+  std::string last_error_;
 };
 
 }  // namespace vane::server

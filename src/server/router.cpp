@@ -14,6 +14,8 @@
 #include "management/http_server.hpp"
 #include "routing/address_policy.hpp"
 #include "server/connector.hpp"
+#include "amqp/sasl_server.hpp"
+#include "server/claims.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
 
@@ -58,75 +60,114 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
                                      .count());
   settings_.instance = ecfg.instance;
   core_->enableNetwork(ecfg);
-  if (settings_.edge_mode) {
-    if (!cfg_.connectors.empty()) {
-      connectors_.push_back(std::make_unique<Connector>(cfg_.connectors, core_loop_, workers, 0));
+  auto addConnector = [this](std::vector<config::ConnectorConfig> candidates, std::size_t first) {
+    std::string err;
+    auto c = makeConnector(std::move(candidates), first, err);
+    if (c) {
+      connectors_.push_back(std::move(c));
+    } else if (init_error_.empty()) {
+      init_error_ = err;
     }
+  };
+  if (settings_.edge_mode) {
+    if (!cfg_.connectors.empty()) addConnector(cfg_.connectors, 0);
   } else {
     std::size_t i = 0;
-    for (const auto& c : cfg_.connectors) {
-      connectors_.push_back(std::make_unique<Connector>(std::vector<config::ConnectorConfig>{c},
-                                                        core_loop_, workers, i++));
-    }
+    for (const auto& c : cfg_.connectors) addConnector({c}, i++);
   }
   for (const auto& l : cfg_.listeners) listeners_.push_back(makeListener(l));
   for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
   for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
 }
 
-namespace {
-// A TLS server context from a profile: certificate chain and key (with the
-// password from key_password_file). Returns an error message, or "".
-std::string makeServerTls(const config::TlsProfileConfig& p,
-                          std::shared_ptr<boost::asio::ssl::context>& out) {
-  namespace ssl = boost::asio::ssl;
-  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-  boost::system::error_code ec;
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                   ec);
-  if (!p.key_password_file.empty()) {
-    std::ifstream in(p.key_password_file);
-    std::string password;
-    if (!in || !std::getline(in, password)) {
-      return "tls profile " + p.name + ": cannot read key_password_file " + p.key_password_file;
-    }
-    ctx->set_password_callback(
-        [password](std::size_t, ssl::context::password_purpose) { return password; }, ec);
-  }
-  for (const auto& [what, file] : {std::pair{"certificate", &p.certificate}, {"key", &p.key}}) {
-    if (!std::ifstream(*file)) {
-      return "tls profile " + p.name + ": cannot read " + what + " file " + *file + ": " +
-             std::strerror(errno);
+std::string Router::tlsSource(const std::string& profile, TlsUse use,
+                              std::shared_ptr<TlsSource>& out) {
+  for (const auto& s : tls_sources_) {
+    if (s->profile() == profile && s->use() == use) {
+      out = s;
+      return {};
     }
   }
-  ctx->use_certificate_chain_file(p.certificate, ec);
-  if (ec) {
-    return "tls profile " + p.name + ": cannot use certificate " + p.certificate + ": " +
-           ec.message();
-  }
-  ctx->use_private_key_file(p.key, ssl::context::pem, ec);
-  if (ec) return "tls profile " + p.name + ": cannot use key " + p.key + ": " + ec.message();
-  out = std::move(ctx);
+  auto p = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+                        [&](const auto& t) { return t.name == profile; });
+  if (p == cfg_.tls_profiles.end()) return "no tls profile named '" + profile + "'";
+  std::shared_ptr<boost::asio::ssl::context> ctx;
+  if (std::string err = makeTlsContext(*p, use, ctx); !err.empty()) return err;
+  out = std::make_shared<TlsSource>(profile, use, std::move(ctx));
+  tls_sources_.push_back(out);
   return {};
 }
-}  // namespace
+
+std::string Router::listenerSecurity(const config::ListenerConfig& l,
+                                     amqp::ConnectionOptions& options,
+                                     std::shared_ptr<TlsSource>& tls) {
+  const auto& mechs = l.sasl_mechanisms;
+  auto has = [&mechs](const char* m) { return std::find(mechs.begin(), mechs.end(), m) != mechs.end(); };
+  if (!l.tls_profile.empty()) {
+    const TlsUse use = l.role != config::ListenerRole::kNormal ? TlsUse::kServerRequireCert
+                       : has("EXTERNAL")                      ? TlsUse::kServerRequestCert
+                                                              : TlsUse::kServer;
+    if (std::string err = tlsSource(l.tls_profile, use, tls); !err.empty()) return err;
+  }
+  if (l.role == config::ListenerRole::kNormal && !(mechs.size() == 1 && has("ANONYMOUS"))) {
+    auto sasl = std::make_shared<amqp::SaslServerConfig>();
+    sasl->anonymous = has("ANONYMOUS");
+    sasl->plain = has("PLAIN");
+    sasl->external = has("EXTERNAL");
+    if (sasl->plain) {
+      if (std::string err = amqp::loadUsersFile(l.users_file, sasl->users); !err.empty())
+        return err;
+    }
+    options.sasl = std::move(sasl);
+  }
+  return {};
+}
 
 std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) {
   Listener::Endpoint ep{l.name, l.host, l.port, "listener",
-                        std::string("role ") + config::toString(l.role)};
+                        std::string("role ") + config::toString(l.role) +
+                            (l.tls_profile.empty() ? "" : ", tls")};
   amqp::ConnectionOptions options;
   options.name = l.name;
   options.role = l.role;
   options.cost = l.cost;
   options.counters = std::make_shared<amqp::ListenerCounters>();
+  std::shared_ptr<TlsSource> tls;
+  if (std::string err = listenerSecurity(l, options, tls); !err.empty()) {
+    if (init_error_.empty()) init_error_ = "listener " + l.name + ": " + err;
+  }
   listener_counters_.push_back(options.counters);
   std::vector<Worker*> workers;
   for (auto& w : workers_) workers.push_back(w.get());
   return std::make_unique<Listener>(
       std::move(ep), core_loop_, std::move(workers), [this] { return admit(); },
       [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
-      [options](Worker& w, boost::asio::ip::tcp::socket s) { w.adopt(std::move(s), options); });
+      [options, tls](Worker& w, boost::asio::ip::tcp::socket s) {
+        if (!tls) {
+          w.adopt(std::move(s), options);
+          return;
+        }
+        auto o = options;
+        o.tls = tls->current();  // a reload's new certificate serves new connections
+        w.adopt(std::move(s), std::move(o));
+      });
+}
+
+std::unique_ptr<Connector> Router::makeConnector(std::vector<config::ConnectorConfig> candidates,
+                                                 std::size_t first_worker, std::string& error) {
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  auto c = std::make_unique<Connector>(candidates, core_loop_, std::move(workers), first_worker);
+  for (const auto& cfg : candidates) {
+    if (cfg.tls_profile.empty()) continue;
+    std::shared_ptr<TlsSource> tls;
+    if (std::string err = tlsSource(cfg.tls_profile, TlsUse::kClient, tls); !err.empty()) {
+      error = "connector " + cfg.name + ": " + err;
+      return nullptr;
+    }
+    c->setTls(cfg.name, std::move(tls));
+  }
+  return c;
 }
 
 Router::Refusal Router::addListener(const config::ListenerConfig& c) {
@@ -136,8 +177,12 @@ Router::Refusal Router::addListener(const config::ListenerConfig& c) {
   if (cfg_.router.mode == config::RouterMode::kEdge && c.role != config::ListenerRole::kNormal) {
     return {false, "an edge router accepts only normal (client) listeners"};
   }
+  init_error_.clear();
   auto l = makeListener(c);
-  if (std::string err = l->open(); !err.empty()) {
+  std::string err = init_error_;
+  if (err.empty()) err = l->open();
+  init_error_.clear();
+  if (!err.empty()) {
     listener_counters_.pop_back();
     return {false, err};
   }
@@ -171,11 +216,10 @@ Router::Refusal Router::addConnector(const config::ConnectorConfig& c) {
   for (const auto& e : cfg_.connectors) {
     if (e.name == c.name) return {true, "a connector named '" + c.name + "' exists"};
   }
-  std::vector<Worker*> workers;
-  for (auto& w : workers_) workers.push_back(w.get());
-  connectors_.push_back(std::make_unique<Connector>(std::vector<config::ConnectorConfig>{c},
-                                                    core_loop_, std::move(workers),
-                                                    cfg_.connectors.size()));
+  std::string err;
+  auto connector = makeConnector({c}, cfg_.connectors.size(), err);
+  if (!connector) return {false, err};
+  connectors_.push_back(std::move(connector));
   connectors_.back()->start();
   cfg_.connectors.push_back(c);
   return {};
@@ -235,6 +279,98 @@ bool Router::removeAddressRule(const std::string& prefix, const std::string& pat
   return true;
 }
 
+Router::Refusal Router::addTlsProfile(const config::TlsProfileConfig& c) {
+  for (const auto& t : cfg_.tls_profiles) {
+    if (t.name == c.name) return {true, "a tls profile named '" + c.name + "' exists"};
+  }
+  config::TlsProfileConfig p = c;
+  config::Config tmp;
+  tmp.tls_profiles.push_back(p);
+  config::resolvePaths(tmp, configDir());
+  p = tmp.tls_profiles.front();
+  // Every file must load now, not when a connection first needs it.
+  std::shared_ptr<boost::asio::ssl::context> ctx;
+  if (std::string err = makeTlsContext(p, p.ca.empty() ? TlsUse::kServer : TlsUse::kClient, ctx);
+      !err.empty()) {
+    return {false, err};
+  }
+  cfg_.tls_profiles.push_back(p);
+  VANE_LOG_INFO("tls profile {} added", p.name);
+  return {};
+}
+
+Router::Refusal Router::removeTlsProfile(const std::string& name) {
+  auto it = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+                         [&](const auto& t) { return t.name == name; });
+  if (it == cfg_.tls_profiles.end()) return {false, "tls profile '" + name + "' does not exist"};
+  std::string user;
+  for (const auto& l : cfg_.listeners) {
+    if (l.tls_profile == name) user = "listener " + l.name;
+  }
+  for (const auto& c : cfg_.connectors) {
+    if (c.tls_profile == name) user = "connector " + c.name;
+  }
+  if (cfg_.management.tls_profile == name) user = "the management API";
+  if (cfg_.claims.enabled && cfg_.claims.tls_profile == name) user = "the claims endpoint";
+  if (!user.empty()) return {true, "tls profile '" + name + "' is used by " + user};
+  cfg_.tls_profiles.erase(it);
+  std::erase_if(tls_sources_, [&](const auto& s) { return s->profile() == name; });
+  VANE_LOG_INFO("tls profile {} removed", name);
+  return {};
+}
+
+std::string Router::reloadTls(const std::vector<config::TlsProfileConfig>& profiles) {
+  for (const auto& p : profiles) {
+    auto it = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+                           [&](const auto& t) { return t.name == p.name; });
+    if (it != cfg_.tls_profiles.end()) *it = p;
+  }
+  std::string errors;
+  for (const auto& s : tls_sources_) {
+    auto p = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+                          [&](const auto& t) { return t.name == s->profile(); });
+    if (p == cfg_.tls_profiles.end()) continue;
+    std::shared_ptr<boost::asio::ssl::context> ctx;
+    if (std::string err = makeTlsContext(*p, s->use(), ctx); !err.empty()) {
+      VANE_LOG_ERROR("reload: {} (its connections keep the certificates loaded before)", err);
+      errors += (errors.empty() ? "" : "; ") + err;
+      continue;
+    }
+    s->replace(std::move(ctx));
+  }
+  if (errors.empty()) VANE_LOG_INFO("reload: tls certificates re-read ({} in use)", tls_sources_.size());
+  return errors;
+}
+
+std::string Router::startClaims() {
+  const auto& c = cfg_.claims;
+  std::shared_ptr<TlsSource> source;
+  if (std::string err = tlsSource(c.tls_profile, TlsUse::kServer, source); !err.empty())
+    return "claims: " + err;
+  // Tokens name the inter-router listeners as they are when issued.
+  auto links = [this] {
+    std::vector<std::string> out;
+    for (const auto& l : listeners()) {
+      if (l.kind == std::string("inter-router")) out.push_back(joinHostPort(cfg_.claims.advertise_host, l.port));
+    }
+    return out;
+  };
+  claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
+  if (std::string err = claims_->load(); !err.empty()) return err;
+  claims_server_ =
+      std::make_unique<management::HttpServer>(core_loop_, claims_->handler(), source->current());
+  if (std::string err = claims_server_->open(c.host, c.port); !err.empty())
+    return "claims: " + err;
+  claims_->setClaimPort(claims_server_->port());
+  return {};
+}
+
+std::string Router::configDir() const {
+  const auto slash = cfg_.source.rfind('/');
+  if (cfg_.source.empty() || cfg_.source.front() == '<' || slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : cfg_.source.substr(0, slash);
+}
+
 double Router::uptimeSeconds() const {
   if (!started_) return 0;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
@@ -245,7 +381,7 @@ std::vector<Router::ListenerInfo> Router::listeners() const {
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     const auto& c = cfg_.listeners[i];
     out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost,
-                   listener_counters_[i]});
+                   listener_counters_[i], c.tls_profile, c.sasl_mechanisms});
   }
   return out;
 }
@@ -254,7 +390,8 @@ std::vector<Router::ConnectorInfo> Router::connectors() const {
   std::vector<ConnectorInfo> out;
   for (const auto& c : connectors_) {
     for (const auto& cfg : c->candidates()) {
-      out.push_back({cfg, c->connectedTo() == cfg.name, c->attempts(cfg.name)});
+      out.push_back({cfg, c->connectedTo() == cfg.name, c->attempts(cfg.name), c->lastError(),
+                     c->counters()});
     }
   }
   return out;
@@ -500,7 +637,7 @@ std::string Router::reload(const config::Config& next) {
   }
   std::promise<std::string> result;
   core_loop_.post([this, &next, &result] {
-    std::string errors;
+    std::string errors = reloadTls(next.tls_profiles);
     // Entries are matched by name: those gone or changed are dropped, then
     // the new ones (including the changed) are made.
     std::vector<config::TcpListenerConfig> new_listeners;
@@ -534,6 +671,7 @@ std::string Router::reload(const config::Config& next) {
 }
 
 std::string Router::start() {
+  if (!init_error_.empty()) return init_error_;
   for (auto& l : listeners_) {
     std::string err = l->open();
     if (!err.empty()) return "listener " + l->name() + ": " + err;
@@ -545,15 +683,18 @@ std::string Router::start() {
   if (cfg_.management.enabled) {
     std::shared_ptr<boost::asio::ssl::context> tls;
     if (!cfg_.management.tls_profile.empty()) {
-      for (const auto& p : cfg_.tls_profiles) {
-        if (p.name != cfg_.management.tls_profile) continue;
-        if (std::string err = makeServerTls(p, tls); !err.empty()) return "management: " + err;
-      }
+      std::shared_ptr<TlsSource> source;
+      std::string err = tlsSource(cfg_.management.tls_profile, TlsUse::kServer, source);
+      if (!err.empty()) return "management: " + err;
+      tls = source->current();
     }
     management_ = std::make_unique<management::HttpServer>(
         core_loop_, management::makeApi(*this, cfg_.management.token), std::move(tls));
     std::string err = management_->open(cfg_.management.host, cfg_.management.port);
     if (!err.empty()) return "management: " + err;
+  }
+  if (cfg_.claims.enabled) {
+    if (std::string err = startClaims(); !err.empty()) return err;
   }
   for (auto& w : workers_) w->loop().start();
   core_loop_.start();
@@ -564,6 +705,7 @@ std::string Router::start() {
     for (auto& t : tcp_connectors_) publish(*t);
     for (auto& c : connectors_) c->start();
     if (management_) management_->start();
+    if (claims_server_) claims_server_->start();
   });
   started_at_ = std::chrono::steady_clock::now();
   started_ = true;
@@ -583,6 +725,7 @@ void Router::stop(std::chrono::milliseconds grace) {
       for (auto& l : listeners_) l->close();
       for (auto& t : tcp_listeners_) t->listener->close();
       if (management_) management_->close();
+      if (claims_server_) claims_server_->close();
       for (auto& c : connectors_) c->stop();
       for (auto& c : retired_connectors_) c->stop();
       closed.set_value();
@@ -616,6 +759,7 @@ void Router::stop(std::chrono::milliseconds grace) {
   listeners_.clear();
   tcp_listeners_.clear();
   management_.reset();
+  claims_server_.reset();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);
 }
 

@@ -13,6 +13,7 @@
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
 #include "routing/core.hpp"
+#include "server/tls.hpp"
 
 namespace vane::management {
 class HttpServer;
@@ -23,6 +24,7 @@ namespace vane::server {
 class Worker;
 class Listener;
 class Connector;
+class Claims;
 
 class Router {
  public:
@@ -63,12 +65,16 @@ class Router {
     std::string kind;        // role: normal, inter-router, edge
     std::uint32_t cost = 0;
     std::shared_ptr<const amqp::ListenerCounters> counters;
+    std::string tls_profile;
+    std::vector<std::string> sasl_mechanisms;
   };
   std::vector<ListenerInfo> listeners() const;
   struct ConnectorInfo {
     config::ConnectorConfig cfg;
     bool connected = false;      // its link is up now
     std::uint64_t attempts = 0;  // connection attempts so far
+    std::string last_error;      // why the last attempt failed ("" once up)
+    std::shared_ptr<const amqp::ListenerCounters> counters;
   };
   std::vector<ConnectorInfo> connectors() const;
   struct TcpListenerInfo {
@@ -100,6 +106,16 @@ class Router {
   // existing one is refused). Remove by prefix, or by pattern.
   Refusal addAddressRule(const config::AddressConfig& c);
   bool removeAddressRule(const std::string& prefix, const std::string& pattern);
+  // Site linking (the `claims` section): null when not configured. Core loop.
+  Claims* claims() { return claims_.get(); }
+  // TLS profiles: added once their files load; removed when nothing uses them.
+  Refusal addTlsProfile(const config::TlsProfileConfig& c);
+  Refusal removeTlsProfile(const std::string& name);  // conflict: in use; message "" = removed
+  // Re-reads the files of every profile in use (and of `profiles`, which
+  // replace those of the same name): new connections get the new
+  // certificates, open ones keep theirs. Returns "" or what failed (that
+  // profile keeps its old certificates). Core loop.
+  std::string reloadTls(const std::vector<config::TlsProfileConfig>& profiles);
   Refusal addTcpListener(const config::TcpListenerConfig& c);
   Refusal addTcpConnector(const config::TcpConnectorConfig& c);
   bool removeTcpListener(const std::string& name);
@@ -128,6 +144,17 @@ class Router {
   // still refer to them).
   std::vector<std::unique_ptr<Connector>> retired_connectors_;
   std::unique_ptr<Listener> makeListener(const config::ListenerConfig& l);
+  std::unique_ptr<Connector> makeConnector(std::vector<config::ConnectorConfig> candidates,
+                                           std::size_t first_worker, std::string& error);
+  // The TLS and SASL a listener's connections get. Returns "" or why not.
+  std::string listenerSecurity(const config::ListenerConfig& l, amqp::ConnectionOptions& options,
+                               std::shared_ptr<TlsSource>& tls);
+  // The context source for one use of a profile (shared by its users).
+  std::string tlsSource(const std::string& profile, TlsUse use, std::shared_ptr<TlsSource>& out);
+  std::vector<std::shared_ptr<TlsSource>> tls_sources_;
+  std::string init_error_;
+  std::string configDir() const;
+  std::string startClaims();  // where relative file names in requests start  // what the constructor could not set up, for start()
 
   // TCP adaptor entities (core loop once started).
   struct TcpListener {
@@ -153,6 +180,8 @@ class Router {
   std::vector<std::unique_ptr<TcpConnector>> tcp_connectors_;
 
   std::unique_ptr<management::HttpServer> management_;
+  std::unique_ptr<Claims> claims_;
+  std::unique_ptr<management::HttpServer> claims_server_;
   std::chrono::steady_clock::time_point started_at_{};
   bool started_ = false;
   bool stopped_ = false;

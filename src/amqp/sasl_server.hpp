@@ -1,0 +1,52 @@
+// The server side of SASL for client listeners, as a Proton SASL plugin
+// (proton/sasl_plugin.h): ANONYMOUS, PLAIN (checked against a users file)
+// and EXTERNAL (the identity of the client's TLS certificate). Proton's
+// built-in implementation offers PLAIN only through Cyrus SASL, and knows
+// nothing of a TLS layer that is not its own.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+struct pn_transport_t;
+
+namespace vane::amqp {
+
+// What one listener accepts.
+struct SaslServerConfig {
+  bool anonymous = true;
+  bool plain = false;
+  bool external = false;
+  std::map<std::string, std::string> users;  // PLAIN: name -> password
+};
+
+// Reads a users file: one "name:password" per line; empty lines and lines
+// starting with '#' are skipped. Returns "" or "FILE:LINE: what is wrong".
+std::string loadUsersFile(const std::string& path, std::map<std::string, std::string>& out);
+
+// One connection's SASL state. Lives as long as the connection's transport.
+class SaslServer {
+ public:
+  // `outcome(mechanism, user, ok)` is called once the client authenticated
+  // (or failed to).
+  using Outcome = std::function<void(const std::string&, const std::string&, bool)>;
+  SaslServer(std::shared_ptr<const SaslServerConfig> config, std::string external_id,
+             Outcome outcome);
+
+  // Installs this as the transport's SASL implementation (server side).
+  void install(pn_transport_t* transport);
+
+  // What the plugin's entry points do.
+  const char* mechanisms() const { return mechanisms_.c_str(); }
+  void onInit(pn_transport_t* t, const std::string& mechanism, const std::string& response);
+
+ private:
+  std::shared_ptr<const SaslServerConfig> config_;
+  std::string external_id_;
+  std::string mechanisms_;  // space separated
+  Outcome outcome_;
+};
+
+}  // namespace vane::amqp
