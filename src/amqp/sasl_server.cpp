@@ -114,8 +114,8 @@ SaslServer::SaslServer(std::shared_ptr<const SaslServerConfig> config, std::stri
 }
 
 void SaslServer::install(pn_transport_t* t) {
+  pn_sasl_t* sasl = pn_sasl(t);  // creates the transport's SASL layer
   pnx_sasl_set_implementation(t, &kImplementation, this);
-  pn_sasl_t* sasl = pn_sasl(t);
   pn_sasl_allowed_mechs(sasl, mechanisms_.c_str());
   // PLAIN is allowed only on TLS listeners (checked by the configuration);
   // Proton cannot see our TLS layer.

@@ -130,7 +130,7 @@ void Connector::onClosed() {
   } else {
     logged_failure_ = true;  // the connection said why; "connected" is logged when it works
   }
-  if (std::chrono::steady_clock::now() - connected_at_ >= kStableAfter) {
+  if (was_up && std::chrono::steady_clock::now() - connected_at_ >= kStableAfter) {
     delay_ = kInitialDelay;
     failures_in_round_ = 0;
   }

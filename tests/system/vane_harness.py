@@ -20,7 +20,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LISTENER_RE = re.compile(
-    r"listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) \(role (?P<role>[\w-]+)\)")
+    r"listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) \(role (?P<role>[\w-]+)[,)]")
 READY_RE = re.compile(r"router (?P<id>\S+) ready")
 TCP_LISTENER_RE = re.compile(
     r"tcp listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) "

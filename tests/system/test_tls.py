@@ -1,0 +1,393 @@
+"""TLS and authentication in the router: mutually authenticated router links,
+server name checks, refused credentials (logged and counted on both sides,
+the rest of the network unaffected), SASL PLAIN and EXTERNAL on client
+listeners, and certificates replaced by a reload without dropping links.
+
+Certificates are made with the openssl command; clients are Qpid Proton's
+Python binding (BlockingConnection with an SSLDomain)."""
+
+import secrets
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from proton import Message, SSLDomain
+from proton import ConnectionException
+from proton.reactor import AtMostOnce
+from proton.utils import BlockingConnection
+
+from vane_harness import eventually, make_config
+
+TOKEN = "tls-test-token-0123456789"
+
+
+# --------------------------------------------------------------------------
+# Certificates
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(directory, name):
+    """A CA (ca.pem, ca-key.pem) in directory/name."""
+    d = Path(directory) / name
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-days", "2", "-keyout", str(d / "ca-key.pem"), "-out", str(d / "ca.pem"),
+             "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return d
+
+
+def issue(ca_dir, directory, name, cn=None, ips=("127.0.0.1",), dns=("localhost",)):
+    """A certificate for `cn` signed by the CA in ca_dir: (cert, key) paths."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key, csr, cert = d / f"{name}-key.pem", d / f"{name}.csr", d / f"{name}.pem"
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={cn or name}")
+    ext = d / f"{name}.ext"
+    san = ",".join([f"IP:{i}" for i in ips] + [f"DNS:{n}" for n in dns])
+    ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n"
+                   "basicConstraints=critical,CA:FALSE\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_dir / "ca.pem"),
+             "-CAkey", str(ca_dir / "ca-key.pem"), "-set_serial", "0x" + secrets.token_hex(12),
+             "-days", "2", "-out", str(cert), "-extfile", str(ext))
+    return cert, key
+
+
+def self_signed(directory, name):
+    d = Path(directory)
+    cert, key = d / f"{name}.pem", d / f"{name}-key.pem"
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-days", "2", "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+             "-addext", "subjectAltName=IP:127.0.0.1")
+    return cert, key
+
+
+# --------------------------------------------------------------------------
+# Routers
+
+def router_config(rid, profiles, listeners=(), connectors=()):
+    cfg = make_config(router_id=rid, hello_interval_ms=200, dead_interval_ms=1000,
+                      listeners=[{"name": "amqp", "host": "127.0.0.1", "port": 0,
+                                  "role": "normal"}, *listeners])
+    cfg["management"] = {"host": "127.0.0.1", "port": 0, "token": TOKEN}
+    cfg["tls_profiles"] = profiles
+    if connectors:
+        cfg["connectors"] = list(connectors)
+    return cfg
+
+
+def profile(name, cert, key, ca):
+    return {"name": name, "certificate": str(cert), "key": str(key), "ca": str(ca)}
+
+
+def get(router, path):
+    r = router.api("GET", "/api/v1/" + path, token=TOKEN)
+    assert r.status == 200, (path, r.status, r.body)
+    return r.json()
+
+
+def router_ids(router):
+    return {r["id"] for r in get(router, "routers")["routers"] if not r["self"]}
+
+
+def listener(router, name):
+    return next(x for x in get(router, "listeners") if x["name"] == name)
+
+
+def connector(router, name):
+    return next(x for x in get(router, "connectors") if x["name"] == name)
+
+
+def send_receive(sender_port, receiver_port, address, body, **kw):
+    """One message from a client of one router to a client of another. The
+    receiver runs in a thread of its own: a blocking connection moves bytes
+    only while it is waited on, and the send waits for the receiver's
+    acceptance."""
+    import threading
+    rc = BlockingConnection(f"127.0.0.1:{receiver_port}", timeout=10)
+    got = []
+    try:
+        rx = rc.create_receiver(address, credit=10)
+
+        def receive():
+            got.append(rx.receive(timeout=15).body)  # pre-settled: nothing to accept
+        t = threading.Thread(target=receive)
+        t.start()
+        # The consumer has to be known at the sending router first.
+        time.sleep(0.5)
+        sc = BlockingConnection(f"127.0.0.1:{sender_port}", timeout=10, **kw)
+        try:
+            # Pre-settled: a blocking send would wait for the acceptance.
+            sc.create_sender(address, options=AtMostOnce()).send(Message(body=body))
+        finally:
+            sc.close()
+        t.join(20)
+        return got[0] if got else None
+    finally:
+        rc.close()
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA and certificates for routers a, b and c."""
+    ca = make_ca(tmp_path, "site-ca")
+    certs = {r: issue(ca, tmp_path / "certs", r) for r in ("a", "b", "c")}
+    return ca, certs
+
+
+def linked_pair(router_factory, pki, b_extra_listeners=()):
+    ca, certs = pki
+    b = router_factory(router_config(
+        "b", [profile("b", *certs["b"], ca / "ca.pem")],
+        listeners=[{"name": "links", "host": "127.0.0.1", "port": 0, "role": "inter-router",
+                    "tls_profile": "b"}, *b_extra_listeners]), name="b")
+    a = router_factory(router_config(
+        "a", [profile("a", *certs["a"], ca / "ca.pem")],
+        connectors=[{"name": "to-b", "host": "127.0.0.1", "port": b.ports["links"],
+                     "role": "inter-router", "tls_profile": "a"}]), name="a")
+    eventually(15, lambda: router_ids(a) == {"b"} and router_ids(b) == {"a"},
+               what="a and b linked over TLS")
+    return a, b
+
+
+# --------------------------------------------------------------------------
+# Router links
+
+def test_mutual_tls_link_carries_messages(router_factory, pki):
+    a, b = linked_pair(router_factory, pki)
+    # Both ends see a TLS connection, and whose certificate the peer showed.
+    conns_b = [c for c in get(b, "connections") if c["role"] == "inter-router"]
+    assert len(conns_b) == 1 and conns_b[0]["tls"].startswith("TLS"), conns_b
+    assert conns_b[0]["tls_peer"] == "a"
+    conns_a = [c for c in get(a, "connections") if c["role"] == "inter-router"]
+    assert conns_a[0]["tls_peer"] == "b" and conns_a[0]["outgoing"] is True
+    assert connector(a, "to-b")["state"] == "connected"
+    assert send_receive(a.port, b.port, "tls/q", "over tls") == "over tls"
+    assert send_receive(b.port, a.port, "tls/q2", "back") == "back"
+
+
+def test_self_signed_router_cannot_join(router_factory, pki, tmp_path):
+    ca, certs = pki
+    a, b = linked_pair(router_factory, pki)
+    # c trusts b's CA but shows a certificate no one signed.
+    cert, key = self_signed(tmp_path, "intruder")
+    c = router_factory(router_config(
+        "c", [profile("c", cert, key, ca / "ca.pem")],
+        connectors=[{"name": "to-b", "host": "127.0.0.1", "port": b.ports["links"],
+                     "role": "inter-router", "tls_profile": "c"}]), name="c")
+    # b refuses it: logged with the reason, and counted.
+    b.wait_for_log(r"TLS handshake failed: .*certificate", timeout=15)
+    eventually(10, lambda: listener(b, "links")["tls_failures"] >= 1, what="b counts the failure")
+    # c logs why, and its connector says so.
+    eventually(15, lambda: connector(c, "to-b")["last_error"] is not None, what="c's last_error")
+    assert "TLS" in connector(c, "to-b")["last_error"]
+    assert connector(c, "to-b")["state"] == "connecting"
+    assert "c" not in router_ids(b)
+    assert router_ids(c) == set()
+    metrics = b.api("GET", "/metrics", token=TOKEN).body.decode()
+    assert 'vane_listener_tls_failures_total{listener="links"}' in metrics
+    # The network is unaffected.
+    assert router_ids(a) == {"b"}
+    assert send_receive(a.port, b.port, "tls/still", "fine") == "fine"
+
+
+def test_router_with_another_networks_certificate_cannot_join(router_factory, pki, tmp_path):
+    ca, certs = pki
+    a, b = linked_pair(router_factory, pki)
+    other = make_ca(tmp_path, "other-ca")
+    cert, key = issue(other, tmp_path / "other", "d")
+    d = router_factory(router_config(
+        "d", [profile("d", cert, key, ca / "ca.pem")],
+        connectors=[{"name": "to-b", "host": "127.0.0.1", "port": b.ports["links"],
+                     "role": "inter-router", "tls_profile": "d"}]), name="d")
+    eventually(15, lambda: listener(b, "links")["tls_failures"] >= 1, what="b refuses d")
+    eventually(15, lambda: connector(d, "to-b")["last_error"] is not None, what="d's error")
+    assert "d" not in router_ids(b) and router_ids(a) == {"b"}
+
+
+def test_connector_refuses_untrusted_server_and_wrong_name(router_factory, pki, tmp_path):
+    ca, certs = pki
+    # b's certificate names 127.0.0.2 only.
+    bcert, bkey = issue(ca, tmp_path / "b2", "b", ips=("127.0.0.2",), dns=())
+    b = router_factory(router_config(
+        "b", [profile("b", bcert, bkey, ca / "ca.pem")],
+        listeners=[{"name": "links", "host": "127.0.0.1", "port": 0, "role": "inter-router",
+                    "tls_profile": "b"}]), name="b")
+    other = make_ca(tmp_path, "other-ca")
+    a = router_factory(router_config(
+        "a", [profile("a", *certs["a"], ca / "ca.pem"),
+              profile("untrusting", *certs["a"], other / "ca.pem")],
+        connectors=[
+            # The name 127.0.0.1 is not in b's certificate.
+            {"name": "by-name", "host": "127.0.0.1", "port": b.ports["links"],
+             "role": "inter-router", "tls_profile": "a"},
+            # b's CA is not trusted.
+            {"name": "untrusted", "host": "127.0.0.1", "port": b.ports["links"],
+             "role": "inter-router", "tls_profile": "untrusting", "verify_host": False}]),
+        name="a")
+    eventually(15, lambda: connector(a, "by-name")["last_error"] is not None
+               and connector(a, "untrusted")["last_error"] is not None, what="both refused")
+    errors = {n: connector(a, n)["last_error"] for n in ("by-name", "untrusted")}
+    assert all("certificate verify failed" in e for e in errors.values()), errors
+    a.wait_for_log(r"of connector by-name: TLS handshake failed")
+    assert router_ids(a) == set()
+    # Without the name check (same CA) the link comes up.
+    r = a.api("POST", "/api/v1/connectors", token=TOKEN,
+              body={"name": "no-name-check", "host": "127.0.0.1", "port": b.ports["links"],
+                    "role": "inter-router", "tls_profile": "a", "verify_host": False})
+    assert r.status == 201, r.body
+    eventually(15, lambda: router_ids(a) == {"b"}, what="link without the name check")
+
+
+def test_plain_tcp_client_cannot_use_a_tls_router_listener(router_factory, pki):
+    a, b = linked_pair(router_factory, pki)
+    # A router without TLS at all dials b's TLS listener.
+    c = router_factory(router_config(
+        "c", [], connectors=[{"name": "to-b", "host": "127.0.0.1", "port": b.ports["links"],
+                              "role": "inter-router"}]), name="c")
+    eventually(15, lambda: listener(b, "links")["tls_failures"] >= 1, what="b refuses plain AMQP")
+    assert "c" not in router_ids(b)
+    assert c.alive() and b.alive()
+
+
+# --------------------------------------------------------------------------
+# Client listeners: TLS and SASL
+
+@pytest.fixture
+def secured(router_factory, pki, tmp_path):
+    ca, certs = pki
+    users = tmp_path / "users"
+    users.write_text("# name:password\nalice:wonderland\nbob:builder\n")
+    r = router_factory(router_config(
+        "s", [profile("s", *certs["b"], ca / "ca.pem")],
+        listeners=[
+            {"name": "secure", "host": "127.0.0.1", "port": 0, "role": "normal",
+             "tls_profile": "s", "sasl_mechanisms": ["PLAIN", "EXTERNAL"],
+             "users_file": str(users)},
+            {"name": "tls-anon", "host": "127.0.0.1", "port": 0, "role": "normal",
+             "tls_profile": "s"}]), name="s")
+    return r, ca, certs
+
+
+# The router's certificate names 127.0.0.1 as an IP address; Proton checks
+# the peer's name against DNS names only, so clients ask for "localhost".
+PEER = {"sni": "localhost"}
+
+
+def client_domain(ca, cert=None):
+    d = SSLDomain(SSLDomain.MODE_CLIENT)
+    d.set_trusted_ca_db(str(ca / "ca.pem"))
+    d.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    if cert:
+        d.set_credentials(str(cert[0]), str(cert[1]), None)
+    return d
+
+
+def round_trip(port, ca, **kw):
+    c = BlockingConnection(f"amqps://127.0.0.1:{port}", timeout=10,
+                           ssl_domain=client_domain(ca, kw.pop("cert", None)), **PEER, **kw)
+    try:
+        rx = c.create_receiver("sasl/q", credit=10)
+        c.create_sender("sasl/q", options=AtMostOnce()).send(Message(body="hi"))
+        return rx.receive(timeout=10).body
+    finally:
+        c.close()
+
+
+def test_plain_with_user_file(secured):
+    r, ca, _ = secured
+    port = r.ports["secure"]
+    assert round_trip(port, ca, allowed_mechs="PLAIN", user="alice",
+                      password="wonderland") == "hi"
+    with pytest.raises(ConnectionException):
+        round_trip(port, ca, allowed_mechs="PLAIN", user="alice", password="wrong")
+    with pytest.raises(ConnectionException):
+        round_trip(port, ca, allowed_mechs="PLAIN", user="mallory", password="wonderland")
+    eventually(10, lambda: listener(r, "secure")["auth_failures"] == 2, what="two failures")
+    r.wait_for_log(r"authentication failed \(PLAIN as 'mallory'\)")
+    # ANONYMOUS is not offered here.
+    with pytest.raises(ConnectionException):
+        round_trip(port, ca, allowed_mechs="ANONYMOUS")
+    assert listener(r, "secure")["sasl_mechanisms"] == ["PLAIN", "EXTERNAL"]
+
+
+def test_external_takes_the_certificate_identity(secured):
+    r, ca, certs = secured
+    port = r.ports["secure"]
+    seen = {}
+    c = BlockingConnection(f"amqps://127.0.0.1:{port}", timeout=10,
+                           ssl_domain=client_domain(ca, certs["c"]), allowed_mechs="EXTERNAL",
+                           **PEER)
+    try:
+        conns = [x for x in get(r, "connections") if x["listener"] == "secure"]
+        seen = conns[0]
+    finally:
+        c.close()
+    assert seen["user"] == "c" and seen["tls_peer"] == "c" and seen["tls"].startswith("TLS")
+
+
+def test_tls_listener_with_anonymous(secured):
+    r, ca, _ = secured
+    assert round_trip(r.ports["tls-anon"], ca, allowed_mechs="ANONYMOUS") == "hi"
+    # A client that does not trust the router's CA gets nowhere.
+    with pytest.raises(Exception):
+        c = BlockingConnection(f"amqps://127.0.0.1:{r.ports['tls-anon']}", timeout=5,
+                               ssl_domain=client_domain(make_ca(r.workdir, "stranger")), **PEER)
+        c.close()
+    eventually(10, lambda: listener(r, "tls-anon")["tls_failures"] >= 1, what="counted")
+
+
+def test_plain_without_tls_is_a_config_error(router_factory, tmp_path, vaned_bin):
+    from vane_harness import run_vaned
+    users = tmp_path / "users"
+    users.write_text("alice:x\n")
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("listeners:\n  - name: amqp\n    port: 0\n    sasl_mechanisms: [PLAIN]\n"
+                   f"    users_file: {users}\n")
+    code, _, err = run_vaned(vaned_bin, ["--config", str(cfg)], cwd=tmp_path)
+    assert code != 0
+    assert "bad.yaml:4" in err and "listeners[0].sasl_mechanisms" in err, err
+    assert "tls_profile" in err
+
+
+# --------------------------------------------------------------------------
+# Certificates replaced at run time
+
+def served_certificate(port):
+    """The certificate (DER) a TLS server on 127.0.0.1:port presents."""
+    import socket
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s) as t:
+            return t.getpeercert(binary_form=True)
+
+
+def test_reload_replaces_certificates_without_dropping_links(router_factory, pki, tmp_path):
+    ca, certs = pki
+    a, b = linked_pair(router_factory, pki)
+    before = served_certificate(b.ports["links"])
+    link = [c for c in get(b, "connections") if c["role"] == "inter-router"][0]
+    # Renew b's certificate in place (same files), then SIGHUP.
+    new_cert, new_key = issue(ca, tmp_path / "renewed", "b")
+    Path(certs["b"][0]).write_bytes(new_cert.read_bytes())
+    Path(certs["b"][1]).write_bytes(new_key.read_bytes())
+    outcome = b.reload(b.config)
+    assert "failed" not in outcome, outcome
+    b.wait_for_log(r"tls certificates re-read")
+    after = served_certificate(b.ports["links"])
+    assert after != before and after == ssl.PEM_cert_to_DER_cert(new_cert.read_text())
+    # The link made with the old certificate is still the same connection.
+    still = [c for c in get(b, "connections") if c["role"] == "inter-router"]
+    assert len(still) == 1 and still[0]["opened_ms"] == link["opened_ms"]
+    assert send_receive(a.port, b.port, "tls/renewed", "ok") == "ok"
+    # A new link (a restarted a) is made with the new certificate.
+    a.stop()
+    a2 = router_factory(a.config, name="a2")
+    eventually(15, lambda: router_ids(a2) == {"b"}, what="a relinks after the renewal")
