@@ -1,9 +1,7 @@
 #include "amqp/connection.hpp"
 
-#include <boost/asio/ssl/host_name_verification.hpp>
-
-#include "amqp/sasl_server.hpp"
-
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <proton/codec.h>
 #include <proton/condition.h>
 #include <proton/connection.h>
@@ -12,20 +10,20 @@
 #include <proton/disposition.h>
 #include <proton/event.h>
 #include <proton/link.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <proton/sasl.h>
 #include <proton/session.h>
 #include <proton/terminus.h>
 #include <proton/transport.h>
 
 #include <algorithm>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
 
 #include "amqp/inter_router.hpp"
 #include "amqp/message_scan.hpp"
+#include "amqp/sasl_server.hpp"
 #include "core/log.hpp"
 #include "routing/core.hpp"
 
@@ -1082,10 +1080,9 @@ void Connection::start() {
     boost::system::error_code ignored;
     self->sock().close(ignored);  // the handshake fails with operation_aborted
   });
-  tls_->async_handshake(options_.outgoing ? ssl::stream_base::client : ssl::stream_base::server,
-                        [self = shared_from_this()](const boost::system::error_code& ec) {
-                          self->onHandshake(ec);
-                        });
+  tls_->async_handshake(
+      options_.outgoing ? ssl::stream_base::client : ssl::stream_base::server,
+      [self = shared_from_this()](const boost::system::error_code& ec) { self->onHandshake(ec); });
 }
 
 void Connection::onHandshake(const boost::system::error_code& ec) {
@@ -1128,8 +1125,8 @@ void Connection::reportFailure(const std::string& what) {
     (auth ? options_.counters->auth_failures : options_.counters->tls_failures)
         .fetch_add(1, std::memory_order_relaxed);
   }
-  VANE_LOG_WARN("connection {} {} {}: {}", peer_, options_.outgoing ? "of connector" : "on listener",
-                listener_, what);
+  VANE_LOG_WARN("connection {} {} {}: {}", peer_,
+                options_.outgoing ? "of connector" : "on listener", listener_, what);
   if (options_.on_failure) options_.on_failure(what);
 }
 
@@ -1253,49 +1250,49 @@ void Connection::scheduleIo() {
                                         kAmqpHeader + sizeof kAmqpHeader) != wb.start + wb.size;
       }
       writing_ = true;
-      writeSome(
-          asio::buffer(wb.start, wb.size),
-          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-            self->writing_ = false;
-            if (self->torn_down_) return;
-            if (ec) {
-              pn_connection_driver_write_close(self->driver_.get());
-            } else {
-              pn_connection_driver_write_done(self->driver_.get(), n);
-              self->onWritten();
-            }
-            self->process();
-          });
+      writeSome(asio::buffer(wb.start, wb.size),
+                [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                  self->writing_ = false;
+                  if (self->torn_down_) return;
+                  if (ec) {
+                    pn_connection_driver_write_close(self->driver_.get());
+                  } else {
+                    pn_connection_driver_write_done(self->driver_.get(), n);
+                    self->onWritten();
+                  }
+                  self->process();
+                });
     }
   }
   if (!reading_ && !input_stopped_) {
     pn_rwbytes_t rb = pn_connection_driver_read_buffer(driver_.get());
     if (rb.size > 0) {
       reading_ = true;
-      readSome(
-          asio::buffer(rb.start, rb.size), [self = shared_from_this(), start = rb.start](
-                                               const boost::system::error_code& ec, std::size_t n) {
-            self->reading_ = false;
-            if (self->torn_down_) return;
-            if (ec) {
-              self->socket_eof_ = true;
-              // TLS 1.3: a server refuses our certificate after our side of
-              // the handshake is done; its alert arrives here.
-              if (self->tls_ && !self->remote_opened_ &&
-                  ec.category() == asio::error::get_ssl_category()) {
-                self->reportFailure("TLS: the peer refused the connection: " + ec.message());
-              }
-              pn_connection_driver_read_close(self->driver_.get());
-            } else {
-              // The guard sees the bytes before the engine does; bytes of a
-              // refused frame never reach it.
-              std::size_t accepted = n;
-              auto violation = self->guard_.feed(start, n, &accepted);
-              pn_connection_driver_read_done(self->driver_.get(), accepted);
-              if (violation) self->onGuardViolation(violation->condition, violation->description);
-            }
-            self->process();
-          });
+      readSome(asio::buffer(rb.start, rb.size),
+               [self = shared_from_this(), start = rb.start](const boost::system::error_code& ec,
+                                                             std::size_t n) {
+                 self->reading_ = false;
+                 if (self->torn_down_) return;
+                 if (ec) {
+                   self->socket_eof_ = true;
+                   // TLS 1.3: a server refuses our certificate after our side of
+                   // the handshake is done; its alert arrives here.
+                   if (self->tls_ && !self->remote_opened_ &&
+                       ec.category() == asio::error::get_ssl_category()) {
+                     self->reportFailure("TLS: the peer refused the connection: " + ec.message());
+                   }
+                   pn_connection_driver_read_close(self->driver_.get());
+                 } else {
+                   // The guard sees the bytes before the engine does; bytes of a
+                   // refused frame never reach it.
+                   std::size_t accepted = n;
+                   auto violation = self->guard_.feed(start, n, &accepted);
+                   pn_connection_driver_read_done(self->driver_.get(), accepted);
+                   if (violation)
+                     self->onGuardViolation(violation->condition, violation->description);
+                 }
+                 self->process();
+               });
     }
   }
   if (input_stopped_ && !reading_) {
@@ -1303,19 +1300,18 @@ void Connection::scheduleIo() {
     // is still drained so that closing it does not reset the peer before it
     // has read our close.
     reading_ = true;
-    readSome(
-        asio::buffer(discard_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-          self->reading_ = false;
-          if (self->torn_down_) return;
-          if (ec) {
-            self->socket_eof_ = true;
-            pn_connection_driver_read_close(self->driver_.get());
-            self->process();
-            return;
-          }
-          self->scheduleIo();
-        });
+    readSome(asio::buffer(discard_),
+             [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+               self->reading_ = false;
+               if (self->torn_down_) return;
+               if (ec) {
+                 self->socket_eof_ = true;
+                 pn_connection_driver_read_close(self->driver_.get());
+                 self->process();
+                 return;
+               }
+               self->scheduleIo();
+             });
   }
   if (!socket_eof_ && !decode_failed_ && !input_stopped_ &&
       !(pn_connection_state(driver_->connection) & PN_LOCAL_CLOSED) &&

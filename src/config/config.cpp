@@ -8,9 +8,9 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <initializer_list>
@@ -149,8 +149,7 @@ class Parser {
  public:
   // `entry`: one entry of a request body, whose references to other
   // entities (tls profiles) the router checks against what it has.
-  explicit Parser(std::string file, bool entry = false)
-      : file_(std::move(file)), entry_(entry) {}
+  explicit Parser(std::string file, bool entry = false) : file_(std::move(file)), entry_(entry) {}
 
   Config parseDocument(const YAML::Node& root) {
     Config cfg;
@@ -495,10 +494,9 @@ class Parser {
           std::optional<Entry> name_entry;
           const Entry* sasl = nullptr;
           std::optional<Entry> sasl_entry;
-          for (const Entry& e :
-               entries(item, path,
-                       {"name", "host", "port", "role", "cost", "tls_profile", "sasl_mechanisms",
-                        "users_file"})) {
+          for (const Entry& e : entries(item, path,
+                                        {"name", "host", "port", "role", "cost", "tls_profile",
+                                         "sasl_mechanisms", "users_file"})) {
             if (e.key == "tls_profile") {
               l.tls_profile = name(e);
             } else if (e.key == "sasl_mechanisms") {
@@ -533,9 +531,9 @@ class Parser {
         [this](const YAML::Node& item, const std::string& path, ConnectorConfig& c) {
           std::optional<Entry> name_entry;
           bool have_port = false;
-          for (const Entry& e : entries(item, path,
-                                        {"name", "host", "port", "role", "cost", "tls_profile",
-                                         "verify_host"})) {
+          for (const Entry& e :
+               entries(item, path,
+                       {"name", "host", "port", "role", "cost", "tls_profile", "verify_host"})) {
             if (e.key == "tls_profile") {
               c.tls_profile = name(e);
             } else if (e.key == "verify_host") {
@@ -649,7 +647,8 @@ class Parser {
       }
     }
     auto require = [&](bool ok, const char* f) {
-      if (!ok) fail(section.value, section.field + "." + f, fmt::format("missing required field '{}'", f));
+      if (!ok)
+        fail(section.value, section.field + "." + f, fmt::format("missing required field '{}'", f));
     };
     require(have_port, "port");
     require(!c.tls_profile.empty(), "tls_profile");

@@ -68,7 +68,7 @@ struct ListenerConfig {
   // client's certificate (so it needs tls_profile with a ca).
   std::vector<std::string> sasl_mechanisms{"ANONYMOUS"};
   std::string users_file;  // "name:password" lines
-  int line = 0;  // source line in the file (0 when built-in), for messages
+  int line = 0;            // source line in the file (0 when built-in), for messages
 };
 
 // An outgoing connection to another router's inter-router or edge listener,
@@ -147,11 +147,11 @@ struct ManagementConfig {
 struct ClaimsConfig {
   bool enabled = false;  // the `claims` section is present
   std::string host = "0.0.0.0";
-  std::uint16_t port = 0;     // required
-  std::string tls_profile;    // required: the certificate this endpoint presents
-  std::string ca_certificate; // required: the site CA (PEM) ...
-  std::string ca_key;         // ... and its key, which signs client certificates and tokens
-  std::string state_file;     // required: issued tokens, kept across restarts
+  std::uint16_t port = 0;      // required
+  std::string tls_profile;     // required: the certificate this endpoint presents
+  std::string ca_certificate;  // required: the site CA (PEM) ...
+  std::string ca_key;          // ... and its key, which signs client certificates and tokens
+  std::string state_file;      // required: issued tokens, kept across restarts
   // The host name other sites reach this router by (written into tokens
   // with the claims port and the inter-router listeners' ports).
   std::string advertise_host;  // required

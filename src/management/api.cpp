@@ -410,13 +410,16 @@ class Api {
               const Respond& respond) {
     server::Claims* claims = router_.claims();
     if (claims == nullptr) {
-      return respond(error(http::status::conflict,
-                           "this router issues no tokens: its configuration has no claims section"));
+      return respond(
+          error(http::status::conflict,
+                "this router issues no tokens: its configuration has no claims section"));
     }
-    if (id.empty() && method == http::verb::get) return respond(reply(http::status::ok, claims->list()));
+    if (id.empty() && method == http::verb::get)
+      return respond(reply(http::status::ok, claims->list()));
     if (!id.empty() && method == http::verb::delete_) {
       if (claims->revoke(std::string(id))) return respond(Response{http::status::no_content, 11});
-      return respond(error(http::status::not_found, "token '" + std::string(id) + "' does not exist"));
+      return respond(
+          error(http::status::not_found, "token '" + std::string(id) + "' does not exist"));
     }
     if (!id.empty() || method != http::verb::post) {
       return notAllowed(respond, id.empty() ? "GET, HEAD, POST" : "DELETE");
@@ -435,8 +438,9 @@ class Api {
       expires = b.value("expires_seconds", expires);
       uses = b.value("uses", uses);
     } catch (const std::exception&) {
-      return respond(error(http::status::bad_request,
-                           "the body must be a JSON object: {\"expires_seconds\": N, \"uses\": N}"));
+      return respond(
+          error(http::status::bad_request,
+                "the body must be a JSON object: {\"expires_seconds\": N, \"uses\": N}"));
     }
     std::string err;
     json token = claims->issue(expires, uses, err);
@@ -471,17 +475,18 @@ class Api {
   json connectorsJson() const {
     json a = json::array();
     for (const auto& c : router_.connectors()) {
-      a.push_back({{"name", c.cfg.name},
-                   {"host", c.cfg.host},
-                   {"port", c.cfg.port},
-                   {"role", config::toString(c.cfg.role)},
-                   {"cost", c.cfg.cost},
-                   {"state", c.connected ? "connected" : "connecting"},
-                   {"attempts", c.attempts},
-                   {"tls_profile", c.cfg.tls_profile.empty() ? json(nullptr) : json(c.cfg.tls_profile)},
-                   {"verify_host", c.cfg.verify_host},
-                   {"last_error", c.last_error.empty() ? json(nullptr) : json(c.last_error)},
-                   {"tls_failures", c.counters ? c.counters->tls_failures.load() : 0}});
+      a.push_back(
+          {{"name", c.cfg.name},
+           {"host", c.cfg.host},
+           {"port", c.cfg.port},
+           {"role", config::toString(c.cfg.role)},
+           {"cost", c.cfg.cost},
+           {"state", c.connected ? "connected" : "connecting"},
+           {"attempts", c.attempts},
+           {"tls_profile", c.cfg.tls_profile.empty() ? json(nullptr) : json(c.cfg.tls_profile)},
+           {"verify_host", c.cfg.verify_host},
+           {"last_error", c.last_error.empty() ? json(nullptr) : json(c.last_error)},
+           {"tls_failures", c.counters ? c.counters->tls_failures.load() : 0}});
     }
     return a;
   }
@@ -746,8 +751,8 @@ class Api {
     m.family("vane_connector_tls_failures_total", "counter",
              "TLS handshakes of a router connector that failed (e.g. an untrusted server).");
     for (const auto& c : connectors) {
-      m.sample("vane_connector_tls_failures_total",
-               c.counters ? v(c.counters->tls_failures) : 0.0, {{"connector", c.cfg.name}});
+      m.sample("vane_connector_tls_failures_total", c.counters ? v(c.counters->tls_failures) : 0.0,
+               {{"connector", c.cfg.name}});
     }
     m.family("vane_connector_connected", "gauge", "1 while the connector's link is up.");
     for (const auto& c : connectors) {

@@ -126,10 +126,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
 };
 
 HttpServer::HttpServer(core::EventLoop& loop, Handler handler,
-                       std::shared_ptr<asio::ssl::context> tls)
+                       std::shared_ptr<asio::ssl::context> tls, std::string name)
     : loop_(loop),
       handler_(std::make_shared<const Handler>(std::move(handler))),
       tls_(std::move(tls)),
+      name_(std::move(name)),
       acceptor_(loop.context()) {}
 
 HttpServer::~HttpServer() = default;
@@ -147,7 +148,7 @@ std::string HttpServer::open(const std::string& host, std::uint16_t port) {
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return "cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message();
   port_ = acceptor_.local_endpoint(ec).port();
-  VANE_LOG_INFO("management listening on {}:{}{}",
+  VANE_LOG_INFO("{} listening on {}:{}{}", name_,
                 acceptor_.local_endpoint(ec).address().to_string(), port_, tls_ ? " (TLS)" : "");
   return {};
 }
@@ -168,7 +169,7 @@ void HttpServer::acceptNext() {
     if (closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       if (*sessions_ >= kMaxSessions) {
-        VANE_LOG_WARN("management: {} clients at once: refusing another", kMaxSessions);
+        VANE_LOG_WARN("{}: {} clients at once: refusing another", name_, kMaxSessions);
         socket.close(ec);
       } else {
         if (tls_) {

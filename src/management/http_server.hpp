@@ -31,8 +31,10 @@ class HttpServer {
   static constexpr std::chrono::seconds kIdleTimeout{30};
 
   // With `tls`, every client connection starts with a TLS handshake.
+  // `name` starts its log lines ("management", "claims").
   HttpServer(core::EventLoop& loop, Handler handler,
-             std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
+             std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
+             std::string name = "management");
   ~HttpServer();
 
   // Binds and listens. Returns an error message, or "" on success.
@@ -49,6 +51,7 @@ class HttpServer {
   core::EventLoop& loop_;
   std::shared_ptr<const Handler> handler_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::string name_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   bool closed_ = false;

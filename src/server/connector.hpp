@@ -44,7 +44,9 @@ class Connector {
             std::vector<Worker*> workers, std::size_t first_worker);
 
   // Before start(): TLS for the candidate named `name`.
-  void setTls(const std::string& name, std::shared_ptr<TlsSource> tls) { tls_[name] = std::move(tls); }
+  void setTls(const std::string& name, std::shared_ptr<TlsSource> tls) {
+    tls_[name] = std::move(tls);
+  }
 
   void start();  // core loop
   void stop();   // core loop

@@ -9,13 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "amqp/sasl_server.hpp"
 #include "core/log.hpp"
 #include "management/api.hpp"
 #include "management/http_server.hpp"
 #include "routing/address_policy.hpp"
-#include "server/connector.hpp"
-#include "amqp/sasl_server.hpp"
 #include "server/claims.hpp"
+#include "server/connector.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
 
@@ -102,11 +102,13 @@ std::string Router::listenerSecurity(const config::ListenerConfig& l,
                                      amqp::ConnectionOptions& options,
                                      std::shared_ptr<TlsSource>& tls) {
   const auto& mechs = l.sasl_mechanisms;
-  auto has = [&mechs](const char* m) { return std::find(mechs.begin(), mechs.end(), m) != mechs.end(); };
+  auto has = [&mechs](const char* m) {
+    return std::find(mechs.begin(), mechs.end(), m) != mechs.end();
+  };
   if (!l.tls_profile.empty()) {
     const TlsUse use = l.role != config::ListenerRole::kNormal ? TlsUse::kServerRequireCert
-                       : has("EXTERNAL")                      ? TlsUse::kServerRequestCert
-                                                              : TlsUse::kServer;
+                       : has("EXTERNAL")                       ? TlsUse::kServerRequestCert
+                                                               : TlsUse::kServer;
     if (std::string err = tlsSource(l.tls_profile, use, tls); !err.empty()) return err;
   }
   if (l.role == config::ListenerRole::kNormal && !(mechs.size() == 1 && has("ANONYMOUS"))) {
@@ -124,9 +126,9 @@ std::string Router::listenerSecurity(const config::ListenerConfig& l,
 }
 
 std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) {
-  Listener::Endpoint ep{l.name, l.host, l.port, "listener",
-                        std::string("role ") + config::toString(l.role) +
-                            (l.tls_profile.empty() ? "" : ", tls")};
+  Listener::Endpoint ep{
+      l.name, l.host, l.port, "listener",
+      std::string("role ") + config::toString(l.role) + (l.tls_profile.empty() ? "" : ", tls")};
   amqp::ConnectionOptions options;
   options.name = l.name;
   options.role = l.role;
@@ -338,7 +340,8 @@ std::string Router::reloadTls(const std::vector<config::TlsProfileConfig>& profi
     }
     s->replace(std::move(ctx));
   }
-  if (errors.empty()) VANE_LOG_INFO("reload: tls certificates re-read ({} in use)", tls_sources_.size());
+  if (errors.empty())
+    VANE_LOG_INFO("reload: tls certificates re-read ({} in use)", tls_sources_.size());
   return errors;
 }
 
@@ -351,16 +354,16 @@ std::string Router::startClaims() {
   auto links = [this] {
     std::vector<std::string> out;
     for (const auto& l : listeners()) {
-      if (l.kind == std::string("inter-router")) out.push_back(joinHostPort(cfg_.claims.advertise_host, l.port));
+      if (l.kind == std::string("inter-router"))
+        out.push_back(joinHostPort(cfg_.claims.advertise_host, l.port));
     }
     return out;
   };
   claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
   if (std::string err = claims_->load(); !err.empty()) return err;
-  claims_server_ =
-      std::make_unique<management::HttpServer>(core_loop_, claims_->handler(), source->current());
-  if (std::string err = claims_server_->open(c.host, c.port); !err.empty())
-    return "claims: " + err;
+  claims_server_ = std::make_unique<management::HttpServer>(core_loop_, claims_->handler(),
+                                                            source->current(), "claims");
+  if (std::string err = claims_server_->open(c.host, c.port); !err.empty()) return "claims: " + err;
   claims_->setClaimPort(claims_server_->port());
   return {};
 }

@@ -154,7 +154,8 @@ class Router {
   std::vector<std::shared_ptr<TlsSource>> tls_sources_;
   std::string init_error_;
   std::string configDir() const;
-  std::string startClaims();  // where relative file names in requests start  // what the constructor could not set up, for start()
+  std::string startClaims();  // where relative file names in requests start  // what the
+                              // constructor could not set up, for start()
 
   // TCP adaptor entities (core loop once started).
   struct TcpListener {
