@@ -1,0 +1,136 @@
+"""Tokens and the claims endpoint, at the router: issue through the management
+API, redeem over HTTPS with a certificate request, and every refusal (used up,
+expired, unknown or altered secret, bad request) with its message. The state
+survives a restart. (The CLI's own flow is in test_sites.py.)"""
+
+import http.client
+import json
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from test_tls import TOKEN, get, issue, make_ca, profile, router_config
+from tcp_tools import free_port
+
+
+def csr(directory, cn):
+    d = Path(directory)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / f"{cn}-key.pem"),
+                    "-out", str(d / f"{cn}.csr"), "-subj", f"/CN={cn}"],
+                   check=True, capture_output=True, timeout=60)
+    return (d / f"{cn}.csr").read_text()
+
+
+def claim(token, body_overrides=None, ca=None):
+    host, port = token["claim"].rsplit(":", 1)
+    ctx = ssl.create_default_context(cadata=ca or token["ca"])
+    c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=10)
+    body = {"id": token["id"], "secret": token["secret"], "site": "a", "csr": token["_csr"]}
+    body.update(body_overrides or {})
+    c.request("POST", "/claim", json.dumps(body))
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"{}")
+
+
+def claims_router(router_factory, tmp_path, name="b"):
+    ca = make_ca(tmp_path, "site-ca")
+    cert, key = issue(ca, tmp_path / "certs", name)
+    cfg = router_config(name, [profile(name, cert, key, ca / "ca.pem")],
+                        listeners=[{"name": "links", "host": "127.0.0.1", "port": 0,
+                                    "role": "inter-router", "tls_profile": name}])
+    cfg["claims"] = {"host": "127.0.0.1", "port": free_port(), "tls_profile": name,
+                     "ca_certificate": str(ca / "ca.pem"), "ca_key": str(ca / "ca-key.pem"),
+                     "state_file": str(tmp_path / "tokens.json"), "advertise_host": "127.0.0.1"}
+    return router_factory(cfg, name=name), ca
+
+
+def new_token(router, tmp_path, **body):
+    r = router.api("POST", "/api/v1/tokens", token=TOKEN, body=body)
+    assert r.status == 201, r.body
+    t = r.json()
+    t["_csr"] = csr(tmp_path, "a")
+    return t
+
+
+def test_token_content_and_successful_claim(router_factory, tmp_path):
+    b, ca = claims_router(router_factory, tmp_path)
+    t = new_token(b, tmp_path, expires_seconds=600, uses=1)
+    assert t["site"] == "b" and t["uses"] == 1 and t["version"] == 1
+    assert t["links"] == [f"127.0.0.1:{b.ports['links']}"]
+    assert t["ca"] == (ca / "ca.pem").read_text()
+    assert abs(t["expires"] - (time.time() + 600)) < 30
+    assert t["signature"]
+    status, body = claim(t)
+    assert status == 200, body
+    cert = tmp_path / "issued.pem"
+    cert.write_text(body["certificate"])
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(ca / "ca.pem"), str(cert)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-subject", "-ext",
+                           "extendedKeyUsage"], capture_output=True, text=True).stdout
+    assert "CN = a" in text and "TLS Web Client Authentication" in text
+    listed = get(b, "tokens")
+    assert listed[0]["id"] == t["id"] and listed[0]["used"] == 1
+    assert listed[0]["redeemed_by"] == ["a"] and "secret" not in listed[0]
+
+
+def test_refusals(router_factory, tmp_path):
+    b, _ = claims_router(router_factory, tmp_path)
+    t = new_token(b, tmp_path, uses=1)
+    assert claim(t)[0] == 200
+    status, body = claim(t)
+    assert status == 403 and body["error"] == "the token has already been used (1 of 1 use)"
+    t2 = new_token(b, tmp_path, uses=2)
+    status, body = claim(t2, {"secret": t2["secret"][:-2] + "xx"})
+    assert status == 403 and "not valid for site 'b'" in body["error"]
+    status, body = claim(t2, {"id": "no-such-id"})
+    assert status == 403 and "not valid for site 'b'" in body["error"]
+    status, body = claim(t2, {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"})
+    assert status == 400 and "certificate request is not valid" in body["error"]
+    status, body = claim(t2, {"site": "b"})
+    assert status == 400 and "cannot link to itself" in body["error"]
+    status, body = claim(t2, {"site": "bad name"})
+    assert status == 400
+    # None of these used the token up.
+    assert claim(t2)[0] == 200 and claim(t2)[0] == 200
+    assert claim(t2)[0] == 403
+    t3 = new_token(b, tmp_path, expires_seconds=1)
+    time.sleep(1.5)
+    status, body = claim(t3)
+    assert status == 403 and body["error"].startswith("the token expired at ")
+    b.wait_for_log(r"claims: refused token .* expired")
+
+
+def test_issue_validation_and_revoke(router_factory, tmp_path):
+    b, _ = claims_router(router_factory, tmp_path)
+    for body in ({"uses": 0}, {"expires_seconds": 0}, {"uses": "1"}, {"colour": 1}):
+        r = b.api("POST", "/api/v1/tokens", token=TOKEN, body=body)
+        assert r.status == 400, (body, r.body)
+    t = new_token(b, tmp_path)
+    assert b.api("DELETE", f"/api/v1/tokens/{t['id']}", token=TOKEN).status == 204
+    assert b.api("DELETE", f"/api/v1/tokens/{t['id']}", token=TOKEN).status == 404
+    assert claim(t)[0] == 403
+
+
+def test_state_survives_a_restart(router_factory, tmp_path):
+    b, _ = claims_router(router_factory, tmp_path)
+    used = new_token(b, tmp_path)
+    unused = new_token(b, tmp_path)
+    assert claim(used)[0] == 200
+    b.stop()
+    b2 = router_factory(b.config, name="b2")
+    assert claim(used)[0] == 403
+    assert claim(unused)[0] == 200
+    assert {t["id"] for t in get(b2, "tokens")} == {used["id"], unused["id"]}
+    # Only hashes of the secrets are kept.
+    state = (tmp_path / "tokens.json").read_text()
+    assert used["secret"] not in state and unused["secret"] not in state
+
+
+def test_a_router_without_claims_issues_no_tokens(router_factory, tmp_path):
+    r = router_factory(router_config("x", []), name="x")
+    reply = r.api("POST", "/api/v1/tokens", token=TOKEN, body={})
+    assert reply.status == 409 and "no claims section" in reply.json()["error"]
