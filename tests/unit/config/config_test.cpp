@@ -348,10 +348,11 @@ TEST(ConfigParse, PrefixAndPatternWithSameTextAreDistinctRules) {
 
 TEST(ConfigErrors, UnknownFields) {
   expectError("listeners:\n  - name: amqp\n    prot: 5672\n", 3, 5, "listeners[0].prot",
-              "unknown field 'prot' (expected one of: name, host, port, role, cost)");
+              "unknown field 'prot' (expected one of: name, host, port, role, cost, tls_profile, "
+              "sasl_mechanisms, users_file)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
-              "tcp_listeners, tcp_connectors, management, tls_profiles)");
+              "tcp_listeners, tcp_connectors, management, tls_profiles, claims)");
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "
@@ -367,7 +368,7 @@ TEST(ConfigErrors, UnknownFieldExactMessage) {
   ConfigError e = parseErr("listeners:\n  - name: amqp\n    prot: 5672\n");
   EXPECT_EQ(e.toString(),
             "test.yaml:3:5: field 'listeners[0].prot': unknown field 'prot' (expected one of: "
-            "name, host, port, role, cost)");
+            "name, host, port, role, cost, tls_profile, sasl_mechanisms, users_file)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -852,6 +853,67 @@ TEST(ConfigManagement, Errors) {
               "no tls profile named 'nope' (define it under tls_profiles)");
   expectError("tls_profiles:\n  - name: m\n    key: /k.pem\n", 2, 5, "tls_profiles[0].certificate",
               "missing required field 'certificate'");
+}
+
+constexpr const char* kProfiles =
+    "tls_profiles:\n  - {name: t, certificate: c.pem, key: k.pem, ca: ca.pem}\n"
+    "  - {name: noca, certificate: c.pem, key: k.pem}\n";
+
+TEST(ConfigSecurity, ListenersConnectorsAndClaims) {
+  Config c = parseOk(std::string(kProfiles) +
+                     "listeners:\n"
+                     "  - {name: links, port: 1, role: inter-router, tls_profile: t}\n"
+                     "  - {name: app, port: 2, tls_profile: t, sasl_mechanisms: [PLAIN, EXTERNAL],"
+                     " users_file: users}\n"
+                     "connectors:\n"
+                     "  - {name: b, port: 3, tls_profile: t, verify_host: false}\n"
+                     "claims: {port: 4, tls_profile: t, ca_certificate: ca.pem, ca_key: ca-key.pem,"
+                     " state_file: tokens.json, advertise_host: b.example}\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].tls_profile, "t");
+  EXPECT_EQ(c.listeners[0].sasl_mechanisms, std::vector<std::string>{"ANONYMOUS"});
+  EXPECT_EQ(c.listeners[1].sasl_mechanisms, (std::vector<std::string>{"PLAIN", "EXTERNAL"}));
+  EXPECT_EQ(c.listeners[1].users_file, "users");
+  EXPECT_EQ(c.connectors[0].tls_profile, "t");
+  EXPECT_FALSE(c.connectors[0].verify_host);
+  EXPECT_TRUE(c.claims.enabled);
+  EXPECT_EQ(c.claims.host, "0.0.0.0");
+  EXPECT_EQ(c.claims.advertise_host, "b.example");
+  // Relative file names start at the configuration file's directory.
+  resolvePaths(c, "/etc/vane");
+  EXPECT_EQ(c.tls_profiles[0].certificate, "/etc/vane/c.pem");
+  EXPECT_EQ(c.listeners[1].users_file, "/etc/vane/users");
+  EXPECT_EQ(c.claims.state_file, "/etc/vane/tokens.json");
+  EXPECT_TRUE(parseOk("connectors:\n  - {name: b, port: 3}\n").connectors[0].verify_host);
+}
+
+TEST(ConfigSecurity, Errors) {
+  const std::string p = kProfiles;  // 3 lines
+  expectError(p + "listeners:\n  - {name: a, port: 1, sasl_mechanisms: [PLAIN]}\n", 5, 41,
+              "listeners[0].sasl_mechanisms", "PLAIN needs users_file");
+  expectError(p + "listeners:\n  - {name: a, port: 1, sasl_mechanisms: [PLAIN], users_file: u}\n",
+              5, 41, "listeners[0].sasl_mechanisms", "set tls_profile");
+  expectError(p + "listeners:\n  - {name: a, port: 1, sasl_mechanisms: [EXTERNAL]}\n", 5, 41,
+              "listeners[0].sasl_mechanisms", "EXTERNAL takes the identity");
+  expectError(p + "listeners:\n  - {name: a, port: 1, sasl_mechanisms: [GSSAPI]}\n", 5, 42,
+              "listeners[0].sasl_mechanisms", "unknown SASL mechanism 'GSSAPI'");
+  expectError(p + "listeners:\n  - {name: a, port: 1, sasl_mechanisms: []}\n", 5, 41,
+              "listeners[0].sasl_mechanisms", "non-empty list");
+  expectError(p + "listeners:\n  - {name: a, port: 1, role: edge, sasl_mechanisms: [ANONYMOUS]}\n",
+              5, 53, "listeners[0].sasl_mechanisms", "normal (client) listeners");
+  expectError(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: noca}\n", 5,
+              1, "listeners[0].tls_profile", "has no 'ca'");
+  expectError(p + "listeners:\n  - {name: a, port: 1, tls_profile: nope}\n", 5, 1,
+              "listeners[0].tls_profile", "no tls profile named 'nope'");
+  expectError(p + "connectors:\n  - {name: b, port: 1, tls_profile: noca}\n", 5, 1,
+              "connectors[0].tls_profile", "verify the server");
+  expectError(p + "connectors:\n  - {name: b, port: 1, verify_host: yes}\n", 5, 37,
+              "connectors[0].verify_host", "expected true or false");
+  expectError(p + "claims: {port: 4, tls_profile: t}\n", 4, 9, "claims.ca_certificate",
+              "missing required field 'ca_certificate'");
+  expectError(p + "claims: {port: 4, tls_profile: x, ca_certificate: a, ca_key: b, state_file: c,"
+                  " advertise_host: h}\n",
+              4, 1, "claims.tls_profile", "no tls profile named 'x'");
 }
 
 }  // namespace
