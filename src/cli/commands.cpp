@@ -101,72 +101,131 @@ Tone toneOf(const std::string& state) {
 
 // ---- one renderer per command
 
-void renderStatus(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
+// One section per table: a title, then the table indented, or `none`.
+void section(std::ostream& out, const Style& style, const std::string& title, const Table& table,
+             const char* none = "none") {
+  out << '\n' << style.bold(title + ":");
+  if (table.empty()) {
+    out << ' ' << none << '\n';
+    return;
+  }
+  out << '\n';
+  table.print(out, style, "  ");
+}
+
+void field(std::ostream& out, const Style& style, const char* label, const std::string& value) {
+  std::string l = std::string(label) + ":";
+  l.resize(12, ' ');
+  out << style.bold(l) << printable(value) << '\n';
+}
+
+// Router, mode, version, uptime, how many routers are reachable.
+void renderRouterFields(const Json& answer, std::ostream& out, const Style& style) {
   const Json& router = member(answer, "router");
-  const Json& routers = member(answer, "routers");
   std::size_t reachable = 0;
-  for (const auto& r : list(routers, "routers")) reachable += member(r, "self") != true;
-  const Json& links = list(routers, "links");
-  std::size_t up = 0;
-  for (const auto& l : links) up += member(l, "up") == true;
+  for (const auto& r : list(member(answer, "routers"), "routers")) {
+    reachable += member(r, "self") != true;
+  }
   std::uint64_t uptime = 0;
   const bool known = number(member(router, "uptime_seconds"), uptime);
+  field(out, style, "Router", text(router, "id"));
+  field(out, style, "Mode", text(router, "mode"));
+  field(out, style, "Version", text(router, "version"));
+  field(out, style, "Uptime", known ? duration(static_cast<std::int64_t>(uptime) * 1000) : "-");
+  field(out, style, "Reachable", plural(reachable, "router", "routers"));
+}
 
-  auto field = [&](const char* label, const std::string& value) {
-    std::string l = std::string(label) + ":";
-    l.resize(12, ' ');
-    out << style.bold(l) << printable(value) << '\n';
-  };
-  field("Router", text(router, "id"));
-  field("Mode", text(router, "mode"));
-  field("Version", text(router, "version"));
-  field("Uptime", known ? duration(static_cast<std::int64_t>(uptime) * 1000) : "-");
-  field("Reachable", plural(reachable, "router", "routers"));
-
-  // One section per table: a title, then the table indented, or "none".
-  auto section = [&](const std::string& title, const Table& table) {
-    out << '\n' << style.bold(title + ":");
-    if (table.empty()) {
-      out << " none\n";
-      return;
-    }
-    out << '\n';
-    table.print(out, style, "  ");
-  };
-
+void renderLinks(const Json& answer, std::ostream& out, const Style& style) {
+  const Json& links = list(member(answer, "routers"), "links");
+  std::size_t up = 0;
+  for (const auto& l : links) up += member(l, "up") == true;
   Table linkTable({{"PEER"}, {"ROLE"}, {"COST", Align::kRight}, {"UP"}});
   for (const auto& l : links) {
     const std::string isUp = text(l, "up");
     linkTable.add({text(l, "peer"), text(l, "role"), text(l, "cost"), {isUp, toneOf(isUp)}});
   }
-  section("Links (" + std::to_string(up) + " of " + std::to_string(links.size()) + " up)",
+  section(out, style,
+          "Links (" + std::to_string(up) + " of " + std::to_string(links.size()) + " up)",
           linkTable);
+}
 
-  auto tcpTable = [&](const char* key, const char* lastTitle, const char* lastCounter) {
-    Table t({{"NAME"},
-             {"ADDRESS"},
-             {"HOST:PORT"},
-             {"STATE"},
-             {"ACTIVE", Align::kRight},
-             {"OPENED", Align::kRight},
-             {"FAILED", Align::kRight},
-             {lastTitle, Align::kRight}});
-    for (const auto& e : list(answer, key)) {
-      const Json& c = member(e, "counters");
-      const std::string state = text(e, "state");
-      t.add({text(e, "name"),
-             text(e, "address"),
-             hostPort(e),
-             {state, toneOf(state)},
-             text(c, "flows_active"),
-             text(c, "flows_opened"),
-             text(c, "flows_failed"),
-             text(c, lastCounter)});
+void renderTcp(const Json& answer, std::ostream& out, const Style& style, const char* key,
+               const std::string& title, const char* lastTitle, const char* lastCounter) {
+  Table t({{"NAME"},
+           {"ADDRESS"},
+           {"HOST:PORT"},
+           {"STATE"},
+           {"ACTIVE", Align::kRight},
+           {"OPENED", Align::kRight},
+           {"FAILED", Align::kRight},
+           {lastTitle, Align::kRight}});
+  for (const auto& e : list(answer, key)) {
+    const Json& c = member(e, "counters");
+    const std::string state = text(e, "state");
+    t.add({text(e, "name"),
+           text(e, "address"),
+           hostPort(e),
+           {state, toneOf(state)},
+           text(c, "flows_active"),
+           text(c, "flows_opened"),
+           text(c, "flows_failed"),
+           text(c, lastCounter)});
+  }
+  section(out, style, title, t);
+}
+
+void renderStatus(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
+  renderRouterFields(answer, out, style);
+  renderLinks(answer, out, style);
+  renderTcp(answer, out, style, "tcp_listeners", "TCP listeners", "REFUSED", "refused");
+  renderTcp(answer, out, style, "tcp_connectors", "TCP connectors", "CONNECT FAILURES",
+            "connect_failures");
+}
+
+// The status of a site: the site, the router, its links (all of them, then
+// the ones it makes), every router, the addresses, and its tcp services.
+void renderSiteStatus(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
+  const Json& site = member(answer, "site");
+  std::string line = text(site, "name") + " (running";
+  if (member(site, "pid").is_number()) line += ", pid " + text(site, "pid");
+  line += "; " + text(site, "directory") + ")";
+  field(out, style, "Site", line);
+  renderRouterFields(answer, out, style);
+  renderLinks(answer, out, style);
+
+  Table connectors({{"NAME"}, {"ENDPOINT"}, {"COST", Align::kRight}, {"STATE"}});
+  for (const auto& c : list(answer, "connectors")) {
+    const std::string state = text(c, "state");
+    connectors.add({text(c, "name"),
+                    hostPort(c),
+                    text(c, "cost"),
+                    {state, state == "connected" ? Tone::kPlain : Tone::kBad}});
+  }
+  section(out, style, "Links made by this site", connectors,
+          "none (`vane link create TOKEN_FILE` makes one)");
+
+  Table routers({{"ROUTER"}, {"COST", Align::kRight}, {"NEXT HOP"}});
+  for (const bool self : {true, false}) {
+    for (const auto& r : list(member(answer, "routers"), "routers")) {
+      if ((member(r, "self") == true) != self) continue;
+      routers.add({text(r, "id") + (self ? " (self)" : ""), text(r, "cost"), text(r, "next_hop")});
     }
-    return t;
-  };
-  section("TCP listeners", tcpTable("tcp_listeners", "REFUSED", "refused"));
-  section("TCP connectors", tcpTable("tcp_connectors", "CONNECT FAILURES", "connect_failures"));
+  }
+  section(out, style, "Routers", routers);
+
+  Table addresses({{"ADDRESS"}, {"KIND"}, {"LOCAL", Align::kRight}, {"REMOTE ROUTERS"}});
+  for (const auto& a : list(answer, "addresses")) {
+    std::string remote;
+    for (const auto& r : list(a, "remote_routers"))
+      remote += (remote.empty() ? "" : ", ") + text(r);
+    addresses.add({text(a, "address"), text(a, "kind"), text(a, "local_consumers"),
+                   remote.empty() ? "-" : remote});
+  }
+  section(out, style, "Addresses", addresses);
+  renderTcp(answer, out, style, "tcp_connectors", "Exposed here (vane expose)", "CONNECT FAILURES",
+            "connect_failures");
+  renderTcp(answer, out, style, "tcp_listeners", "Listening here (vane listen)", "REFUSED",
+            "refused");
 }
 
 void renderRouters(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
@@ -259,6 +318,14 @@ const std::vector<Spec>& specs() {
         {"tcp_listeners", "tcp-listeners", Expect::kArray},
         {"tcp_connectors", "tcp-connectors", Expect::kArray}},
        renderStatus},
+      {Command::kSiteStatus,
+       {{"router", "router", Expect::kObject},
+        {"routers", "routers", Expect::kObject},
+        {"connectors", "connectors", Expect::kArray},
+        {"addresses", "addresses", Expect::kArray},
+        {"tcp_listeners", "tcp-listeners", Expect::kArray},
+        {"tcp_connectors", "tcp-connectors", Expect::kArray}},
+       renderSiteStatus},
       {Command::kRouters, {{nullptr, "routers", Expect::kObject}}, renderRouters},
       {Command::kAddresses, {{nullptr, "addresses", Expect::kArray}}, renderAddresses},
       {Command::kFlows, {{nullptr, "flows", Expect::kArray}}, renderFlows},

@@ -11,11 +11,14 @@
 
 namespace vane::cli {
 
-enum class Command { kStatus, kRouters, kAddresses, kFlows };
+// kSiteStatus: `vane status` for the site in the directory (rather than a
+// --url): kStatus plus the router's connectors and addresses.
+enum class Command { kStatus, kRouters, kAddresses, kFlows, kSiteStatus };
 
 // The command's answer: one API answer, or for kStatus an object holding
 // four, keyed by endpoint: "router", "routers", "tcp_listeners",
-// "tcp_connectors". Stops at the first failure.
+// "tcp_connectors" (kSiteStatus adds "connectors" and "addresses"; the
+// caller adds "site"). Stops at the first failure.
 std::variant<Json, Failure> fetch(Command command, const ManagementClient& client);
 
 // Prints a fetched answer as aligned text. `now_ms` (Unix ms) dates the

@@ -107,6 +107,11 @@ std::variant<Url, std::string> parseUrl(std::string_view text) {
 
 std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view path,
                                               const std::string& token, Timeouts timeouts) {
+  return httpRequest(url, HttpRequest{"GET", std::string(path), "", token}, timeouts);
+}
+
+std::variant<HttpResponse, HttpError> httpRequest(const Url& url, const HttpRequest& request,
+                                                  Timeouts timeouts) {
   using Kind = HttpError::Kind;
   asio::io_context ioc;
   beast::error_code ec;
@@ -123,7 +128,10 @@ std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view p
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   if (url.tls) {
     tls_ctx.set_verify_mode(asio::ssl::verify_peer);
-    if (url.cacert.empty()) {
+    if (!url.ca_pem.empty()) {
+      tls_ctx.add_certificate_authority(asio::buffer(url.ca_pem), ec);
+      if (ec) return HttpError{Kind::kTls, "the CA certificate is not valid PEM"};
+    } else if (url.cacert.empty()) {
       tls_ctx.set_default_verify_paths(ec);
     } else {
       tls_ctx.load_verify_file(url.cacert, ec);
@@ -146,21 +154,31 @@ std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view p
     if (ec == beast::error::timeout) return HttpError{Kind::kTimeout, ec.message()};
     if (ec) {
       std::string why = ec.message();
+      bool untrusted = false;
       if (ec.category() == asio::error::get_ssl_category()) {
         char buf[256];
         ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
         why = buf;
+        untrusted = ERR_GET_REASON(static_cast<unsigned long>(ec.value())) ==
+                    SSL_R_CERTIFICATE_VERIFY_FAILED;
       }
-      return HttpError{Kind::kTls, why};
+      return HttpError{Kind::kTls, why, untrusted};
     }
   }
 
-  http::request<http::empty_body> req{http::verb::get, url.base + std::string(path), 11};
+  const http::verb verb = http::string_to_verb(request.method);
+  if (verb == http::verb::unknown) return HttpError{Kind::kNetwork, "unknown method"};
+  http::request<http::string_body> req{verb, url.base + request.path, 11};
   const bool v6 = url.host.find(':') != std::string::npos;
   req.set(http::field::host, (v6 ? "[" + url.host + "]" : url.host) + ":" + url.port);
   req.set(http::field::user_agent, "vane/" VANE_VERSION);
   req.set(http::field::accept, "application/json");
-  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+  if (!request.token.empty()) req.set(http::field::authorization, "Bearer " + request.token);
+  if (!request.body.empty()) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = request.body;
+  }
+  req.prepare_payload();
   req.keep_alive(false);
 
   lowest.expires_after(timeouts.read);  // one deadline for writing and reading

@@ -1,6 +1,7 @@
-// A small blocking HTTP/1.1 client for the management API: http or https
-// (OpenSSL, peer certificate and host name verified), one GET per connection, every step bounded by
-// a timeout and every answer by a size limit.
+// A small blocking HTTP/1.1 client for the management API and a site's claim
+// service: http or https (OpenSSL, peer certificate and host name verified),
+// one request per connection, every step bounded by a timeout and every
+// answer by a size limit.
 #pragma once
 
 #include <chrono>
@@ -16,6 +17,7 @@ struct Url {
   std::string text;    // as given, for messages
   bool tls = false;    // https
   std::string cacert;  // https: CA file to trust ("" = the system's)
+  std::string ca_pem;  // https: a CA certificate (PEM) to trust instead of any file
   std::string host;    // an IPv6 literal without its brackets
   std::string port;    // 80 (443 for https) when the URL names none
   std::string base;    // "" or "/prefix", without a trailing slash
@@ -46,10 +48,21 @@ struct HttpError {
     kNetwork,      // anything else (connection reset, ...)
   };
   Kind kind;
-  std::string detail;  // the system's words, for the unusual cases
+  std::string detail;      // the system's words, for the unusual cases
+  bool untrusted = false;  // kTls: the peer's certificate (or its host name) did not verify
 };
 
 inline constexpr std::uint64_t kMaxBody = 16 * 1024 * 1024;
+
+struct HttpRequest {
+  std::string method = "GET";  // GET, POST or DELETE
+  std::string path;            // appended to url.base
+  std::string body;            // sent as application/json when not empty
+  std::string token;           // "Authorization: Bearer TOKEN" unless empty
+};
+
+std::variant<HttpResponse, HttpError> httpRequest(const Url& url, const HttpRequest& request,
+                                                  Timeouts timeouts = {});
 
 // GET url.base + path, with "Authorization: Bearer TOKEN" unless token is empty.
 std::variant<HttpResponse, HttpError> httpGet(const Url& url, std::string_view path,

@@ -13,6 +13,24 @@ std::string say(std::chrono::milliseconds t) {
 
 }  // namespace
 
+std::string Reply::error() const {
+  if (body.is_object() && body.contains("error") && body["error"].is_string()) {
+    return body["error"].get<std::string>();
+  }
+  return "HTTP " + std::to_string(status);
+}
+
+std::variant<Reply, Failure> ManagementClient::send(std::string_view method, std::string_view path,
+                                                    const Json& body) const {
+  const std::string target = std::string(kApi) + std::string(path);
+  HttpRequest request{std::string(method), target, body.is_null() ? "" : body.dump(), token_};
+  auto result = httpRequest(url_, request, timeouts_);
+  if (const auto* e = std::get_if<HttpError>(&result)) return explain(*e);
+  const auto& res = std::get<HttpResponse>(result);
+  if (res.status == 401) return explain(res, target);
+  return Reply{res.status, Json::parse(res.body, nullptr, /*allow_exceptions=*/false)};
+}
+
 std::variant<Json, Failure> ManagementClient::get(std::string_view path, Expect expect) const {
   const std::string target = std::string(kApi) + std::string(path);
   auto result = httpGet(url_, target, token_, timeouts_);
@@ -31,6 +49,10 @@ std::variant<Json, Failure> ManagementClient::get(std::string_view path, Expect 
 
 Failure ManagementClient::explain(const HttpError& e) const {
   using Kind = HttpError::Kind;
+  if (!site_.empty() && (e.kind == Kind::kUnreachable || e.kind == Kind::kTimeout)) {
+    return {"site '" + site_ + "' does not answer on its management API at " + url_.text +
+            "; check that it runs with `vane site status`, and see " + site_log_};
+  }
   switch (e.kind) {
     case Kind::kResolve:
       return {"cannot resolve the host '" + url_.host + "' of " + url_.text + ": " + e.detail +
@@ -62,6 +84,10 @@ Failure ManagementClient::explain(const HttpError& e) const {
 
 Failure ManagementClient::explain(const HttpResponse& r, const std::string& target) const {
   if (r.status == 401) {
+    if (!site_.empty()) {
+      return {"site '" + site_ + "' refused the management token of its site.json; restart it " +
+              "with `vane site stop` and `vane site start` so that both use the same token"};
+    }
     if (token_.empty()) {
       return {"the router requires a management token; pass --token or set VANE_TOKEN"};
     }

@@ -1,0 +1,157 @@
+#include "cli/services.hpp"
+
+#include <iostream>
+
+#include "cli/errors.hpp"
+#include "cli/router_config.hpp"
+
+namespace vane::cli {
+
+namespace {
+
+struct Kind {
+  const char* section;  // in vaned.yaml
+  const char* api;      // /api/v1/<api>
+  const char* command;  // vane <command>
+  const char* noun;     // in messages
+  const char* article;  // "a" or "an" before noun
+};
+
+const Kind& kindOf(Service s) {
+  static const Kind kExpose{"tcp_connectors", "tcp-connectors", "expose", "exposed service", "an"};
+  static const Kind kListen{"tcp_listeners", "tcp-listeners", "listen", "listener", "a"};
+  return s == Service::kExpose ? kExpose : kListen;
+}
+
+void check(const ServiceOptions& s) {
+  if (s.address.empty() || s.address.size() > 1024 || s.address.rfind("_vane/", 0) == 0) {
+    throw UserError("the address '" + s.address + "' is not valid; give 1 to 1024 bytes, not " +
+                    "starting with _vane/");
+  }
+  if (!validName(s.name)) {
+    throw UserError("the name '" + s.name + "' is not valid (it defaults to the address); give " +
+                    "one of 1 to 64 letters, digits, '.', '_' or '-' with --name");
+  }
+}
+
+Json bodyOf(const YAML::Node& entry) {
+  return {{"name", field(entry, "name")},
+          {"host", field(entry, "host")},
+          {"port", std::atoi(field(entry, "port").c_str())},
+          {"address", field(entry, "address")}};
+}
+
+// The router's entities of this kind by name, when the site runs.
+Json liveEntities(const Site& site, const Kind& kind) {
+  if (!site.running) return Json::object();
+  auto answer = site.client().get(kind.api, ManagementClient::Expect::kArray);
+  Json byName = Json::object();
+  if (auto* list = std::get_if<Json>(&answer)) {
+    for (const auto& e : *list) byName[e.value("name", "")] = e;
+  }
+  return byName;
+}
+
+}  // namespace
+
+int serviceAdd(const Options& options, Service which, ServiceOptions s) {
+  const Kind& kind = kindOf(which);
+  if (s.name.empty()) s.name = s.address;
+  check(s);
+  const Site site = openSite(options);
+  RouterConfig config = RouterConfig::load(site.dir.config());
+  if (!config.find(kind.section, s.name).IsNull()) {
+    throw UserError(std::string(kind.article) + " " + kind.noun + " named '" + s.name +
+                    "' already exists; delete it first with `vane " + kind.command + " delete " +
+                    s.name + "`, or give another name with --name");
+  }
+  YAML::Node entry(YAML::NodeType::Map);
+  entry["name"] = s.name;
+  entry["host"] = s.host;
+  entry["port"] = s.port;
+  entry["address"] = s.address;
+  if (site.running) {
+    apiCall(site.client(), "POST", kind.api, bodyOf(entry),
+            std::string("cannot add ") + kind.noun + " '" + s.name + "' to site '" +
+                site.info.name + "'");
+  }
+  config.add(kind.section, entry);
+  config.save(site.dir.config());
+  const std::string endpoint = joinHostPort(s.host, s.port);
+  if (which == Service::kExpose) {
+    std::cout << "exposed " << endpoint << " as address '" << s.address << "' (name '" << s.name
+              << "')" << site.whenStopped() << "\n";
+  } else {
+    std::cout << "listening on " << endpoint << " for address '" << s.address << "' (name '"
+              << s.name << "')" << site.whenStopped() << "\n";
+  }
+  return 0;
+}
+
+int serviceList(const Options& options, Service which) {
+  const Kind& kind = kindOf(which);
+  const Site site = openSite(options);
+  const RouterConfig config = RouterConfig::load(site.dir.config());
+  const Json live = liveEntities(site, kind);
+  Json rows = Json::array();
+  for (const auto& e : config.entries(kind.section)) {
+    const std::string name = field(e, "name");
+    Json row = bodyOf(e);
+    row["state"] = site.running ? "-" : "not running";
+    row["flows_active"] = nullptr;
+    if (live.contains(name)) {
+      row["state"] = live[name].value("state", "-");
+      if (live[name].contains("counters")) {
+        row["flows_active"] = live[name]["counters"].value("flows_active", Json());
+      }
+    }
+    rows.push_back(row);
+  }
+  if (options.json) {
+    std::cout << rows.dump(2) << "\n";
+    return 0;
+  }
+  if (rows.empty()) {
+    std::cout << (which == Service::kExpose ? "No exposed services; add one with `vane expose "
+                                              "tcp ADDRESS --to HOST:PORT`.\n"
+                                            : "No listeners; add one with `vane listen tcp "
+                                              "ADDRESS --port PORT`.\n");
+    return 0;
+  }
+  Table t({{"NAME"},
+           {"ADDRESS"},
+           {which == Service::kExpose ? "SERVICE" : "LISTENING ON"},
+           {"STATE"},
+           {"ACTIVE", Table::Align::kRight}});
+  for (const auto& r : rows) {
+    const std::string state = r["state"].get<std::string>();
+    const bool bad = state == "failing" || state == "not running";
+    t.add({r["name"].get<std::string>(),
+           r["address"].get<std::string>(),
+           joinHostPort(r["host"].get<std::string>(), r["port"].get<int>()),
+           {state, bad ? Tone::kBad : Tone::kPlain},
+           r["flows_active"].is_null() ? "-" : r["flows_active"].dump()});
+  }
+  t.print(std::cout, options.style);
+  return 0;
+}
+
+int serviceDelete(const Options& options, Service which, const std::string& name) {
+  const Kind& kind = kindOf(which);
+  const Site site = openSite(options);
+  RouterConfig config = RouterConfig::load(site.dir.config());
+  if (config.find(kind.section, name).IsNull()) {
+    throw UserError(std::string("there is no ") + kind.noun + " named '" + name +
+                    "'; see them with `vane " + kind.command + " list`");
+  }
+  if (site.running) {
+    apiCall(site.client(), "DELETE", std::string(kind.api) + "/" + name, nullptr,
+            std::string("cannot delete ") + kind.noun + " '" + name + "'", 404);
+  }
+  config.remove(kind.section, name);
+  config.save(site.dir.config());
+  std::cout << "deleted " << kind.noun << " '" << name << "'" << site.whenStopped() << "\n";
+  return 0;
+}
+
+}  // namespace vane::cli
