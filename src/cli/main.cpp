@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);  // none: the error below, after CLI11 saw unknown words
   app.fallthrough();             // the common options work before or after the command
   app.footer(
-      "Start: `vane site init NAME`, `vane site start`; docs/five-minutes.md links two sites.\n"
+      "Start: `vane site init NAME`, `vane site start`; the README section 'Connect two sites in "
+      "five minutes' links two sites.\n"
       "The site lives in $XDG_CONFIG_HOME/vane (~/.config/vane), or --dir DIR / VANE_DIR.\n"
       "status, routers, addresses and flows read the site's router, or the router at --url.\n"
       "Exit status: 0 done, 1 failed (one line on stderr says what to do), 2 usage error.\n"

@@ -1,6 +1,7 @@
-"""Sites set up with the `vane` command only, as a new user would
-(docs/five-minutes.md): `vane site init/start/stop/status`, tokens, links,
-`vane expose` / `vane listen`, and `vane status`.
+"""Sites set up with the `vane` command only, as a new user would (the
+README section "Connect two sites in five minutes"): `vane site
+init/start/stop/status`, tokens, links, `vane expose` / `vane listen`, and
+`vane status`.
 
 Three sites a, b and c on this machine: a and c link to b with tokens b
 issued, c exposes an echo server as `echo`, a listens for `echo` on a local
