@@ -7,6 +7,8 @@
 
 #include <fstream>
 
+#include "amqp/sasl_plain.hpp"
+
 namespace vane::amqp {
 
 namespace {
@@ -137,18 +139,15 @@ void SaslServer::onInit(pn_transport_t* t, const std::string& mechanism,
     user = external_id_;
     ok = response.empty() || response == external_id_;
   } else if (mechanism == "PLAIN" && config_->plain) {
-    // authzid NUL authcid NUL password
-    const auto a = response.find('\0');
-    const auto b = a == std::string::npos ? a : response.find('\0', a + 1);
-    if (b != std::string::npos) {
-      user = response.substr(a + 1, b - a - 1);
-      const std::string password = response.substr(b + 1);
+    if (auto plain = parsePlainResponse(response)) {
+      user = plain->user;
       auto it = config_->users.find(user);
       // The same comparison whether or not the user exists.
-      ok = equalSecret(
-               it != config_->users.end() ? it->second : std::string(password.size() + 1, 'x'),
-               password) &&
-           it != config_->users.end();
+      const std::string& expected =
+          it != config_->users.end() ? it->second : std::string(plain->password.size() + 1, 'x');
+      ok = equalSecret(expected, plain->password) && it != config_->users.end();
+      // A client may act for another identity only as itself.
+      ok = ok && (plain->authzid.empty() || plain->authzid == user);
     }
   }
   if (ok) {
