@@ -44,5 +44,5 @@ show() { [[ -n ${1:-} ]] && echo "$1" || echo "-"; }
 # listener_port LOGFILE NAME ROLE -> port from the first
 # "listener NAME listening on 127.0.0.1:PORT (role ROLE)" line, or nothing.
 listener_port() {
-  sed -n "s/.*listener $2 listening on 127\.0\.0\.1:\([0-9][0-9]*\) (role $3).*/\1/p" "$1" | head -n 1
+  sed -n "s/.*listener $2 listening on 127\.0\.0\.1:\([0-9][0-9]*\) (role $3[,)].*/\1/p" "$1" | head -n 1
 }

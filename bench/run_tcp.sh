@@ -9,6 +9,8 @@
 #                            tcp connector for the same address on A)
 #            vane2           client -> router A == router B -> server (tcp listener on A,
 #                            tcp connector on B, B linked to A inter-router)
+#            vane2tls        as vane2, with the link between A and B over mutually
+#                            authenticated TLS (certificates made with openssl)
 #   figures  iperf3 throughput with 1 and with 4 parallel streams (Gbit/s, at
 #            the receiver), new connections per second (vane-tcp-bench connrate:
 #            connect, 1 byte each way, close), ping-pong round-trip latency
@@ -78,7 +80,7 @@ done
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds >= 1"
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number >= 1"
 for p in $PATHS; do
-  case $p in direct | haproxy1 | haproxy2 | vane1 | vane2) ;; *) die "unknown path '$p' in PATHS" ;; esac
+  case $p in direct | haproxy1 | haproxy2 | vane1 | vane2 | vane2tls) ;; *) die "unknown path '$p' in PATHS" ;; esac
 done
 
 program() {  # program EXPLICIT NAME -> path of NAME (PATH, then /usr/sbin)
@@ -254,17 +256,38 @@ start_haproxy() {
   fi
 }
 
+# bench_certs: a CA and one certificate for 127.0.0.1 in $work/tls (once).
+bench_certs() {
+  local d=$work/tls
+  [[ -f $d/leaf.pem ]] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -keyout "$d/ca-key.pem" -out "$d/ca.pem" -subj /CN=bench-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign >/dev/null 2>&1
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/leaf-key.pem" \
+    -out "$d/leaf.csr" -subj /CN=bench >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$d/ext"
+  openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -set_serial 1 \
+    -days 1 -out "$d/leaf.pem" -extfile "$d/ext" >/dev/null 2>&1
+}
+
 # vane_config FILE ID INTER_LISTENER(0|1) CONNECT_TO_PORT TCP_LISTENERS(0|1) TCP_CONNECTORS(0|1)
+#             [TLS(0|1)]
 vane_config() {
-  local f=$1 id=$2 inter=$3 to=$4 tl=$5 tc=$6
+  local f=$1 id=$2 inter=$3 to=$4 tl=$5 tc=$6 tls=${7:-0} t=""
+  ((tls)) && t=", tls_profile: link"
   {
     echo "router: {id: $id, mode: interior, workers: $VANE_WORKERS}"
+    if ((tls)); then
+      echo "tls_profiles:"
+      echo "  - {name: link, certificate: $work/tls/leaf.pem, key: $work/tls/leaf-key.pem, ca: $work/tls/ca.pem}"
+    fi
     echo "listeners:"
     echo "  - {name: amqp, host: 127.0.0.1, port: 0}"
-    ((inter)) && echo "  - {name: inter, host: 127.0.0.1, port: 0, role: inter-router}"
+    ((inter)) && echo "  - {name: inter, host: 127.0.0.1, port: 0, role: inter-router$t}"
     if [[ -n $to ]]; then
       echo "connectors:"
-      echo "  - {name: to-A, host: 127.0.0.1, port: $to, role: inter-router}"
+      echo "  - {name: to-A, host: 127.0.0.1, port: $to, role: inter-router$t}"
     fi
     if ((tl)); then
       echo "tcp_listeners:"
@@ -329,19 +352,24 @@ start_path() {
       vane_config "$work/vane1-A.yaml" A 0 "" 1 1
       start_vaned vane1 A || return 1
       ;;
-    vane2)
+    vane2 | vane2tls)
+      local tls=0
+      if [[ $1 == vane2tls ]]; then
+        tls=1
+        bench_certs
+      fi
       read -r vane_svc_port vane_echo_port <<<"$(free_ports 2)"
       entry_svc=$vane_svc_port
       entry_echo=$vane_echo_port
-      vane_config "$work/vane2-A.yaml" A 1 "" 1 0
-      start_vaned vane2 A || return 1
-      inter=$(listener_port "$work/vane2-A.log" inter inter-router)
+      vane_config "$work/$1-A.yaml" A 1 "" 1 0 $tls
+      start_vaned "$1" A || return 1
+      inter=$(listener_port "$work/$1-A.log" inter inter-router)
       if [[ -z $inter ]]; then
         path_note="vaned A logged no inter-router listener port"
         return 1
       fi
-      vane_config "$work/vane2-B.yaml" B 0 "$inter" 0 1
-      start_vaned vane2 B || return 1
+      vane_config "$work/$1-B.yaml" B 0 "$inter" 0 1 $tls
+      start_vaned "$1" B || return 1
       ;;
   esac
 }
@@ -566,10 +594,11 @@ label() {
     haproxy2) echo "HAProxy, 2 hops" ;;
     vane1) echo "vane, 1 router" ;;
     vane2) echo "vane, 2 routers" ;;
+    vane2tls) echo "vane, 2 routers, TLS link" ;;
   esac
 }
 peer() {  # the HAProxy path with as many hops as a vane path
-  case $1 in vane1) echo haproxy1 ;; vane2) echo haproxy2 ;; *) echo "" ;; esac
+  case $1 in vane1) echo haproxy1 ;; vane2 | vane2tls) echo haproxy2 ;; *) echo "" ;; esac
 }
 val() { show "${R[$1]:-}"; }
 vs() {  # vs KEY_A KEY_B -> ratio or "-"
@@ -579,7 +608,7 @@ sub() {  # sub A B [DIV] -> (A - B) / DIV with 1 decimal, or "-"
   awk -v a="${1:-}" -v b="${2:-}" -v d="${3:-1}" 'BEGIN {
     if (a == "" || b == "" || a == "-" || b == "-") print "-"; else printf "%+.1f", (a - b) / d }'
 }
-hops() { case $1 in haproxy1 | vane1) echo 1 ;; haproxy2 | vane2) echo 2 ;; *) echo 0 ;; esac; }
+hops() { case $1 in haproxy1 | vane1) echo 1 ;; haproxy2 | vane2 | vane2tls) echo 2 ;; *) echo 0 ;; esac; }
 
 echo
 echo "### Throughput (iperf3, $DURATION s per run, Gbit/s at the receiver)"
@@ -631,7 +660,7 @@ echo "| path | process | CPU s -P 1 | CPU s -P 4 | CPU s per GB moved (-P 4) | p
 echo "|---|---|---:|---:|---:|---:|"
 for p in $PATHS; do
   [[ $p == direct ]] && continue
-  case $p in haproxy1) names="H1" ;; haproxy2) names="H1 H2" ;; vane1) names="A" ;; vane2) names="A B" ;; esac
+  case $p in haproxy1) names="H1" ;; haproxy2) names="H1 H2" ;; vane1) names="A" ;; vane2 | vane2tls) names="A B" ;; esac
   for name in $names; do
     pergb=$(awk -v c="${R[$p,cpu,4,$name]:-}" -v b="${R[$p,bytes,4]:-}" 'BEGIN {
       if (c == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", c / (b / 1e9) }')

@@ -186,6 +186,9 @@ def test_self_signed_router_cannot_join(router_factory, pki, tmp_path):
     # c logs why, and its connector says so.
     eventually(15, lambda: connector(c, "to-b")["last_error"] is not None, what="c's last_error")
     assert "TLS" in connector(c, "to-b")["last_error"]
+    c.wait_for_log(r"of connector to-b: TLS: the peer refused the connection|"
+                   r"of connector to-b: TLS handshake failed")
+    eventually(10, lambda: connector(c, "to-b")["tls_failures"] >= 1, what="c counts it too")
     assert connector(c, "to-b")["state"] == "connecting"
     assert "c" not in router_ids(b)
     assert router_ids(c) == set()
@@ -242,6 +245,35 @@ def test_connector_refuses_untrusted_server_and_wrong_name(router_factory, pki, 
                     "role": "inter-router", "tls_profile": "a", "verify_host": False})
     assert r.status == 201, r.body
     eventually(15, lambda: router_ids(a) == {"b"}, what="link without the name check")
+
+
+def test_edge_router_over_tls(router_factory, pki, tmp_path):
+    ca, certs = pki
+    b = router_factory(router_config(
+        "b", [profile("b", *certs["b"], ca / "ca.pem")],
+        listeners=[{"name": "edges", "host": "127.0.0.1", "port": 0, "role": "edge",
+                    "tls_profile": "b"}]), name="b")
+    edge_cfg = router_config(
+        "e1", [profile("e1", *certs["c"], ca / "ca.pem")],
+        connectors=[{"name": "up", "host": "127.0.0.1", "port": b.ports["edges"],
+                     "role": "edge", "tls_profile": "e1"}])
+    edge_cfg["router"]["mode"] = "edge"
+    e = router_factory(edge_cfg, name="e1")
+    eventually(15, lambda: e.api("GET", "/readyz").status == 200, what="edge attached over TLS")
+    conns = [c for c in get(b, "connections") if c["role"] == "edge"]
+    assert len(conns) == 1 and conns[0]["tls_peer"] == "c" and conns[0]["tls"], conns
+    assert send_receive(e.port, b.port, "tls/edge", "from the edge") == "from the edge"
+    # An edge router with a certificate from elsewhere is refused.
+    other = make_ca(tmp_path, "other-ca")
+    cert, key = issue(other, tmp_path / "other", "e2")
+    bad = router_config("e2", [profile("e2", cert, key, ca / "ca.pem")],
+                        connectors=[{"name": "up", "host": "127.0.0.1",
+                                     "port": b.ports["edges"], "role": "edge",
+                                     "tls_profile": "e2"}])
+    bad["router"]["mode"] = "edge"
+    e2 = router_factory(bad, name="e2")
+    eventually(15, lambda: listener(b, "edges")["tls_failures"] >= 1, what="b refuses e2")
+    assert e2.api("GET", "/readyz").status == 503
 
 
 def test_plain_tcp_client_cannot_use_a_tls_router_listener(router_factory, pki):
