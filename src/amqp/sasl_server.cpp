@@ -1,11 +1,13 @@
 #include "amqp/sasl_server.hpp"
 
+#include <crypt.h>
 #include <openssl/crypto.h>
 #include <proton/sasl.h>
 #include <proton/sasl_plugin.h>
 #include <proton/transport.h>
 
 #include <fstream>
+#include <memory>
 
 #include "amqp/sasl_plain.hpp"
 
@@ -77,6 +79,15 @@ bool equalSecret(const std::string& a, const std::string& b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// A users file entry is the password itself, or a crypt(3) hash ("$6$...",
+// "$y$...", as made by `openssl passwd -6` or mkpasswd).
+bool passwordMatches(const std::string& stored, const std::string& given) {
+  if (stored.empty() || stored[0] != '$') return equalSecret(stored, given);
+  auto data = std::make_unique<crypt_data>();
+  const char* hash = crypt_r(given.c_str(), stored.c_str(), data.get());
+  return hash != nullptr && hash[0] != '*' && equalSecret(hash, stored);
+}
+
 }  // namespace
 
 std::string loadUsersFile(const std::string& path, std::map<std::string, std::string>& out) {
@@ -145,7 +156,7 @@ void SaslServer::onInit(pn_transport_t* t, const std::string& mechanism,
       // The same comparison whether or not the user exists.
       const std::string& expected =
           it != config_->users.end() ? it->second : std::string(plain->password.size() + 1, 'x');
-      ok = equalSecret(expected, plain->password) && it != config_->users.end();
+      ok = passwordMatches(expected, plain->password) && it != config_->users.end();
       // A client may act for another identity only as itself.
       ok = ok && (plain->authzid.empty() || plain->authzid == user);
     }

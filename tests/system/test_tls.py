@@ -294,7 +294,10 @@ def test_plain_tcp_client_cannot_use_a_tls_router_listener(router_factory, pki):
 def secured(router_factory, pki, tmp_path):
     ca, certs = pki
     users = tmp_path / "users"
-    users.write_text("# name:password\nalice:wonderland\nbob:builder\n")
+    # bob's password ("builder") as a crypt(3) SHA-512 hash: openssl passwd -6
+    users.write_text("# name:password\nalice:wonderland\n"
+                     "bob:$6$abcdefgh$8Iq8TGgzC4OgfMQCkbmLOQ7Hr2Ef.PgAqnpCQsiHMnIpldI6EGfVM5qvoHuXvnI"
+                     "qbnz1inKvQS/4oDr68dZL81\n")
     r = router_factory(router_config(
         "s", [profile("s", *certs["b"], ca / "ca.pem")],
         listeners=[
@@ -340,7 +343,11 @@ def test_plain_with_user_file(secured):
         round_trip(port, ca, allowed_mechs="PLAIN", user="alice", password="wrong")
     with pytest.raises(ConnectionException):
         round_trip(port, ca, allowed_mechs="PLAIN", user="mallory", password="wonderland")
-    eventually(10, lambda: listener(r, "secure")["auth_failures"] == 2, what="two failures")
+    # A hashed password.
+    assert round_trip(port, ca, allowed_mechs="PLAIN", user="bob", password="builder") == "hi"
+    with pytest.raises(ConnectionException):
+        round_trip(port, ca, allowed_mechs="PLAIN", user="bob", password="builde")
+    eventually(10, lambda: listener(r, "secure")["auth_failures"] == 3, what="three failures")
     r.wait_for_log(r"authentication failed \(PLAIN as 'mallory'\)")
     # ANONYMOUS is not offered here.
     with pytest.raises(ConnectionException):
