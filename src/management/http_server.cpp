@@ -35,13 +35,18 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   }
   ~Session() { --*count_; }
 
+  void keep(std::shared_ptr<asio::ssl::context> ctx, std::string name) {
+    ctx_ = std::move(ctx);
+    name_ = std::move(name);
+  }
+
   void start() {
     if constexpr (kTls) {
       beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
       stream_.async_handshake(
           asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
             if (ec) {
-              VANE_LOG_DEBUG("management: TLS handshake failed: {}", ec.message());
+              VANE_LOG_INFO("{}: TLS handshake failed: {}", self->name_, ec.message());
               self->shutdown();
               return;
             }
@@ -117,6 +122,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
     socket.close(ec);
   }
 
+  // Declared before the stream: destroyed after it.
+  std::shared_ptr<asio::ssl::context> ctx_;
+  std::string name_ = "management";
   Stream stream_;
   std::shared_ptr<const Handler> handler_;
   std::shared_ptr<std::size_t> count_;
@@ -125,8 +133,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   Request request_;
 };
 
-HttpServer::HttpServer(core::EventLoop& loop, Handler handler,
-                       std::shared_ptr<asio::ssl::context> tls, std::string name)
+HttpServer::HttpServer(core::EventLoop& loop, Handler handler, TlsProvider tls, std::string name)
     : loop_(loop),
       handler_(std::make_shared<const Handler>(std::move(handler))),
       tls_(std::move(tls)),
@@ -173,9 +180,11 @@ void HttpServer::acceptNext() {
         socket.close(ec);
       } else {
         if (tls_) {
-          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(handler_, sessions_,
-                                                                          std::move(socket), *tls_)
-              ->start();
+          auto ctx = tls_();
+          auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+              handler_, sessions_, std::move(socket), *ctx);
+          session->keep(std::move(ctx), name_);  // the context lives as long as the session
+          session->start();
         } else {
           std::make_shared<Session<beast::tcp_stream>>(handler_, sessions_, std::move(socket))
               ->start();

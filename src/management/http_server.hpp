@@ -30,10 +30,11 @@ class HttpServer {
   static constexpr std::size_t kMaxSessions = 64;
   static constexpr std::chrono::seconds kIdleTimeout{30};
 
-  // With `tls`, every client connection starts with a TLS handshake.
+  // With `tls`, every client connection starts with a TLS handshake, with
+  // the context `tls` gives at that moment (a reload may change it).
   // `name` starts its log lines ("management", "claims").
-  HttpServer(core::EventLoop& loop, Handler handler,
-             std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
+  using TlsProvider = std::function<std::shared_ptr<boost::asio::ssl::context>()>;
+  HttpServer(core::EventLoop& loop, Handler handler, TlsProvider tls = {},
              std::string name = "management");
   ~HttpServer();
 
@@ -50,7 +51,7 @@ class HttpServer {
 
   core::EventLoop& loop_;
   std::shared_ptr<const Handler> handler_;
-  std::shared_ptr<boost::asio::ssl::context> tls_;
+  TlsProvider tls_;
   std::string name_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;

@@ -160,7 +160,8 @@ json Claims::issue(std::int64_t expires_seconds, int uses, std::string& error) {
   t.uses = uses;
   const auto links = links_();
   if (links.empty()) {
-    error = "this router has no inter-router listener for other sites to link to";
+    error =
+        "this router has no inter-router listener with a tls_profile for other sites to link to";
     return nullptr;
   }
   json token = {{"version", 1},
@@ -259,6 +260,10 @@ void Claims::claim(const management::Request& req, const management::Respond& re
   if (site == site_) {
     return respond(refuse(http::status::bad_request,
                           "a site cannot link to itself (both are named '" + site + "')"));
+  }
+  if (csr.find("-----BEGIN CERTIFICATE REQUEST-----") == std::string::npos) {
+    return respond(refuse(http::status::bad_request,
+                          "csr must be a PEM certificate request (the key stays with its site)"));
   }
   std::string certificate;
   try {

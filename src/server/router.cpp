@@ -180,7 +180,10 @@ Router::Refusal Router::addListener(const config::ListenerConfig& c) {
     return {false, "an edge router accepts only normal (client) listeners"};
   }
   init_error_.clear();
-  auto l = makeListener(c);
+  config::Config tmp;
+  tmp.listeners.push_back(c);
+  config::resolvePaths(tmp, configDir());  // a relative users_file, as in the file
+  auto l = makeListener(tmp.listeners.front());
   std::string err = init_error_;
   if (err.empty()) err = l->open();
   init_error_.clear();
@@ -190,7 +193,7 @@ Router::Refusal Router::addListener(const config::ListenerConfig& c) {
   }
   l->startAccepting();
   listeners_.push_back(std::move(l));
-  cfg_.listeners.push_back(c);
+  cfg_.listeners.push_back(tmp.listeners.front());
   return {};
 }
 
@@ -354,15 +357,16 @@ std::string Router::startClaims() {
   auto links = [this] {
     std::vector<std::string> out;
     for (const auto& l : listeners()) {
-      if (l.kind == std::string("inter-router"))
+      // Only TLS listeners: the redeeming site links with a certificate.
+      if (l.kind == std::string("inter-router") && !l.tls_profile.empty())
         out.push_back(joinHostPort(cfg_.claims.advertise_host, l.port));
     }
     return out;
   };
   claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
   if (std::string err = claims_->load(); !err.empty()) return err;
-  claims_server_ = std::make_unique<management::HttpServer>(core_loop_, claims_->handler(),
-                                                            source->current(), "claims");
+  claims_server_ = std::make_unique<management::HttpServer>(
+      core_loop_, claims_->handler(), [source] { return source->current(); }, "claims");
   if (std::string err = claims_server_->open(c.host, c.port); !err.empty()) return "claims: " + err;
   claims_->setClaimPort(claims_server_->port());
   return {};
@@ -684,12 +688,12 @@ std::string Router::start() {
     if (!err.empty()) return "tcp listener " + t->cfg.name + ": " + err;
   }
   if (cfg_.management.enabled) {
-    std::shared_ptr<boost::asio::ssl::context> tls;
+    management::HttpServer::TlsProvider tls;
     if (!cfg_.management.tls_profile.empty()) {
       std::shared_ptr<TlsSource> source;
       std::string err = tlsSource(cfg_.management.tls_profile, TlsUse::kServer, source);
       if (!err.empty()) return "management: " + err;
-      tls = source->current();
+      tls = [source] { return source->current(); };
     }
     management_ = std::make_unique<management::HttpServer>(
         core_loop_, management::makeApi(*this, cfg_.management.token), std::move(tls));

@@ -39,7 +39,9 @@ def claims_router(router_factory, tmp_path, name="b"):
     cert, key = issue(ca, tmp_path / "certs", name)
     cfg = router_config(name, [profile(name, cert, key, ca / "ca.pem")],
                         listeners=[{"name": "links", "host": "127.0.0.1", "port": 0,
-                                    "role": "inter-router", "tls_profile": name}])
+                                    "role": "inter-router", "tls_profile": name},
+                                   {"name": "plain-links", "host": "127.0.0.1", "port": 0,
+                                    "role": "inter-router"}])
     cfg["claims"] = {"host": "127.0.0.1", "port": free_port(), "tls_profile": name,
                      "ca_certificate": str(ca / "ca.pem"), "ca_key": str(ca / "ca-key.pem"),
                      "state_file": str(tmp_path / "tokens.json"), "advertise_host": "127.0.0.1"}
@@ -58,6 +60,7 @@ def test_token_content_and_successful_claim(router_factory, tmp_path):
     b, ca = claims_router(router_factory, tmp_path)
     t = new_token(b, tmp_path, expires_seconds=600, uses=1)
     assert t["site"] == "b" and t["uses"] == 1 and t["version"] == 1
+    # TLS inter-router listeners only (not the plain one).
     assert t["links"] == [f"127.0.0.1:{b.ports['links']}"]
     assert t["ca"] == (ca / "ca.pem").read_text()
     assert abs(t["expires"] - (time.time() + 600)) < 30
@@ -90,6 +93,9 @@ def test_refusals(router_factory, tmp_path):
     assert status == 403 and "not valid for site 'b'" in body["error"]
     status, body = claim(t2, {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"})
     assert status == 400 and "certificate request is not valid" in body["error"]
+    # A key instead of a request is refused (the redeeming site keeps its key).
+    status, body = claim(t2, {"csr": (tmp_path / "a-key.pem").read_text()})
+    assert status == 400 and "PEM certificate request" in body["error"]
     status, body = claim(t2, {"site": "b"})
     assert status == 400 and "cannot link to itself" in body["error"]
     status, body = claim(t2, {"site": "bad name"})
