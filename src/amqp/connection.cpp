@@ -1062,6 +1062,8 @@ Connection::~Connection() {
 
 void Connection::start() {
   VANE_ASSERT_THREAD(ctx_.loop);
+  // Active from now (also while TLS is negotiated): max_connections counts it.
+  ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
   if (!tls_) {
     begin();
     return;
@@ -1091,17 +1093,30 @@ void Connection::onHandshake(const boost::system::error_code& ec) {
   timer_.cancel();
   SSL* ssl = tls_->native_handle();
   if (ec) {
+    const bool timed_out =
+        ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor;
+    // A peer that connects and leaves without a word (a port scan, a
+    // health check) is not a TLS failure worth a warning.
+    const bool silent = (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) &&
+                        SSL_get_state(ssl) == TLS_ST_BEFORE;
     std::string why = ec.message();
     const long verify = SSL_get_verify_result(ssl);
     if (verify != X509_V_OK) {
       why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
-    } else if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+    } else if (timed_out) {
       why = "no TLS handshake within " + std::to_string(kHandshakeTimeout.count()) + " s";
     }
-    reportFailure("TLS handshake failed: " + why);
+    if (closing_) {
+      VANE_LOG_DEBUG("connection {} on {}: closed during the TLS handshake", peer_, listener_);
+    } else if (silent) {
+      VANE_LOG_DEBUG("connection {} on {}: closed before a TLS handshake", peer_, listener_);
+    } else {
+      reportFailure("TLS handshake failed: " + why);
+    }
     torn_down_ = true;
     boost::system::error_code ignored;
     sock().close(ignored);
+    ctx_.stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
     if (on_closed_) on_closed_(this);
     return;
   }
@@ -1147,6 +1162,7 @@ void Connection::begin() {
             user_ = user;
             return;
           }
+          auth_reported_ = true;
           reportFailure("authentication failed (" + mechanism +
                         (user.empty() ? std::string() : " as '" + user + "'") + ")");
         });
@@ -1181,7 +1197,6 @@ void Connection::begin() {
                    .count();
   if (options_.counters)
     options_.counters->connections_opened.fetch_add(1, std::memory_order_relaxed);
-  ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
   // A peer must open the connection within the handshake timeout; one that
   // connects and stays silent would otherwise hold a socket forever. The
   // idle-timeout ticks reuse this timer once the peer's open arrives.
@@ -1202,6 +1217,7 @@ void Connection::closeWithError(const char* condition, const char* description) 
   VANE_ASSERT_THREAD(ctx_.loop);
   if (torn_down_) return;
   if (handshaking_) {
+    closing_ = true;  // not the peer's failure
     boost::system::error_code ignored;
     sock().close(ignored);  // the handshake ends with an error, and the connection with it
     return;
@@ -1487,7 +1503,7 @@ void Connection::teardown() {
   idle_streams_.clear();
   ctl_out_ = ctl_in_ = nullptr;
   control_queue_.clear();
-  if (routerLink()) {
+  if (routerLink() && neighbor_id_ != 0) {  // 0: torn down before the protocol began
     handle_.reset();
     ctx_.core.neighborGone(neighbor_id_);
   }
@@ -1596,6 +1612,15 @@ void Connection::handleEvent(pn_event_t* e) {
         ctx_.stats.connections_aborted.fetch_add(1, std::memory_order_relaxed);
         VANE_LOG_INFO("connection {} on listener {} dropped by the peer without a close", peer_,
                       listener_);
+        break;
+      }
+      if (str(pn_condition_get_name(c)) == "amqp:unauthorized-access") {
+        // Refused by SASL: our plugin reported it, unless the engine refused
+        // the mechanism itself (one not offered).
+        if (!auth_reported_) {
+          auth_reported_ = true;
+          reportFailure("authentication failed (" + str(pn_condition_get_description(c)) + ")");
+        }
         break;
       }
       countProtocolError();

@@ -177,6 +177,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionInfo info() const;
   LoopContext& context() { return ctx_; }
   bool closed() const { return torn_down_; }
+  bool handshaking() const { return handshaking_; }  // TLS not yet established
 
   // Counts a protocol error (router-wide and for the listener).
   void countProtocolError();
@@ -240,10 +241,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::ip::tcp::socket socket_;
   std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_;
   bool handshaking_ = false;
+  bool closing_ = false;  // we closed it during the TLS handshake (shutdown, connector removed)
   std::string tls_version_;
   std::string tls_peer_;
   std::unique_ptr<SaslServer> sasl_;
   std::string user_;
+  bool auth_reported_ = false;
   boost::asio::steady_timer timer_;
   boost::asio::steady_timer grace_timer_;  // bounds how long a closing peer is waited for
   bool grace_armed_ = false;

@@ -19,7 +19,10 @@ struct SaslServerConfig {
   bool anonymous = true;
   bool plain = false;
   bool external = false;
-  std::map<std::string, std::string> users;  // PLAIN: name -> password
+  std::map<std::string, std::string> users;  // PLAIN: name -> password or crypt(3) hash
+  // A hash from `users` that an unknown name is checked against, so that it
+  // takes as long as a known one ("" if no password is hashed).
+  std::string dummy_hash;
 };
 
 // Reads a users file: one "name:password" per line; empty lines and lines

@@ -281,6 +281,9 @@ int linkList(const Options& options) {
 }
 
 int linkDelete(const Options& options, const std::string& name) {
+  if (!validName(name)) {
+    throw UserError("there is no link named '" + name + "'; see the links with `vane link list`");
+  }
   const Site site = openSite(options);
   RouterConfig config = RouterConfig::load(site.dir.config());
   std::error_code ec;

@@ -142,7 +142,8 @@ void writeFile(const fs::path& path, const std::string& content, unsigned mode) 
 }
 
 bool validName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
+  // "." and ".." would name directories outside links/ when used in paths.
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';

@@ -632,7 +632,7 @@ class Parser {
       if (e.key == "host") {
         c.host = nonEmptyString(e);
       } else if (e.key == "port") {
-        c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
+        c.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
         have_port = true;
       } else if (e.key == "tls_profile") {
         c.tls_profile = name(e);

@@ -147,7 +147,7 @@ struct ManagementConfig {
 struct ClaimsConfig {
   bool enabled = false;  // the `claims` section is present
   std::string host = "0.0.0.0";
-  std::uint16_t port = 0;      // required
+  std::uint16_t port = 0;      // required (0 = pick a free port, logged)
   std::string tls_profile;     // required: the certificate this endpoint presents
   std::string ca_certificate;  // required: the site CA (PEM) ...
   std::string ca_key;          // ... and its key, which signs client certificates and tokens

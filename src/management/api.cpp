@@ -417,7 +417,16 @@ class Api {
     if (id.empty() && method == http::verb::get)
       return respond(reply(http::status::ok, claims->list()));
     if (!id.empty() && method == http::verb::delete_) {
-      if (claims->revoke(std::string(id))) return respond(Response{http::status::no_content, 11});
+      switch (claims->revoke(std::string(id))) {
+        case server::Claims::Revoked::kDone:
+          return respond(Response{http::status::no_content, 11});
+        case server::Claims::Revoked::kNotSaved:
+          return respond(
+              error(http::status::internal_server_error,
+                    "the router could not record the revocation; the token stays valid"));
+        case server::Claims::Revoked::kUnknown:
+          break;
+      }
       return respond(
           error(http::status::not_found, "token '" + std::string(id) + "' does not exist"));
     }

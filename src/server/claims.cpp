@@ -199,12 +199,20 @@ json Claims::list() const {
   return a;
 }
 
-bool Claims::revoke(const std::string& id) {
-  const auto n = std::erase_if(tokens_, [&](const Token& t) { return t.id == id; });
-  if (n == 0) return false;
-  if (std::string err = save(); !err.empty()) VANE_LOG_ERROR("claims: {}", err);
+Claims::Revoked Claims::revoke(const std::string& id) {
+  auto it =
+      std::find_if(tokens_.begin(), tokens_.end(), [&](const Token& t) { return t.id == id; });
+  if (it == tokens_.end()) return Revoked::kUnknown;
+  const Token kept = *it;
+  tokens_.erase(it);
+  // Saved first: a revoked token must not come back after a restart.
+  if (std::string err = save(); !err.empty()) {
+    tokens_.push_back(kept);
+    VANE_LOG_ERROR("claims: cannot revoke token {}: {}", id, err);
+    return Revoked::kNotSaved;
+  }
   VANE_LOG_INFO("claims: token {} revoked", id);
-  return true;
+  return Revoked::kDone;
 }
 
 management::Handler Claims::handler() {
@@ -244,11 +252,13 @@ void Claims::claim(const management::Request& req, const management::Respond& re
                                                        "' (unknown, revoked or altered)"));
   }
   if (nowSeconds() >= it->expires) {
-    VANE_LOG_WARN("claims: refused token {} from site '{}': expired", id, site);
+    VANE_LOG_WARN("claims: refused token {} from site '{}': expired", id,
+                  validSiteName(site) ? site : "?");
     return respond(refuse(http::status::forbidden, "the token expired at " + utc(it->expires)));
   }
   if (it->used >= it->uses) {
-    VANE_LOG_WARN("claims: refused token {} from site '{}': used up", id, site);
+    VANE_LOG_WARN("claims: refused token {} from site '{}': used up", id,
+                  validSiteName(site) ? site : "?");
     return respond(refuse(http::status::forbidden,
                           "the token has already been used (" + std::to_string(it->used) + " of " +
                               std::to_string(it->uses) + (it->uses == 1 ? " use)" : " uses)")));

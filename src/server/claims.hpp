@@ -43,7 +43,8 @@ class Claims {
   // A new token (the token file's content), or a sentence in `error`.
   nlohmann::json issue(std::int64_t expires_seconds, int uses, std::string& error);
   nlohmann::json list() const;
-  bool revoke(const std::string& id);
+  enum class Revoked { kDone, kUnknown, kNotSaved };
+  Revoked revoke(const std::string& id);
 
   // The claims endpoint: POST /claim.
   management::Handler handler();

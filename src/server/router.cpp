@@ -119,6 +119,9 @@ std::string Router::listenerSecurity(const config::ListenerConfig& l,
     if (sasl->plain) {
       if (std::string err = amqp::loadUsersFile(l.users_file, sasl->users); !err.empty())
         return err;
+      for (const auto& [name, password] : sasl->users) {
+        if (!password.empty() && password[0] == '$') sasl->dummy_hash = password;
+      }
     }
     options.sasl = std::move(sasl);
   }
@@ -325,23 +328,41 @@ Router::Refusal Router::removeTlsProfile(const std::string& name) {
 }
 
 std::string Router::reloadTls(const std::vector<config::TlsProfileConfig>& profiles) {
+  // The profiles as they will be if their files load; a profile whose new
+  // files fail keeps its old entry (and certificates).
+  auto next = cfg_.tls_profiles;
   for (const auto& p : profiles) {
-    auto it = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
-                           [&](const auto& t) { return t.name == p.name; });
-    if (it != cfg_.tls_profiles.end()) *it = p;
+    auto it =
+        std::find_if(next.begin(), next.end(), [&](const auto& t) { return t.name == p.name; });
+    if (it != next.end()) *it = p;
   }
   std::string errors;
+  std::vector<std::string> failed;
+  std::vector<std::pair<std::shared_ptr<TlsSource>, std::shared_ptr<boost::asio::ssl::context>>>
+      ready;
   for (const auto& s : tls_sources_) {
-    auto p = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+    auto p = std::find_if(next.begin(), next.end(),
                           [&](const auto& t) { return t.name == s->profile(); });
-    if (p == cfg_.tls_profiles.end()) continue;
+    if (p == next.end()) continue;
     std::shared_ptr<boost::asio::ssl::context> ctx;
     if (std::string err = makeTlsContext(*p, s->use(), ctx); !err.empty()) {
       VANE_LOG_ERROR("reload: {} (its connections keep the certificates loaded before)", err);
       errors += (errors.empty() ? "" : "; ") + err;
+      failed.push_back(p->name);
       continue;
     }
-    s->replace(std::move(ctx));
+    ready.emplace_back(s, std::move(ctx));
+  }
+  // All uses of a profile switch together, or none does.
+  for (auto& [s, ctx] : ready) {
+    if (std::find(failed.begin(), failed.end(), s->profile()) == failed.end())
+      s->replace(std::move(ctx));
+  }
+  for (auto& p : next) {
+    if (std::find(failed.begin(), failed.end(), p.name) != failed.end()) continue;
+    auto it = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+                           [&](const auto& t) { return t.name == p.name; });
+    if (it != cfg_.tls_profiles.end()) *it = p;
   }
   if (errors.empty())
     VANE_LOG_INFO("reload: tls certificates re-read ({} in use)", tls_sources_.size());
@@ -635,8 +656,33 @@ std::string Router::reload(const config::Config& next) {
   auto note = [](const char* what) {
     VANE_LOG_WARN("reload: {} changed; restart vaned to apply it", what);
   };
-  if (next.listeners.size() != cfg_.listeners.size()) note("listeners");
-  if (next.connectors.size() != cfg_.connectors.size()) note("connectors");
+  // Listeners and connectors, entry by entry (TLS and SASL settings too).
+  auto compare = [](const auto& now, const auto& wanted, const char* kind, auto same) {
+    for (const auto& w : wanted) {
+      auto it =
+          std::find_if(now.begin(), now.end(), [&](const auto& n) { return n.name == w.name; });
+      if (it == now.end() || !same(*it, w)) {
+        VANE_LOG_WARN("reload: {} {} {}; restart vaned to apply it", kind, w.name,
+                      it == now.end() ? "added" : "changed");
+      }
+    }
+    for (const auto& n : now) {
+      if (std::none_of(wanted.begin(), wanted.end(),
+                       [&](const auto& w) { return w.name == n.name; }))
+        VANE_LOG_WARN("reload: {} {} removed; restart vaned to apply it", kind, n.name);
+    }
+  };
+  compare(cfg_.listeners, next.listeners, "listener",
+          [](const config::ListenerConfig& a, const config::ListenerConfig& b) {
+            return a.host == b.host && a.port == b.port && a.role == b.role && a.cost == b.cost &&
+                   a.tls_profile == b.tls_profile && a.sasl_mechanisms == b.sasl_mechanisms &&
+                   a.users_file == b.users_file;
+          });
+  compare(cfg_.connectors, next.connectors, "connector",
+          [](const config::ConnectorConfig& a, const config::ConnectorConfig& b) {
+            return a.host == b.host && a.port == b.port && a.role == b.role && a.cost == b.cost &&
+                   a.tls_profile == b.tls_profile && a.verify_host == b.verify_host;
+          });
   if (next.addresses.size() != cfg_.addresses.size()) note("addresses");
   if (next.router.id != cfg_.router.id || next.router.mode != cfg_.router.mode ||
       next.router.workers != cfg_.router.workers) {

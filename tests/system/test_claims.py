@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from test_tls import TOKEN, get, issue, make_ca, profile, router_config
-from tcp_tools import free_port
 
 
 def csr(directory, cn):
@@ -42,7 +41,7 @@ def claims_router(router_factory, tmp_path, name="b"):
                                     "role": "inter-router", "tls_profile": name},
                                    {"name": "plain-links", "host": "127.0.0.1", "port": 0,
                                     "role": "inter-router"}])
-    cfg["claims"] = {"host": "127.0.0.1", "port": free_port(), "tls_profile": name,
+    cfg["claims"] = {"host": "127.0.0.1", "port": 0, "tls_profile": name,
                      "ca_certificate": str(ca / "ca.pem"), "ca_key": str(ca / "ca-key.pem"),
                      "state_file": str(tmp_path / "tokens.json"), "advertise_host": "127.0.0.1"}
     return router_factory(cfg, name=name), ca
@@ -128,6 +127,10 @@ def test_state_survives_a_restart(router_factory, tmp_path):
     assert claim(used)[0] == 200
     b.stop()
     b2 = router_factory(b.config, name="b2")
+    # Port 0 in the configuration: the restarted router listens elsewhere.
+    port = b2.wait_for_log(r"claims listening on 127\.0\.0\.1:(\d+)").group(1)
+    for t in (used, unused):
+        t["claim"] = f"127.0.0.1:{port}"
     assert claim(used)[0] == 403
     assert claim(unused)[0] == 200
     assert {t["id"] for t in get(b2, "tokens")} == {used["id"], unused["id"]}

@@ -292,6 +292,12 @@ def test_stopped_site(net):
 def test_messages_and_usage(net, binaries, tmp_path):
     assert failure(net.run("a", "link", "delete", "nope")) == (
         "there is no link named 'nope'; see the links with `vane link list`")
+    # Names are never paths: nothing outside links/ can be deleted.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("..", ".", str(victim), "../links"):
+        assert failure(net.run("a", "link", "delete", name)).startswith("there is no link named")
+    assert victim.is_dir() and any(net.dir("a").iterdir())
     assert failure(net.run("a", "listen", "delete", "nope")).startswith(
         "there is no listener named 'nope'")
     msg = failure(net.run("a", "listen", "tcp", "echo", "--port", net.port))

@@ -103,13 +103,12 @@ def connector(router, name):
     return next(x for x in get(router, "connectors") if x["name"] == name)
 
 
-def send_receive(sender_port, receiver_port, address, body, **kw):
-    """One message from a client of one router to a client of another. The
-    receiver runs in a thread of its own: a blocking connection moves bytes
-    only while it is waited on, and the send waits for the receiver's
-    acceptance."""
+def send_receive(sender, receiver, address, body, **kw):
+    """One message from a client of router `sender` to a client of router
+    `receiver`. The receiver runs in a thread of its own: a blocking
+    connection moves bytes only while it is waited on."""
     import threading
-    rc = BlockingConnection(f"127.0.0.1:{receiver_port}", timeout=10)
+    rc = BlockingConnection(f"127.0.0.1:{receiver.port}", timeout=10)
     got = []
     try:
         rx = rc.create_receiver(address, credit=10)
@@ -118,9 +117,12 @@ def send_receive(sender_port, receiver_port, address, body, **kw):
             got.append(rx.receive(timeout=15).body)  # pre-settled: nothing to accept
         t = threading.Thread(target=receive)
         t.start()
-        # The consumer has to be known at the sending router first.
-        time.sleep(0.5)
-        sc = BlockingConnection(f"127.0.0.1:{sender_port}", timeout=10, **kw)
+        if sender is not receiver:
+            # The sending router must know of the consumer first.
+            eventually(10, lambda: any(a["address"] == address and a["remote_routers"]
+                                       for a in get(sender, "addresses")),
+                       what=f"{address} known at the sending router")
+        sc = BlockingConnection(f"127.0.0.1:{sender.port}", timeout=10, **kw)
         try:
             # Pre-settled: a blocking send would wait for the acceptance.
             sc.create_sender(address, options=AtMostOnce()).send(Message(body=body))
@@ -167,8 +169,8 @@ def test_mutual_tls_link_carries_messages(router_factory, pki):
     conns_a = [c for c in get(a, "connections") if c["role"] == "inter-router"]
     assert conns_a[0]["tls_peer"] == "b" and conns_a[0]["outgoing"] is True
     assert connector(a, "to-b")["state"] == "connected"
-    assert send_receive(a.port, b.port, "tls/q", "over tls") == "over tls"
-    assert send_receive(b.port, a.port, "tls/q2", "back") == "back"
+    assert send_receive(a, b, "tls/q", "over tls") == "over tls"
+    assert send_receive(b, a, "tls/q2", "back") == "back"
 
 
 def test_self_signed_router_cannot_join(router_factory, pki, tmp_path):
@@ -196,7 +198,7 @@ def test_self_signed_router_cannot_join(router_factory, pki, tmp_path):
     assert 'vane_listener_tls_failures_total{listener="links"}' in metrics
     # The network is unaffected.
     assert router_ids(a) == {"b"}
-    assert send_receive(a.port, b.port, "tls/still", "fine") == "fine"
+    assert send_receive(a, b, "tls/still", "fine") == "fine"
 
 
 def test_router_with_another_networks_certificate_cannot_join(router_factory, pki, tmp_path):
@@ -262,7 +264,7 @@ def test_edge_router_over_tls(router_factory, pki, tmp_path):
     eventually(15, lambda: e.api("GET", "/readyz").status == 200, what="edge attached over TLS")
     conns = [c for c in get(b, "connections") if c["role"] == "edge"]
     assert len(conns) == 1 and conns[0]["tls_peer"] == "c" and conns[0]["tls"], conns
-    assert send_receive(e.port, b.port, "tls/edge", "from the edge") == "from the edge"
+    assert send_receive(e, b, "tls/edge", "from the edge") == "from the edge"
     # An edge router with a certificate from elsewhere is refused.
     other = make_ca(tmp_path, "other-ca")
     cert, key = issue(other, tmp_path / "other", "e2")
@@ -355,6 +357,95 @@ def test_plain_with_user_file(secured):
     assert listener(r, "secure")["sasl_mechanisms"] == ["PLAIN", "EXTERNAL"]
 
 
+def tls_socket(port, ca):
+    import socket
+    ctx = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def read_until_closed(sock, limit=65536):
+    data = b""
+    try:
+        while len(data) < limit:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data, True
+            data += chunk
+    except (TimeoutError, OSError):
+        return data, False
+    return data, False
+
+
+def test_a_client_cannot_skip_or_bypass_sasl(secured):
+    """Checked on the wire, not through a client library that might give up
+    by itself: a bare AMQP header, and a hand-made ANONYMOUS sasl-init, on a
+    listener that offers PLAIN and EXTERNAL only."""
+    r, ca, _ = secured
+    port = r.ports["secure"]
+    s = tls_socket(port, ca)
+    s.sendall(b"AMQP\x00\x01\x00\x00")
+    data, closed = read_until_closed(s)
+    s.close()
+    assert closed, data
+    assert b"\x00\x53\x10" not in data  # no AMQP open from the router
+    # sasl-init (0x41): list8 of one symbol8 "ANONYMOUS"
+    body = b"\x00\x53\x41" + b"\xc0\x0c\x01" + b"\xa3\x09ANONYMOUS"
+    frame = (8 + len(body)).to_bytes(4, "big") + b"\x02\x01\x00\x00" + body
+    s = tls_socket(port, ca)
+    s.sendall(b"AMQP\x03\x01\x00\x00" + frame)
+    data, closed = read_until_closed(s)
+    s.close()
+    assert data.startswith(b"AMQP\x03\x01\x00\x00"), data
+    assert b"ANONYMOUS" not in data.split(b"\x00\x53\x44")[0]  # not among the mechanisms
+    outcome = data.find(b"\x00\x53\x44")  # sasl-outcome
+    assert outcome > 0, data
+    # list8/list0 header, then the code: ubyte (0x50) 1 = auth failure
+    tail = data[outcome + 3:]
+    assert b"\x50\x01" in tail[:8], tail[:16]
+    assert b"\x00\x53\x10" not in data
+    eventually(10, lambda: listener(r, "secure")["auth_failures"] >= 1, what="counted")
+
+
+def test_tls_handshakes_count_toward_max_connections(router_factory, pki):
+    """Connections still in their TLS handshake hold resources: they count
+    toward router.max_connections."""
+    import socket
+    ca, certs = pki
+    cfg = router_config("b", [profile("b", *certs["b"], ca / "ca.pem")],
+                        listeners=[{"name": "links", "host": "127.0.0.1", "port": 0,
+                                    "role": "inter-router", "tls_profile": "b"}])
+    cfg["router"]["max_connections"] = 3
+    b = router_factory(cfg, name="b")
+    idle = []
+    for _ in range(6):  # one at a time, as a slow attacker would
+        idle.append(socket.create_connection(("127.0.0.1", b.ports["links"]), timeout=5))
+        time.sleep(0.1)
+    try:
+        def refused():
+            text = b.api("GET", "/metrics", token=TOKEN).body.decode()
+            line = next(x for x in text.splitlines()
+                        if x.startswith("vane_connections_refused_total"))
+            return float(line.split()[-1])
+        # The management request itself is HTTP, not counted; 6 - 3 refused.
+        eventually(10, lambda: refused() >= 3, what="connections over the limit refused")
+    finally:
+        for s in idle:
+            s.close()
+    # Silent peers (connect, say nothing, leave) are not TLS failures.
+    time.sleep(0.3)
+    assert listener(b, "links")["tls_failures"] == 0
+
+
+def test_reload_warns_about_changed_security_settings(router_factory, pki):
+    a, b = linked_pair(router_factory, pki)
+    cfg = b.config
+    cfg["listeners"][1]["cost"] = 5
+    outcome = b.reload(cfg)
+    assert "reload done" in outcome
+    b.wait_for_log(r"reload: listener links changed; restart vaned to apply it")
+
+
 def test_external_takes_the_certificate_identity(secured):
     r, ca, certs = secured
     port = r.ports["secure"]
@@ -425,7 +516,7 @@ def test_reload_replaces_certificates_without_dropping_links(router_factory, pki
     # The link made with the old certificate is still the same connection.
     still = [c for c in get(b, "connections") if c["role"] == "inter-router"]
     assert len(still) == 1 and still[0]["opened_ms"] == link["opened_ms"]
-    assert send_receive(a.port, b.port, "tls/renewed", "ok") == "ok"
+    assert send_receive(a, b, "tls/renewed", "ok") == "ok"
     # A new link (a restarted a) is made with the new certificate.
     a.stop()
     a2 = router_factory(a.config, name="a2")
