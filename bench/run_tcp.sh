@@ -9,6 +9,8 @@
 #                            tcp connector for the same address on A)
 #            vane2           client -> router A == router B -> server (tcp listener on A,
 #                            tcp connector on B, B linked to A inter-router)
+#            haproxy2tls     as haproxy2, the hop between the two HAProxies over
+#                            mutually authenticated TLS
 #            vane2tls        as vane2, with the link between A and B over mutually
 #                            authenticated TLS (certificates made with openssl)
 #   figures  iperf3 throughput with 1 and with 4 parallel streams (Gbit/s, at
@@ -80,7 +82,7 @@ done
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds >= 1"
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number >= 1"
 for p in $PATHS; do
-  case $p in direct | haproxy1 | haproxy2 | vane1 | vane2 | vane2tls) ;; *) die "unknown path '$p' in PATHS" ;; esac
+  case $p in direct | haproxy1 | haproxy2 | haproxy2tls | vane1 | vane2 | vane2tls) ;; *) die "unknown path '$p' in PATHS" ;; esac
 done
 
 program() {  # program EXPLICIT NAME -> path of NAME (PATH, then /usr/sbin)
@@ -218,8 +220,13 @@ probe_until() {
 # ports the clients connect to, and proc_names/proc_pids; on failure it
 # returns 1 with path_note set.
 
-# haproxy_config FILE SVC_LISTEN SVC_TARGET ECHO_LISTEN ECHO_TARGET
+# haproxy_config FILE SVC_LISTEN SVC_TARGET ECHO_LISTEN ECHO_TARGET [TLS]
+# TLS: "in" (the frontends accept TLS and require a client certificate) or
+# "out" (the backends connect with TLS and present one).
 haproxy_config() {
+  local in="" out="" d=$work/tls
+  [[ ${6:-} == in ]] && in=" ssl crt $d/leaf-combined.pem ca-file $d/ca.pem verify required"
+  [[ ${6:-} == out ]] && out=" ssl verify required ca-file $d/ca.pem crt $d/leaf-combined.pem"
   cat >"$1" <<EOF
 global
   nbthread 1
@@ -230,15 +237,15 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend svc
-  bind 127.0.0.1:$2
+  bind 127.0.0.1:$2$in
   default_backend svc
 backend svc
-  server s1 127.0.0.1:$3
+  server s1 127.0.0.1:$3$out
 frontend echo
-  bind 127.0.0.1:$4
+  bind 127.0.0.1:$4$in
   default_backend echo
 backend echo
-  server s1 127.0.0.1:$5
+  server s1 127.0.0.1:$5$out
 EOF
 }
 
@@ -269,6 +276,7 @@ bench_certs() {
   printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$d/ext"
   openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -set_serial 1 \
     -days 1 -out "$d/leaf.pem" -extfile "$d/ext" >/dev/null 2>&1
+  cat "$d/leaf.pem" "$d/leaf-key.pem" >"$d/leaf-combined.pem"
 }
 
 # vane_config FILE ID INTER_LISTENER(0|1) CONNECT_TO_PORT TCP_LISTENERS(0|1) TCP_CONNECTORS(0|1)
@@ -337,13 +345,19 @@ start_path() {
       haproxy_config "$work/haproxy1.cfg" "$entry_svc" "$iperf_port" "$entry_echo" "$echo_port"
       start_haproxy H1 "$work/haproxy1.cfg" "$entry_svc" "$entry_echo" || return 1
       ;;
-    haproxy2)
+    haproxy2 | haproxy2tls)
+      local tin="" tout=""
+      if [[ $1 == haproxy2tls ]]; then
+        bench_certs
+        tin=in
+        tout=out
+      fi
       read -r entry_svc entry_echo p inter <<<"$(free_ports 4)"
       # Second hop (next to the servers) first, then the first hop in front of it.
-      haproxy_config "$work/haproxy2-b.cfg" "$p" "$iperf_port" "$inter" "$echo_port"
-      haproxy_config "$work/haproxy2-a.cfg" "$entry_svc" "$p" "$entry_echo" "$inter"
-      start_haproxy H2 "$work/haproxy2-b.cfg" "$p" "$inter" || return 1
-      start_haproxy H1 "$work/haproxy2-a.cfg" "$entry_svc" "$entry_echo" || return 1
+      haproxy_config "$work/$1-b.cfg" "$p" "$iperf_port" "$inter" "$echo_port" $tin
+      haproxy_config "$work/$1-a.cfg" "$entry_svc" "$p" "$entry_echo" "$inter" $tout
+      start_haproxy H2 "$work/$1-b.cfg" "$p" "$inter" || return 1
+      start_haproxy H1 "$work/$1-a.cfg" "$entry_svc" "$entry_echo" || return 1
       ;;
     vane1)
       read -r vane_svc_port vane_echo_port <<<"$(free_ports 2)"
@@ -592,13 +606,14 @@ label() {
     direct) echo "direct (loopback)" ;;
     haproxy1) echo "HAProxy, 1 hop" ;;
     haproxy2) echo "HAProxy, 2 hops" ;;
+    haproxy2tls) echo "HAProxy, 2 hops, TLS between" ;;
     vane1) echo "vane, 1 router" ;;
     vane2) echo "vane, 2 routers" ;;
     vane2tls) echo "vane, 2 routers, TLS link" ;;
   esac
 }
 peer() {  # the HAProxy path with as many hops as a vane path
-  case $1 in vane1) echo haproxy1 ;; vane2 | vane2tls) echo haproxy2 ;; *) echo "" ;; esac
+  case $1 in vane1) echo haproxy1 ;; vane2) echo haproxy2 ;; vane2tls) echo haproxy2tls ;; *) echo "" ;; esac
 }
 val() { show "${R[$1]:-}"; }
 vs() {  # vs KEY_A KEY_B -> ratio or "-"
@@ -608,7 +623,7 @@ sub() {  # sub A B [DIV] -> (A - B) / DIV with 1 decimal, or "-"
   awk -v a="${1:-}" -v b="${2:-}" -v d="${3:-1}" 'BEGIN {
     if (a == "" || b == "" || a == "-" || b == "-") print "-"; else printf "%+.1f", (a - b) / d }'
 }
-hops() { case $1 in haproxy1 | vane1) echo 1 ;; haproxy2 | vane2 | vane2tls) echo 2 ;; *) echo 0 ;; esac; }
+hops() { case $1 in haproxy1 | vane1) echo 1 ;; haproxy2 | haproxy2tls | vane2 | vane2tls) echo 2 ;; *) echo 0 ;; esac; }
 
 echo
 echo "### Throughput (iperf3, $DURATION s per run, Gbit/s at the receiver)"
@@ -660,7 +675,7 @@ echo "| path | process | CPU s -P 1 | CPU s -P 4 | CPU s per GB moved (-P 4) | p
 echo "|---|---|---:|---:|---:|---:|"
 for p in $PATHS; do
   [[ $p == direct ]] && continue
-  case $p in haproxy1) names="H1" ;; haproxy2) names="H1 H2" ;; vane1) names="A" ;; vane2 | vane2tls) names="A B" ;; esac
+  case $p in haproxy1) names="H1" ;; haproxy2 | haproxy2tls) names="H1 H2" ;; vane1) names="A" ;; vane2 | vane2tls) names="A B" ;; esac
   for name in $names; do
     pergb=$(awk -v c="${R[$p,cpu,4,$name]:-}" -v b="${R[$p,bytes,4]:-}" 'BEGIN {
       if (c == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", c / (b / 1e9) }')

@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
@@ -212,10 +213,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     else
       socket_.async_read_some(b, std::forward<Handler>(h));
   }
+  // TLS writes all of it: the stream takes one TLS record (16 KiB) per
+  // write_some, and a trip through the engine per record costs more than the
+  // encryption.
   template <typename Buffers, typename Handler>
   void writeSome(const Buffers& b, Handler&& h) {
     if (tls_)
-      tls_->async_write_some(b, std::forward<Handler>(h));
+      boost::asio::async_write(*tls_, b, std::forward<Handler>(h));
     else
       socket_.async_write_some(b, std::forward<Handler>(h));
   }
