@@ -131,7 +131,7 @@ void renderRouterFields(const Json& answer, std::ostream& out, const Style& styl
   field(out, style, "Router", text(router, "id"));
   field(out, style, "Mode", text(router, "mode"));
   field(out, style, "Version", text(router, "version"));
-  field(out, style, "Uptime", known ? duration(static_cast<std::int64_t>(uptime) * 1000) : "-");
+  field(out, style, "Uptime", known ? duration(static_cast<std::int64_t>(uptime * 1000)) : "-");
   field(out, style, "Reachable", plural(reachable, "router", "routers"));
 }
 
