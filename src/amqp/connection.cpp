@@ -1528,6 +1528,14 @@ void Connection::handleEvent(pn_event_t* e) {
           closeWithError("vane:protocol-error", "a router link needs the peer's router id");
           break;
         }
+        if (options_.verify_router_id && tls_ && peer_router_ != tls_peer_) {
+          const std::string why = "router id '" + peer_router_ +
+                                  "' is not the name in its certificate ('" + tls_peer_ + "')";
+          auth_reported_ = true;
+          reportFailure("refused: " + why);
+          closeWithError("amqp:unauthorized-access", why.c_str());
+          break;
+        }
         if (peer_router_ == ctx_.settings.container_id) {
           VANE_LOG_WARN("connection {} on {}: refused: the peer has our own router id '{}'", peer_,
                         listener_, peer_router_);

@@ -14,8 +14,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -84,6 +84,9 @@ struct ConnectionOptions {
   // server's certificate must carry ("" = any name, the CA still checked).
   std::shared_ptr<boost::asio::ssl::context> tls;
   std::string tls_host;
+  // Router listeners with TLS: the peer's router id must be its
+  // certificate's subject CN.
+  bool verify_router_id = false;
   // Normal listeners: the SASL mechanisms offered (null: ANONYMOUS only).
   std::shared_ptr<const SaslServerConfig> sasl;
   // Outgoing router links: called on the connection's loop once the link is

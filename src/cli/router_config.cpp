@@ -43,6 +43,9 @@ RouterConfig RouterConfig::initial(const SiteInfo& site) {
   links["port"] = site.link_port;
   links["role"] = "inter-router";
   links["tls_profile"] = "site";
+  // Certificates issued for links name the site: a linked site cannot
+  // announce another site's router id.
+  links["verify_router_id"] = true;
   listeners.push_back(links);
   if (site.amqp_port != 0) {
     YAML::Node amqp = flowMap();

@@ -494,10 +494,14 @@ class Parser {
           std::optional<Entry> name_entry;
           const Entry* sasl = nullptr;
           std::optional<Entry> sasl_entry;
+          std::optional<Entry> verify_entry;
           for (const Entry& e : entries(item, path,
                                         {"name", "host", "port", "role", "cost", "tls_profile",
-                                         "sasl_mechanisms", "users_file"})) {
-            if (e.key == "tls_profile") {
+                                         "sasl_mechanisms", "users_file", "verify_router_id"})) {
+            if (e.key == "verify_router_id") {
+              l.verify_router_id = boolean(e);
+              if (l.verify_router_id) verify_entry = e;
+            } else if (e.key == "tls_profile") {
               l.tls_profile = name(e);
             } else if (e.key == "sasl_mechanisms") {
               l.sasl_mechanisms = mechanisms(e);
@@ -521,6 +525,11 @@ class Parser {
           }
           if (sasl_entry) sasl = &*sasl_entry;
           checkListenerSecurity(item, path, l, sasl);
+          if (verify_entry && (l.role == ListenerRole::kNormal || l.tls_profile.empty())) {
+            failValue(*verify_entry,
+                      "verify_router_id needs a router listener (inter-router or edge) with a "
+                      "tls_profile");
+          }
           return name_entry;
         });
   }

@@ -68,7 +68,11 @@ struct ListenerConfig {
   // client's certificate (so it needs tls_profile with a ca).
   std::vector<std::string> sasl_mechanisms{"ANONYMOUS"};
   std::string users_file;  // "name:password" lines
-  int line = 0;            // source line in the file (0 when built-in), for messages
+  // Inter-router and edge listeners with TLS: a router must announce the
+  // id its certificate names (subject CN), so that a site cannot pass for
+  // another.
+  bool verify_router_id = false;
+  int line = 0;  // source line in the file (0 when built-in), for messages
 };
 
 // An outgoing connection to another router's inter-router or edge listener,

@@ -136,6 +136,7 @@ std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) 
   options.name = l.name;
   options.role = l.role;
   options.cost = l.cost;
+  options.verify_router_id = l.verify_router_id;
   options.counters = std::make_shared<amqp::ListenerCounters>();
   std::shared_ptr<TlsSource> tls;
   if (std::string err = listenerSecurity(l, options, tls); !err.empty()) {
@@ -676,7 +677,7 @@ std::string Router::reload(const config::Config& next) {
           [](const config::ListenerConfig& a, const config::ListenerConfig& b) {
             return a.host == b.host && a.port == b.port && a.role == b.role && a.cost == b.cost &&
                    a.tls_profile == b.tls_profile && a.sasl_mechanisms == b.sasl_mechanisms &&
-                   a.users_file == b.users_file;
+                   a.users_file == b.users_file && a.verify_router_id == b.verify_router_id;
           });
   compare(cfg_.connectors, next.connectors, "connector",
           [](const config::ConnectorConfig& a, const config::ConnectorConfig& b) {

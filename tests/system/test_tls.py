@@ -215,6 +215,29 @@ def test_router_with_another_networks_certificate_cannot_join(router_factory, pk
     assert "d" not in router_ids(b) and router_ids(a) == {"b"}
 
 
+def test_verify_router_id_binds_the_id_to_the_certificate(router_factory, pki):
+    """With verify_router_id, a router whose certificate is valid but names
+    another router ('c') cannot announce the id 'x'; 'c' itself links."""
+    ca, certs = pki
+    b = router_factory(router_config(
+        "b", [profile("b", *certs["b"], ca / "ca.pem")],
+        listeners=[{"name": "links", "host": "127.0.0.1", "port": 0, "role": "inter-router",
+                    "tls_profile": "b", "verify_router_id": True}]), name="b")
+
+    def dialer(rid):
+        return router_factory(router_config(
+            rid, [profile(rid, *certs["c"], ca / "ca.pem")],
+            connectors=[{"name": "to-b", "host": "127.0.0.1", "port": b.ports["links"],
+                         "role": "inter-router", "tls_profile": rid}]), name=rid)
+    x = dialer("x")
+    b.wait_for_log(r"refused: router id 'x' is not the name in its certificate \('c'\)")
+    eventually(10, lambda: listener(b, "links")["auth_failures"] >= 1, what="counted")
+    assert "x" not in router_ids(b) and router_ids(x) == set()
+    x.stop()
+    c = dialer("c")
+    eventually(15, lambda: router_ids(b) == {"c"} and router_ids(c) == {"b"}, what="c links")
+
+
 def test_connector_refuses_untrusted_server_and_wrong_name(router_factory, pki, tmp_path):
     ca, certs = pki
     # b's certificate names 127.0.0.2 only.

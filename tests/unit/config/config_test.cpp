@@ -349,7 +349,7 @@ TEST(ConfigParse, PrefixAndPatternWithSameTextAreDistinctRules) {
 TEST(ConfigErrors, UnknownFields) {
   expectError("listeners:\n  - name: amqp\n    prot: 5672\n", 3, 5, "listeners[0].prot",
               "unknown field 'prot' (expected one of: name, host, port, role, cost, tls_profile, "
-              "sasl_mechanisms, users_file)");
+              "sasl_mechanisms, users_file, verify_router_id)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
               "tcp_listeners, tcp_connectors, management, tls_profiles, claims)");
@@ -368,7 +368,8 @@ TEST(ConfigErrors, UnknownFieldExactMessage) {
   ConfigError e = parseErr("listeners:\n  - name: amqp\n    prot: 5672\n");
   EXPECT_EQ(e.toString(),
             "test.yaml:3:5: field 'listeners[0].prot': unknown field 'prot' (expected one of: "
-            "name, host, port, role, cost, tls_profile, sasl_mechanisms, users_file)");
+            "name, host, port, role, cost, tls_profile, sasl_mechanisms, users_file, "
+            "verify_router_id)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -905,6 +906,12 @@ TEST(ConfigSecurity, Errors) {
               1, "listeners[0].tls_profile", "has no 'ca'");
   expectError(p + "listeners:\n  - {name: a, port: 1, tls_profile: nope}\n", 5, 1,
               "listeners[0].tls_profile", "no tls profile named 'nope'");
+  expectError(p + "listeners:\n  - {name: a, port: 1, verify_router_id: true}\n", 5, 42,
+              "listeners[0].verify_router_id", "needs a router listener");
+  EXPECT_TRUE(parseOk(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: t,"
+                          " verify_router_id: true}\n")
+                  .listeners[0]
+                  .verify_router_id);
   expectError(p + "connectors:\n  - {name: b, port: 1, tls_profile: noca}\n", 5, 1,
               "connectors[0].tls_profile", "verify the server");
   expectError(p + "connectors:\n  - {name: b, port: 1, verify_host: yes}\n", 5, 37,
