@@ -410,7 +410,7 @@ std::vector<Router::ListenerInfo> Router::listeners() const {
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     const auto& c = cfg_.listeners[i];
     out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost,
-                   listener_counters_[i], c.tls_profile, c.sasl_mechanisms});
+                   listener_counters_[i], c.tls_profile, c.sasl_mechanisms, c.verify_router_id});
   }
   return out;
 }

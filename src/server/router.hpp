@@ -67,6 +67,7 @@ class Router {
     std::shared_ptr<const amqp::ListenerCounters> counters;
     std::string tls_profile;
     std::vector<std::string> sasl_mechanisms;
+    bool verify_router_id = false;
   };
   std::vector<ListenerInfo> listeners() const;
   struct ConnectorInfo {
