@@ -18,7 +18,7 @@ using asio::ip::tcp;
 
 // One client connection: reads a request, lets the handler answer, writes
 // the response, and reads the next (keep-alive) until the client closes,
-// sends something invalid, or is idle for kIdleTimeout.
+// sends something invalid, or is idle for the server's idle timeout.
 // Stream: beast::tcp_stream, or beast::ssl_stream<beast::tcp_stream> (TLS).
 template <typename Stream>
 class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>> {
@@ -39,10 +39,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
     ctx_ = std::move(ctx);
     name_ = std::move(name);
   }
+  void setIdleTimeout(std::chrono::seconds d) { idle_ = d; }
 
   void start() {
     if constexpr (kTls) {
-      beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
+      beast::get_lowest_layer(stream_).expires_after(idle_);
       stream_.async_handshake(
           asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
             if (ec) {
@@ -62,7 +63,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
     parser_.emplace();
     parser_->body_limit(kMaxBody);
     parser_->header_limit(kMaxHeader);
-    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(idle_);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
@@ -104,7 +105,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
 
   void write(Response res) {
     auto shared = std::make_shared<Response>(std::move(res));
-    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(idle_);
     http::async_write(stream_, *shared,
                       [self = this->shared_from_this(), shared](beast::error_code ec, std::size_t) {
                         if (ec || !shared->keep_alive()) {
@@ -125,6 +126,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   // Declared before the stream: destroyed after it.
   std::shared_ptr<asio::ssl::context> ctx_;
   std::string name_ = "management";
+  std::chrono::seconds idle_ = kIdleTimeout;
   Stream stream_;
   std::shared_ptr<const Handler> handler_;
   std::shared_ptr<std::size_t> count_;
@@ -133,11 +135,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   Request request_;
 };
 
-HttpServer::HttpServer(core::EventLoop& loop, Handler handler, TlsProvider tls, std::string name)
+HttpServer::HttpServer(core::EventLoop& loop, Handler handler, TlsProvider tls, std::string name,
+                       std::chrono::seconds idle_timeout)
     : loop_(loop),
       handler_(std::make_shared<const Handler>(std::move(handler))),
       tls_(std::move(tls)),
       name_(std::move(name)),
+      idle_timeout_(idle_timeout),
       acceptor_(loop.context()) {}
 
 HttpServer::~HttpServer() = default;
@@ -184,10 +188,13 @@ void HttpServer::acceptNext() {
           auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
               handler_, sessions_, std::move(socket), *ctx);
           session->keep(std::move(ctx), name_);  // the context lives as long as the session
+          session->setIdleTimeout(idle_timeout_);
           session->start();
         } else {
-          std::make_shared<Session<beast::tcp_stream>>(handler_, sessions_, std::move(socket))
-              ->start();
+          auto session =
+              std::make_shared<Session<beast::tcp_stream>>(handler_, sessions_, std::move(socket));
+          session->setIdleTimeout(idle_timeout_);
+          session->start();
         }
       }
     }

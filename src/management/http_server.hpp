@@ -34,8 +34,10 @@ class HttpServer {
   // the context `tls` gives at that moment (a reload may change it).
   // `name` starts its log lines ("management", "claims").
   using TlsProvider = std::function<std::shared_ptr<boost::asio::ssl::context>()>;
+  // `idle_timeout` bounds the TLS handshake, each request and the wait for
+  // the next one.
   HttpServer(core::EventLoop& loop, Handler handler, TlsProvider tls = {},
-             std::string name = "management");
+             std::string name = "management", std::chrono::seconds idle_timeout = kIdleTimeout);
   ~HttpServer();
 
   // Binds and listens. Returns an error message, or "" on success.
@@ -53,6 +55,7 @@ class HttpServer {
   std::shared_ptr<const Handler> handler_;
   TlsProvider tls_;
   std::string name_;
+  std::chrono::seconds idle_timeout_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   bool closed_ = false;

@@ -388,7 +388,10 @@ std::string Router::startClaims() {
   claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
   if (std::string err = claims_->load(); !err.empty()) return err;
   claims_server_ = std::make_unique<management::HttpServer>(
-      core_loop_, claims_->handler(), [source] { return source->current(); }, "claims");
+      core_loop_, claims_->handler(), [source] { return source->current(); }, "claims",
+      // One claim is one short request: a client idle this long is dropped,
+      // so that idle sockets cannot hold every session for long.
+      std::chrono::seconds(5));
   if (std::string err = claims_server_->open(c.host, c.port); !err.empty()) return "claims: " + err;
   claims_->setClaimPort(claims_server_->port());
   return {};

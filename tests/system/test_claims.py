@@ -143,3 +143,22 @@ def test_a_router_without_claims_issues_no_tokens(router_factory, tmp_path):
     r = router_factory(router_config("x", []), name="x")
     reply = r.api("POST", "/api/v1/tokens", token=TOKEN, body={})
     assert reply.status == 409 and "no claims section" in reply.json()["error"]
+
+
+def test_idle_clients_are_dropped_quickly(router_factory, tmp_path):
+    """The claims port is open to anyone: a client that says nothing is
+    dropped after 5 s, so idle sockets cannot hold every session."""
+    import socket
+    b, _ = claims_router(router_factory, tmp_path)
+    t = new_token(b, tmp_path)
+    host, port = t["claim"].rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=15)
+    start = time.monotonic()
+    try:
+        data = s.recv(100)  # EOF once the router gives up on the handshake
+    except ConnectionResetError:
+        data = b""
+    elapsed = time.monotonic() - start
+    s.close()
+    assert data == b"" and 3 < elapsed < 12, (data, elapsed)
+    assert claim(t)[0] == 200  # and the endpoint still serves
