@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cli/errors.hpp"
+#include "config/config.hpp"
 
 namespace vane::cli {
 
@@ -143,13 +144,7 @@ void writeFile(const fs::path& path, const std::string& content, unsigned mode) 
 
 bool validName(const std::string& name) {
   // "." and ".." would name directories outside links/ when used in paths.
-  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  return config::isValidName(name) && name != "." && name != "..";
 }
 
 bool splitHostPort(const std::string& text, std::string& host, int& port) {

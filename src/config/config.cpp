@@ -26,6 +26,11 @@
 
 namespace vane::config {
 
+bool isValidName(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxNameLength &&
+         std::all_of(s.begin(), s.end(), [](char c) { return isNameChar(c); });
+}
+
 const char* toString(RouterMode m) {
   switch (m) {
     case RouterMode::kInterior:
@@ -73,8 +78,6 @@ std::string ConfigError::toString() const {
 }
 
 namespace {
-
-constexpr std::size_t kMaxNameLength = 64;
 
 // Thrown inside the parser only; caught in parseString().
 struct Failure {
@@ -296,9 +299,7 @@ class Parser {
                                s.size(), kMaxNameLength));
     }
     for (char c : s) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '.' || c == '_' || c == '-';
-      if (!ok) {
+      if (!isNameChar(c)) {
         failValue(e, fmt::format("invalid character '{}' in '{}' (allowed: letters, digits, '.', "
                                  "'_', '-')",
                                  displayValue(std::string_view(&c, 1)), displayValue(s)));

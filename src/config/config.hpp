@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -14,6 +15,14 @@ namespace vane::config {
 enum class RouterMode { kInterior, kEdge };
 enum class ListenerRole { kNormal, kInterRouter, kEdge };
 enum class Distribution { kBalanced, kClosest, kMulticast };
+
+// Names of entities and router ids: 1..64 characters of [A-Za-z0-9._-].
+inline constexpr std::size_t kMaxNameLength = 64;
+constexpr bool isNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+bool isValidName(std::string_view s);
 
 const char* toString(RouterMode m);
 const char* toString(ListenerRole r);

@@ -13,6 +13,7 @@
 
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
+#include "management/json_response.hpp"
 #include "routing/core.hpp"
 #include "server/claims.hpp"
 #include "server/router.hpp"
@@ -29,20 +30,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr std::string_view kApi = "/api/v1/";
-
-Response reply(http::status status, const json& body) {
-  Response res{status, 11};
-  res.set(http::field::content_type, "application/json");
-  res.body() = body.dump(2);
-  res.body().push_back('\n');
-  return res;
-}
-
-Response error(http::status status, const std::string& message, const std::string& field = {}) {
-  json body = {{"error", message}};
-  if (!field.empty()) body["field"] = field;
-  return reply(status, body);
-}
 
 const char* roleName(routing::NeighborRole r) {
   switch (r) {
@@ -169,13 +156,13 @@ class Api {
     const auto method = req.method() == http::verb::head ? http::verb::get : req.method();
     if (target == "/healthz" || target == "/readyz") {
       if (method != http::verb::get) return notAllowed(respond, "GET, HEAD");
-      if (target == "/healthz") return respond(reply(http::status::ok, {{"status", "ok"}}));
+      if (target == "/healthz") return respond(jsonReply(http::status::ok, {{"status", "ok"}}));
       return ready(respond);
     }
     if (!token_.empty()) {
       const std::string expected = "Bearer " + token_;
       if (req[http::field::authorization] != expected) {
-        Response res = error(http::status::unauthorized, "a bearer token is required");
+        Response res = jsonError(http::status::unauthorized, "a bearer token is required");
         res.set(http::field::www_authenticate, "Bearer");
         return respond(std::move(res));
       }
@@ -198,18 +185,18 @@ class Api {
     if (path == "tokens") return tokens(method, name, req.body(), respond);
     if (path == "tls-profiles") {
       if (name.empty() && method == http::verb::get)
-        return respond(reply(http::status::ok, tlsProfilesJson()));
+        return respond(jsonReply(http::status::ok, tlsProfilesJson()));
       if (name.empty() && method == http::verb::post) return createTlsProfile(req.body(), respond);
       if (!name.empty() && method == http::verb::delete_) {
         auto refused = router_.removeTlsProfile(std::string(name));
         if (refused.message.empty()) return respond(Response{http::status::no_content, 11});
-        return respond(error(refused.conflict ? http::status::conflict : http::status::not_found,
-                             refused.message));
+        return respond(jsonError(
+            refused.conflict ? http::status::conflict : http::status::not_found, refused.message));
       }
       return notAllowed(respond, name.empty() ? "GET, HEAD, POST" : "DELETE");
     }
     if (path == "address-rules" && name.empty()) {
-      if (method == http::verb::get) return respond(reply(http::status::ok, rulesJson()));
+      if (method == http::verb::get) return respond(jsonReply(http::status::ok, rulesJson()));
       if (method == http::verb::post) return createRule(req.body(), respond);
       if (method == http::verb::delete_) return removeRule(query, respond);
       return notAllowed(respond, "GET, HEAD, POST, DELETE");
@@ -222,18 +209,19 @@ class Api {
       return notAllowed(respond, "GET, HEAD");
     }
     if (name.empty() && method == http::verb::get) {
-      if (path == "router") return respond(reply(http::status::ok, routerJson()));
-      if (path == "routers") return respond(reply(http::status::ok, routersJson()));
+      if (path == "router") return respond(jsonReply(http::status::ok, routerJson()));
+      if (path == "routers") return respond(jsonReply(http::status::ok, routersJson()));
       if (path == "addresses") {
         router_.addressCounters([this, respond](server::Router::AddressCounterMap counters) {
-          respond(reply(http::status::ok, addressesJson(counters)));
+          respond(jsonReply(http::status::ok, addressesJson(counters)));
         });
         return;
       }
-      if (path == "listeners") return respond(reply(http::status::ok, listenersJson()));
-      if (path == "connectors") return respond(reply(http::status::ok, connectorsJson()));
-      if (path == "tcp-listeners") return respond(reply(http::status::ok, tcpListenersJson()));
-      if (path == "tcp-connectors") return respond(reply(http::status::ok, tcpConnectorsJson()));
+      if (path == "listeners") return respond(jsonReply(http::status::ok, listenersJson()));
+      if (path == "connectors") return respond(jsonReply(http::status::ok, connectorsJson()));
+      if (path == "tcp-listeners") return respond(jsonReply(http::status::ok, tcpListenersJson()));
+      if (path == "tcp-connectors")
+        return respond(jsonReply(http::status::ok, tcpConnectorsJson()));
       if (path == "connections" || path == "links") {
         const bool links = path == "links";
         router_.connections([respond, links](std::vector<amqp::ConnectionInfo> all) {
@@ -268,7 +256,7 @@ class Api {
                            {"links", std::move(ls)}});
             }
           }
-          respond(reply(http::status::ok, a));
+          respond(jsonReply(http::status::ok, a));
         });
         return;
       }
@@ -276,7 +264,7 @@ class Api {
         router_.flows([respond](std::vector<adaptors::tcp::FlowRecord> records) {
           json a = json::array();
           for (const auto& f : records) a.push_back(flowJson(f));
-          respond(reply(http::status::ok, a));
+          respond(jsonReply(http::status::ok, a));
         });
         return;
       }
@@ -297,15 +285,15 @@ class Api {
 
  private:
   static Response refusal(const server::Router::Refusal& r) {
-    return error(r.conflict ? http::status::conflict : http::status::bad_request, r.message);
+    return jsonError(r.conflict ? http::status::conflict : http::status::bad_request, r.message);
   }
 
   static void notFound(const Respond& respond, std::string_view target) {
-    respond(error(http::status::not_found, "no such resource: " + std::string(target)));
+    respond(jsonError(http::status::not_found, "no such resource: " + std::string(target)));
   }
   static void notAllowed(const Respond& respond, const char* allow) {
-    Response res = error(http::status::method_not_allowed,
-                         std::string("method not allowed here (allowed: ") + allow + ")");
+    Response res = jsonError(http::status::method_not_allowed,
+                             std::string("method not allowed here (allowed: ") + allow + ")");
     res.set(http::field::allow, allow);
     respond(std::move(res));
   }
@@ -318,10 +306,10 @@ class Api {
     for (const auto& l : view.links) uplink |= l.role == routing::NeighborRole::kUplink && l.up;
     if (edge && !uplink) {
       return respond(
-          reply(http::status::service_unavailable,
-                {{"status", "not ready"}, {"reason", "no link to an interior router yet"}}));
+          jsonReply(http::status::service_unavailable,
+                    {{"status", "not ready"}, {"reason", "no link to an interior router yet"}}));
     }
-    respond(reply(http::status::ok, {{"status", "ready"}}));
+    respond(jsonReply(http::status::ok, {{"status", "ready"}}));
   }
 
   json routerJson() const {
@@ -412,24 +400,24 @@ class Api {
     server::Claims* claims = router_.claims();
     if (claims == nullptr) {
       return respond(
-          error(http::status::conflict,
-                "this router issues no tokens: its configuration has no claims section"));
+          jsonError(http::status::conflict,
+                    "this router issues no tokens: its configuration has no claims section"));
     }
     if (id.empty() && method == http::verb::get)
-      return respond(reply(http::status::ok, claims->list()));
+      return respond(jsonReply(http::status::ok, claims->list()));
     if (!id.empty() && method == http::verb::delete_) {
       switch (claims->revoke(std::string(id))) {
         case server::Claims::Revoked::kDone:
           return respond(Response{http::status::no_content, 11});
         case server::Claims::Revoked::kNotSaved:
           return respond(
-              error(http::status::internal_server_error,
-                    "the router could not record the revocation; the token stays valid"));
+              jsonError(http::status::internal_server_error,
+                        "the router could not record the revocation; the token stays valid"));
         case server::Claims::Revoked::kUnknown:
           break;
       }
       return respond(
-          error(http::status::not_found, "token '" + std::string(id) + "' does not exist"));
+          jsonError(http::status::not_found, "token '" + std::string(id) + "' does not exist"));
     }
     if (!id.empty() || method != http::verb::post) {
       return notAllowed(respond, id.empty() ? "GET, HEAD, POST" : "DELETE");
@@ -441,21 +429,21 @@ class Api {
       if (!b.is_object()) throw std::invalid_argument("not an object");
       for (const auto& [k, v] : b.items()) {
         if (k != "expires_seconds" && k != "uses")
-          return respond(error(http::status::bad_request, "unknown field '" + k + "'", k));
+          return respond(jsonError(http::status::bad_request, "unknown field '" + k + "'", k));
         if (!v.is_number_integer())
-          return respond(error(http::status::bad_request, k + " must be an integer", k));
+          return respond(jsonError(http::status::bad_request, k + " must be an integer", k));
       }
       expires = b.value("expires_seconds", expires);
       uses = b.value("uses", uses);
     } catch (const std::exception&) {
       return respond(
-          error(http::status::bad_request,
-                "the body must be a JSON object: {\"expires_seconds\": N, \"uses\": N}"));
+          jsonError(http::status::bad_request,
+                    "the body must be a JSON object: {\"expires_seconds\": N, \"uses\": N}"));
     }
     std::string err;
     json token = claims->issue(expires, uses, err);
-    if (token.is_null()) return respond(error(http::status::bad_request, err));
-    respond(reply(http::status::created, token));
+    if (token.is_null()) return respond(jsonError(http::status::bad_request, err));
+    respond(jsonReply(http::status::created, token));
   }
 
   json tlsProfilesJson() const {
@@ -472,13 +460,13 @@ class Api {
   void createTlsProfile(const std::string& body, const Respond& respond) {
     const auto parsed = config::parseEntry("tls_profiles", body);
     if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
-      return respond(error(http::status::bad_request, e->message, e->field));
+      return respond(jsonError(http::status::bad_request, e->message, e->field));
     }
     const auto& p = std::get<config::Config>(parsed).tls_profiles.at(0);
     if (auto refused = router_.addTlsProfile(p); !refused.message.empty())
       return respond(refusal(refused));
     for (const auto& t : tlsProfilesJson()) {
-      if (t.value("name", "") == p.name) return respond(reply(http::status::created, t));
+      if (t.value("name", "") == p.name) return respond(jsonReply(http::status::created, t));
     }
   }
 
@@ -543,13 +531,13 @@ class Api {
   void createRule(const std::string& body, const Respond& respond) {
     const auto parsed = config::parseEntry("addresses", body);
     if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
-      return respond(error(http::status::bad_request, e->message, e->field));
+      return respond(jsonError(http::status::bad_request, e->message, e->field));
     }
     const auto& rule = std::get<config::Config>(parsed).addresses.at(0);
     if (auto refused = router_.addAddressRule(rule); !refused.message.empty()) {
       return respond(refusal(refused));
     }
-    respond(reply(http::status::created, ruleJson(rule)));
+    respond(jsonReply(http::status::created, ruleJson(rule)));
   }
 
   // DELETE /api/v1/address-rules?prefix=P or ?pattern=P (percent-encoded).
@@ -563,17 +551,17 @@ class Api {
       const auto eq = kv.find('=');
       if (eq == std::string_view::npos) continue;
       const std::optional<std::string> value = percentDecode(kv.substr(eq + 1));
-      if (!value) return respond(error(http::status::bad_request, "bad percent-encoding"));
+      if (!value) return respond(jsonError(http::status::bad_request, "bad percent-encoding"));
       if (kv.substr(0, eq) == "prefix") prefix = *value;
       if (kv.substr(0, eq) == "pattern") pattern = *value;
     }
     if (prefix.empty() == pattern.empty()) {
-      return respond(error(http::status::bad_request,
-                           "give exactly one of the query parameters prefix and pattern"));
+      return respond(jsonError(http::status::bad_request,
+                               "give exactly one of the query parameters prefix and pattern"));
     }
     if (!router_.removeAddressRule(prefix, pattern)) {
       const std::string what = prefix.empty() ? "pattern '" + pattern : "prefix '" + prefix;
-      return respond(error(http::status::not_found, "no address rule with " + what + "'"));
+      return respond(jsonError(http::status::not_found, "no address rule with " + what + "'"));
     }
     respond(Response{http::status::no_content, 11});
   }
@@ -620,16 +608,16 @@ class Api {
 
   void getOne(Kind kind, std::string_view name, const Respond& respond) const {
     for (const auto& e : list(kind)) {
-      if (e.value("name", "") == name) return respond(reply(http::status::ok, e));
+      if (e.value("name", "") == name) return respond(jsonReply(http::status::ok, e));
     }
-    respond(error(http::status::not_found,
-                  std::string(kindName(kind)) + " '" + std::string(name) + "' does not exist"));
+    respond(jsonError(http::status::not_found,
+                      std::string(kindName(kind)) + " '" + std::string(name) + "' does not exist"));
   }
 
   void create(Kind kind, const std::string& body, const Respond& respond) {
     const auto parsed = config::parseEntry(sectionName(kind), body);
     if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
-      return respond(error(http::status::bad_request, e->message, e->field));
+      return respond(jsonError(http::status::bad_request, e->message, e->field));
     }
     const auto& cfg = std::get<config::Config>(parsed);
     server::Router::Refusal refused;
@@ -677,8 +665,8 @@ class Api {
         break;
     }
     if (!removed) {
-      return respond(error(http::status::not_found,
-                           std::string(kindName(kind)) + " '" + n + "' does not exist"));
+      return respond(jsonError(http::status::not_found,
+                               std::string(kindName(kind)) + " '" + n + "' does not exist"));
     }
     respond(Response{http::status::no_content, 11});
   }

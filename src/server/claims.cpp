@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/log.hpp"
+#include "management/json_response.hpp"
 
 namespace vane::server {
 
@@ -42,26 +43,6 @@ bool readFile(const std::string& path, std::string& out) {
   s << in.rdbuf();
   out = s.str();
   return true;
-}
-
-management::Response answer(http::status status, const json& body) {
-  management::Response res{status, 11};
-  res.set(http::field::content_type, "application/json");
-  res.body() = body.dump();
-  res.prepare_payload();
-  return res;
-}
-
-management::Response refuse(http::status status, const std::string& why) {
-  return answer(status, {{"error", why}});
-}
-
-bool validSiteName(const std::string& s) {
-  if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  });
 }
 
 }  // namespace
@@ -223,10 +204,11 @@ management::Handler Claims::handler() {
 void Claims::claim(const management::Request& req, const management::Respond& respond) {
   const auto target = req.target();
   if (std::string_view(target.data(), target.size()) != "/claim") {
-    return respond(refuse(http::status::not_found, "no such resource (POST /claim)"));
+    return respond(
+        management::jsonError(http::status::not_found, "no such resource (POST /claim)"));
   }
   if (req.method() != http::verb::post) {
-    auto res = refuse(http::status::method_not_allowed, "use POST");
+    auto res = management::jsonError(http::status::method_not_allowed, "use POST");
     res.set(http::field::allow, "POST");
     return respond(std::move(res));
   }
@@ -239,41 +221,45 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     site = body.at("site").get<std::string>();
     csr = body.at("csr").get<std::string>();
   } catch (const std::exception&) {
-    return respond(
-        refuse(http::status::bad_request, "expected a JSON object with id, secret, site and csr"));
+    return respond(management::jsonError(http::status::bad_request,
+                                         "expected a JSON object with id, secret, site and csr"));
   }
   auto it =
       std::find_if(tokens_.begin(), tokens_.end(), [&](const Token& t) { return t.id == id; });
   const std::string hash = pki::sha256Hex(secret);
   if (it == tokens_.end() || !pki::equalConstantTime(hash, it->secret_sha256)) {
     VANE_LOG_WARN("claims: refused a claim from site '{}': unknown token or wrong secret",
-                  validSiteName(site) ? site : "?");
-    return respond(refuse(http::status::forbidden, "the token is not valid for site '" + site_ +
-                                                       "' (unknown, revoked or altered)"));
+                  config::isValidName(site) ? site : "?");
+    return respond(management::jsonError(
+        http::status::forbidden,
+        "the token is not valid for site '" + site_ + "' (unknown, revoked or altered)"));
   }
   if (nowSeconds() >= it->expires) {
     VANE_LOG_WARN("claims: refused token {} from site '{}': expired", id,
-                  validSiteName(site) ? site : "?");
-    return respond(refuse(http::status::forbidden, "the token expired at " + utc(it->expires)));
+                  config::isValidName(site) ? site : "?");
+    return respond(
+        management::jsonError(http::status::forbidden, "the token expired at " + utc(it->expires)));
   }
   if (it->used >= it->uses) {
     VANE_LOG_WARN("claims: refused token {} from site '{}': used up", id,
-                  validSiteName(site) ? site : "?");
-    return respond(refuse(http::status::forbidden,
-                          "the token has already been used (" + std::to_string(it->used) + " of " +
-                              std::to_string(it->uses) + (it->uses == 1 ? " use)" : " uses)")));
+                  config::isValidName(site) ? site : "?");
+    return respond(management::jsonError(
+        http::status::forbidden, "the token has already been used (" + std::to_string(it->used) +
+                                     " of " + std::to_string(it->uses) +
+                                     (it->uses == 1 ? " use)" : " uses)")));
   }
-  if (!validSiteName(site)) {
-    return respond(
-        refuse(http::status::bad_request, "site names are 1-64 letters, digits, '.', '_' or '-'"));
+  if (!config::isValidName(site)) {
+    return respond(management::jsonError(http::status::bad_request,
+                                         "site names are 1-64 letters, digits, '.', '_' or '-'"));
   }
   if (site == site_) {
-    return respond(refuse(http::status::bad_request,
-                          "a site cannot link to itself (both are named '" + site + "')"));
+    return respond(management::jsonError(
+        http::status::bad_request, "a site cannot link to itself (both are named '" + site + "')"));
   }
   if (csr.find("-----BEGIN CERTIFICATE REQUEST-----") == std::string::npos) {
-    return respond(refuse(http::status::bad_request,
-                          "csr must be a PEM certificate request (the key stays with its site)"));
+    return respond(management::jsonError(
+        http::status::bad_request,
+        "csr must be a PEM certificate request (the key stays with its site)"));
   }
   std::string certificate;
   try {
@@ -284,8 +270,9 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     o.validity = std::chrono::hours(24 * 365 * 2);
     certificate = pki::issueCertificate(ca_, csr, o);
   } catch (const pki::Error& e) {
-    return respond(refuse(http::status::bad_request,
-                          std::string("the certificate request is not valid: ") + e.what()));
+    return respond(
+        management::jsonError(http::status::bad_request,
+                              std::string("the certificate request is not valid: ") + e.what()));
   }
   ++it->used;
   it->redeemed_by.push_back(site);
@@ -293,13 +280,13 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     --it->used;
     it->redeemed_by.pop_back();
     VANE_LOG_ERROR("claims: {}", err);
-    return respond(refuse(http::status::internal_server_error,
-                          "the site could not record the claim; try again"));
+    return respond(management::jsonError(http::status::internal_server_error,
+                                         "the site could not record the claim; try again"));
   }
   VANE_LOG_INFO("claims: token {} redeemed by site '{}' ({} of {} use{})", id, site, it->used,
                 it->uses, it->uses == 1 ? "" : "s");
-  respond(answer(http::status::ok,
-                 {{"certificate", certificate}, {"ca", ca_.certificate}, {"site", site_}}));
+  respond(management::jsonReply(
+      http::status::ok, {{"certificate", certificate}, {"ca", ca_.certificate}, {"site", site_}}));
 }
 
 }  // namespace vane::server

@@ -14,26 +14,20 @@ import select
 import socket
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 
 from tcp_tools import EchoServer, connect, echo_roundtrip, free_port
-from vane_harness import eventually, find_vaned, make_config, self_signed_cert
+from cli_tools import ANSI, failure, find_vane_cli, ok, table
+from vane_harness import eventually, make_config, self_signed_cert
 from vane_network import Network
 
 TOKEN = "cli-test-token-0123456789"
-ANSI = "\x1b["
 
 
 @pytest.fixture(scope="module")
 def vane_cli():
-    env = os.environ.get("VANE_CLI")
-    path = Path(env) if env else find_vaned().parent / "vane"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"vane binary not found at {path}: set $VANE_CLI or build the `vane` target "
-                    f"next to vaned (cmake --build BUILD --target vaned vane)", pytrace=False)
-    return path
+    return find_vane_cli()
 
 
 @pytest.fixture
@@ -58,27 +52,10 @@ def url_of(router):
     return f"http://127.0.0.1:{router.management_port}"
 
 
-def ok(proc):
-    """stdout of a run that must succeed, clean."""
-    assert proc.returncode == 0, f"vane exited {proc.returncode}: {proc.stderr}"
-    assert proc.stderr == ""
-    assert ANSI not in proc.stdout, "colour codes on a pipe"
-    return proc.stdout
 
 
-def failure(proc, code=1):
-    """The one line a failed run prints on stderr, without the `vane: ` prefix."""
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("vane: ")
-    return lines[0][len("vane: "):]
 
 
-def table(text):
-    """Rows of an aligned table (cells are two or more spaces apart)."""
-    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines() if line.strip()]
 
 
 def section(text, title):

@@ -22,20 +22,14 @@ from pathlib import Path
 import pytest
 
 from tcp_tools import EchoServer, echo_roundtrip, free_port
+from cli_tools import failure, find_vane_cli, ok, table
 from vane_harness import eventually, find_vaned
 
-ANSI = "\x1b["
 
 
 @pytest.fixture(scope="module")
 def binaries():
-    vaned = find_vaned()
-    env = os.environ.get("VANE_CLI")
-    vane = Path(env) if env else vaned.parent / "vane"
-    if not (vane.is_file() and os.access(vane, os.X_OK)):
-        pytest.fail(f"vane binary not found at {vane}: set $VANE_CLI or build the `vane` target "
-                    f"next to vaned (cmake --build BUILD --target vaned vane)", pytrace=False)
-    return vane, vaned
+    return find_vane_cli(), find_vaned()
 
 
 class Sites:
@@ -98,26 +92,10 @@ class Sites:
         return problems
 
 
-def ok(proc):
-    """stdout of a run that must succeed, clean."""
-    assert proc.returncode == 0, f"vane exited {proc.returncode}: {proc.stderr}{proc.stdout}"
-    assert proc.stderr == "", proc.stderr
-    assert ANSI not in proc.stdout, "colour codes on a pipe"
-    return proc.stdout
 
 
-def failure(proc, code=1):
-    """The one line a failed run prints on stderr, without the `vane: ` prefix."""
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("vane: ")
-    return lines[0][len("vane: "):]
 
 
-def table(text):
-    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines() if line.strip()]
 
 
 def echoes(port, size=3000):
