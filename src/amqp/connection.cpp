@@ -1448,7 +1448,11 @@ void Connection::countProtocolError() {
 }
 
 void Connection::frameOutput() {
-  if (!torn_down_) pn_transport_pending(driver_->transport);
+  // IMPORTANT: while a socket write is in flight it reads straight out of
+  // the transport's output buffer, and framing more output may grow (move)
+  // that buffer: the write would then send freed memory. Frame only between
+  // writes; a link that needs room waits for onWritten().
+  if (!torn_down_ && !writing_) pn_transport_pending(driver_->transport);
 }
 
 void Connection::onWritten() {

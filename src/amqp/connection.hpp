@@ -187,7 +187,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void countProtocolError();
 
   // Lets the engine turn buffered delivery bytes into frames now (as far as
-  // the peer's session window allows).
+  // the peer's session window allows). Does nothing while a socket write is
+  // in flight: that write reads the engine's output buffer in place.
   void frameOutput();
 
   // Called by an OutLink that could not move bytes into a full session.
