@@ -2,6 +2,7 @@
 # Configures and builds Vane.
 #   scripts/build.sh            release build in build/
 #   scripts/build.sh asan       AddressSanitizer + UBSan build (what the tests use) in build-asan/
+#   scripts/build.sh tsan       ThreadSanitizer build (for the multi-worker system tests) in build-tsan/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind="${1:-release}"
@@ -9,7 +10,8 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 case "$kind" in
   release) dir=build; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
   asan)    dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DVANE_SANITIZE=ON -DVANE_BENCH=OFF) ;;
-  *) echo "usage: $0 [release|asan]" >&2; exit 2 ;;
+  tsan)    dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=Debug -DVANE_TSAN=ON -DVANE_BENCH=OFF) ;;
+  *) echo "usage: $0 [release|asan|tsan]" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 cmake --build "$dir" -j "$jobs"
