@@ -44,6 +44,14 @@ def router_factory(vaned_bin, tmp_path, request):
         if config is None and config_text is None:
             config = make_config()
         name = name or f"router{len(routers)}"
+        for earlier in routers:
+            # A restart under the same name: keep the earlier run's log (and
+            # any sanitizer report in it) under another name.
+            if earlier.name == name and not earlier.alive() and earlier.log_path.exists():
+                runs = sum(1 for o in routers if o.name == name)
+                kept = earlier.log_path.with_name(f"{name}.run{runs}.log")
+                earlier.log_path.rename(kept)
+                earlier.log_path = kept
         r = Router(vaned_bin, tmp_path, config=config, name=name, log_level=log_level,
                    config_text=config_text, extra_args=extra_args,
                    command_prefix=command_prefix)
@@ -68,6 +76,9 @@ def router_factory(vaned_bin, tmp_path, request):
             r.stop(timeout=10)
         except AssertionError as exc:
             problems.append(str(exc))
+    for r in routers:
+        for report in r.sanitizer_reports():
+            problems.append(f"sanitizer report in vaned {r.name} ({r.log_path}):\n{report}")
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
 
@@ -95,6 +106,16 @@ def reactor(request):
     errors = [e for r in reactors for e in r.errors]
     if errors:
         pytest.fail("proton client thread failed:\n" + "\n".join(errors), pytrace=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks `multiworker` every test run with `workers` of 2 or more (a
+    parameter of that name); others carry the mark themselves."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        workers = params.get("workers")
+        if isinstance(workers, int) and workers >= 2:
+            item.add_marker(pytest.mark.multiworker)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -27,6 +27,11 @@ TCP_LISTENER_RE = re.compile(
     r"\(address (?P<address>.*)\)")
 RELOAD_DONE_RE = re.compile(r"reload done|reload partly failed|reload refused")
 MANAGEMENT_RE = re.compile(r"management listening on (?P<host>\S+):(?P<port>\d+)")
+# The first line of a sanitizer report in vaned's output (its stderr goes to
+# the log): ThreadSanitizer, AddressSanitizer, LeakSanitizer, UBSan.
+SANITIZER_REPORT_RE = re.compile(
+    r"^(?:WARNING|ERROR): (?:ThreadSanitizer|AddressSanitizer|LeakSanitizer)\b.*$"
+    r"|^\S+:\d+:\d+: runtime error: .*$", re.M)
 
 
 class VanedNotFound(Exception):
@@ -53,6 +58,33 @@ def find_vaned():
         "vaned binary not found: set $VANED or build it, e.g.\n"
         "  cmake -S . -B build -G Ninja -DVANE_BENCH=OFF && cmake --build build --target vaned\n"
         f"(searched {default} and {REPO_ROOT}/build*/src/vaned)")
+
+
+_SANITIZER = {}
+
+
+def build_sanitizer(binary):
+    """"tsan", "asan" or None: the sanitizer runtime `binary` is linked with
+    (read from its dynamic section's library names)."""
+    binary = str(binary)
+    if binary not in _SANITIZER:
+        import mmap
+        with open(binary, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            _SANITIZER[binary] = ("tsan" if m.find(b"libtsan.so") >= 0 else
+                                  "asan" if m.find(b"libasan.so") >= 0 else None)
+    return _SANITIZER[binary]
+
+
+def sanitizer_reports(text):
+    """Each sanitizer report in a vaned log, from its first line to TSan's
+    closing line of '=' (at most the next 6000 characters otherwise)."""
+    reports = []
+    for m in SANITIZER_REPORT_RE.finditer(text):
+        end = text.find("\n==================", m.end())
+        if end < 0 or end - m.start() > 20000:
+            end = min(len(text), m.start() + 6000)
+        reports.append(text[m.start():end])
+    return reports
 
 
 def eventually(timeout, predicate, interval=0.02, what=None):
@@ -103,9 +135,18 @@ def never(duration, predicate, interval=0.05, what=None):
 # --------------------------------------------------------------------------
 # Configuration
 
-def make_config(router_id="router-a", workers=1, link_capacity=250, listeners=None,
+def default_workers():
+    """Workers of a router whose test does not choose: $VANE_TEST_WORKERS
+    (e.g. 3, to run the single-worker tests multi-worker), else 1."""
+    return int(os.environ.get("VANE_TEST_WORKERS") or 1)
+
+
+def make_config(router_id="router-a", workers=None, link_capacity=250, listeners=None,
                 addresses=None, **router_extra):
-    """A configuration dictionary with one normal listener on a free port."""
+    """A configuration dictionary with one normal listener on a free port.
+    `workers` None: default_workers()."""
+    if workers is None:
+        workers = default_workers()
     router = {"id": router_id, "mode": "interior", "workers": workers,
               "link_capacity": link_capacity}
     router.update(router_extra)
@@ -350,6 +391,10 @@ class Router:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def sanitizer_reports(self):
+        """Sanitizer reports in this router's log (see sanitizer_reports())."""
+        return sanitizer_reports(self.log_text())
 
     def log_tail(self, lines=60):
         text = self.log_text().splitlines()

@@ -27,7 +27,7 @@ REACHABLE_RE = re.compile(r"router (?P<id>\S+): (?P<n>\d+) router\(s\) reachable
 
 
 class Network:
-    def __init__(self, router_factory, hello_ms=None, dead_ms=None, workers=1, addresses=None,
+    def __init__(self, router_factory, hello_ms=None, dead_ms=None, workers=None, addresses=None,
                  log_level="debug", router_extra=None, management=None):
         self.factory = router_factory
         self.hello_ms = hello_ms
