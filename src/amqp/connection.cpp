@@ -519,8 +519,14 @@ class InLink : public forwarding::IngressSink,
   }
 
   // IngressSink
-  void onOutcome(const std::shared_ptr<IngressDelivery>& rec, const Outcome& o) override {
+  void onOutcome(const std::shared_ptr<IngressDelivery>& rec, const Outcome& copy) override {
     if (!link_ || rec->settled) return;
+    if (rec->multicast) {
+      // One outcome for all copies, once the last copy is settled.
+      forwarding::mergeMulticastOutcome(rec->merged_outcome, rec->merged_any, copy);
+      if (--rec->outcomes_awaited > 0) return;
+    }
+    const Outcome& o = rec->multicast ? rec->merged_outcome : copy;
     if (!rec->fully_received) {
       rec->has_pending_outcome = true;
       rec->pending_outcome = o;
@@ -641,13 +647,8 @@ class InLink : public forwarding::IngressSink,
       } else {
         applyOutcome(rec, rec->drop_outcome);
       }
-    } else if (rec->presettled || rec->multicast) {
-      // Multicast is settled by the router on receipt.
-      if (rec->presettled) {
-        finishSettle(rec, d);
-      } else {
-        applyOutcome(rec, Outcome::accepted());
-      }
+    } else if (rec->presettled) {
+      finishSettle(rec, d);
     } else if (rec->has_pending_outcome) {
       applyOutcome(rec, rec->pending_outcome);
     }
@@ -790,7 +791,9 @@ class InLink : public forwarding::IngressSink,
       drop(rec, Outcome::released());
       return;
     }
-    const bool presettled = rec->presettled || result.multicast;
+    // Copies of an unsettled delivery go out unsettled (multicast too), so
+    // that every consumer settles its own copy and the sender hears back.
+    const bool presettled = rec->presettled;
     rec->multicast = result.multicast;
     auto self = live_.at(rec);
     for (auto& target : targets_) {
@@ -816,6 +819,7 @@ class InLink : public forwarding::IngressSink,
       rec->copies.push_back(std::move(t));
     }
     rec->copies_in_router = static_cast<int>(rec->copies.size());
+    if (rec->multicast && !presettled) rec->outcomes_awaited = rec->copies_in_router;
     targets_.clear();
   }
 
@@ -1673,11 +1677,26 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
   pn_terminus_copy(pn_link_source(link), pn_link_remote_source(link));
   pn_terminus_copy(pn_link_target(link), pn_link_remote_target(link));
   pn_link_set_snd_settle_mode(link, pn_link_remote_snd_settle_mode(link));
-  pn_link_set_rcv_settle_mode(link, pn_link_remote_rcv_settle_mode(link));
+  // As a receiver the router settles each delivery as it sends its outcome
+  // (rcv-settle-mode first); it says so instead of echoing `second`. As a
+  // sender it follows the consumer's mode (it settles once told the outcome).
+  pn_link_set_rcv_settle_mode(
+      link, pn_link_is_receiver(link) ? PN_RCV_FIRST : pn_link_remote_rcv_settle_mode(link));
 
   if (pn_link_is_receiver(link)) {
     // The peer sends to the router.
     pn_terminus_t* rt = pn_link_remote_target(link);
+    if (pn_terminus_get_type(rt) == PN_COORDINATOR) {
+      // The router holds no queues and cannot take part in transactions:
+      // refuse the coordinator link rather than attach it and drop the
+      // client's declare (AMQP 1.0 part 4.2: amqp:not-implemented).
+      pn_terminus_set_type(pn_link_target(link), PN_UNSPECIFIED);
+      pn_condition_set_name(pn_link_condition(link), "amqp:not-implemented");
+      pn_condition_set_description(pn_link_condition(link), "transactions are not supported");
+      pn_link_open(link);
+      pn_link_close(link);
+      return;
+    }
     if (pn_terminus_is_dynamic(rt)) {
       pn_condition_set_name(pn_link_condition(link), "amqp:not-implemented");
       pn_condition_set_description(pn_link_condition(link), "dynamic targets are not supported");
@@ -1695,6 +1714,14 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
 
   // The peer receives from the router: a consumer.
   pn_terminus_t* rs = pn_link_remote_source(link);
+  // The router applies no filters (selectors, no-local, ...): leave them out
+  // of the source it attaches, as AMQP 1.0 (3.5.3) says, so the client can
+  // see that it receives unfiltered and detach if it depends on the filter.
+  if (pn_data_t* filter = pn_terminus_filter(pn_link_source(link)); pn_data_size(filter) > 0) {
+    pn_data_clear(filter);
+    VANE_LOG_DEBUG("connection {}: link '{}': source filter left out (filters are not supported)",
+                   peer_, str(pn_link_name(link)));
+  }
   std::string address;
   if (pn_terminus_is_dynamic(rs)) {
     address = ctx_.core.newDynamicAddress();

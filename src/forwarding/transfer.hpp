@@ -210,6 +210,11 @@ struct IngressDelivery {
   bool slot_freed = false;
   bool settled = false;
   bool has_pending_outcome = false;
+  // Unsettled multicast: copies whose outcome has not come back yet, and the
+  // outcome merged from those that have (see mergeMulticastOutcome).
+  int outcomes_awaited = 0;
+  bool merged_any = false;
+  Outcome merged_outcome;
   bool early_outcome = false;           // a stream's outcome sent before its end
   Outcome pending_outcome;              // outcome that arrived before the last byte did
   Outcome drop_outcome;                 // outcome for a discarded delivery
@@ -217,6 +222,39 @@ struct IngressDelivery {
   AddressCounters* counters = nullptr;  // the ingress loop's, for its address
   std::vector<std::shared_ptr<Transfer>> copies;  // cleared once fully received
 };
+
+// The sender of an unsettled multicast delivery learns one outcome for all
+// its copies, once every copy is settled: accepted when any consumer
+// accepted; otherwise rejected when any rejected (the first rejection's
+// error); otherwise modified when any copy was modified (delivery-failed if
+// any said so); otherwise released. A consumer that went away before
+// settling counts as released (never sent to it) or modified (sent).
+inline void mergeMulticastOutcome(Outcome& merged, bool& any, const Outcome& o) {
+  auto rank = [](Outcome::Kind k) {
+    switch (k) {
+      case Outcome::Kind::kAccepted:
+        return 3;
+      case Outcome::Kind::kRejected:
+        return 2;
+      case Outcome::Kind::kModified:
+        return 1;
+      case Outcome::Kind::kReleased:
+        break;
+    }
+    return 0;
+  };
+  if (!any) {
+    merged = o;
+    any = true;
+    return;
+  }
+  if (o.kind == Outcome::Kind::kModified && merged.kind == Outcome::Kind::kModified) {
+    merged.delivery_failed = merged.delivery_failed || o.delivery_failed;
+    merged.undeliverable_here = merged.undeliverable_here && o.undeliverable_here;
+    return;
+  }
+  if (rank(o.kind) > rank(merged.kind)) merged = o;
+}
 
 // Takes a counted copy off its consumer's outstanding count, once. Egress loop.
 inline void uncount(Transfer& t) {

@@ -7,7 +7,7 @@ import pytest
 from proton import Message
 
 from vane_client import ACCEPTED, RELEASED, body_digest
-from vane_harness import eventually, make_config, never
+from vane_harness import build_sanitizer, eventually, make_config, never
 
 WORKERS = pytest.mark.parametrize("workers", [1, 2])
 MiB = 1024 * 1024
@@ -183,6 +183,7 @@ def test_large_message_intact(make_router, reactor, workers, size_mb):
     rx.wait_count(2)
 
 
+@pytest.mark.multiworker
 def test_large_message_anonymous_sender(make_router, reactor):
     # The router must route by 'to' while the rest of the message is still arriving.
     r = make_router(workers=2)
@@ -196,6 +197,7 @@ def test_large_message_anonymous_sender(make_router, reactor):
     assert rec.state == ACCEPTED
 
 
+@pytest.mark.multiworker
 def test_large_message_multicast(make_router, reactor):
     r = make_router(workers=2)
     body = os.urandom(10 * MiB)
@@ -205,7 +207,7 @@ def test_large_message_multicast(make_router, reactor):
     for rx in rxs:
         rx.wait_count(1, timeout=60)
         assert rx.received[0].digest == body_digest(body)
-        assert rx.received[0].presettled
+        assert not rx.received[0].presettled, "a copy of an unsettled message is unsettled"
     tx.wait_all_settled(timeout=30)
     assert rec.state == ACCEPTED
 
@@ -237,6 +239,8 @@ def test_large_message_streamed_not_buffered(make_router, reactor, workers):
     assert got.size == size and got.digest == body_digest(body), "50 MiB message corrupted"
     tx.wait_all_settled(timeout=30)
     assert rec.state == ACCEPTED
+    if build_sanitizer(r.binary) == "tsan":
+        return  # RSS there is mostly ThreadSanitizer's shadow memory and history
     peak = max(m for _, m in samples)
     growth = peak - baseline
     assert growth < 30 * MiB, (

@@ -2,6 +2,7 @@
 
 import pytest
 from proton import Message
+from vane_client import ACCEPTED, MODIFIED, REJECTED, RELEASED
 
 from vane_harness import eventually, make_config, never
 
@@ -150,24 +151,47 @@ def test_multicast_copy_to_every_consumer(make_router, reactor, workers):
     tx.wait_all_settled()
     for c in consumers:
         assert ids(c) == list(range(n)), "each consumer gets every message once, in order"
-        assert all(rcv.presettled for rcv in c.received), "multicast copies are pre-settled"
-    # The router settles on receipt: the unsettled sender sees ACCEPTED from the router.
+        assert not any(rcv.presettled for rcv in c.received), \
+            "copies of unsettled messages are unsettled: each consumer settles its own"
     assert all(rec.outcome == "ACCEPTED" for rec in recs), recs
     never(0.3, lambda: any(c.count() > n for c in consumers), what="duplicate copies")
 
 
-def test_multicast_settled_even_if_consumers_hold(make_router, reactor):
-    # Consumers that never settle cannot hold up a multicast sender: copies are pre-settled.
+def test_multicast_sender_waits_for_every_copy(make_router, reactor):
+    # The sender's delivery is settled only when the last consumer settles
+    # its copy; the outcome is the best any consumer gave.
     r = make_router()
     c1 = reactor.connect(r.port).wait_open().receiver("mc/hold", credit=10, outcome=None)
     c2 = reactor.connect(r.port).wait_open().receiver("mc/hold", credit=10, outcome=None)
     tx = reactor.connect(r.port).wait_open().sender("mc/hold")
-    recs = tx.send_many([Message(body=i) for i in range(5)])
-    c1.wait_count(5)
-    c2.wait_count(5)
+    recs = tx.send_many([Message(body=i) for i in range(3)])
+    c1.wait_count(3)
+    c2.wait_count(3)
+    assert not any(rcv.presettled for rcv in c1.received + c2.received)
+    c1.settle(0, REJECTED)
+    c1.settle(1, RELEASED)
+    c1.settle(2, REJECTED)
+    never(0.3, lambda: tx.settled_count() > 0, what="sender settled before every copy was")
+    c2.settle(0, ACCEPTED)   # accepted beats rejected
+    c2.settle(1, MODIFIED)   # modified beats released
+    c2.settle(2, REJECTED)   # nobody accepted
     tx.wait_all_settled()
-    assert [rec.outcome for rec in recs] == ["ACCEPTED"] * 5
-    assert all(rcv.presettled for rcv in c1.received + c2.received)
+    assert [rec.outcome for rec in recs] == ["ACCEPTED", "MODIFIED", "REJECTED"], recs
+
+
+def test_multicast_consumer_leaving_counts_as_released(make_router, reactor):
+    r = make_router()
+    stay = reactor.connect(r.port).wait_open().receiver("mc/leave", credit=10, outcome=None)
+    leave = reactor.connect(r.port).wait_open().receiver("mc/leave", credit=10, outcome=None)
+    tx = reactor.connect(r.port).wait_open().sender("mc/leave")
+    recs = tx.send_many([Message(body="x")])
+    stay.wait_count(1)
+    leave.wait_count(1)
+    stay.settle(0, RELEASED)
+    never(0.3, lambda: tx.settled_count() > 0, what="sender settled while a copy is out")
+    leave.conn.close()  # its copy was sent: modified (delivery-failed)
+    tx.wait_all_settled()
+    assert recs[0].outcome == "MODIFIED", recs
 
 
 def test_multicast_presettled_sender(make_router, reactor):
