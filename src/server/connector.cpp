@@ -30,6 +30,7 @@ void Connector::start() {
 void Connector::stop() {
   VANE_ASSERT_THREAD(loop_);
   stopped_ = true;
+  cancelled_->store(true, std::memory_order_release);
   timer_.cancel();
 }
 
@@ -42,50 +43,66 @@ void Connector::stopAndClose() {
 }
 
 void Connector::attempt() {
+  VANE_ASSERT_THREAD(loop_);
   if (stopped_) return;
   const config::ConnectorConfig cfg = candidates_[current_];
   ++attempts_[cfg.name];
   Worker* w = workers_[next_worker_++ % workers_.size()];
   VANE_LOG_DEBUG("connector {}: connecting to {}:{}", cfg.name, cfg.host, cfg.port);
+  // Everything the worker needs is taken here, on the core loop: the worker
+  // reads no member of this connector, only the cancel flag.
+  amqp::ConnectionOptions options;
+  options.name = cfg.name;
+  options.role = cfg.role;
+  options.cost = cfg.cost;
+  options.outgoing = true;
+  options.counters = counters_;
+  if (auto it = tls_.find(cfg.name); it != tls_.end()) {
+    options.tls = it->second->current();
+    if (cfg.verify_host) options.tls_host = cfg.host;
+  }
+  core::EventLoop& home = loop_;
+  options.on_ready = [this, &home, name = cfg.name] { home.post([this, name] { onReady(name); }); };
+  options.on_failure = [this, &home](const std::string& why) {
+    home.post([this, why] {
+      if (!stopped_) last_error_ = why;
+    });
+  };
   // Resolution and connect run on the worker that will own the connection;
   // the outcome comes back to this loop.
-  w->loop().post([this, w, cfg] {
+  w->loop().post([this, &home, w, cfg, options = std::move(options), cancelled = cancelled_] {
     auto resolver = std::make_shared<tcp::resolver>(w->loop().context());
     resolver->async_resolve(
         cfg.host, std::to_string(cfg.port), tcp::resolver::numeric_service,
-        [this, w, cfg, resolver](const boost::system::error_code& ec,
-                                 tcp::resolver::results_type results) {
+        [this, &home, w, cfg, options, cancelled, resolver](const boost::system::error_code& ec,
+                                                            tcp::resolver::results_type results) {
+          if (cancelled->load(std::memory_order_acquire)) return;
           if (ec) {
-            loop_.post([this, m = "cannot resolve: " + ec.message()] { onConnectFailed(m); });
+            home.post([this, m = "cannot resolve: " + ec.message()] { onConnectFailed(m); });
             return;
           }
           auto socket = std::make_shared<tcp::socket>(w->loop().context());
           asio::async_connect(
               *socket, results,
-              [this, w, cfg, socket](const boost::system::error_code& ec, const tcp::endpoint&) {
+              [this, &home, w, options, cancelled, socket](const boost::system::error_code& ec,
+                                                           const tcp::endpoint&) {
+                // Deleted while connecting: the link must never come up.
+                if (cancelled->load(std::memory_order_acquire)) return;
                 if (ec) {
-                  loop_.post([this, m = ec.message()] { onConnectFailed(m); });
+                  home.post([this, m = ec.message()] { onConnectFailed(m); });
                   return;
                 }
-                amqp::ConnectionOptions options;
-                options.name = cfg.name;
-                options.role = cfg.role;
-                options.cost = cfg.cost;
-                options.outgoing = true;
-                options.counters = counters_;
-                if (auto it = tls_.find(cfg.name); it != tls_.end()) {
-                  options.tls = it->second->current();
-                  if (cfg.verify_host) options.tls_host = cfg.host;
-                }
-                options.on_ready = [this, name = cfg.name] {
-                  loop_.post([this, name] { onReady(name); });
-                };
-                options.on_failure = [this](const std::string& why) {
-                  loop_.post([this, why] { last_error_ = why; });
-                };
-                auto conn = w->adopt(std::move(*socket), std::move(options),
-                                     [this] { loop_.post([this] { onClosed(); }); });
-                loop_.post([this, w, conn] {
+                auto conn = w->adopt(std::move(*socket), options,
+                                     [this, &home] { home.post([this] { onClosed(); }); });
+                home.post([this, w, conn] {
+                  if (stopped_) {
+                    // Stopped between the check above and now: close it.
+                    w->loop().post([conn] {
+                      if (auto c = conn.lock())
+                        c->closeWithError("amqp:connection:forced", "connector deleted");
+                    });
+                    return;
+                  }
                   link_worker_ = w;
                   link_ = conn;
                 });
@@ -95,6 +112,7 @@ void Connector::attempt() {
 }
 
 void Connector::onReady(const std::string& name) {
+  if (stopped_) return;
   connected_at_ = std::chrono::steady_clock::now();
   connected_to_ = name;
   last_error_.clear();

@@ -9,6 +9,7 @@
 // IMPORTANT: runs on the core loop; the connection itself lives on a worker.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
@@ -88,6 +89,9 @@ class Connector {
   boost::asio::steady_timer timer_;
   std::mt19937 rng_;
   bool stopped_ = false;
+  // Set by stop(); read by the worker that is connecting for us, so that a
+  // connector stopped (deleted) meanwhile never adopts its socket.
+  std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>(false);
   bool logged_failure_ = false;
   std::string connected_to_;
   Worker* link_worker_ = nullptr;  // where the link's connection lives

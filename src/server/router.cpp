@@ -656,6 +656,15 @@ void sync(std::vector<std::unique_ptr<T>>& current, const std::vector<C>& wanted
 
 std::string Router::reload(const config::Config& next) {
   if (!started_ || stopped_) return "the router is not running";
+  // The whole reload runs on the core loop, which owns cfg_ and the entities
+  // the management API changes: a SIGHUP never races an API call.
+  std::promise<std::string> result;
+  core_loop_.post([this, &next, &result] { result.set_value(reloadOnCore(next)); });
+  return result.get_future().get();
+}
+
+std::string Router::reloadOnCore(const config::Config& next) {
+  VANE_ASSERT_THREAD(core_loop_);
   // What a reload does not change.
   auto note = [](const char* what) {
     VANE_LOG_WARN("reload: {} changed; restart vaned to apply it", what);
@@ -692,39 +701,35 @@ std::string Router::reload(const config::Config& next) {
       next.router.workers != cfg_.router.workers) {
     note("router");
   }
-  std::promise<std::string> result;
-  core_loop_.post([this, &next, &result] {
-    std::string errors = reloadTls(next.tls_profiles);
-    // Entries are matched by name: those gone or changed are dropped, then
-    // the new ones (including the changed) are made.
-    std::vector<config::TcpListenerConfig> new_listeners;
-    sync(tcp_listeners_, next.tcp_listeners, new_listeners,
-         [this](std::unique_ptr<TcpListener> t) { retire(std::move(t)); });
-    for (const auto& c : new_listeners) {
-      auto t = makeTcpListener(c);
-      if (std::string err = t->listener->open(); !err.empty()) {
-        VANE_LOG_ERROR("reload: tcp listener {}: {}", c.name, err);
-        errors += (errors.empty() ? "" : "; ") + ("tcp listener " + c.name + ": " + err);
-        continue;
-      }
-      t->listener->startAccepting();
-      tcp_listeners_.push_back(std::move(t));
+  std::string errors = reloadTls(next.tls_profiles);
+  // Entries are matched by name: those gone or changed are dropped, then
+  // the new ones (including the changed) are made.
+  std::vector<config::TcpListenerConfig> new_listeners;
+  sync(tcp_listeners_, next.tcp_listeners, new_listeners,
+       [this](std::unique_ptr<TcpListener> t) { retire(std::move(t)); });
+  for (const auto& c : new_listeners) {
+    auto t = makeTcpListener(c);
+    if (std::string err = t->listener->open(); !err.empty()) {
+      VANE_LOG_ERROR("reload: tcp listener {}: {}", c.name, err);
+      errors += (errors.empty() ? "" : "; ") + ("tcp listener " + c.name + ": " + err);
+      continue;
     }
-    std::vector<config::TcpConnectorConfig> new_connectors;
-    sync(tcp_connectors_, next.tcp_connectors, new_connectors,
-         [this](std::unique_ptr<TcpConnector> t) { unpublish(*t); });
-    for (const auto& c : new_connectors) {
-      auto t = makeTcpConnector(c);
-      publish(*t);
-      tcp_connectors_.push_back(std::move(t));
-    }
-    cfg_.tcp_listeners.clear();
-    for (auto& t : tcp_listeners_) cfg_.tcp_listeners.push_back(t->cfg);
-    cfg_.tcp_connectors.clear();
-    for (auto& t : tcp_connectors_) cfg_.tcp_connectors.push_back(t->cfg);
-    result.set_value(std::move(errors));
-  });
-  return result.get_future().get();
+    t->listener->startAccepting();
+    tcp_listeners_.push_back(std::move(t));
+  }
+  std::vector<config::TcpConnectorConfig> new_connectors;
+  sync(tcp_connectors_, next.tcp_connectors, new_connectors,
+       [this](std::unique_ptr<TcpConnector> t) { unpublish(*t); });
+  for (const auto& c : new_connectors) {
+    auto t = makeTcpConnector(c);
+    publish(*t);
+    tcp_connectors_.push_back(std::move(t));
+  }
+  cfg_.tcp_listeners.clear();
+  for (auto& t : tcp_listeners_) cfg_.tcp_listeners.push_back(t->cfg);
+  cfg_.tcp_connectors.clear();
+  for (auto& t : tcp_connectors_) cfg_.tcp_connectors.push_back(t->cfg);
+  return errors;
 }
 
 std::string Router::start() {

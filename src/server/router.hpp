@@ -46,7 +46,8 @@ class Router {
   // tcp_connectors are added, removed or replaced (by name); flows already
   // open keep running. Other sections need a restart: each difference is
   // logged. Returns "" or what failed (e.g. a port in use); what could be
-  // applied is applied. Call from one thread at a time, after start().
+  // applied is applied. Call from one thread at a time, after start() and
+  // before stop(), from any thread but the core loop: it runs there and waits.
   std::string reload(const config::Config& next);
 
   const config::Config& config() const { return cfg_; }
@@ -116,6 +117,8 @@ class Router {
   // replace those of the same name): new connections get the new
   // certificates, open ones keep theirs. Returns "" or what failed (that
   // profile keeps its old certificates). Core loop.
+  // The body of reload(), on the core loop.
+  std::string reloadOnCore(const config::Config& next);
   std::string reloadTls(const std::vector<config::TlsProfileConfig>& profiles);
   Refusal addTcpListener(const config::TcpListenerConfig& c);
   Refusal addTcpConnector(const config::TcpConnectorConfig& c);

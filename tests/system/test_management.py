@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import random
 import socket
+import threading
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from proton import Message
 
 from tcp_tools import EchoServer, connect, echo_roundtrip, recv_all
-from vane_harness import eventually, make_config, run_vaned, self_signed_cert, to_yaml
+from vane_harness import eventually, make_config, never, run_vaned, self_signed_cert, to_yaml
 from vane_network import Network
 
 MGMT = {"port": 0}
@@ -495,6 +496,95 @@ def test_amqp_listener_and_connector_created_through_api(router_factory, reactor
     eventually(10, lambda: path_to_c() == (5, "B"), interval=0.1,
                what=lambda: f"C through B again (now {path_to_c()})")
     assert get(a, "/api/v1/connectors") == []
+
+
+class HeldListener:
+    """A TCP port whose connects hang: its accept queue (backlog 0) is filled
+    by one parked connection, so the kernel drops new SYNs and the connecting
+    side keeps retransmitting. release() starts accepting and relays every
+    later connection to `target`, counting them and the bytes they send."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.parked = socket.create_connection(("127.0.0.1", self.port))
+        self.accepted = 0
+        self.bytes_from_clients = 0
+        self._threads = []
+
+    def release(self):
+        first, _ = self.sock.accept()  # the parked connection
+        first.close()
+        self.parked.close()
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept_loop(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b, count in ((client, upstream, True), (upstream, client, False)):
+                t = threading.Thread(target=self._pipe, args=(a, b, count), daemon=True)
+                t.start()
+
+    def _pipe(self, src, dst, count):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if count:
+                    self.bytes_from_clients += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        self.parked.close()
+
+
+def test_connector_deleted_while_connecting_never_links(router_factory):
+    # A connector deleted while its TCP connect is still pending must never
+    # bring its link up when the connect completes later.
+    b = single(router_factory, name="B",
+               listeners=[{"name": "amqp", "host": "127.0.0.1", "port": 0},
+                          {"name": "inter", "host": "127.0.0.1", "port": 0,
+                           "role": "inter-router"}])
+    a = single(router_factory, name="A")
+    held = HeldListener(b.ports["inter"])
+    try:
+        body = {"name": "to-B", "host": "127.0.0.1", "port": held.port,
+                "role": "inter-router"}
+        res = a.api("POST", "/api/v1/connectors", body)
+        assert res.status == 201, f"POST connector: {res}"
+        time.sleep(0.3)  # the connect is under way (its SYN is being dropped)
+        assert by_key(get(a, "/api/v1/connectors"))["to-B"]["state"] == "connecting"
+        res = a.api("DELETE", "/api/v1/connectors/to-B")
+        assert res.status == 204, f"DELETE connector: {res}"
+        held.release()
+        # The kernel retransmits the SYN (after 1 s, then 3 s): that connect
+        # completes now; the deleted connector must drop it unused.
+        eventually(10, lambda: held.accepted >= 1, interval=0.05,
+                   what="the pending connect to complete")
+        never(2.0, lambda: "A" in routers_of(b) or held.bytes_from_clients > 0,
+              what="a link from a deleted connector")
+        assert get(a, "/api/v1/connectors") == []
+    finally:
+        held.close()
 
 
 # --------------------------------------------------------------------------
