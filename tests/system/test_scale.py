@@ -38,6 +38,7 @@ def test_200_links_on_one_connection(router_factory, reactor, workers):
     assert not conn.closed
 
 
+@pytest.mark.multiworker
 def test_300_connections(router_factory, reactor):
     r = router_factory(make_config(workers=2))
     n = 300
@@ -68,6 +69,7 @@ def test_300_connections(router_factory, reactor):
     rx.wait_count(1)
 
 
+@pytest.mark.multiworker
 def test_10000_addresses(router_factory, reactor):
     r = router_factory(make_config(workers=2))
     n, nconns = 10000, 4
