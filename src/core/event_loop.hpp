@@ -8,11 +8,14 @@
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <exception>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "core/assert.hpp"
+#include "core/log.hpp"
 
 namespace vane::core {
 
@@ -33,6 +36,9 @@ class EventLoop {
     boost::asio::post(ctx_, std::forward<Fn>(fn));
   }
 
+  // Exceptions that escaped a handler of this loop (any thread).
+  std::uint64_t escapedExceptions() const { return escaped_.load(std::memory_order_relaxed); }
+
   // True on this loop's thread.
   bool isCurrentThread() const { return current_ == this; }
 
@@ -42,7 +48,21 @@ class EventLoop {
       current_ = this;
       auto guard = boost::asio::make_work_guard(ctx_);
       while (!stopping_.load()) {
-        ctx_.run();
+        // Last resort: an exception that escapes a handler (a bug, or input
+        // a handler failed to validate) is logged and counted, and the loop
+        // goes on with its other work instead of terminating the process.
+        try {
+          ctx_.run();
+        } catch (const std::exception& e) {
+          escaped_.fetch_add(1, std::memory_order_relaxed);
+          VANE_LOG_ERROR("loop {}: a handler threw: {} (the loop continues)", name_, e.what());
+          continue;
+        } catch (...) {
+          escaped_.fetch_add(1, std::memory_order_relaxed);
+          VANE_LOG_ERROR("loop {}: a handler threw a non-standard exception (the loop continues)",
+                         name_);
+          continue;
+        }
         if (ctx_.stopped()) break;
       }
       current_ = nullptr;
@@ -113,6 +133,7 @@ class EventLoop {
   boost::asio::io_context ctx_{1};
   std::thread thread_;
   std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> escaped_{0};
   static inline thread_local EventLoop* current_ = nullptr;
 };
 

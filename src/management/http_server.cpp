@@ -88,19 +88,39 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
       return;
     }
     request_ = parser_->release();
-    (*handler_)(request_, [self = this->shared_from_this()](Response res) {
-      res.version(self->request_.version());
-      res.keep_alive(self->request_.keep_alive());
-      res.set(http::field::server, "vaned");
-      res.prepare_payload();
-      if (self->request_.method() == http::verb::head) {
-        // The headers a GET would get, Content-Length included; no content.
-        const auto length = res[http::field::content_length];
-        res.body().clear();
-        res.set(http::field::content_length, length);
+    auto answered = std::make_shared<bool>(false);
+    try {
+      (*handler_)(request_, [self = this->shared_from_this(), answered](Response res) {
+        *answered = true;
+        self->answer(std::move(res));
+      });
+    } catch (const std::exception& e) {
+      // A request the handler could not deal with must not reach the loop
+      // (and take the router down): answer 500 and close this connection.
+      VANE_LOG_WARN("{}: request failed: {}", name_, e.what());
+      if (!*answered) {
+        Response res{http::status::internal_server_error, 11};
+        res.set(http::field::content_type, "application/json");
+        res.body() = R"({"error":"internal error"})";
+        res.keep_alive(false);
+        res.prepare_payload();
+        write(std::move(res));
       }
-      self->write(std::move(res));
-    });
+    }
+  }
+
+  void answer(Response res) {
+    res.version(request_.version());
+    res.keep_alive(request_.keep_alive());
+    res.set(http::field::server, "vaned");
+    res.prepare_payload();
+    if (request_.method() == http::verb::head) {
+      // The headers a GET would get, Content-Length included; no content.
+      const auto length = res[http::field::content_length];
+      res.body().clear();
+      res.set(http::field::content_length, length);
+    }
+    write(std::move(res));
   }
 
   void write(Response res) {

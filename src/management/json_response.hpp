@@ -9,10 +9,16 @@
 
 namespace vane::management {
 
+// Text from peers (paths, container ids, link names, addresses) need not be
+// UTF-8: invalid bytes are replaced with U+FFFD instead of throwing.
+inline std::string dumpJson(const nlohmann::json& body, int indent = 2) {
+  return body.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 inline Response jsonReply(boost::beast::http::status status, const nlohmann::json& body) {
   Response res{status, 11};
   res.set(boost::beast::http::field::content_type, "application/json");
-  res.body() = body.dump(2);
+  res.body() = dumpJson(body);
   res.body().push_back('\n');
   return res;
 }

@@ -106,7 +106,7 @@ std::string Claims::save() const {
                  {"used", t.used},
                  {"redeemed_by", t.redeemed_by}});
   }
-  const std::string text = json{{"tokens", a}}.dump(2) + "\n";
+  const std::string text = management::dumpJson(json{{"tokens", a}}) + "\n";
   // Written aside and renamed: a crash leaves the old state or the new.
   const std::string tmp = cfg_.state_file + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

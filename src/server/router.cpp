@@ -255,7 +255,7 @@ std::string addressesYaml(const std::vector<config::AddressConfig>& rules) {
     nlohmann::json j = {{"distribution", config::toString(r.distribution)}};
     if (!r.prefix.empty()) j["prefix"] = r.prefix;
     if (!r.pattern.empty()) j["pattern"] = r.pattern;
-    y += "  - " + j.dump() + "\n";
+    y += "  - " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   return y;
 }

@@ -587,6 +587,37 @@ def test_connector_deleted_while_connecting_never_links(router_factory):
         held.close()
 
 
+def _amqp_open_frame(container_id):
+    """An AMQP open performative (type 0 frame, channel 0) with raw bytes as
+    its container-id, which a well-behaved client could not send."""
+    cid = b"\xa1" + bytes([len(container_id)]) + container_id   # str8-utf8
+    fields = cid
+    body = b"\x00\x53\x10" + b"\xc0" + bytes([len(fields) + 1, 1]) + fields
+    size = 8 + len(body)
+    return size.to_bytes(4, "big") + b"\x02\x00\x00\x00" + body
+
+
+def test_non_utf8_from_peers_never_kills_the_router(router_factory):
+    r = single(router_factory, name="utf8")
+    # A request line with bytes that are not UTF-8: an answer, not a crash.
+    with socket.create_connection(("127.0.0.1", r.management_port), timeout=10) as s:
+        s.sendall(b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = recv_all(s, timeout=10)
+    assert reply.startswith(b"HTTP/1.1 404"), reply[:200]
+    assert r.alive()
+    # An AMQP peer whose container id is not UTF-8; the API shows it with
+    # U+FFFD in its place.
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"AMQP\x00\x01\x00\x00" + _amqp_open_frame(b"bad\xff\xfeid"))
+        eventually(10, lambda: any("bad" in (c.get("container") or "")
+                                   for c in get(r, "/api/v1/connections")),
+                   interval=0.1, what="the connection in the API")
+        shown = [c["container"] for c in get(r, "/api/v1/connections")
+                 if "bad" in (c.get("container") or "")]
+        assert shown == ["bad\ufffd\ufffdid"], shown
+    assert r.alive()
+
+
 # --------------------------------------------------------------------------
 # Invalid requests
 
