@@ -4,6 +4,7 @@
 // converts into a ConfigError; no exception leaves this file.
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -78,6 +79,19 @@ std::string ConfigError::toString() const {
 }
 
 namespace {
+
+// 127.0.0.0/8, ::1 and "localhost": reachable from this machine only.
+bool isLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  unsigned char v4[4];
+  if (::inet_pton(AF_INET, host.c_str(), v4) == 1) return v4[0] == 127;
+  unsigned char v6[16];
+  if (::inet_pton(AF_INET6, host.c_str(), v6) == 1) {
+    static const unsigned char kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::memcmp(v6, kLoopback, 16) == 0;
+  }
+  return false;
+}
 
 // Thrown inside the parser only; caught in parseString().
 struct Failure {
@@ -740,6 +754,12 @@ class Parser {
       }
     }
     if (!have_port) fail(section.value, section.field + ".port", "missing required field 'port'");
+    if (m.token.empty() && !isLoopbackHost(m.host)) {
+      fail(section.value, section.field + ".token",
+           fmt::format("a management API on {} (not loopback) needs a token: anyone who can reach "
+                       "it could change the router",
+                       m.host));
+    }
   }
 
   // tcp_listeners and tcp_connectors share their fields: name, host, port

@@ -29,6 +29,17 @@ using json = nlohmann::json;
 
 namespace {
 
+// Compares a secret without leaking through timing how much of it matched:
+// the time depends only on the length of `expected`.
+bool equalInConstantTime(std::string_view given, std::string_view expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    diff |= static_cast<unsigned char>(g ^ static_cast<unsigned char>(expected[i]));
+  }
+  return diff == 0;
+}
+
 constexpr std::string_view kApi = "/api/v1/";
 
 const char* roleName(routing::NeighborRole r) {
@@ -161,7 +172,8 @@ class Api {
     }
     if (!token_.empty()) {
       const std::string expected = "Bearer " + token_;
-      if (req[http::field::authorization] != expected) {
+      const auto given = req[http::field::authorization];
+      if (!equalInConstantTime(std::string_view(given.data(), given.size()), expected)) {
         Response res = jsonError(http::status::unauthorized, "a bearer token is required");
         res.set(http::field::www_authenticate, "Bearer");
         return respond(std::move(res));

@@ -854,6 +854,23 @@ TEST(ConfigManagement, Errors) {
               "no tls profile named 'nope' (define it under tls_profiles)");
   expectError("tls_profiles:\n  - name: m\n    key: /k.pem\n", 2, 5, "tls_profiles[0].certificate",
               "missing required field 'certificate'");
+  expectError("management:\n  host: 0.0.0.0\n  port: 1\n", 2, 3, "management.token",
+              "a management API on 0.0.0.0 (not loopback) needs a token: anyone who can reach it "
+              "could change the router");
+  expectError("management:\n  host: 10.1.2.3\n  port: 1\n", 2, 3, "management.token",
+              "a management API on 10.1.2.3 (not loopback) needs a token: anyone who can reach "
+              "it could change the router");
+}
+
+TEST(ConfigManagement, LoopbackNeedsNoToken) {
+  for (const char* host : {"127.0.0.1", "127.8.9.10", "::1", "localhost"}) {
+    EXPECT_EQ(
+        parseOk(std::string("management:\n  host: '") + host + "'\n  port: 1\n").management.host,
+        host);
+  }
+  EXPECT_EQ(parseOk("management:\n  host: 0.0.0.0\n  port: 1\n  token: 0123456789abcdef\n")
+                .management.host,
+            "0.0.0.0");
 }
 
 constexpr const char* kProfiles =
