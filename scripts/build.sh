@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds Vane.
-#   scripts/build.sh            release build in build/
+#   scripts/build.sh            release build in build/ (with the benchmark programs)
 #   scripts/build.sh asan       AddressSanitizer + UBSan build (what the tests use) in build-asan/
 #   scripts/build.sh tsan       ThreadSanitizer build (for the multi-worker system tests) in build-tsan/
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 kind="${1:-release}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 case "$kind" in
-  release) dir=build; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
+  release) dir=build; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DVANE_BENCH=ON) ;;
   asan)    dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DVANE_SANITIZE=ON -DVANE_BENCH=OFF) ;;
   tsan)    dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=Debug -DVANE_TSAN=ON -DVANE_BENCH=OFF) ;;
   *) echo "usage: $0 [release|asan|tsan]" >&2; exit 2 ;;
