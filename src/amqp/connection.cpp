@@ -61,6 +61,24 @@ std::string terminusAddress(pn_terminus_t* t) {
   return str(pn_terminus_get_address(t));
 }
 
+// The router's own namespace ("_vane/...") carries TCP flows, router links
+// and reply addresses. A client may send to a dynamic reply address
+// ("_vane/temp/<router>/<token>": request/response) and nothing else in it;
+// it receives from one only through the dynamic receiver that created it.
+constexpr std::string_view kReservedPrefix = "_vane/";
+bool reserved(std::string_view address) {
+  return address.substr(0, 6) == kReservedPrefix;
+}
+bool clientMaySendTo(std::string_view address) {
+  if (!reserved(address)) return true;
+  if (address.substr(0, forwarding::kTempPrefix.size()) != forwarding::kTempPrefix) return false;
+  address.remove_prefix(forwarding::kTempPrefix.size());
+  const auto slash = address.find('/');
+  // Exactly <router>/<token>: flow addresses have more segments.
+  return slash != std::string_view::npos && slash > 0 && slash + 1 < address.size() &&
+         address.find('/', slash + 1) == std::string_view::npos;
+}
+
 // Copies an Outcome onto a delivery's local disposition and settles it.
 // Sets the delivery's local state to the outcome (and counts it) without
 // settling it.
@@ -751,7 +769,12 @@ class InLink : public forwarding::IngressSink,
     }
     ScanResult r = scanTo(data, size);
     if (r.status == ScanStatus::kNeedMore && !last) return true;
-    if (r.status == ScanStatus::kFound) {
+    if (r.status == ScanStatus::kFound && !clientMaySendTo(r.to)) {
+      ctx_.stats.reserved_refused.fetch_add(1, std::memory_order_relaxed);
+      VANE_LOG_WARN("connection {}: message to reserved address '{}' rejected", conn_.peer(), r.to);
+      drop(rec, Outcome::rejected("amqp:unauthorized-access",
+                                  "addresses under _vane/ are reserved for the router"));
+    } else if (r.status == ScanStatus::kFound) {
       route(rec, r.to, nullptr);
     } else if (r.status == ScanStatus::kMalformed) {
       drop(rec, Outcome::rejected("amqp:decode-error", "message sections are malformed"));
@@ -1704,7 +1727,12 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
       pn_link_close(link);
       return;
     }
-    auto in = std::make_shared<InLink>(*this, link, terminusAddress(rt));
+    std::string target = terminusAddress(rt);
+    if (!clientMaySendTo(target)) {
+      refuseReserved(link, target);
+      return;
+    }
+    auto in = std::make_shared<InLink>(*this, link, std::move(target));
     pn_link_set_context(link, in.get());
     in_links_.emplace(link, in);
     pn_link_open(link);
@@ -1728,6 +1756,10 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
     pn_terminus_set_address(pn_link_source(link), address.c_str());
   } else {
     address = terminusAddress(rs);
+    if (reserved(address)) {
+      refuseReserved(link, address);
+      return;
+    }
   }
   if (address.empty()) {
     pn_condition_set_name(pn_link_condition(link), "amqp:invalid-field");
@@ -1754,6 +1786,20 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
                           out->pump();
                           self->process();
                         });
+}
+
+void Connection::refuseReserved(pn_link_t* link, const std::string& address) {
+  ctx_.stats.reserved_refused.fetch_add(1, std::memory_order_relaxed);
+  VANE_LOG_WARN("connection {} on listener {}: link '{}' to reserved address '{}' refused", peer_,
+                listener_, str(pn_link_name(link)), address);
+  // The attach we answer with names no terminus, then the detach says why.
+  pn_terminus_set_address(pn_link_source(link), nullptr);
+  pn_terminus_set_address(pn_link_target(link), nullptr);
+  pn_condition_set_name(pn_link_condition(link), "amqp:unauthorized-access");
+  pn_condition_set_description(pn_link_condition(link),
+                               "addresses under _vane/ are reserved for the router");
+  pn_link_open(link);
+  pn_link_close(link);
 }
 
 void Connection::closeLink(pn_link_t* link) {

@@ -113,6 +113,8 @@ struct Stats {
   std::atomic<std::uint64_t> deliveries_dropped_no_route{0};
   std::atomic<std::uint64_t> deliveries_dropped_hop_limit{0};
   std::atomic<std::uint64_t> route_header_errors{0};
+  // Client links and messages refused for an address under "_vane/".
+  std::atomic<std::uint64_t> reserved_refused{0};
   std::atomic<std::int64_t> connections_active{0};
 };
 
@@ -232,6 +234,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void onLinkRemoteClose(pn_link_t* link);
   void onSessionRemoteClose(pn_session_t* ssn);
   void closeLink(pn_link_t* link);
+  void refuseReserved(pn_link_t* link, const std::string& address);
   void scheduleIo();
   void scheduleTick();
   void onWritten();

@@ -704,6 +704,9 @@ class Api {
     m.sample("vane_connections_refused_total", v(s.connections_refused));
     m.family("vane_protocol_errors_total", "counter", "Connections closed for a protocol error.");
     m.sample("vane_protocol_errors_total", v(s.protocol_errors));
+    m.family("vane_reserved_address_refusals_total", "counter",
+             "Client links and messages refused for an address under _vane/.");
+    m.sample("vane_reserved_address_refusals_total", v(s.reserved_refused));
     m.family("vane_deliveries_total", "counter", "Deliveries through the router, by event.");
     m.sample("vane_deliveries_total", v(s.deliveries_in), {{"event", "in"}});
     m.sample("vane_deliveries_total", v(s.deliveries_out), {{"event", "out"}});

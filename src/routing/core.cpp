@@ -12,11 +12,6 @@
 namespace vane::routing {
 
 namespace {
-std::uint32_t randomBootId() {
-  std::random_device rd;
-  return rd();
-}
-
 const char* roleName(NeighborRole r) {
   switch (r) {
     case NeighborRole::kInterior:
@@ -32,10 +27,7 @@ const char* roleName(NeighborRole r) {
 
 RoutingCore::RoutingCore(core::EventLoop& loop, std::string router_id,
                          std::shared_ptr<const AddressPolicy> policy)
-    : loop_(loop),
-      router_id_(std::move(router_id)),
-      policy_(std::move(policy)),
-      boot_id_(randomBootId()) {}
+    : loop_(loop), router_id_(std::move(router_id)), policy_(std::move(policy)) {}
 
 RoutingCore::~RoutingCore() = default;
 
@@ -98,8 +90,13 @@ void RoutingCore::scheduleFlush() {
 }
 
 std::string RoutingCore::newDynamicAddress() {
-  return fmt::format("_vane/temp/{}/{:08x}.{}", router_id_, boot_id_,
-                     next_dynamic_.fetch_add(1, std::memory_order_relaxed));
+  // 128 random bits from the system's CSPRNG (getrandom), so nobody can
+  // guess another client's reply address; one device per thread.
+  thread_local std::random_device random;
+  std::uint32_t words[4];
+  for (auto& w : words) w = random();
+  return fmt::format("_vane/temp/{}/{:08x}{:08x}{:08x}{:08x}", router_id_, words[0], words[1],
+                     words[2], words[3]);
 }
 
 void RoutingCore::addConsumer(std::string address, std::shared_ptr<forwarding::Consumer> consumer,

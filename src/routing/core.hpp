@@ -90,7 +90,8 @@ class RoutingCore : private EngineOutput {
   std::uint64_t nextConsumerId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   NeighborId nextNeighborId() { return next_neighbor_.fetch_add(1, std::memory_order_relaxed); }
 
-  // A network-unique address for a dynamic receiver. Thread-safe.
+  // A network-unique, unguessable address for a dynamic receiver:
+  // "_vane/temp/<router>/<32 hex digits>". Thread-safe.
   std::string newDynamicAddress();
 
   // Adds a consumer; `done` is posted to `reply_loop` once every replica has
@@ -179,9 +180,7 @@ class RoutingCore : private EngineOutput {
   std::atomic<std::shared_ptr<const AddressPolicy>> policy_;
   std::vector<Replica> replicas_;
   std::atomic<std::uint64_t> next_id_{1};
-  std::atomic<std::uint64_t> next_dynamic_{1};
   std::atomic<NeighborId> next_neighbor_{1};
-  const std::uint32_t boot_id_;
   // address -> ids of local consumers
   std::unordered_map<std::string, std::vector<std::uint64_t>> local_;
   std::unordered_set<RemoteKey, RemoteKeyHash> remote_;
