@@ -371,6 +371,44 @@ def test_network_of_multiworker_routers(router_factory, reactor, servers):
 # --------------------------------------------------------------------------
 # Management and reload while traffic crosses the workers
 
+def test_management_reads_gathered_from_every_worker(router_factory, reactor, servers):
+    """The connections, links, flows, addresses and metrics are gathered
+    from every worker: many of those reads at once from several clients,
+    on a router with 4 workers carrying AMQP links and open TCP flows on
+    each, are all answered (and whatever a read holds is released on the
+    thread that owns it)."""
+    echo = servers(EchoServer())
+    cfg = make_config(router_id="gather", workers=4)
+    cfg["management"] = dict(MGMT)
+    cfg["tcp_listeners"] = [{"name": "in", "host": "127.0.0.1", "port": 0, "address": "g"}]
+    cfg["tcp_connectors"] = [{"name": "out", "host": "127.0.0.1", "port": echo.port,
+                              "address": "g"}]
+    r = router_factory(cfg, name="gather")
+    wait_echo(r.tcp_ports["in"])
+    for k, c in enumerate(one_per_worker(reactor, r.port, 4)):
+        c.receiver(f"w.gather.{k}", credit=5)
+    held = [connect(r.tcp_ports["in"]) for _ in range(4)]
+    try:
+        eventually(20, lambda: len(get(r, "/api/v1/flows")) >= 8, interval=0.1,
+                   what="both sides of 4 open flows listed")
+        paths = ["/api/v1/connections", "/api/v1/links", "/api/v1/flows",
+                 "/api/v1/addresses", "/metrics"]
+
+        def reads():
+            for _ in range(25):
+                for path in paths:
+                    res = r.api("GET", path)
+                    assert res.status == 200, f"GET {path}: {res}"
+        clients = [Background(reads, f"reader {i}") for i in range(4)]
+        for c in clients:
+            c.wait_rounds(1)
+        for c in clients:
+            c.stop()
+    finally:
+        for s in held:
+            s.close()
+
+
 def test_management_changes_and_reload_while_traffic_flows(router_factory, reactor, servers):
     """One router with 3 workers carrying AMQP messages and TCP echoes while
     the management API reads everything and adds and deletes tcp listeners,
