@@ -307,6 +307,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     while (true) {
       if (!current_) {
         if (queue_.empty() || pn_link_credit(link_) <= 0) break;
+        if (unsettledFull()) break;  // resumes as the consumer settles
         current_ = std::move(queue_.front());
         queue_.pop_front();
         const std::uint64_t tag = next_tag_++;
@@ -434,6 +435,29 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
  private:
   bool settlesOnSend(const Transfer& t) const { return t.presettled || force_settled_; }
 
+  // A consumer that takes deliveries but never settles them would grow the
+  // router's memory (and Proton's) without bound: past the limit, wait.
+  bool unsettledFull() {
+    if (router_link_) return false;  // bounded by the consumers at the far end
+    const auto limit = conn_.context().settings.max_unsettled_per_link;
+    if (unsettled_.size() < limit) {
+      unsettled_full_ = false;
+      return false;
+    }
+    if (!unsettled_full_) {
+      unsettled_full_ = true;
+      conn_.context().stats.unsettled_limit_reached.fetch_add(1, std::memory_order_relaxed);
+      if (!unsettled_logged_) {
+        unsettled_logged_ = true;
+        VANE_LOG_INFO(
+            "connection {}: consumer link '{}' ({}) has {} unsettled deliveries "
+            "(router.max_unsettled_per_link): sending paused until it settles",
+            conn_.peer(), str(pn_link_name(link_)), address_, unsettled_.size());
+      }
+    }
+    return true;
+  }
+
   // Waits for the connection's next socket write to pump again (once on its
   // list however often it is blocked meanwhile).
   void block() {
@@ -452,6 +476,8 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   bool stream_ = false;
   bool in_pool_ = false;
   bool blocked_ = false;
+  bool unsettled_full_ = false;    // paused at max_unsettled_per_link
+  bool unsettled_logged_ = false;  // said so once for this link
   std::uint64_t next_tag_ = 1;
   std::deque<std::shared_ptr<Transfer>> queue_;
   std::shared_ptr<Transfer> current_;

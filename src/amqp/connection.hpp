@@ -49,6 +49,8 @@ struct ConnectionSettings {
   std::uint32_t session_capacity = 1u << 24;
   std::uint32_t idle_timeout_ms = 16000;
   int link_capacity = 250;
+  // router.max_unsettled_per_link: consumers' links (not router links).
+  std::uint32_t max_unsettled_per_link = 1000;
   std::int64_t inflight_limit = 1 << 20;
   // Bytes a session may hold in the engine's outgoing buffer before the
   // router stops moving more into it.
@@ -115,6 +117,8 @@ struct Stats {
   std::atomic<std::uint64_t> route_header_errors{0};
   // Client links and messages refused for an address under "_vane/".
   std::atomic<std::uint64_t> reserved_refused{0};
+  // Times a consumer's link reached max_unsettled_per_link (sending paused).
+  std::atomic<std::uint64_t> unsettled_limit_reached{0};
   std::atomic<std::int64_t> connections_active{0};
 };
 

@@ -407,11 +407,11 @@ class Parser {
     if (!expectMapOrNull(section)) return;
     const Entry* frame_entry = nullptr;
     const Entry* session_entry = nullptr;
-    const auto list =
-        entries(section.value, section.field,
-                {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes",
-                 "max_frame_size", "session_capacity", "idle_timeout_ms", "max_connections",
-                 "hello_interval_ms", "dead_interval_ms", "stream_window_bytes"});
+    const auto list = entries(
+        section.value, section.field,
+        {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes", "max_frame_size",
+         "session_capacity", "idle_timeout_ms", "max_connections", "hello_interval_ms",
+         "dead_interval_ms", "stream_window_bytes", "max_unsettled_per_link"});
     const Entry* hello_entry = nullptr;
     const Entry* dead_entry = nullptr;
     for (const Entry& e : list) {
@@ -448,6 +448,8 @@ class Parser {
         dead_entry = &e;
       } else if (e.key == "stream_window_bytes") {
         r.stream_window_bytes = static_cast<std::uint32_t>(integer(e, 65536, 1 << 30));
+      } else if (e.key == "max_unsettled_per_link") {
+        r.max_unsettled_per_link = static_cast<std::uint32_t>(integer(e, 1, 1000000));
       }
     }
     if (r.dead_interval_ms < 2 * r.hello_interval_ms) {

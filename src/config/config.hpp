@@ -35,6 +35,11 @@ struct RouterConfig {
   // Credit window granted to each link that sends into the router: the most
   // deliveries one link may have inside the router at once (bounds memory).
   int link_capacity = 250;
+  // Deliveries the router sends a consumer's link that the consumer has not
+  // settled yet: at this many the router stops sending it more (whatever
+  // credit it grants), so a consumer that never settles cannot grow router
+  // memory. Senders then run out of credit as their deliveries wait.
+  std::uint32_t max_unsettled_per_link = 1000;
   // Bytes of one streamed message that may be in flight inside the router
   // between its ingress and egress links before reading pauses.
   std::uint32_t max_message_inflight_bytes = 1u << 20;

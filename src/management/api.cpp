@@ -707,6 +707,9 @@ class Api {
     m.family("vane_reserved_address_refusals_total", "counter",
              "Client links and messages refused for an address under _vane/.");
     m.sample("vane_reserved_address_refusals_total", v(s.reserved_refused));
+    m.family("vane_unsettled_limit_reached_total", "counter",
+             "Times a consumer's link reached router.max_unsettled_per_link (sending paused).");
+    m.sample("vane_unsettled_limit_reached_total", v(s.unsettled_limit_reached));
     m.family("vane_deliveries_total", "counter", "Deliveries through the router, by event.");
     m.sample("vane_deliveries_total", v(s.deliveries_in), {{"event", "in"}});
     m.sample("vane_deliveries_total", v(s.deliveries_out), {{"event", "out"}});

@@ -28,6 +28,7 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   settings_.session_capacity = r.session_capacity;
   settings_.idle_timeout_ms = r.idle_timeout_ms;
   settings_.link_capacity = r.link_capacity;
+  settings_.max_unsettled_per_link = r.max_unsettled_per_link;
   settings_.inflight_limit = static_cast<std::int64_t>(r.max_message_inflight_bytes);
   settings_.edge_mode = r.mode == config::RouterMode::kEdge;
   settings_.inter_router_link_capacity = std::max(1000, r.link_capacity);

@@ -12,7 +12,7 @@ import pytest
 from proton import Message
 
 from vane_client import ACCEPTED, MODIFIED, REJECTED, RELEASED
-from vane_harness import eventually, make_config
+from vane_harness import eventually, make_config, never
 
 WORKERS = pytest.mark.parametrize("workers", [1, 2])
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -209,3 +209,26 @@ def test_consumer_release_reaches_sender(make_router, reactor):
     tx.wait_all_settled()
     assert [rec.state for rec in recs] == [RELEASED] * 3
     assert rx.count() == 3
+
+
+def test_consumer_that_never_settles_is_sent_at_most_the_limit(router_factory, reactor):
+    # router.max_unsettled_per_link bounds what a consumer that grants credit
+    # but never settles can hold; it resumes as the consumer settles, and the
+    # sender's deliveries wait in the router meanwhile (no loss).
+    r = router_factory(make_config(max_unsettled_per_link=10))
+    rx = reactor.connect(r.port).wait_open().receiver("hoard", credit=100, outcome=None)
+    tx = reactor.connect(r.port).wait_open().sender("hoard")
+    recs = tx.send_many([Message(id=i, body=f"m{i}") for i in range(30)])
+    rx.wait_count(10)
+    never(0.5, lambda: rx.count() > 10, what="more than 10 unsettled deliveries on one link")
+    assert tx.settled_count() == 0
+    for i in range(5):
+        rx.settle(i)
+    rx.wait_count(15)
+    never(0.3, lambda: rx.count() > 15, what="more than 10 unsettled after 5 settled")
+    rx.outcome = ACCEPTED
+    rx.settle_all()
+    rx.wait_count(30)  # those held are settled now, later ones on arrival
+    tx.wait_all_settled()
+    assert [rec.outcome for rec in recs] == ["ACCEPTED"] * 30
+    assert [x.message.id for x in rx.received] == list(range(30))

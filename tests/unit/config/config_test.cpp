@@ -356,7 +356,8 @@ TEST(ConfigErrors, UnknownFields) {
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "
-              "max_connections, hello_interval_ms, dead_interval_ms, stream_window_bytes)");
+              "max_connections, hello_interval_ms, dead_interval_ms, stream_window_bytes, "
+              "max_unsettled_per_link)");
   expectError("addresses:\n  - prefix: a\n  - prefix: b\n    distrib: closest\n", 4, 5,
               "addresses[1].distrib",
               "unknown field 'distrib' (expected one of: prefix, pattern, distribution)");
@@ -860,6 +861,13 @@ TEST(ConfigManagement, Errors) {
   expectError("management:\n  host: 10.1.2.3\n  port: 1\n", 2, 3, "management.token",
               "a management API on 10.1.2.3 (not loopback) needs a token: anyone who can reach "
               "it could change the router");
+}
+
+TEST(ConfigRouter, MaxUnsettledPerLink) {
+  EXPECT_EQ(parseOk("router:\n  id: a\n").router.max_unsettled_per_link, 1000u);
+  EXPECT_EQ(parseOk("router:\n  max_unsettled_per_link: 1\n").router.max_unsettled_per_link, 1u);
+  expectError("router:\n  max_unsettled_per_link: 0\n", 2, 27, "router.max_unsettled_per_link",
+              "value 0 is out of range (allowed: 1..1000000)");
 }
 
 TEST(ConfigManagement, LoopbackNeedsNoToken) {
