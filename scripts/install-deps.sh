@@ -13,7 +13,11 @@ PACKAGES=(
   python3 python3-qpid-proton python3-pytest python3-psutil python3-prometheus-client
   iproute2 procps socat openssl
   iperf3 haproxy  # bench/run_tcp.sh's reference paths
+  nodejs          # tests/system/js: rhea clients (and npm, below)
 )
+# Debian's npm, unless npm is there already: NodeSource's nodejs package
+# ships its own npm and conflicts with Debian's.
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
 
 # `--fuzz` adds clang and its libFuzzer runtime, for tests/fuzz.
 if [ "${1:-}" = "--fuzz" ]; then PACKAGES+=(clang libclang-rt-14-dev); fi
@@ -35,4 +39,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "install-deps: all packages present"
+fi
+
+# rhea for the JavaScript client tests, at the versions in package-lock.json.
+JS_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/system/js"
+if [ ! -d "$JS_DIR/node_modules" ]; then
+  echo "install-deps: npm ci in $JS_DIR"
+  (cd "$JS_DIR" && npm ci --no-audit --no-fund)
 fi
