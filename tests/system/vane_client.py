@@ -269,10 +269,11 @@ class Conn(Handler):
 
     def receiver(self, address, credit=10, outcome=ACCEPTED, auto_credit=True, dynamic=False,
                  name=None, new_session=False, session_capacity=None, read_chunk=None,
-                 read_interval=0.05, keep_bodies=True, wait=True, timeout=10.0):
+                 read_interval=0.05, keep_bodies=True, settled=False, wait=True, timeout=10.0):
         link = ReceiverLink(self, address, credit=credit, outcome=outcome, auto_credit=auto_credit,
                             dynamic=dynamic, name=name, read_chunk=read_chunk,
-                            read_interval=read_interval, keep_bodies=keep_bodies)
+                            read_interval=read_interval, keep_bodies=keep_bodies,
+                            settled=settled)
         self.reactor.call(link._open, new_session or session_capacity is not None,
                           session_capacity)
         self.links.append(link)
@@ -498,9 +499,11 @@ class SenderLink(_LinkBase):
             dlv.vane_record = rec
             rec.sent = True
             rec.sent_at = time.monotonic()
-            if len(data) > STREAM_CHUNK:
+            if len(data) > STREAM_CHUNK and not rec.presettled:
                 # Hand big messages to proton a piece at a time: proton's output
-                # path is very slow when one delivery holds tens of MiB.
+                # path is very slow when one delivery holds tens of MiB. Not a
+                # pre-settled one: its first transfer frame must already say
+                # settled, so it is settled before proton frames any of it.
                 self._stream = (dlv, rec, memoryview(data), 0)
                 self._stream_more()
                 break
@@ -617,12 +620,14 @@ class ReceiverLink(_LinkBase):
     auto_credit  grant one more credit after each delivery is complete
     read_chunk   if set, read at most this many bytes every read_interval seconds
                  (a slow reader: the session window then throttles the router)
+    settled      attach with snd-settle-mode `settled`: ask for pre-settled deliveries
     """
 
     def __init__(self, conn, address, credit=10, outcome=ACCEPTED, auto_credit=True,
                  dynamic=False, name=None, read_chunk=None, read_interval=0.05,
-                 keep_bodies=True):
+                 keep_bodies=True, settled=False):
         super().__init__(conn, address, name or _unique_name("rcv"))
+        self.settled_mode = settled
         self.initial_credit = credit
         self.outcome = outcome
         self.auto_credit = auto_credit
@@ -649,6 +654,8 @@ class ReceiverLink(_LinkBase):
         else:
             link.source.address = self.address
         link.target.address = self.name
+        if self.settled_mode:
+            link.snd_settle_mode = Link.SND_SETTLED
         link.handler = self
         link.open()
         if self.initial_credit:
