@@ -328,7 +328,11 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
         // straightens byte by byte (over its whole capacity) when it frames
         // bytes that wrapped around. Append only to an empty buffer: frame
         // what is there first, and if the peer's window holds it back, wait.
-        if (pn_delivery_pending(d) > 0) {
+        // Appending is cheap while nothing was framed since our last append
+        // (the buffer holds exactly what we put there, so it has not wrapped):
+        // a route header and a message's first bytes then go out in one frame.
+        const auto unsent = static_cast<std::size_t>(pn_delivery_pending(d));
+        if (unsent > 0 && unsent != t.engine_appended) {
           conn_.frameOutput();
           if (pn_delivery_pending(d) > 0) {
             block();
@@ -338,6 +342,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
         const Chunk& c = t.pending.front();
         const std::size_t n = c->size() - t.front_offset;
         pn_link_send(link_, c->data() + t.front_offset, n);
+        t.engine_appended = static_cast<std::size_t>(pn_delivery_pending(d));
         t.started = true;
         t.pending.pop_front();
         t.front_offset = 0;
@@ -611,6 +616,25 @@ class InLink : public forwarding::IngressSink,
     }
   }
 
+  // The sender detached or closed its connection: pre-settled deliveries it
+  // has sent whole are already in the engine (within the session window),
+  // so they are passed on rather than lost, budget or not. Unsettled ones
+  // are left: their sender can no longer hear an outcome and will resend.
+  void drainOnPeerClose() {
+    while (link_) {
+      pn_delivery_t* d = pn_link_current(link_);
+      if (!d) break;
+      auto* rec = static_cast<IngressDelivery*>(pn_delivery_get_context(d));
+      if (!rec) rec = startDelivery(d);
+      if (pn_delivery_aborted(d)) {
+        onAborted(rec, d);
+        continue;
+      }
+      if (!(rec->presettled || pn_delivery_settled(d)) || pn_delivery_partial(d)) break;
+      if (!readFrom(rec, d, /*ignore_budget=*/true)) break;
+    }
+  }
+
   // The link or connection is gone. Partly received deliveries are aborted
   // towards their consumers; outcomes that arrive later are dropped.
   void close() {
@@ -650,9 +674,9 @@ class InLink : public forwarding::IngressSink,
 
   // Returns true when the delivery is complete (the link advanced), false
   // when reading must wait (more frames to come, or the budget is full).
-  bool readFrom(IngressDelivery* rec, pn_delivery_t* d) {
+  bool readFrom(IngressDelivery* rec, pn_delivery_t* d, bool ignore_budget = false) {
     while (true) {
-      if (budget_->pauseIfFull()) return false;
+      if (!ignore_budget && budget_->pauseIfFull()) return false;
       const ssize_t pending = pn_delivery_pending(d);
       const bool partial = pn_delivery_partial(d);
       if (pending <= 0) {
@@ -773,6 +797,7 @@ class InLink : public forwarding::IngressSink,
       if (!last_raw_header_.empty() && size >= last_raw_header_.size() &&
           std::memcmp(data, last_raw_header_.data(), last_raw_header_.size()) == 0) {
         *used = last_raw_header_.size();
+        if (last_header_in_.presettled) rec->presettled = true;
         route(rec, last_header_in_.address, &last_header_in_);
         return false;
       }
@@ -790,6 +815,8 @@ class InLink : public forwarding::IngressSink,
       }
       last_raw_header_.assign(data, *used);
       last_header_in_ = std::move(h);
+      // The upstream router says it is pre-settled (its first frames may not).
+      if (last_header_in_.presettled) rec->presettled = true;
       route(rec, last_header_in_.address, &last_header_in_);
       return false;
     }
@@ -854,11 +881,12 @@ class InLink : public forwarding::IngressSink,
       if (target.remote) {
         // Reuse the last encoding while the header stays the same (a named
         // link to one router): the chunk is immutable and shared.
-        const auto& h = target.header;
+        auto& h = target.header;
+        h.presettled = presettled;
         const auto& p = last_header_out_;
         if (!last_header_bytes_ || h.address != p.address || h.dest != p.dest ||
             h.has_dests != p.has_dests || h.dests != p.dests || h.hops != p.hops ||
-            h.origin != p.origin) {
+            h.origin != p.origin || h.presettled != p.presettled) {
           last_header_bytes_ = std::make_shared<const std::string>(encodeRouteHeader(h));
           last_header_out_ = h;
         }
@@ -1622,6 +1650,7 @@ void Connection::handleEvent(pn_event_t* e) {
                          str(pn_condition_get_name(rc)), str(pn_condition_get_description(rc)));
         }
       }
+      for (auto& [l, in] : in_links_) in->drainOnPeerClose();
       if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) pn_connection_close(c);
       break;
     }
@@ -1857,6 +1886,7 @@ void Connection::closeLink(pn_link_t* link) {
 }
 
 void Connection::onLinkRemoteClose(pn_link_t* link) {
+  if (auto it = in_links_.find(link); it != in_links_.end()) it->second->drainOnPeerClose();
   closeLink(link);
   if (!(pn_link_state(link) & PN_LOCAL_CLOSED)) {
     if (pn_link_state(link) & PN_LOCAL_UNINIT) pn_link_open(link);

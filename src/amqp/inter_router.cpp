@@ -77,6 +77,7 @@ std::string encodeRouteHeader(const forwarding::RouteHeader& h) {
   }
   pn_data_put_uint(d, h.hops);
   putString(d, h.origin);
+  pn_data_put_bool(d, h.presettled);
   pn_data_exit(d);
   pn_data_exit(d);
   return encoded(d);
@@ -126,6 +127,14 @@ DecodeStatus decodeRouteHeader(const char* data, std::size_t size, forwarding::R
   if (!pn_data_next(d) || pn_data_type(d) != PN_UINT) return bad("route header hops");
   h.hops = pn_data_get_uint(d);
   if (!pn_data_next(d) || !readString(d, kMaxId, h.origin)) return bad("route header origin");
+  // Optional (absent: false).
+  if (pn_data_next(d)) {
+    if (pn_data_type(d) == PN_BOOL) {
+      h.presettled = pn_data_get_bool(d);
+    } else if (pn_data_type(d) != PN_NULL) {
+      return bad("route header presettled");
+    }
+  }
   // Later versions may append fields: ignored.
   out = std::move(h);
   *consumed = static_cast<std::size_t>(n);

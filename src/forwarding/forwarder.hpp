@@ -90,6 +90,10 @@ struct RouteHeader {
   std::vector<std::string> dests;
   std::uint32_t hops = 0;  // routers crossed so far
   std::string origin;      // the router the delivery entered the network at
+  // The delivery is pre-settled (at-most-once). Carried in the header
+  // because a multi-frame transfer's settled flag is only reliable on its
+  // last frame.
+  bool presettled = false;
 };
 
 // Where a delivery came from, as far as routing cares.

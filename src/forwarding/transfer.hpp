@@ -165,6 +165,9 @@ struct Transfer {
   bool outcome_reported = false;
   bool uncounted = false;
   void* engine_delivery = nullptr;  // the egress engine's delivery handle
+  // What the engine's delivery buffer held right after our last append: if
+  // it still holds that much, nothing was framed since.
+  std::size_t engine_appended = 0;
 };
 
 // Interface of an egress link (router -> consumer), implemented by the AMQP

@@ -35,7 +35,8 @@ using vane::forwarding::RouteHeader;
 
 bool same(const RouteHeader& a, const RouteHeader& b) {
   return a.address == b.address && a.dest == b.dest && a.has_dests == b.has_dests &&
-         a.dests == b.dests && a.hops == b.hops && a.origin == b.origin;
+         a.dests == b.dests && a.hops == b.hops && a.origin == b.origin &&
+         a.presettled == b.presettled;
 }
 
 // Decodes from an exact-size copy so ASan sees any overread.
