@@ -26,14 +26,16 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
 
  public:
   template <typename... Args>
-  Session(std::shared_ptr<const Handler> handler, std::shared_ptr<std::size_t> count,
+  Session(std::shared_ptr<const Handler> handler, std::shared_ptr<std::atomic<std::size_t>> count,
           Args&&... args)
       : stream_(std::forward<Args>(args)...),
         handler_(std::move(handler)),
         count_(std::move(count)) {
-    ++*count_;
+    count_->fetch_add(1, std::memory_order_relaxed);
   }
-  ~Session() { --*count_; }
+  // The last owner may be an answer gathered on a worker loop: the count is
+  // atomic because a session can end on any thread.
+  ~Session() { count_->fetch_sub(1, std::memory_order_relaxed); }
 
   void keep(std::shared_ptr<asio::ssl::context> ctx, std::string name) {
     ctx_ = std::move(ctx);
@@ -149,7 +151,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   std::chrono::seconds idle_ = kIdleTimeout;
   Stream stream_;
   std::shared_ptr<const Handler> handler_;
-  std::shared_ptr<std::size_t> count_;
+  std::shared_ptr<std::atomic<std::size_t>> count_;
   beast::flat_buffer buffer_{8192};
   std::optional<http::request_parser<http::string_body>> parser_;
   Request request_;
@@ -199,7 +201,7 @@ void HttpServer::acceptNext() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
-      if (*sessions_ >= kMaxSessions) {
+      if (sessions_->load(std::memory_order_relaxed) >= kMaxSessions) {
         VANE_LOG_WARN("{}: {} clients at once: refusing another", name_, kMaxSessions);
         socket.close(ec);
       } else {

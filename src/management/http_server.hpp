@@ -6,6 +6,7 @@
 // IMPORTANT: everything runs on the loop given to the constructor.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http.hpp>
@@ -59,7 +60,8 @@ class HttpServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   bool closed_ = false;
-  std::shared_ptr<std::size_t> sessions_ = std::make_shared<std::size_t>(0);
+  std::shared_ptr<std::atomic<std::size_t>> sessions_ =
+      std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 }  // namespace vane::management
