@@ -759,6 +759,10 @@ std::string Router::start() {
   if (cfg_.claims.enabled) {
     if (std::string err = startClaims(); !err.empty()) return err;
   }
+  // Set before the threads start (which orders them for every loop): the
+  // core loop reads both when answering the management API.
+  started_at_ = std::chrono::steady_clock::now();
+  started_ = true;
   for (auto& w : workers_) w->loop().start();
   core_loop_.start();
   core_->start();
@@ -770,8 +774,6 @@ std::string Router::start() {
     if (management_) management_->start();
     if (claims_server_) claims_server_->start();
   });
-  started_at_ = std::chrono::steady_clock::now();
-  started_ = true;
   VANE_LOG_INFO("router {} ready (mode {}, {} worker{})", cfg_.router.id,
                 config::toString(cfg_.router.mode), workers_.size(),
                 workers_.size() == 1 ? "" : "s");
