@@ -452,6 +452,16 @@ class Side {
     closing_ = true;
     if (c && !(pn_connection_state(c) & PN_LOCAL_CLOSED)) pn_connection_close(c);
   }
+  // A graceful end for a sender: detach first, close the connection when the
+  // peer has answered the detach. Proton-C holds a detach back until the
+  // link's queued deliveries are on the wire, but sends a connection close
+  // at once, dropping pre-settled deliveries still queued behind a full
+  // session window.
+  void closeLinkThenConnection(pn_link_t* l) {
+    closing_ = true;
+    close_after_detach_ = true;
+    if (l && !(pn_link_state(l) & PN_LOCAL_CLOSED)) pn_link_close(l);
+  }
   bool stopped() const { return stop_; }
   bool closing() const { return closing_; }
 
@@ -535,6 +545,8 @@ class Side {
           fail("peer detached the link: " + conditionText(cond));
         else if (!complete())
           fail("peer detached the link early (" + progress() + ")");
+        else if (close_after_detach_ && l == link())
+          closeConnection(pn_event_connection(e));
         else
           pn_link_close(l);
         return;
@@ -551,6 +563,7 @@ class Side {
 
   bool stop_ = false;
   bool closing_ = false;
+  bool close_after_detach_ = false;
   std::string error_;
 };
 
@@ -998,7 +1011,7 @@ class Sender : public Side {
   void maybeFinish() {
     if (!complete() || closing()) return;
     if (shared_ && !shared_->recv_done) return;  // the receiver wakes us when done
-    closeConnection(conn_);
+    closeLinkThenConnection(link_);
   }
 
   std::string peer_;

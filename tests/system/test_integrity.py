@@ -479,16 +479,7 @@ def run_bench(bench, recv_port, send_port, address, size, count, credit, presett
 BENCH_CASES = [(100, 20000, 1000), (64 * KiB + 1, 300, 10), (10 * MiB, 4, 1)]
 
 
-# Known open defect: a pre-settled sender that closes its connection right
-# after its last send loses some of the 64 KiB+1 messages it had handed to
-# its engine (220-300 of 300 arrive). Kept visible as xfail until fixed.
-PRESETTLED_CLOSE_LOSS = pytest.mark.xfail(
-    reason="pre-settled messages lost when the sender closes right after sending (open defect)",
-    strict=False)
-
-
-@pytest.mark.parametrize("presettled", [False, pytest.param(True, marks=PRESETTLED_CLOSE_LOSS)],
-                         ids=["unsettled", "presettled"])
+@pytest.mark.parametrize("presettled", [False, True], ids=["unsettled", "presettled"])
 @pytest.mark.parametrize("hops", [1, 2, 3])
 def test_bench_counts_and_outcomes(router_factory, bench, hops, presettled):
     """vane-bench through 1-3 routers: 20,000 x 100 B with credit 1000,
