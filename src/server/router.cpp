@@ -500,10 +500,16 @@ void Router::gather(Part part, Fold fold, std::function<void(Result)> done) {
   st->left = workers_.size();
   st->done = std::move(done);
   for (auto& w : workers_) {
-    w->loop().post([this, st, part, fold, w = w.get()] {
-      core_loop_.post([st, fold, p = part(*w)]() mutable {
+    // The worker's closure hands its share of `st` on to the core loop's, so
+    // the state (and `done`, which may own an HTTP session) always dies on
+    // the core loop.
+    w->loop().post([this, st, part, fold, w = w.get()]() mutable {
+      core_loop_.post([st = std::move(st), fold, p = part(*w)]() mutable {
         fold(st->result, std::move(p));
-        if (--st->left == 0) st->done(std::move(st->result));
+        if (--st->left == 0) {
+          auto finish = std::move(st->done);
+          finish(std::move(st->result));
+        }
       });
     });
   }
