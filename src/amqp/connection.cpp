@@ -878,6 +878,7 @@ class InLink : public forwarding::IngressSink,
                                           std::move(target.load));
       t->streaming = stream_;
       t->flow = target.flow;
+      t->flow_token = target.flow_token;
       if (target.remote) {
         // Reuse the last encoding while the header stays the same (a named
         // link to one router): the chunk is immutable and shared.

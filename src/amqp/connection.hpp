@@ -119,6 +119,8 @@ struct Stats {
   std::atomic<std::uint64_t> reserved_refused{0};
   // Times a consumer's link reached max_unsettled_per_link (sending paused).
   std::atomic<std::uint64_t> unsettled_limit_reached{0};
+  // Deliveries to a TCP flow's address with the wrong token (dropped).
+  std::atomic<std::uint64_t> flow_token_mismatches{0};
   std::atomic<std::int64_t> connections_active{0};
 };
 

@@ -152,7 +152,11 @@ std::string localTime(std::int64_t unix_seconds) {
 }
 
 Token readToken(const std::string& file) {
-  const PlainJson j = PlainJson::parse(readFile(file), nullptr, /*allow_exceptions=*/false);
+  return parseTokenText(readFile(file), file);
+}
+
+Token parseTokenText(const std::string& text, const std::string& file) {
+  const PlainJson j = PlainJson::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) notAToken(file, "not JSON");
   const Token t = parseToken(j, file);
   if (!signatureValid(j)) {

@@ -35,6 +35,8 @@ struct Token {
 // Reads, parses and checks a token file: well-formed, signature valid,
 // not expired (in that order); UserError with the sentence for each.
 Token readToken(const std::string& file);
+// The same checks on a token file's content; `file` names it in messages.
+Token parseTokenText(const std::string& text, const std::string& file);
 
 // The canonical text a token's signature covers.
 std::string canonicalToken(const nlohmann::json& token);

@@ -1,6 +1,10 @@
 #include "forwarding/forwarder.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <iterator>
+#include <random>
 
 namespace vane::forwarding {
 
@@ -181,32 +185,74 @@ RouteHeader headerFor(const RouteRequest& rq, std::uint32_t hops) {
 }  // namespace
 
 namespace {
-// "/flow/<loop>/<id>" -> loop, id.
-bool parseFlow(std::string_view s, std::size_t* loop, std::uint64_t* flow) {
+bool parseDecimal(std::string_view digits, std::uint64_t* v) {
+  if (digits.empty() || digits.size() > 19) return false;
+  std::uint64_t n = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  *v = n;
+  return true;
+}
+
+bool parseHex64(std::string_view digits, std::uint64_t* v) {
+  if (digits.size() != 16) return false;
+  std::uint64_t n = 0;
+  for (char c : digits) {
+    int d = 0;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return false;
+    }
+    n = (n << 4) | static_cast<std::uint64_t>(d);
+  }
+  *v = n;
+  return true;
+}
+
+// "/flow/<loop>/<id>/<32 hex>" -> loop, id, token.
+bool parseFlow(std::string_view s, std::size_t* loop, std::uint64_t* flow, FlowToken* token) {
   constexpr std::string_view kFlow = "/flow/";
   if (s.substr(0, kFlow.size()) != kFlow) return false;
   s.remove_prefix(kFlow.size());
   const auto slash = s.find('/');
   if (slash == std::string_view::npos) return false;
-  auto parse = [](std::string_view digits, std::uint64_t* v) {
-    if (digits.empty() || digits.size() > 19) return false;
-    std::uint64_t n = 0;
-    for (char c : digits) {
-      if (c < '0' || c > '9') return false;
-      n = n * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    *v = n;
-    return true;
-  };
+  const auto slash2 = s.find('/', slash + 1);
+  if (slash2 == std::string_view::npos) return false;
   std::uint64_t l = 0;
-  if (!parse(s.substr(0, slash), &l) || !parse(s.substr(slash + 1), flow)) return false;
+  if (!parseDecimal(s.substr(0, slash), &l) ||
+      !parseDecimal(s.substr(slash + 1, slash2 - slash - 1), flow)) {
+    return false;
+  }
+  const std::string_view hex = s.substr(slash2 + 1);
+  if (hex.size() != 32 || !parseHex64(hex.substr(0, 16), &token->hi) ||
+      !parseHex64(hex.substr(16), &token->lo)) {
+    return false;
+  }
   *loop = static_cast<std::size_t>(l);
   return true;
 }
 }  // namespace
 
+FlowToken FlowToken::random() {
+  // getrandom (or the CPU's generator) through the standard library; one
+  // device per thread.
+  thread_local std::random_device device;
+  auto word = [] {
+    return (static_cast<std::uint64_t>(device()) << 32) | static_cast<std::uint64_t>(device());
+  };
+  FlowToken t;
+  t.hi = word();
+  t.lo = word();
+  return t;
+}
+
 std::string flowAddress(std::string_view router, std::string_view uplink, std::size_t loop,
-                        std::uint64_t flow) {
+                        std::uint64_t flow, const FlowToken& token) {
   std::string a(kTempPrefix);
   if (uplink.empty()) {
     a.append(router);
@@ -215,18 +261,17 @@ std::string flowAddress(std::string_view router, std::string_view uplink, std::s
     a.append("/via/");
     a.append(router);
   }
-  a.append("/flow/");
-  a.append(std::to_string(loop));
-  a.push_back('/');
-  a.append(std::to_string(flow));
+  fmt::format_to(std::back_inserter(a), "/flow/{}/{}/{:016x}{:016x}", loop, flow, token.hi,
+                 token.lo);
   return a;
 }
 
-std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flow) const {
+std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flow,
+                                             const FlowToken& token) const {
   for (const auto& [id, hop] : paths_->hops) {
-    if (hop.kind == NextHop::Kind::kUplink) return flowAddress(paths_->self, id, loop, flow);
+    if (hop.kind == NextHop::Kind::kUplink) return flowAddress(paths_->self, id, loop, flow, token);
   }
-  return flowAddress(paths_->self, {}, loop, flow);
+  return flowAddress(paths_->self, {}, loop, flow, token);
 }
 
 AddressCounters* ForwardingTable::counters(std::string_view address) {
@@ -277,10 +322,12 @@ RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& 
     if (mine) {
       std::size_t loop = 0;
       std::uint64_t flow = 0;
-      if (parseFlow(tail, &loop, &flow) && loop < flow_consumers_.size()) {
+      FlowToken token;
+      if (parseFlow(tail, &loop, &flow, &token) && loop < flow_consumers_.size()) {
         Target t;
         t.to = flow_consumers_[loop];
         t.flow = flow;
+        t.flow_token = token;
         out.push_back(std::move(t));
         return {RouteStatus::kRouted, false};
       }

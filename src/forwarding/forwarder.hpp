@@ -120,6 +120,7 @@ struct Target {
   bool remote = false;  // `header` is to be sent ahead of the message
   RouteHeader header;
   std::uint64_t flow = 0;  // a flow's reply address: Transfer::flow
+  FlowToken flow_token{};  // and its token: Transfer::flow_token
 };
 
 enum class RouteStatus : std::uint8_t { kRouted, kNoRoute, kHopLimit };
@@ -135,13 +136,15 @@ struct RouteResult {
 inline constexpr std::string_view kTempPrefix = "_vane/temp/";
 
 // The reply address of one TCP flow (or any stream endpoint) on this router:
-// "_vane/temp/<router>/flow/<loop index>/<flow id>". Deliveries for it go to
-// the flow consumer of that loop, which hands them to the flow by id. An edge
-// router is known only to its own interior router, so its flows' addresses
-// lead through that router: "_vane/temp/<uplink>/via/<edge>/flow/<loop>/<id>"
-// (`uplink` empty: an interior router).
+// "_vane/temp/<router>/flow/<loop index>/<flow id>/<token: 32 hex digits>".
+// Deliveries for it go to the flow consumer of that loop, which hands them to
+// the flow by id if the token is the flow's own (flow ids are sequential; the
+// token is what makes the address unguessable). An edge router is known only
+// to its own interior router, so its flows' addresses lead through that
+// router: "_vane/temp/<uplink>/via/<edge>/flow/<loop>/<id>/<token>" (`uplink`
+// empty: an interior router).
 std::string flowAddress(std::string_view router, std::string_view uplink, std::size_t loop,
-                        std::uint64_t flow);
+                        std::uint64_t flow, const FlowToken& token);
 
 // Routers a delivery may cross before it is given up (a loop while routes
 // reconverge).
@@ -179,7 +182,7 @@ class ForwardingTable {
   const PathTable* paths() const { return paths_.get(); }
   // The reply address of flow `flow` of loop `loop` here (see flowAddress),
   // through the current uplink on an edge router.
-  std::string flowAddressHere(std::size_t loop, std::uint64_t flow) const;
+  std::string flowAddressHere(std::size_t loop, std::uint64_t flow, const FlowToken& token) const;
 
   // Chooses where one delivery goes: local consumers and/or copies for
   // other routers (with the header to send them). `out` is cleared first.

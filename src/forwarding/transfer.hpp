@@ -25,6 +25,16 @@
 
 namespace vane::forwarding {
 
+// 128 random bits in a flow's reply address (see flowAddress): only a party
+// that was told the address can send into the flow.
+struct FlowToken {
+  std::uint64_t hi = 0;
+  std::uint64_t lo = 0;
+  bool operator==(const FlowToken&) const = default;
+  // From the system's CSPRNG.
+  static FlowToken random();
+};
+
 // Immutable payload bytes. Shared by all copies of a multicast delivery.
 using Chunk = std::shared_ptr<const std::string>;
 
@@ -148,8 +158,10 @@ struct Transfer {
   // A stream (a TCP connection's direction): one delivery that lasts as
   // long as the stream, sent on a link of its own between routers.
   bool streaming = false;
-  // For a flow's own consumer (FlowTable): which flow on that loop.
+  // For a flow's own consumer (FlowTable): which flow on that loop, and the
+  // token its address carried.
   std::uint64_t flow = 0;
+  FlowToken flow_token;
 
   // Egress loop only.
   // The sink that took the copy over from the consumer it was posted to (a

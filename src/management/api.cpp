@@ -710,6 +710,13 @@ class Api {
     m.family("vane_unsettled_limit_reached_total", "counter",
              "Times a consumer's link reached router.max_unsettled_per_link (sending paused).");
     m.sample("vane_unsettled_limit_reached_total", v(s.unsettled_limit_reached));
+    m.family("vane_flow_token_mismatches_total", "counter",
+             "Deliveries to a TCP flow's address with the wrong token (guessed or forged): "
+             "dropped.");
+    m.sample("vane_flow_token_mismatches_total", v(s.flow_token_mismatches));
+    m.family("vane_loop_exceptions_total", "counter",
+             "Exceptions that escaped a handler on an event loop (logged, the loop went on).");
+    m.sample("vane_loop_exceptions_total", static_cast<double>(router_.escapedExceptions()));
     m.family("vane_deliveries_total", "counter", "Deliveries through the router, by event.");
     m.sample("vane_deliveries_total", v(s.deliveries_in), {{"event", "in"}});
     m.sample("vane_deliveries_total", v(s.deliveries_out), {{"event", "out"}});

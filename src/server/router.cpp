@@ -404,6 +404,12 @@ std::string Router::configDir() const {
   return slash == 0 ? "/" : cfg_.source.substr(0, slash);
 }
 
+std::uint64_t Router::escapedExceptions() const {
+  std::uint64_t n = core_loop_.escapedExceptions();
+  for (const auto& w : workers_) n += w->loop().escapedExceptions();
+  return n;
+}
+
 double Router::uptimeSeconds() const {
   if (!started_) return 0;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();

@@ -58,6 +58,8 @@ class Router {
   core::EventLoop& coreLoop() { return core_loop_; }
   // Seconds since start() (any thread).
   double uptimeSeconds() const;
+  // Exceptions that escaped a handler on the core loop or a worker loop.
+  std::uint64_t escapedExceptions() const;
   int workerCount() const { return static_cast<int>(workers_.size()); }
   struct ListenerInfo {
     std::string name;

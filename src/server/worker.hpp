@@ -24,6 +24,7 @@ class Worker {
 
   int index() const { return index_; }
   core::EventLoop& loop() { return loop_; }
+  const core::EventLoop& loop() const { return loop_; }
   forwarding::ForwardingTable& table() { return table_; }
   // TCP flows on this loop, and the consumer of their reply addresses.
   adaptors::tcp::FlowTable& flows() { return *flows_; }

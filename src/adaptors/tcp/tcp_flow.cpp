@@ -67,9 +67,11 @@ class TcpFlow : public forwarding::IngressSink,
   ~TcpFlow() override { counters_->flows_active.fetch_sub(1, std::memory_order_relaxed); }
 
   const FlowRecord& record() const { return rec_; }
+  const forwarding::FlowToken& token() const { return token_; }
 
   void init(std::uint64_t id) {
     id_ = id;
+    token_ = forwarding::FlowToken::random();
     rec_.id = id;
     budget_->sink = weak_from_this();
   }
@@ -80,7 +82,7 @@ class TcpFlow : public forwarding::IngressSink,
     boost::system::error_code ec;
     const auto peer = socket_.remote_endpoint(ec);
     if (!ec) rec_.endpoint = peer.address().to_string() + ":" + std::to_string(peer.port());
-    if (!openOut(service, flows_.table.flowAddressHere(flows_.loop_index, id_))) {
+    if (!openOut(service, flows_.table.flowAddressHere(flows_.loop_index, id_, token_))) {
       counters_->refused.fetch_add(1, std::memory_order_relaxed);
       if (!counters_->failing.exchange(true)) {
         VANE_LOG_INFO(
@@ -240,6 +242,7 @@ class TcpFlow : public forwarding::IngressSink,
                                       std::move(target.load));
     out_->streaming = true;
     out_->flow = target.flow;
+    out_->flow_token = target.flow_token;
     std::string prefix;
     if (target.remote) prefix = amqp::encodeRouteHeader(target.header);
     prefix += encodeStreamPrefix(to, reply_to, flows_.router_id);
@@ -494,6 +497,7 @@ class TcpFlow : public forwarding::IngressSink,
   const std::shared_ptr<TcpCounters> counters_;
   const std::string name_;
   std::uint64_t id_ = 0;
+  forwarding::FlowToken token_;  // in this flow's reply address
   std::shared_ptr<void> owner_;
   FlowRecord rec_;
 
@@ -527,14 +531,15 @@ class TcpFlow : public forwarding::IngressSink,
 
 FlowTable::FlowTable(core::EventLoop& loop, forwarding::ForwardingTable& table,
                      std::string router_id, std::size_t loop_index, std::int64_t window,
-                     std::size_t max_frame_size)
+                     std::size_t max_frame_size, std::atomic<std::uint64_t>& token_mismatches)
     : loop(loop),
       table(table),
       router_id(std::move(router_id)),
       loop_index(loop_index),
       window(window),
       read_size(std::max<std::size_t>(max_frame_size, 2 * kFrameOverhead) - kFrameOverhead -
-                kDataHeaderSize) {}
+                kDataHeaderSize),
+      token_mismatches(token_mismatches) {}
 
 std::uint64_t FlowTable::add(std::shared_ptr<TcpFlow> flow) {
   const std::uint64_t id = next_id_++;
@@ -576,6 +581,16 @@ void FlowTable::closeAll() {
 void FlowTable::enqueue(std::shared_ptr<Transfer> t) {
   auto it = flows_.find(t->flow);
   if (it == flows_.end()) {
+    forwarding::dropTransfer(t);
+    return;
+  }
+  if (!(it->second->token() == t->flow_token)) {
+    if (token_mismatches.fetch_add(1, std::memory_order_relaxed) == 0) {
+      VANE_LOG_WARN("a delivery for tcp flow {} carried the wrong token (a guessed or forged "
+                    "flow address): dropped (logged once; counted in "
+                    "vane_flow_token_mismatches_total)",
+                    t->flow);
+    }
     forwarding::dropTransfer(t);
     return;
   }

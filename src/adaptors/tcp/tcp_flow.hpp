@@ -77,7 +77,8 @@ struct FlowRecord {
 class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_this<FlowTable> {
  public:
   FlowTable(core::EventLoop& loop, forwarding::ForwardingTable& table, std::string router_id,
-            std::size_t loop_index, std::int64_t window, std::size_t max_frame_size);
+            std::size_t loop_index, std::int64_t window, std::size_t max_frame_size,
+            std::atomic<std::uint64_t>& token_mismatches);
 
   std::uint64_t add(std::shared_ptr<TcpFlow> flow);
   void remove(std::uint64_t id);
@@ -102,6 +103,9 @@ class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_
   // Bytes read from a socket at once: what fits, with its data section
   // header, in one transfer frame, so that the engine sends each chunk whole.
   const std::size_t read_size;
+  // Deliveries sent to a flow address whose token is not the flow's (a
+  // guessed or forged address): dropped and counted here.
+  std::atomic<std::uint64_t>& token_mismatches;
 
  private:
   std::uint64_t next_id_ = 1;

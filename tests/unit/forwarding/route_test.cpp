@@ -244,25 +244,48 @@ TEST_F(RouteTest, FlowAddressGoesToItsLoopsFlowConsumer) {
   auto f0 = consumer(1);
   auto f1 = consumer(2);
   table_.setFlowConsumers({f0, f1});
-  EXPECT_EQ(flowAddress("A", "", 1, 42), "_vane/temp/A/flow/1/42");
-  ASSERT_EQ(route(flowAddress("A", "", 1, 42)).status, RouteStatus::kRouted);
+  const FlowToken token{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+  EXPECT_EQ(flowAddress("A", "", 1, 42, token),
+            "_vane/temp/A/flow/1/42/0123456789abcdeffedcba9876543210");
+  ASSERT_EQ(route(flowAddress("A", "", 1, 42, token)).status, RouteStatus::kRouted);
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(out_[0].to, f1);
   EXPECT_EQ(out_[0].flow, 42u);
+  EXPECT_EQ(out_[0].flow_token, token);
   EXPECT_FALSE(out_[0].remote);
   // Arriving from another router (the header names us) works the same.
   RouteHeader h;
-  h.address = flowAddress("A", "", 0, 7);
+  h.address = flowAddress("A", "", 0, 7, token);
   h.dest = "A";
   ASSERT_EQ(route(h.address, &h, Arrival::kInterior, "B").status, RouteStatus::kRouted);
   EXPECT_EQ(out_[0].to, f0);
   EXPECT_EQ(out_[0].flow, 7u);
 }
 
+TEST_F(RouteTest, FlowAddressWithoutAWholeTokenIsNotAFlow) {
+  paths("A", {{"B", "B", 1, kInterior}});
+  table_.setFlowConsumers({consumer(1)});
+  for (const char* a : {"_vane/temp/A/flow/0/1", "_vane/temp/A/flow/0/1/",
+                        "_vane/temp/A/flow/0/1/0123456789abcdef",
+                        "_vane/temp/A/flow/0/1/0123456789abcdeffedcba987654321",
+                        "_vane/temp/A/flow/0/1/0123456789abcdeffedcba98765432100",
+                        "_vane/temp/A/flow/0/1/0123456789ABCDEFfedcba9876543210",
+                        "_vane/temp/A/flow/0/1/0123456789abcdefgedcba9876543210"}) {
+    EXPECT_EQ(route(a).status, RouteStatus::kNoRoute) << a;
+  }
+}
+
+TEST(FlowToken, RandomTokensDiffer) {
+  const FlowToken a = FlowToken::random();
+  const FlowToken b = FlowToken::random();
+  EXPECT_FALSE(a == b);
+  EXPECT_FALSE(a.hi == 0 && a.lo == 0);
+}
+
 TEST_F(RouteTest, FlowAddressOfAnotherRouterGoesTowardsIt) {
   paths("A", {{"B", "B", 1, kInterior}, {"C", "B", 2, kInterior}});
   table_.setFlowConsumers({consumer(1)});
-  ASSERT_EQ(route(flowAddress("C", "", 0, 3)).status, RouteStatus::kRouted);
+  ASSERT_EQ(route(flowAddress("C", "", 0, 3, FlowToken::random())).status, RouteStatus::kRouted);
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(via(out_[0]), "B");
   EXPECT_EQ(out_[0].header.dest, "C");
@@ -272,7 +295,7 @@ TEST_F(RouteTest, FlowAddressOfAnotherRouterGoesTowardsIt) {
 TEST_F(RouteTest, EdgeSendsOtherRoutersReplyAddressesToItsUplink) {
   paths("E", {{"A", "A", 1, kUplink}});
   table_.setFlowConsumers({consumer(1)});
-  ASSERT_EQ(route(flowAddress("B", "", 0, 3)).status, RouteStatus::kRouted);
+  ASSERT_EQ(route(flowAddress("B", "", 0, 3, FlowToken::random())).status, RouteStatus::kRouted);
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(via(out_[0]), "A");
   EXPECT_EQ(out_[0].header.dest, "B");
@@ -285,8 +308,9 @@ TEST_F(RouteTest, EdgeFlowAddressLeadsThroughItsUplink) {
   paths("E1", {{"A", "A", 1, kUplink}});
   auto f0 = consumer(1);
   table_.setFlowConsumers({f0});
-  const std::string a = table_.flowAddressHere(0, 9);
-  EXPECT_EQ(a, "_vane/temp/A/via/E1/flow/0/9");
+  const FlowToken token = FlowToken::random();
+  const std::string a = table_.flowAddressHere(0, 9, token);
+  EXPECT_EQ(a.substr(0, a.rfind('/')), "_vane/temp/A/via/E1/flow/0/9");
   // Back at E1, from its uplink: to the flow.
   RouteHeader h;
   h.address = a;
