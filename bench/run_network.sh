@@ -108,7 +108,7 @@ write_config() {
     echo "router: {id: $id, mode: interior, workers: 1}"
     echo "listeners:"
     echo "  - {name: amqp, host: 127.0.0.1, port: 0, role: normal}"
-    echo "  - {name: inter, host: 127.0.0.1, port: 0, role: inter-router}"
+    echo "  - {name: inter, host: 127.0.0.1, port: 0, role: inter-router, insecure: true}"
     if [[ -n $to ]]; then
       echo "connectors:"
       echo "  - {name: to-prev, host: 127.0.0.1, port: $to, role: inter-router, cost: 1}"

@@ -292,7 +292,10 @@ vane_config() {
     fi
     echo "listeners:"
     echo "  - {name: amqp, host: 127.0.0.1, port: 0}"
-    ((inter)) && echo "  - {name: inter, host: 127.0.0.1, port: 0, role: inter-router$t}"
+    # Loopback only: without TLS the listener must say insecure.
+    local lt=$t
+    ((tls)) || lt=", insecure: true"
+    ((inter)) && echo "  - {name: inter, host: 127.0.0.1, port: 0, role: inter-router$lt}"
     if [[ -n $to ]]; then
       echo "connectors:"
       echo "  - {name: to-A, host: 127.0.0.1, port: $to, role: inter-router$t}"

@@ -512,10 +512,15 @@ class Parser {
           const Entry* sasl = nullptr;
           std::optional<Entry> sasl_entry;
           std::optional<Entry> verify_entry;
-          for (const Entry& e : entries(item, path,
-                                        {"name", "host", "port", "role", "cost", "tls_profile",
-                                         "sasl_mechanisms", "users_file", "verify_router_id"})) {
-            if (e.key == "verify_router_id") {
+          std::optional<Entry> insecure_entry;
+          for (const Entry& e :
+               entries(item, path,
+                       {"name", "host", "port", "role", "cost", "tls_profile", "sasl_mechanisms",
+                        "users_file", "verify_router_id", "insecure"})) {
+            if (e.key == "insecure") {
+              l.insecure = boolean(e);
+              insecure_entry = e;
+            } else if (e.key == "verify_router_id") {
               l.verify_router_id = boolean(e);
               if (l.verify_router_id) verify_entry = e;
             } else if (e.key == "tls_profile") {
@@ -546,6 +551,24 @@ class Parser {
             failValue(*verify_entry,
                       "verify_router_id needs a router listener (inter-router or edge) with a "
                       "tls_profile");
+          }
+          if (insecure_entry && l.role == ListenerRole::kNormal) {
+            failValue(*insecure_entry,
+                      "insecure applies to router listeners (inter-router, edge); a normal "
+                      "listener's security is its tls_profile and sasl_mechanisms");
+          }
+          if (insecure_entry && l.insecure && !l.tls_profile.empty()) {
+            failValue(*insecure_entry,
+                      "insecure: true and a tls_profile contradict each other: drop one");
+          }
+          if (l.role != ListenerRole::kNormal && l.tls_profile.empty() && !l.insecure &&
+              name_entry) {
+            fail(item, joinField(path, "tls_profile"),
+                 fmt::format("an {} listener without TLS takes any peer that connects for a "
+                             "router: set tls_profile (a profile with a ca, which verifies "
+                             "the peers' certificates), or insecure: true for a test on "
+                             "loopback",
+                             l.role == ListenerRole::kEdge ? "edge" : "inter-router"));
           }
           return name_entry;
         });

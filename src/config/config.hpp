@@ -86,6 +86,10 @@ struct ListenerConfig {
   // id its certificate names (subject CN), so that a site cannot pass for
   // another.
   bool verify_router_id = false;
+  // Inter-router and edge listeners: accept router peers over plain TCP,
+  // unauthenticated (loopback demos and tests). Without it such a listener
+  // needs tls_profile; vaned warns at start about every insecure one.
+  bool insecure = false;
   int line = 0;  // source line in the file (0 when built-in), for messages
 };
 

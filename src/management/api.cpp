@@ -399,6 +399,7 @@ class Api {
                    {"tls_profile", l.tls_profile.empty() ? json(nullptr) : json(l.tls_profile)},
                    {"sasl_mechanisms", l.sasl_mechanisms},
                    {"verify_router_id", l.verify_router_id},
+                   {"insecure", l.insecure},
                    {"connections_opened", l.counters->connections_opened.load()},
                    {"protocol_errors", l.counters->protocol_errors.load()},
                    {"tls_failures", l.counters->tls_failures.load()},

@@ -132,7 +132,15 @@ std::string Router::listenerSecurity(const config::ListenerConfig& l,
 std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) {
   Listener::Endpoint ep{
       l.name, l.host, l.port, "listener",
-      std::string("role ") + config::toString(l.role) + (l.tls_profile.empty() ? "" : ", tls")};
+      std::string("role ") + config::toString(l.role) +
+          (l.tls_profile.empty() ? (l.insecure ? ", INSECURE" : "") : ", tls")};
+  if (l.insecure && l.role != config::ListenerRole::kNormal) {
+    VANE_LOG_WARN(
+        "listener {} ({}:{}, role {}) is insecure: any peer that connects is taken for a router "
+        "and its traffic crosses in clear; use it on loopback only, give it a tls_profile "
+        "otherwise",
+        l.name, l.host, l.port, config::toString(l.role));
+  }
   amqp::ConnectionOptions options;
   options.name = l.name;
   options.role = l.role;
@@ -420,7 +428,8 @@ std::vector<Router::ListenerInfo> Router::listeners() const {
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     const auto& c = cfg_.listeners[i];
     out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost,
-                   listener_counters_[i], c.tls_profile, c.sasl_mechanisms, c.verify_router_id});
+                   listener_counters_[i], c.tls_profile, c.sasl_mechanisms, c.verify_router_id,
+                   c.insecure});
   }
   return out;
 }
@@ -702,7 +711,8 @@ std::string Router::reloadOnCore(const config::Config& next) {
           [](const config::ListenerConfig& a, const config::ListenerConfig& b) {
             return a.host == b.host && a.port == b.port && a.role == b.role && a.cost == b.cost &&
                    a.tls_profile == b.tls_profile && a.sasl_mechanisms == b.sasl_mechanisms &&
-                   a.users_file == b.users_file && a.verify_router_id == b.verify_router_id;
+                   a.users_file == b.users_file && a.verify_router_id == b.verify_router_id &&
+                   a.insecure == b.insecure;
           });
   compare(cfg_.connectors, next.connectors, "connector",
           [](const config::ConnectorConfig& a, const config::ConnectorConfig& b) {

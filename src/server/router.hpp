@@ -71,6 +71,7 @@ class Router {
     std::string tls_profile;
     std::vector<std::string> sasl_mechanisms;
     bool verify_router_id = false;
+    bool insecure = false;
   };
   std::vector<ListenerInfo> listeners() const;
   struct ConnectorInfo {

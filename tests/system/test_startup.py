@@ -181,3 +181,25 @@ def test_clients_with_and_without_sasl(router_factory, reactor, sasl):
     rx.wait_count(1)
     tx.wait_all_settled()
     assert rec.outcome == "ACCEPTED"
+
+
+@pytest.mark.parametrize("role", ["inter-router", "edge"])
+def test_router_listener_needs_tls_or_insecure(vaned_bin, tmp_path, router_factory, reactor, role):
+    """A router listener without TLS is refused at start (it would take
+    anyone for a router) unless it says insecure: true; then vaned warns,
+    and the API shows it."""
+    text = ("router:\n  id: r\nlisteners:\n  - name: amqp\n    port: 0\n"
+            f"  - name: links\n    port: 0\n    role: {role}\n")
+    err = _expect_config_error(vaned_bin, tmp_path, text, 6, "listeners[1].tls_profile")
+    assert "insecure: true" in err and "tls_profile" in err, err
+    cfg = make_config(router_id="r", listeners=[
+        {"name": "amqp", "host": "127.0.0.1", "port": 0},
+        {"name": "links", "host": "127.0.0.1", "port": 0, "role": role, "insecure": True}])
+    cfg["management"] = {"port": 0}
+    r = router_factory(cfg)
+    r.wait_for_log(rf"listener links \(127\.0\.0\.1:0, role {role}\) is insecure")
+    links = [entry for entry in r.api("GET", "/api/v1/listeners").json()
+             if entry["name"] == "links"][0]
+    assert links["insecure"] is True and links["tls_profile"] is None, links
+    assert [entry for entry in r.api("GET", "/api/v1/listeners").json()
+            if entry["name"] == "amqp"][0]["insecure"] is False

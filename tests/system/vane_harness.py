@@ -161,6 +161,25 @@ def make_config(router_id="router-a", workers=None, link_capacity=250, listeners
     return cfg
 
 
+def loopback_router_listeners(cfg):
+    """`cfg` with `insecure: true` on every inter-router and edge listener
+    that has no tls_profile and does not say `insecure` itself: vaned refuses
+    such a listener otherwise. Tests run on loopback; the TLS tests give
+    their router listeners a tls_profile, and the tests of the rule itself
+    set `insecure` (or write config_text)."""
+    if not isinstance(cfg, dict) or not cfg.get("listeners"):
+        return cfg
+    out = dict(cfg)
+    out["listeners"] = []
+    for listener in cfg["listeners"]:
+        listener = dict(listener)
+        if (listener.get("role", "normal") != "normal" and not listener.get("tls_profile")
+                and "insecure" not in listener):
+            listener["insecure"] = True
+        out["listeners"].append(listener)
+    return out
+
+
 def _yaml_scalar(value):
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -237,7 +256,8 @@ class Router:
     def command(self):
         cmd = self.command_prefix + [str(self.binary)]
         if self.config is not None or self.config_text is not None:
-            text = self.config_text if self.config_text is not None else to_yaml(self.config) + "\n"
+            text = (self.config_text if self.config_text is not None
+                    else to_yaml(loopback_router_listeners(self.config)) + "\n")
             self.config_path = self.workdir / f"{self.name}.yaml"
             self.config_path.write_text(text)
             cmd += ["--config", str(self.config_path)]
@@ -325,7 +345,7 @@ class Router:
         assert self.config_path is not None, "router was started without a config file"
         self.config = config
         before = len(RELOAD_DONE_RE.findall(self.log_text()))
-        self.config_path.write_text(to_yaml(config) + "\n")
+        self.config_path.write_text(to_yaml(loopback_router_listeners(config)) + "\n")
         self.proc.send_signal(signal.SIGHUP)   # not self.signal(): no exit is expected
 
         def outcome():

@@ -147,13 +147,14 @@ TEST(ConfigParse, EveryField) {
       "    host: router-b.example.com\n"                           // 18
       "    port: 0\n"                                              // 19
       "    role: inter-router\n"                                   // 20
-      "  - {name: edges, host: '::1', port: 65535, role: edge}\n"  // 21
-      "addresses:\n"                                               // 22
-      "  - prefix: mc/\n"                                          // 23
-      "    distribution: multicast\n"                              // 24
-      "  - pattern: \"orders.*.eu\"\n"                             // 25
-      "  - distribution: closest\n"                                // 26
-      "    pattern: svc/#\n";                                      // 27
+      "    insecure: true\n"                                       // 21
+      "  - {name: edges, host: '::1', port: 65535, role: edge, insecure: true}\n"  // 22
+      "addresses:\n"                                               // 23
+      "  - prefix: mc/\n"                                          // 24
+      "    distribution: multicast\n"                              // 25
+      "  - pattern: \"orders.*.eu\"\n"                             // 26
+      "  - distribution: closest\n"                                // 27
+      "    pattern: svc/#\n";                                      // 28
   Config c = parseOk(yaml);
   EXPECT_EQ(c.source, kFile);
   EXPECT_EQ(c.router.id, "router-a");
@@ -181,20 +182,20 @@ TEST(ConfigParse, EveryField) {
   EXPECT_EQ(c.listeners[2].host, "::1");
   EXPECT_EQ(c.listeners[2].port, 65535);
   EXPECT_EQ(c.listeners[2].role, ListenerRole::kEdge);
-  EXPECT_EQ(c.listeners[2].line, 21);
+  EXPECT_EQ(c.listeners[2].line, 22);
 
   ASSERT_EQ(c.addresses.size(), 3u);
   EXPECT_EQ(c.addresses[0].prefix, "mc/");
   EXPECT_EQ(c.addresses[0].pattern, "");
   EXPECT_EQ(c.addresses[0].distribution, Distribution::kMulticast);
-  EXPECT_EQ(c.addresses[0].line, 23);
+  EXPECT_EQ(c.addresses[0].line, 24);
   EXPECT_EQ(c.addresses[1].prefix, "");
   EXPECT_EQ(c.addresses[1].pattern, "orders.*.eu");
   EXPECT_EQ(c.addresses[1].distribution, Distribution::kBalanced);
-  EXPECT_EQ(c.addresses[1].line, 25);
+  EXPECT_EQ(c.addresses[1].line, 26);
   EXPECT_EQ(c.addresses[2].pattern, "svc/#");
   EXPECT_EQ(c.addresses[2].distribution, Distribution::kClosest);
-  EXPECT_EQ(c.addresses[2].line, 26);
+  EXPECT_EQ(c.addresses[2].line, 27);
 }
 
 // The example at the top of docs/configuration.md.
@@ -219,9 +220,11 @@ TEST(ConfigParse, DocumentedExample) {
       "    host: 0.0.0.0\n"
       "    port: 55672\n"
       "    role: inter-router\n"
+      "    insecure: true            # no TLS: loopback tests only\n"
       "  - name: edges               # edge routers\n"
       "    port: 45672\n"
       "    role: edge\n"
+      "    insecure: true\n"
       "\n"
       "addresses:\n"
       "  - prefix: mc/               # every address starting with \"mc/\"\n"
@@ -256,9 +259,9 @@ TEST(ConfigParse, EnumSpellings) {
   EXPECT_EQ(parseOk("router: {mode: edge}").router.mode, RouterMode::kEdge);
   EXPECT_EQ(parseOk("listeners: [{name: a, role: normal}]").listeners[0].role,
             ListenerRole::kNormal);
-  EXPECT_EQ(parseOk("listeners: [{name: a, role: inter-router}]").listeners[0].role,
+  EXPECT_EQ(parseOk("listeners: [{name: a, role: inter-router, insecure: true}]").listeners[0].role,
             ListenerRole::kInterRouter);
-  EXPECT_EQ(parseOk("listeners: [{name: a, role: edge}]").listeners[0].role, ListenerRole::kEdge);
+  EXPECT_EQ(parseOk("listeners: [{name: a, role: edge, insecure: true}]").listeners[0].role, ListenerRole::kEdge);
   EXPECT_EQ(parseOk("addresses: [{prefix: a, distribution: balanced}]").addresses[0].distribution,
             Distribution::kBalanced);
   EXPECT_EQ(parseOk("addresses: [{prefix: a, distribution: closest}]").addresses[0].distribution,
@@ -349,7 +352,7 @@ TEST(ConfigParse, PrefixAndPatternWithSameTextAreDistinctRules) {
 TEST(ConfigErrors, UnknownFields) {
   expectError("listeners:\n  - name: amqp\n    prot: 5672\n", 3, 5, "listeners[0].prot",
               "unknown field 'prot' (expected one of: name, host, port, role, cost, tls_profile, "
-              "sasl_mechanisms, users_file, verify_router_id)");
+              "sasl_mechanisms, users_file, verify_router_id, insecure)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
               "tcp_listeners, tcp_connectors, management, tls_profiles, claims)");
@@ -370,7 +373,7 @@ TEST(ConfigErrors, UnknownFieldExactMessage) {
   EXPECT_EQ(e.toString(),
             "test.yaml:3:5: field 'listeners[0].prot': unknown field 'prot' (expected one of: "
             "name, host, port, role, cost, tls_profile, sasl_mechanisms, users_file, "
-            "verify_router_id)");
+            "verify_router_id, insecure)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -728,7 +731,7 @@ TEST(ConfigLoadFile, DirectoryIsAnError) {
 TEST(ConfigNetwork, ConnectorsCostsAndTimers) {
   Config c = parseOk(
       "router:\n  id: a\n  hello_interval_ms: 200\n  dead_interval_ms: 600\n"
-      "listeners:\n  - name: inter\n    role: inter-router\n    port: 0\n    cost: 7\n"
+      "listeners:\n  - name: inter\n    role: inter-router\n    port: 0\n    cost: 7\n    insecure: true\n"
       "connectors:\n  - name: to-b\n    host: b.example\n    port: 5673\n    cost: 3\n");
   EXPECT_EQ(c.router.hello_interval_ms, 200u);
   EXPECT_EQ(c.router.dead_interval_ms, 600u);
@@ -740,7 +743,7 @@ TEST(ConfigNetwork, ConnectorsCostsAndTimers) {
   EXPECT_EQ(c.connectors[0].port, 5673);
   EXPECT_EQ(c.connectors[0].role, ListenerRole::kInterRouter);
   EXPECT_EQ(c.connectors[0].cost, 3u);
-  EXPECT_EQ(c.connectors[0].line, 11);
+  EXPECT_EQ(c.connectors[0].line, 12);
 }
 
 TEST(ConfigNetwork, ConnectorErrors) {
@@ -756,7 +759,7 @@ TEST(ConfigNetwork, ConnectorErrors) {
 }
 
 TEST(ConfigNetwork, RolesMustFitTheMode) {
-  expectError("router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n", 4, 1,
+  expectError("router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n    insecure: true\n", 4, 1,
               "listeners[0].role",
               "an edge router accepts only normal (client) listeners, not 'inter-router'; edge "
               "routers connect to interior routers with connectors");
@@ -929,6 +932,23 @@ TEST(ConfigSecurity, Errors) {
               5, 53, "listeners[0].sasl_mechanisms", "normal (client) listeners");
   expectError(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: noca}\n", 5,
               1, "listeners[0].tls_profile", "has no 'ca'");
+  // A router listener needs TLS, or says insecure.
+  expectError("listeners:\n  - {name: i, port: 1, role: inter-router}\n", 2, 5,
+              "listeners[0].tls_profile", "takes any peer that connects for a router");
+  expectError("listeners:\n  - {name: e, port: 1, role: edge}\n", 2, 5,
+              "listeners[0].tls_profile", "an edge listener without TLS");
+  expectError("listeners:\n  - {name: e, port: 1, role: edge, insecure: false}\n", 2, 5,
+              "listeners[0].tls_profile", "insecure: true for a test on loopback");
+  EXPECT_TRUE(parseOk("listeners:\n  - {name: i, port: 1, role: inter-router, insecure: true}\n")
+                  .listeners[0]
+                  .insecure);
+  EXPECT_FALSE(parseOk(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: t}\n")
+                   .listeners[0]
+                   .insecure);
+  expectError("listeners:\n  - {name: a, port: 1, insecure: true}\n", 2, 34, "listeners[0].insecure",
+              "insecure applies to router listeners");
+  expectError(p + "listeners:\n  - {name: a, port: 1, role: edge, tls_profile: t, insecure: true}\n",
+              5, 62, "listeners[0].insecure", "contradict");
   expectError(p + "listeners:\n  - {name: a, port: 1, tls_profile: nope}\n", 5, 1,
               "listeners[0].tls_profile", "no tls profile named 'nope'");
   expectError(p + "listeners:\n  - {name: a, port: 1, verify_router_id: true}\n", 5, 42,
