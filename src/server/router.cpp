@@ -130,10 +130,9 @@ std::string Router::listenerSecurity(const config::ListenerConfig& l,
 }
 
 std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) {
-  Listener::Endpoint ep{
-      l.name, l.host, l.port, "listener",
-      std::string("role ") + config::toString(l.role) +
-          (l.tls_profile.empty() ? (l.insecure ? ", INSECURE" : "") : ", tls")};
+  Listener::Endpoint ep{l.name, l.host, l.port, "listener",
+                        std::string("role ") + config::toString(l.role) +
+                            (l.tls_profile.empty() ? (l.insecure ? ", INSECURE" : "") : ", tls")};
   if (l.insecure && l.role != config::ListenerRole::kNormal) {
     VANE_LOG_WARN(
         "listener {} ({}:{}, role {}) is insecure: any peer that connects is taken for a router "

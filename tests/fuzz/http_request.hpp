@@ -21,12 +21,16 @@
 // status on stderr, to see how far the inputs of a corpus get.
 #pragma once
 
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -113,7 +117,8 @@ inline void traceAnswer(const management::Request& req, const management::Respon
   if (res == nullptr) {
     std::fprintf(stderr, "no answer\n");
   } else {
-    std::fprintf(stderr, "%u %.*s\n", res->result_int(), static_cast<int>(res->body().size() > 160 ? 160 : res->body().size()),
+    std::fprintf(stderr, "%u %.*s\n", res->result_int(),
+                 static_cast<int>(res->body().size() > 160 ? 160 : res->body().size()),
                  res->body().data());
   }
 }
@@ -194,6 +199,14 @@ inline nlohmann::json checkAnswer(const char* target, const management::Response
       httpFail(target, "refusal with a field that is not a string");
   }
   return body;
+}
+
+// Log arguments come from the peer: format every message, into a null sink.
+inline void logIntoNullSink() {
+  auto logger = std::make_shared<spdlog::logger>("vane-fuzz",
+                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(std::move(logger));
 }
 
 }  // namespace vane::fuzz

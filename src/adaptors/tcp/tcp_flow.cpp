@@ -586,10 +586,11 @@ void FlowTable::enqueue(std::shared_ptr<Transfer> t) {
   }
   if (!(it->second->token() == t->flow_token)) {
     if (token_mismatches.fetch_add(1, std::memory_order_relaxed) == 0) {
-      VANE_LOG_WARN("a delivery for tcp flow {} carried the wrong token (a guessed or forged "
-                    "flow address): dropped (logged once; counted in "
-                    "vane_flow_token_mismatches_total)",
-                    t->flow);
+      VANE_LOG_WARN(
+          "a delivery for tcp flow {} carried the wrong token (a guessed or forged "
+          "flow address): dropped (logged once; counted in "
+          "vane_flow_token_mismatches_total)",
+          t->flow);
     }
     forwarding::dropTransfer(t);
     return;

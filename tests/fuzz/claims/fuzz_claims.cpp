@@ -19,17 +19,15 @@
 // name or a csr that is not a PEM request. A 200 only for the live token,
 // with a certificate signed by the site CA for exactly the site named in the
 // request (CN = site), whatever the request's subject says.
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -133,8 +131,8 @@ class Harness {
   void reset() {
     writeFile(cfg_.state_file, state_);
     claims_ = std::make_unique<vane::server::Claims>(
-        cfg_, std::string(kSite), [] { return std::vector<std::string>{"claims.example.net:55671"}; },
-        55672);
+        cfg_, std::string(kSite),
+        [] { return std::vector<std::string>{"claims.example.net:55671"}; }, 55672);
     if (std::string err = claims_->load(); !err.empty()) {
       std::fprintf(stderr, "claims fuzz target: %s\n", err.c_str());
       std::abort();
@@ -234,7 +232,8 @@ class Harness {
     const vane::pki::CertInfo info = vane::pki::describe(certificate);
     if (info.subject_cn != *site) fail("certificate for another name than the site claimed");
     if (info.issuer_cn != kCaName) fail("certificate from another issuer");
-    if (!vane::pki::signedBy(certificate, ca_.certificate)) fail("certificate not signed by the CA");
+    if (!vane::pki::signedBy(certificate, ca_.certificate))
+      fail("certificate not signed by the CA");
   }
 
   fs::path dir_;
@@ -246,20 +245,12 @@ class Harness {
   bool dirty_ = false;
 };
 
-// Log arguments come from the peer: format every message, into a null sink.
-void setUpLogging() {
-  auto logger = std::make_shared<spdlog::logger>("vane-fuzz",
-                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
-  logger->set_level(spdlog::level::trace);
-  spdlog::set_default_logger(std::move(logger));
-}
-
 std::unique_ptr<Harness> harness;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  setUpLogging();
+  vane::fuzz::logIntoNullSink();
   harness = std::make_unique<Harness>();
   // Removes the temporary directory when the run ends normally.
   std::atexit([] { harness.reset(); });

@@ -195,11 +195,13 @@ void checkConfig(const Config& c, bool entry) {
   std::set<std::string> prefixes;
   std::set<std::vector<std::string>> patterns;
   for (const auto& a : c.addresses) {
-    check(a.prefix.empty() != a.pattern.empty(), "address rule without exactly one of prefix, pattern");
+    check(a.prefix.empty() != a.pattern.empty(),
+          "address rule without exactly one of prefix, pattern");
     if (!a.prefix.empty()) check(prefixes.insert(a.prefix).second, "duplicate address prefix");
     if (!a.pattern.empty()) {
       std::vector<std::string> tokens;
-      for (std::string_view t : vane::routing::splitAddressTokens(a.pattern)) tokens.emplace_back(t);
+      for (std::string_view t : vane::routing::splitAddressTokens(a.pattern))
+        tokens.emplace_back(t);
       check(patterns.insert(tokens).second, "duplicate address pattern");
     }
   }
@@ -356,9 +358,7 @@ void checkParsedEntry(const std::string& section, const Config& c, const std::st
             r.session_capacity == dr.session_capacity,
         "an entry changed the router section");
   check(!c.management.enabled && !c.claims.enabled, "an entry enabled a section");
-  auto count = [&](const std::string& s, std::size_t n) {
-    return s == section ? n == 1 : n == 0;
-  };
+  auto count = [&](const std::string& s, std::size_t n) { return s == section ? n == 1 : n == 0; };
   check(count("connectors", c.connectors.size()) && count("addresses", c.addresses.size()) &&
             count("tcp_listeners", c.tcp_listeners.size()) &&
             count("tcp_connectors", c.tcp_connectors.size()) &&
@@ -402,10 +402,9 @@ void checkParsedEntry(const std::string& section, const Config& c, const std::st
       checkEntry(only(c.tcp_connectors), body, fields);
     }
   } else if (section == "addresses") {
-    checkEntry(only(c.addresses), body,
-               {{"prefix", Type::kString},
-                {"pattern", Type::kString},
-                {"distribution", Type::kEnum}});
+    checkEntry(
+        only(c.addresses), body,
+        {{"prefix", Type::kString}, {"pattern", Type::kString}, {"distribution", Type::kEnum}});
   } else if (section == "tls_profiles") {
     checkEntry(only(c.tls_profiles), body,
                {{"name", Type::kString},
@@ -450,12 +449,24 @@ void runFile(const std::string& text) {
 // is missing), or nothing.
 bool fieldOfEntry(const std::string& section, const std::string& text, const std::string& field) {
   if (field.empty()) return true;
-  static const char* const kFields[] = {"name",        "host",        "port",
-                                        "role",        "cost",        "tls_profile",
-                                        "sasl_mechanisms", "users_file", "verify_router_id",
-                                        "insecure",    "verify_host", "address",
-                                        "prefix",      "pattern",     "distribution",
-                                        "ca",          "certificate", "key",
+  static const char* const kFields[] = {"name",
+                                        "host",
+                                        "port",
+                                        "role",
+                                        "cost",
+                                        "tls_profile",
+                                        "sasl_mechanisms",
+                                        "users_file",
+                                        "verify_router_id",
+                                        "insecure",
+                                        "verify_host",
+                                        "address",
+                                        "prefix",
+                                        "pattern",
+                                        "distribution",
+                                        "ca",
+                                        "certificate",
+                                        "key",
                                         "key_password_file"};
   for (const char* f : kFields) {
     if (field == f) return true;

@@ -34,8 +34,6 @@
 // "@token" a request without it gets 401 (with WWW-Authenticate) on every
 // path but /healthz and /readyz, and no request gets 401 otherwise. A 201
 // for a created entity carries its name.
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
 #include <stdlib.h>
 
 #include <chrono>
@@ -308,20 +306,12 @@ class Harness {
   vane::config::Config edge_;
 };
 
-// Log arguments come from the client: format every message, into a null sink.
-void setUpLogging() {
-  auto logger = std::make_shared<spdlog::logger>("vane-fuzz",
-                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
-  logger->set_level(spdlog::level::trace);
-  spdlog::set_default_logger(std::move(logger));
-}
-
 std::unique_ptr<Harness> harness;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  setUpLogging();
+  vane::fuzz::logIntoNullSink();
   harness = std::make_unique<Harness>();
   // Removes the temporary directory when the run ends normally.
   std::atexit([] { harness.reset(); });

@@ -127,34 +127,34 @@ TEST(ConfigDefaults, ListenerFieldDefaults) {
 
 TEST(ConfigParse, EveryField) {
   const std::string yaml =
-      "# Vane test configuration\n"                                // 1
-      "router:\n"                                                  // 2
-      "  id: router-a\n"                                           // 3
-      "  mode: interior\n"                                         // 4
-      "  workers: 8\n"                                             // 5
-      "  link_capacity: 1000\n"                                    // 6
-      "  max_message_inflight_bytes: 65536\n"                      // 7
-      "  max_frame_size: 16384\n"                                  // 8
-      "  session_capacity: 131072\n"                               // 9
-      "  idle_timeout_ms: 0\n"                                     // 10
-      "  max_connections: 0\n"                                     // 11
-      "listeners:\n"                                               // 12
-      "  - name: amqp\n"                                           // 13
-      "    host: 0.0.0.0\n"                                        // 14
-      "    port: 5673\n"                                           // 15
-      "    role: normal\n"                                         // 16
-      "  - name: inter.router_1\n"                                 // 17
-      "    host: router-b.example.com\n"                           // 18
-      "    port: 0\n"                                              // 19
-      "    role: inter-router\n"                                   // 20
-      "    insecure: true\n"                                       // 21
+      "# Vane test configuration\n"                                                // 1
+      "router:\n"                                                                  // 2
+      "  id: router-a\n"                                                           // 3
+      "  mode: interior\n"                                                         // 4
+      "  workers: 8\n"                                                             // 5
+      "  link_capacity: 1000\n"                                                    // 6
+      "  max_message_inflight_bytes: 65536\n"                                      // 7
+      "  max_frame_size: 16384\n"                                                  // 8
+      "  session_capacity: 131072\n"                                               // 9
+      "  idle_timeout_ms: 0\n"                                                     // 10
+      "  max_connections: 0\n"                                                     // 11
+      "listeners:\n"                                                               // 12
+      "  - name: amqp\n"                                                           // 13
+      "    host: 0.0.0.0\n"                                                        // 14
+      "    port: 5673\n"                                                           // 15
+      "    role: normal\n"                                                         // 16
+      "  - name: inter.router_1\n"                                                 // 17
+      "    host: router-b.example.com\n"                                           // 18
+      "    port: 0\n"                                                              // 19
+      "    role: inter-router\n"                                                   // 20
+      "    insecure: true\n"                                                       // 21
       "  - {name: edges, host: '::1', port: 65535, role: edge, insecure: true}\n"  // 22
-      "addresses:\n"                                               // 23
-      "  - prefix: mc/\n"                                          // 24
-      "    distribution: multicast\n"                              // 25
-      "  - pattern: \"orders.*.eu\"\n"                             // 26
-      "  - distribution: closest\n"                                // 27
-      "    pattern: svc/#\n";                                      // 28
+      "addresses:\n"                                                               // 23
+      "  - prefix: mc/\n"                                                          // 24
+      "    distribution: multicast\n"                                              // 25
+      "  - pattern: \"orders.*.eu\"\n"                                             // 26
+      "  - distribution: closest\n"                                                // 27
+      "    pattern: svc/#\n";                                                      // 28
   Config c = parseOk(yaml);
   EXPECT_EQ(c.source, kFile);
   EXPECT_EQ(c.router.id, "router-a");
@@ -261,7 +261,8 @@ TEST(ConfigParse, EnumSpellings) {
             ListenerRole::kNormal);
   EXPECT_EQ(parseOk("listeners: [{name: a, role: inter-router, insecure: true}]").listeners[0].role,
             ListenerRole::kInterRouter);
-  EXPECT_EQ(parseOk("listeners: [{name: a, role: edge, insecure: true}]").listeners[0].role, ListenerRole::kEdge);
+  EXPECT_EQ(parseOk("listeners: [{name: a, role: edge, insecure: true}]").listeners[0].role,
+            ListenerRole::kEdge);
   EXPECT_EQ(parseOk("addresses: [{prefix: a, distribution: balanced}]").addresses[0].distribution,
             Distribution::kBalanced);
   EXPECT_EQ(parseOk("addresses: [{prefix: a, distribution: closest}]").addresses[0].distribution,
@@ -731,7 +732,8 @@ TEST(ConfigLoadFile, DirectoryIsAnError) {
 TEST(ConfigNetwork, ConnectorsCostsAndTimers) {
   Config c = parseOk(
       "router:\n  id: a\n  hello_interval_ms: 200\n  dead_interval_ms: 600\n"
-      "listeners:\n  - name: inter\n    role: inter-router\n    port: 0\n    cost: 7\n    insecure: true\n"
+      "listeners:\n  - name: inter\n    role: inter-router\n    port: 0\n    cost: 7\n    "
+      "insecure: true\n"
       "connectors:\n  - name: to-b\n    host: b.example\n    port: 5673\n    cost: 3\n");
   EXPECT_EQ(c.router.hello_interval_ms, 200u);
   EXPECT_EQ(c.router.dead_interval_ms, 600u);
@@ -759,10 +761,12 @@ TEST(ConfigNetwork, ConnectorErrors) {
 }
 
 TEST(ConfigNetwork, RolesMustFitTheMode) {
-  expectError("router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n    insecure: true\n", 4, 1,
-              "listeners[0].role",
-              "an edge router accepts only normal (client) listeners, not 'inter-router'; edge "
-              "routers connect to interior routers with connectors");
+  expectError(
+      "router:\n  mode: edge\nlisteners:\n  - name: i\n    role: inter-router\n    insecure: "
+      "true\n",
+      4, 1, "listeners[0].role",
+      "an edge router accepts only normal (client) listeners, not 'inter-router'; edge "
+      "routers connect to interior routers with connectors");
   expectError("router:\n  mode: edge\nconnectors:\n  - name: c\n    port: 1\n", 4, 1,
               "connectors[0].role", "an edge router connects only with role 'edge'");
   expectError("connectors:\n  - name: c\n    port: 1\n    role: edge\n", 2, 1, "connectors[0].role",
@@ -935,20 +939,22 @@ TEST(ConfigSecurity, Errors) {
   // A router listener needs TLS, or says insecure.
   expectError("listeners:\n  - {name: i, port: 1, role: inter-router}\n", 2, 5,
               "listeners[0].tls_profile", "takes any peer that connects for a router");
-  expectError("listeners:\n  - {name: e, port: 1, role: edge}\n", 2, 5,
-              "listeners[0].tls_profile", "an edge listener without TLS");
+  expectError("listeners:\n  - {name: e, port: 1, role: edge}\n", 2, 5, "listeners[0].tls_profile",
+              "an edge listener without TLS");
   expectError("listeners:\n  - {name: e, port: 1, role: edge, insecure: false}\n", 2, 5,
               "listeners[0].tls_profile", "insecure: true for a test on loopback");
   EXPECT_TRUE(parseOk("listeners:\n  - {name: i, port: 1, role: inter-router, insecure: true}\n")
                   .listeners[0]
                   .insecure);
-  EXPECT_FALSE(parseOk(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: t}\n")
-                   .listeners[0]
-                   .insecure);
-  expectError("listeners:\n  - {name: a, port: 1, insecure: true}\n", 2, 34, "listeners[0].insecure",
-              "insecure applies to router listeners");
-  expectError(p + "listeners:\n  - {name: a, port: 1, role: edge, tls_profile: t, insecure: true}\n",
-              5, 62, "listeners[0].insecure", "contradict");
+  EXPECT_FALSE(
+      parseOk(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: t}\n")
+          .listeners[0]
+          .insecure);
+  expectError("listeners:\n  - {name: a, port: 1, insecure: true}\n", 2, 34,
+              "listeners[0].insecure", "insecure applies to router listeners");
+  expectError(
+      p + "listeners:\n  - {name: a, port: 1, role: edge, tls_profile: t, insecure: true}\n", 5, 62,
+      "listeners[0].insecure", "contradict");
   expectError(p + "listeners:\n  - {name: a, port: 1, tls_profile: nope}\n", 5, 1,
               "listeners[0].tls_profile", "no tls profile named 'nope'");
   expectError(p + "listeners:\n  - {name: a, port: 1, verify_router_id: true}\n", 5, 42,

@@ -265,12 +265,12 @@ TEST_F(RouteTest, FlowAddressGoesToItsLoopsFlowConsumer) {
 TEST_F(RouteTest, FlowAddressWithoutAWholeTokenIsNotAFlow) {
   paths("A", {{"B", "B", 1, kInterior}});
   table_.setFlowConsumers({consumer(1)});
-  for (const char* a : {"_vane/temp/A/flow/0/1", "_vane/temp/A/flow/0/1/",
-                        "_vane/temp/A/flow/0/1/0123456789abcdef",
-                        "_vane/temp/A/flow/0/1/0123456789abcdeffedcba987654321",
-                        "_vane/temp/A/flow/0/1/0123456789abcdeffedcba98765432100",
-                        "_vane/temp/A/flow/0/1/0123456789ABCDEFfedcba9876543210",
-                        "_vane/temp/A/flow/0/1/0123456789abcdefgedcba9876543210"}) {
+  for (const char* a :
+       {"_vane/temp/A/flow/0/1", "_vane/temp/A/flow/0/1/", "_vane/temp/A/flow/0/1/0123456789abcdef",
+        "_vane/temp/A/flow/0/1/0123456789abcdeffedcba987654321",
+        "_vane/temp/A/flow/0/1/0123456789abcdeffedcba98765432100",
+        "_vane/temp/A/flow/0/1/0123456789ABCDEFfedcba9876543210",
+        "_vane/temp/A/flow/0/1/0123456789abcdefgedcba9876543210"}) {
     EXPECT_EQ(route(a).status, RouteStatus::kNoRoute) << a;
   }
 }
