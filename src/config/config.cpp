@@ -403,6 +403,32 @@ class Parser {
     return out;
   }
 
+  // An AMQP idle timeout: 0 (none) or 1000..3600000 ms.
+  std::uint32_t idleTimeout(const Entry& e) const {
+    const auto v = integer(e, 0, 3600000, "0 or 1000..3600000");
+    if (v != 0 && v < 1000) {
+      failValue(e, fmt::format("value {} is out of range (allowed: 0 or 1000..3600000)", v));
+    }
+    return static_cast<std::uint32_t>(v);
+  }
+
+  // The bounds an HTTP endpoint puts on its clients (management, claims);
+  // true if `e` is one of them.
+  bool httpLimit(const Entry& e, HttpLimitsConfig& l) const {
+    if (e.key == "max_connections") {
+      l.max_connections = static_cast<std::uint32_t>(integer(e, 1, 100000));
+    } else if (e.key == "max_connections_per_source") {
+      l.max_connections_per_source = static_cast<std::uint32_t>(integer(e, 1, 100000));
+    } else if (e.key == "header_timeout_ms") {
+      l.header_timeout_ms = static_cast<std::uint32_t>(integer(e, 100, 600000));
+    } else if (e.key == "idle_timeout_ms") {
+      l.idle_timeout_ms = static_cast<std::uint32_t>(integer(e, 100, 3600000));
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   void parseRouter(const Entry& section, RouterConfig& r) const {
     if (!expectMapOrNull(section)) return;
     const Entry* frame_entry = nullptr;
@@ -411,7 +437,10 @@ class Parser {
         section.value, section.field,
         {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes", "max_frame_size",
          "session_capacity", "idle_timeout_ms", "max_connections", "hello_interval_ms",
-         "dead_interval_ms", "stream_window_bytes", "max_unsettled_per_link"});
+         "dead_interval_ms", "stream_window_bytes", "max_unsettled_per_link",
+         "max_sessions_per_connection", "max_links_per_connection", "max_receivers_per_connection",
+         "max_dynamic_addresses_per_connection", "max_unsettled_per_connection",
+         "max_auth_failures_per_source", "auth_failure_window_ms"});
     const Entry* hello_entry = nullptr;
     const Entry* dead_entry = nullptr;
     for (const Entry& e : list) {
@@ -433,11 +462,7 @@ class Parser {
         r.session_capacity = static_cast<std::uint32_t>(integer(e, 512, 1u << 30));
         session_entry = &e;
       } else if (e.key == "idle_timeout_ms") {
-        const auto v = integer(e, 0, 3600000, "0 or 1000..3600000");
-        if (v != 0 && v < 1000) {
-          failValue(e, fmt::format("value {} is out of range (allowed: 0 or 1000..3600000)", v));
-        }
-        r.idle_timeout_ms = static_cast<std::uint32_t>(v);
+        r.idle_timeout_ms = idleTimeout(e);
       } else if (e.key == "max_connections") {
         r.max_connections = static_cast<std::uint32_t>(integer(e, 0, 1000000));
       } else if (e.key == "hello_interval_ms") {
@@ -450,6 +475,21 @@ class Parser {
         r.stream_window_bytes = static_cast<std::uint32_t>(integer(e, 65536, 1 << 30));
       } else if (e.key == "max_unsettled_per_link") {
         r.max_unsettled_per_link = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+      } else if (e.key == "max_sessions_per_connection") {
+        r.max_sessions_per_connection = static_cast<std::uint32_t>(integer(e, 1, 32768));
+      } else if (e.key == "max_links_per_connection") {
+        r.max_links_per_connection = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+      } else if (e.key == "max_receivers_per_connection") {
+        r.max_receivers_per_connection = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+      } else if (e.key == "max_dynamic_addresses_per_connection") {
+        r.max_dynamic_addresses_per_connection =
+            static_cast<std::uint32_t>(integer(e, 0, 1000000));
+      } else if (e.key == "max_unsettled_per_connection") {
+        r.max_unsettled_per_connection = static_cast<std::uint32_t>(integer(e, 1, 100000000));
+      } else if (e.key == "max_auth_failures_per_source") {
+        r.max_auth_failures_per_source = static_cast<std::uint32_t>(integer(e, 0, 1000000));
+      } else if (e.key == "auth_failure_window_ms") {
+        r.auth_failure_window_ms = static_cast<std::uint32_t>(integer(e, 1000, 86400000));
       }
     }
     if (r.dead_interval_ms < 2 * r.hello_interval_ms) {
@@ -516,8 +556,15 @@ class Parser {
           for (const Entry& e :
                entries(item, path,
                        {"name", "host", "port", "role", "cost", "tls_profile", "sasl_mechanisms",
-                        "users_file", "verify_router_id", "insecure"})) {
-            if (e.key == "insecure") {
+                        "users_file", "verify_router_id", "insecure", "max_connections",
+                        "handshake_timeout_ms", "idle_timeout_ms"})) {
+            if (e.key == "max_connections") {
+              l.max_connections = static_cast<std::uint32_t>(integer(e, 0, 1000000));
+            } else if (e.key == "handshake_timeout_ms") {
+              l.handshake_timeout_ms = static_cast<std::uint32_t>(integer(e, 100, 600000));
+            } else if (e.key == "idle_timeout_ms") {
+              l.idle_timeout_ms = idleTimeout(e);
+            } else if (e.key == "insecure") {
               l.insecure = boolean(e);
               insecure_entry = e;
             } else if (e.key == "verify_router_id") {
@@ -677,8 +724,11 @@ class Parser {
     bool have_port = false;
     for (const Entry& e : entries(section.value, section.field,
                                   {"host", "port", "tls_profile", "ca_certificate", "ca_key",
-                                   "state_file", "advertise_host"})) {
-      if (e.key == "host") {
+                                   "state_file", "advertise_host", "max_connections",
+                                   "max_connections_per_source", "header_timeout_ms",
+                                   "idle_timeout_ms"})) {
+      if (httpLimit(e, c.limits)) {
+      } else if (e.key == "host") {
         c.host = nonEmptyString(e);
       } else if (e.key == "port") {
         c.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
@@ -764,8 +814,11 @@ class Parser {
     }
     bool have_port = false;
     for (const Entry& e :
-         entries(section.value, section.field, {"host", "port", "token", "tls_profile"})) {
-      if (e.key == "host") {
+         entries(section.value, section.field,
+                 {"host", "port", "token", "tls_profile", "max_connections",
+                  "max_connections_per_source", "header_timeout_ms", "idle_timeout_ms"})) {
+      if (httpLimit(e, m.limits)) {
+      } else if (e.key == "host") {
         m.host = nonEmptyString(e);
       } else if (e.key == "port") {
         m.port = static_cast<std::uint16_t>(integer(e, 0, 65535));

@@ -40,6 +40,21 @@ struct RouterConfig {
   // credit it grants), so a consumer that never settles cannot grow router
   // memory. Senders then run out of credit as their deliveries wait.
   std::uint32_t max_unsettled_per_link = 1000;
+  // What one client connection (normal listeners) may create and hold.
+  // Router links (inter-router, edge) are bounded by the router protocol.
+  std::uint32_t max_sessions_per_connection = 32;
+  std::uint32_t max_links_per_connection = 1000;  // senders and receivers
+  std::uint32_t max_receivers_per_connection = 500;
+  std::uint32_t max_dynamic_addresses_per_connection = 100;
+  // Deliveries sent to one connection's consumers and not settled yet, over
+  // all its links: at this many, sending to every link of the connection
+  // pauses until the consumer settles.
+  std::uint32_t max_unsettled_per_connection = 10000;
+  // PLAIN authentication: a source address that failed this many times
+  // within auth_failure_window_ms is refused without a password check
+  // until the window has passed (0 = never throttle).
+  std::uint32_t max_auth_failures_per_source = 10;
+  std::uint32_t auth_failure_window_ms = 60000;
   // Bytes of one streamed message that may be in flight inside the router
   // between its ingress and egress links before reading pauses.
   std::uint32_t max_message_inflight_bytes = 1u << 20;
@@ -90,7 +105,25 @@ struct ListenerConfig {
   // unauthenticated (loopback demos and tests). Without it such a listener
   // needs tls_profile; vaned warns at start about every insecure one.
   bool insecure = false;
+  // Connections open on this listener at once (0 = only router.max_connections).
+  std::uint32_t max_connections = 0;
+  // TLS handshake, SASL and the AMQP open must be done within this time.
+  std::uint32_t handshake_timeout_ms = 10000;
+  // Idle timeout for this listener's connections; unset = router.idle_timeout_ms.
+  std::optional<std::uint32_t> idle_timeout_ms;
   int line = 0;  // source line in the file (0 when built-in), for messages
+};
+
+// Bounds on the clients of an HTTP endpoint (management API, claims).
+struct HttpLimitsConfig {
+  std::uint32_t max_connections = 64;  // at once, over all sources
+  // At once from one source address, so that a few silent sockets from one
+  // host cannot lock everyone else out.
+  std::uint32_t max_connections_per_source = 8;
+  // The TLS handshake and each request's header must arrive within this.
+  std::uint32_t header_timeout_ms = 10000;
+  // A kept-alive connection with no request for this long is closed.
+  std::uint32_t idle_timeout_ms = 30000;
 };
 
 // An outgoing connection to another router's inter-router or edge listener,
@@ -160,6 +193,7 @@ struct ManagementConfig {
   // When set, the API is served over TLS with this profile's certificate.
   std::string tls_profile;
   int tls_line = 0;  // where tls_profile is given, for messages
+  HttpLimitsConfig limits;
   int line = 0;
 };
 
@@ -177,6 +211,7 @@ struct ClaimsConfig {
   // The host name other sites reach this router by (written into tokens
   // with the claims port and the inter-router listeners' ports).
   std::string advertise_host;  // required
+  HttpLimitsConfig limits{.max_connections = 64, .max_connections_per_source = 4};
   int line = 0;
 };
 

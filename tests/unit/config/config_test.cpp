@@ -353,7 +353,8 @@ TEST(ConfigParse, PrefixAndPatternWithSameTextAreDistinctRules) {
 TEST(ConfigErrors, UnknownFields) {
   expectError("listeners:\n  - name: amqp\n    prot: 5672\n", 3, 5, "listeners[0].prot",
               "unknown field 'prot' (expected one of: name, host, port, role, cost, tls_profile, "
-              "sasl_mechanisms, users_file, verify_router_id, insecure)");
+              "sasl_mechanisms, users_file, verify_router_id, insecure, max_connections, "
+              "handshake_timeout_ms, idle_timeout_ms)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
               "tcp_listeners, tcp_connectors, management, tls_profiles, claims)");
@@ -361,7 +362,10 @@ TEST(ConfigErrors, UnknownFields) {
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "
               "max_connections, hello_interval_ms, dead_interval_ms, stream_window_bytes, "
-              "max_unsettled_per_link)");
+              "max_unsettled_per_link, max_sessions_per_connection, max_links_per_connection, "
+              "max_receivers_per_connection, max_dynamic_addresses_per_connection, "
+              "max_unsettled_per_connection, max_auth_failures_per_source, "
+              "auth_failure_window_ms)");
   expectError("addresses:\n  - prefix: a\n  - prefix: b\n    distrib: closest\n", 4, 5,
               "addresses[1].distrib",
               "unknown field 'distrib' (expected one of: prefix, pattern, distribution)");
@@ -374,7 +378,7 @@ TEST(ConfigErrors, UnknownFieldExactMessage) {
   EXPECT_EQ(e.toString(),
             "test.yaml:3:5: field 'listeners[0].prot': unknown field 'prot' (expected one of: "
             "name, host, port, role, cost, tls_profile, sasl_mechanisms, users_file, "
-            "verify_router_id, insecure)");
+            "verify_router_id, insecure, max_connections, handshake_timeout_ms, idle_timeout_ms)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -875,6 +879,68 @@ TEST(ConfigRouter, MaxUnsettledPerLink) {
   EXPECT_EQ(parseOk("router:\n  max_unsettled_per_link: 1\n").router.max_unsettled_per_link, 1u);
   expectError("router:\n  max_unsettled_per_link: 0\n", 2, 27, "router.max_unsettled_per_link",
               "value 0 is out of range (allowed: 1..1000000)");
+}
+
+TEST(ConfigRouter, ConnectionLimits) {
+  const Config d = parseOk("router:\n  id: a\n");
+  EXPECT_EQ(d.router.max_sessions_per_connection, 32u);
+  EXPECT_EQ(d.router.max_links_per_connection, 1000u);
+  EXPECT_EQ(d.router.max_receivers_per_connection, 500u);
+  EXPECT_EQ(d.router.max_dynamic_addresses_per_connection, 100u);
+  EXPECT_EQ(d.router.max_unsettled_per_connection, 10000u);
+  EXPECT_EQ(d.router.max_auth_failures_per_source, 10u);
+  EXPECT_EQ(d.router.auth_failure_window_ms, 60000u);
+  const Config c = parseOk(
+      "router:\n  max_sessions_per_connection: 2\n  max_links_per_connection: 3\n"
+      "  max_receivers_per_connection: 4\n  max_dynamic_addresses_per_connection: 0\n"
+      "  max_unsettled_per_connection: 6\n  max_auth_failures_per_source: 0\n"
+      "  auth_failure_window_ms: 1000\n");
+  EXPECT_EQ(c.router.max_sessions_per_connection, 2u);
+  EXPECT_EQ(c.router.max_links_per_connection, 3u);
+  EXPECT_EQ(c.router.max_receivers_per_connection, 4u);
+  EXPECT_EQ(c.router.max_dynamic_addresses_per_connection, 0u);
+  EXPECT_EQ(c.router.max_unsettled_per_connection, 6u);
+  EXPECT_EQ(c.router.max_auth_failures_per_source, 0u);
+  EXPECT_EQ(c.router.auth_failure_window_ms, 1000u);
+  expectError("router:\n  max_sessions_per_connection: 0\n", 2, 32,
+              "router.max_sessions_per_connection", "value 0 is out of range (allowed: 1..32768)");
+  expectError("router:\n  auth_failure_window_ms: 10\n", 2, 27, "router.auth_failure_window_ms",
+              "value 10 is out of range (allowed: 1000..86400000)");
+}
+
+TEST(ConfigListener, Limits) {
+  const Config d = parseOk("listeners:\n  - {name: a, port: 1}\n");
+  EXPECT_EQ(d.listeners[0].max_connections, 0u);
+  EXPECT_EQ(d.listeners[0].handshake_timeout_ms, 10000u);
+  EXPECT_FALSE(d.listeners[0].idle_timeout_ms.has_value());
+  const Config c = parseOk(
+      "listeners:\n  - {name: a, port: 1, max_connections: 5, handshake_timeout_ms: 500,"
+      " idle_timeout_ms: 0}\n");
+  EXPECT_EQ(c.listeners[0].max_connections, 5u);
+  EXPECT_EQ(c.listeners[0].handshake_timeout_ms, 500u);
+  EXPECT_EQ(c.listeners[0].idle_timeout_ms, 0u);
+  expectError("listeners:\n  - {name: a, port: 1, idle_timeout_ms: 5}\n", 2, 41,
+              "listeners[0].idle_timeout_ms",
+              "value 5 is out of range (allowed: 0 or 1000..3600000)");
+  expectError("listeners:\n  - {name: a, port: 1, handshake_timeout_ms: 5}\n", 2, 46,
+              "listeners[0].handshake_timeout_ms", "out of range (allowed: 100..600000)");
+}
+
+TEST(ConfigManagement, HttpLimits) {
+  const Config d = parseOk("management:\n  port: 1\n");
+  EXPECT_EQ(d.management.limits.max_connections, 64u);
+  EXPECT_EQ(d.management.limits.max_connections_per_source, 8u);
+  EXPECT_EQ(d.management.limits.header_timeout_ms, 10000u);
+  EXPECT_EQ(d.management.limits.idle_timeout_ms, 30000u);
+  const Config c = parseOk(
+      "management:\n  port: 1\n  max_connections: 3\n  max_connections_per_source: 2\n"
+      "  header_timeout_ms: 200\n  idle_timeout_ms: 300\n");
+  EXPECT_EQ(c.management.limits.max_connections, 3u);
+  EXPECT_EQ(c.management.limits.max_connections_per_source, 2u);
+  EXPECT_EQ(c.management.limits.header_timeout_ms, 200u);
+  EXPECT_EQ(c.management.limits.idle_timeout_ms, 300u);
+  expectError("management:\n  port: 1\n  max_connections_per_source: 0\n", 3, 31,
+              "management.max_connections_per_source", "out of range (allowed: 1..100000)");
 }
 
 TEST(ConfigManagement, LoopbackNeedsNoToken) {
