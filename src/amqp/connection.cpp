@@ -44,8 +44,6 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 // may open on it (each on its own session), leaving room for the control
 // and data sessions of both sides.
 constexpr std::uint16_t kRouterChannelMax = 32767;
-constexpr std::size_t kMaxStreamLinks = 16000;
-constexpr std::chrono::seconds kHandshakeTimeout{10};
 
 std::int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -226,6 +224,9 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   // A stream link: carries one streaming copy at a time.
   void setStream() { stream_ = true; }
   bool stream() const { return stream_; }
+  // A client's dynamic (router-named) source.
+  void setDynamic() { dynamic_ = true; }
+  bool dynamic() const { return dynamic_; }
   bool ready() const { return ready_; }
   void setConsumer(std::shared_ptr<Consumer> c) { consumer_ = std::move(c); }
   const std::shared_ptr<Consumer>& consumer() const { return consumer_; }
@@ -280,7 +281,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     t->outcome_reported = true;  // the sender aborted: nobody waits for an outcome
     if (current_ == t) {
       current_.reset();
-      unsettled_.erase(t.get());
+      forget(t.get());
       if (link_ && t->engine_delivery) {
         auto* d = static_cast<pn_delivery_t*>(t->engine_delivery);
         pn_delivery_set_context(d, nullptr);
@@ -294,6 +295,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     dropTransfer(t);
     if (link_) {
       pump();
+      conn_.resumeUnsettled();
       conn_.process();
     }
   }
@@ -315,7 +317,10 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
             pn_delivery(link_, pn_dtag(reinterpret_cast<const char*>(&tag), sizeof tag));
         current_->engine_delivery = d;
         pn_delivery_set_context(d, current_.get());
-        if (!settlesOnSend(*current_)) unsettled_[current_.get()] = current_;
+        if (!settlesOnSend(*current_)) {
+          unsettled_[current_.get()] = current_;
+          if (!router_link_) conn_.addUnsettled();
+        }
       }
       Transfer& t = *current_;
       auto* d = static_cast<pn_delivery_t*>(t.engine_delivery);
@@ -390,6 +395,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     if (!terminal) o = Outcome::accepted();            // settled with no state: consumed
     auto t = it->second;
     unsettled_.erase(it);
+    if (!router_link_) conn_.removeUnsettled();
     pn_delivery_set_context(d, nullptr);
     t->engine_delivery = nullptr;
     if (current_ == t) {
@@ -409,6 +415,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     forwarding::uncount(*t);
     forwarding::postOutcome(t, o);
     pump();
+    conn_.resumeUnsettled();
   }
 
   // The link or its connection is gone: every copy still here is settled
@@ -427,18 +434,26 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     }
     link_ = nullptr;
     if (current_) {
-      unsettled_.erase(current_.get());
+      forget(current_.get());
       dropTransfer(current_);
       current_.reset();
     }
     for (auto& t : queue_) dropTransfer(t);
     queue_.clear();
-    for (auto& [raw, t] : unsettled_) dropTransfer(t);
+    for (auto& [raw, t] : unsettled_) {
+      dropTransfer(t);
+      if (!router_link_) conn_.removeUnsettled();
+    }
     unsettled_.clear();
   }
 
  private:
   bool settlesOnSend(const Transfer& t) const { return t.presettled || force_settled_; }
+
+  // Takes a copy off the unsettled map (and the connection's count).
+  void forget(Transfer* raw) {
+    if (unsettled_.erase(raw) > 0 && !router_link_) conn_.removeUnsettled();
+  }
 
   // A consumer that takes deliveries but never settles them would grow the
   // router's memory (and Proton's) without bound: past the limit, wait.
@@ -447,7 +462,8 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
     const auto limit = conn_.context().settings.max_unsettled_per_link;
     if (unsettled_.size() < limit) {
       unsettled_full_ = false;
-      return false;
+      // The connection's limit, over all its consumers' links.
+      return conn_.connectionUnsettledFull();
     }
     if (!unsettled_full_) {
       unsettled_full_ = true;
@@ -479,6 +495,7 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
   bool force_settled_ = false;
   bool router_link_ = false;
   bool stream_ = false;
+  bool dynamic_ = false;
   bool in_pool_ = false;
   bool blocked_ = false;
   bool unsettled_full_ = false;    // paused at max_unsettled_per_link
@@ -530,6 +547,7 @@ class InLink : public forwarding::IngressSink,
   pn_link_t* link() const { return link_; }
   const std::string& address() const { return address_; }
   std::size_t liveCount() const { return live_.size(); }
+  bool stream() const { return stream_; }
 
   // PN_DELIVERY on this link: new bytes, or the sender settled.
   void onDelivery(pn_delivery_t* d) {
@@ -546,7 +564,13 @@ class InLink : public forwarding::IngressSink,
   }
 
   // Reads the link's current deliveries as far as the budget allows.
-  void pump() {
+  //
+  // `peer_closed`: the sender detached or closed its connection. The
+  // pre-settled deliveries it has sent whole are already in the engine
+  // (within the session window), so they are passed on rather than lost,
+  // budget or not. Unsettled ones are left: their sender can no longer hear
+  // an outcome and will resend.
+  void pump(bool peer_closed = false) {
     while (link_) {
       pn_delivery_t* d = pn_link_current(link_);
       if (!d) break;
@@ -556,9 +580,11 @@ class InLink : public forwarding::IngressSink,
         onAborted(rec, d);
         continue;
       }
-      if (!readFrom(rec, d)) break;
+      if (peer_closed && (!(rec->presettled || pn_delivery_settled(d)) || pn_delivery_partial(d)))
+        break;
+      if (!readFrom(rec, d, /*ignore_budget=*/peer_closed)) break;
     }
-    if (read_bytes_ && link_) {
+    if (read_bytes_ && link_ && !peer_closed) {
       // Proton re-announces a receiver's session window only when the link
       // is marked modified and the window was exhausted: without this, a
       // sender that filled the window waits for an unrelated frame.
@@ -613,25 +639,6 @@ class InLink : public forwarding::IngressSink,
     if (available && link_) {
       topUpCredit();
       conn_.process();
-    }
-  }
-
-  // The sender detached or closed its connection: pre-settled deliveries it
-  // has sent whole are already in the engine (within the session window),
-  // so they are passed on rather than lost, budget or not. Unsettled ones
-  // are left: their sender can no longer hear an outcome and will resend.
-  void drainOnPeerClose() {
-    while (link_) {
-      pn_delivery_t* d = pn_link_current(link_);
-      if (!d) break;
-      auto* rec = static_cast<IngressDelivery*>(pn_delivery_get_context(d));
-      if (!rec) rec = startDelivery(d);
-      if (pn_delivery_aborted(d)) {
-        onAborted(rec, d);
-        continue;
-      }
-      if (!(rec->presettled || pn_delivery_settled(d)) || pn_delivery_partial(d)) break;
-      if (!readFrom(rec, d, /*ignore_budget=*/true)) break;
     }
   }
 
@@ -1146,6 +1153,10 @@ void Connection::start() {
   VANE_ASSERT_THREAD(ctx_.loop);
   // Active from now (also while TLS is negotiated): max_connections counts it.
   ctx_.stats.connections_active.fetch_add(1, std::memory_order_relaxed);
+  if (options_.counters)
+    options_.counters->connections_active.fetch_add(1, std::memory_order_relaxed);
+  // TLS, SASL and the AMQP open must all be done by then.
+  handshake_deadline_ = std::chrono::steady_clock::now() + options_.handshake_timeout;
   if (!tls_) {
     begin();
     return;
@@ -1158,7 +1169,7 @@ void Connection::start() {
     tls_->set_verify_callback(ssl::host_name_verification(options_.tls_host));
   }
   handshaking_ = true;
-  timer_.expires_after(kHandshakeTimeout);
+  timer_.expires_at(handshake_deadline_);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || !self->handshaking_ || self->torn_down_) return;
     boost::system::error_code ignored;
@@ -1186,7 +1197,9 @@ void Connection::onHandshake(const boost::system::error_code& ec) {
     if (verify != X509_V_OK) {
       why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
     } else if (timed_out) {
-      why = "no TLS handshake within " + std::to_string(kHandshakeTimeout.count()) + " s";
+      ctx_.stats.handshake_timeouts.fetch_add(1, std::memory_order_relaxed);
+      why = "no TLS handshake within " + std::to_string(options_.handshake_timeout.count()) +
+            " ms (handshake_timeout_ms)";
     }
     if (closing_) {
       VANE_LOG_DEBUG("connection {} on {}: closed during the TLS handshake", peer_, listener_);
@@ -1199,6 +1212,8 @@ void Connection::onHandshake(const boost::system::error_code& ec) {
     boost::system::error_code ignored;
     sock().close(ignored);
     ctx_.stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
+    if (options_.counters)
+      options_.counters->connections_active.fetch_sub(1, std::memory_order_relaxed);
     if (on_closed_) on_closed_(this);
     return;
   }
@@ -1231,11 +1246,11 @@ void Connection::begin() {
   pn_transport_t* t = driver_->transport;
   if (!options_.outgoing) pn_transport_set_server(t);
   pn_transport_set_max_frame(t, ctx_.settings.max_frame_size);
-  // Router links open a session per stream link (kMaxStreamLinks from
-  // each side); clients need few.
+  // Router links open a session per stream link (router.max_stream_links
+  // from each side); clients need few.
   pn_transport_set_channel_max(t, routerLink() ? kRouterChannelMax : 1024);
-  if (ctx_.settings.idle_timeout_ms > 0)
-    pn_transport_set_idle_timeout(t, ctx_.settings.idle_timeout_ms);
+  const std::uint32_t idle = options_.idle_timeout_ms.value_or(ctx_.settings.idle_timeout_ms);
+  if (idle > 0) pn_transport_set_idle_timeout(t, idle);
   if (!options_.outgoing && options_.sasl) {
     sasl_ = std::make_unique<SaslServer>(
         options_.sasl, tls_peer_,
@@ -1282,11 +1297,13 @@ void Connection::begin() {
   // A peer must open the connection within the handshake timeout; one that
   // connects and stays silent would otherwise hold a socket forever. The
   // idle-timeout ticks reuse this timer once the peer's open arrives.
-  timer_.expires_after(kHandshakeTimeout);
+  timer_.expires_at(handshake_deadline_);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || self->torn_down_ || self->remote_opened_) return;
-    VANE_LOG_INFO("connection {} on listener {}: no AMQP open within {} s, closing", self->peer_,
-                  self->listener_, kHandshakeTimeout.count());
+    VANE_LOG_INFO(
+        "connection {} on listener {}: handshake (TLS, SASL, AMQP open) not done within {} ms, "
+        "closing",
+        self->peer_, self->listener_, self->options_.handshake_timeout.count());
     self->ctx_.stats.handshake_timeouts.fetch_add(1, std::memory_order_relaxed);
     pn_connection_driver_close(self->driver_.get());
     self->process();
@@ -1599,6 +1616,8 @@ void Connection::teardown() {
   sock().close(ec);
   ctx_.stats.connections_closed.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
+  if (options_.counters)
+    options_.counters->connections_active.fetch_sub(1, std::memory_order_relaxed);
   if (on_closed_) on_closed_(this);
 }
 
@@ -1651,7 +1670,7 @@ void Connection::handleEvent(pn_event_t* e) {
                          str(pn_condition_get_name(rc)), str(pn_condition_get_description(rc)));
         }
       }
-      for (auto& [l, in] : in_links_) in->drainOnPeerClose();
+      for (auto& [l, in] : in_links_) in->pump(/*peer_closed=*/true);
       if (!(pn_connection_state(c) & PN_LOCAL_CLOSED)) pn_connection_close(c);
       break;
     }
@@ -1660,6 +1679,20 @@ void Connection::handleEvent(pn_event_t* e) {
       if (pn_session_state(s) & PN_LOCAL_UNINIT) {
         pn_session_set_incoming_capacity(s, ctx_.settings.session_capacity);
         pn_session_open(s);
+        if (!routerLink()) {
+          const auto max = ctx_.settings.max_sessions_per_connection;
+          if (sessions_open_ >= max) {
+            // Begun and ended at once: the client learns why, its other
+            // sessions go on.
+            const std::string why = limitHit(Limit::kSessions, max, "sessions");
+            pn_condition_set_name(pn_session_condition(s), "amqp:resource-limit-exceeded");
+            pn_condition_set_description(pn_session_condition(s), why.c_str());
+            pn_session_close(s);
+            break;
+          }
+          ++sessions_open_;
+          pn_session_set_context(s, this);  // counted
+        }
       }
       break;
     }
@@ -1743,6 +1776,11 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
     checkRouterReady();
     return;
   }
+  if (!routerLink() && (pn_session_state(pn_link_session(link)) & PN_LOCAL_CLOSED)) {
+    // Attached on a session we refused (the client had not seen our end
+    // yet): the session's end ends the link too.
+    return;
+  }
   if (routerLink()) {
     if (!acceptRouterLink(link)) {
       VANE_LOG_WARN("connection {} on {}: not a router link ('{}'): closing", peer_, listener_,
@@ -1788,6 +1826,7 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
       refuseReserved(link, target);
       return;
     }
+    if (!admitLink(link, false, false)) return;
     auto in = std::make_shared<InLink>(*this, link, std::move(target));
     pn_link_set_context(link, in.get());
     in_links_.emplace(link, in);
@@ -1806,16 +1845,18 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
     VANE_LOG_DEBUG("connection {}: link '{}': source filter left out (filters are not supported)",
                    peer_, str(pn_link_name(link)));
   }
+  const bool dynamic = pn_terminus_is_dynamic(rs);
+  if (!dynamic && reserved(terminusAddress(rs))) {
+    refuseReserved(link, terminusAddress(rs));
+    return;
+  }
+  if (!admitLink(link, true, dynamic)) return;
   std::string address;
-  if (pn_terminus_is_dynamic(rs)) {
+  if (dynamic) {
     address = ctx_.core.newDynamicAddress();
     pn_terminus_set_address(pn_link_source(link), address.c_str());
   } else {
     address = terminusAddress(rs);
-    if (reserved(address)) {
-      refuseReserved(link, address);
-      return;
-    }
   }
   if (address.empty()) {
     pn_condition_set_name(pn_link_condition(link), "amqp:invalid-field");
@@ -1826,6 +1867,11 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
     return;
   }
   auto out = std::make_shared<OutLink>(*this, link, address);
+  if (dynamic) {
+    out->setDynamic();
+    ++dynamic_links_;
+  }
+  ++receivers_;
   auto consumer = std::make_shared<Consumer>(ctx_.core.nextConsumerId(), ctx_.loop,
                                              std::weak_ptr<OutLink>(out));
   out->setConsumer(consumer);
@@ -1848,14 +1894,94 @@ void Connection::refuseReserved(pn_link_t* link, const std::string& address) {
   ctx_.stats.reserved_refused.fetch_add(1, std::memory_order_relaxed);
   VANE_LOG_WARN("connection {} on listener {}: link '{}' to reserved address '{}' refused", peer_,
                 listener_, str(pn_link_name(link)), address);
+  refuseLink(link, "amqp:unauthorized-access",
+             "addresses under _vane/ are reserved for the router");
+}
+
+void Connection::refuseLink(pn_link_t* link, const char* condition,
+                            const std::string& description) {
   // The attach we answer with names no terminus, then the detach says why.
   pn_terminus_set_address(pn_link_source(link), nullptr);
   pn_terminus_set_address(pn_link_target(link), nullptr);
-  pn_condition_set_name(pn_link_condition(link), "amqp:unauthorized-access");
-  pn_condition_set_description(pn_link_condition(link),
-                               "addresses under _vane/ are reserved for the router");
+  pn_terminus_set_dynamic(pn_link_source(link), false);
+  pn_condition_set_name(pn_link_condition(link), condition);
+  pn_condition_set_description(pn_link_condition(link), description.c_str());
   pn_link_open(link);
   pn_link_close(link);
+}
+
+const char* limitField(Limit l) {
+  switch (l) {
+    case Limit::kSessions:
+      return "router.max_sessions_per_connection";
+    case Limit::kLinks:
+      return "router.max_links_per_connection";
+    case Limit::kReceivers:
+      return "router.max_receivers_per_connection";
+    case Limit::kDynamicAddresses:
+      return "router.max_dynamic_addresses_per_connection";
+    case Limit::kUnsettled:
+      return "router.max_unsettled_per_connection";
+    case Limit::kCount:
+      break;
+  }
+  return "?";
+}
+
+std::string Connection::limitHit(Limit limit, std::uint32_t value, const char* what) {
+  ctx_.stats.hit(limit);
+  std::string why = "at most " + std::to_string(value) + " " + what + " per connection (" +
+                    limitField(limit) + ")";
+  const auto bit = static_cast<std::uint8_t>(1u << static_cast<unsigned>(limit));
+  if (!(limits_logged_ & bit)) {
+    limits_logged_ |= bit;  // once per connection and limit: a flood logs one line
+    VANE_LOG_WARN("connection {} on listener {}: limit reached: {}", peer_, listener_, why);
+  }
+  return why;
+}
+
+bool Connection::admitLink(pn_link_t* link, bool receiver, bool dynamic) {
+  const auto& st = ctx_.settings;
+  std::string why;
+  if (in_links_.size() + out_links_.size() >= st.max_links_per_connection) {
+    why = limitHit(Limit::kLinks, st.max_links_per_connection, "links");
+  } else if (receiver && receivers_ >= st.max_receivers_per_connection) {
+    why = limitHit(Limit::kReceivers, st.max_receivers_per_connection, "receiving links");
+  } else if (dynamic && dynamic_links_ >= st.max_dynamic_addresses_per_connection) {
+    why = limitHit(Limit::kDynamicAddresses, st.max_dynamic_addresses_per_connection,
+                   "dynamic addresses");
+  } else {
+    return true;
+  }
+  refuseLink(link, "amqp:resource-limit-exceeded", why);
+  return false;
+}
+
+bool Connection::connectionUnsettledFull() {
+  const auto max = ctx_.settings.max_unsettled_per_connection;
+  if (unsettled_ < max) return false;
+  if (!unsettled_paused_) {
+    unsettled_paused_ = true;
+    limitHit(Limit::kUnsettled, max, "unsettled deliveries to its consumers");
+  }
+  return true;
+}
+
+void Connection::resumeUnsettled() {
+  if (torn_down_ || !unsettled_paused_ || unsettled_ >= ctx_.settings.max_unsettled_per_connection)
+    return;
+  unsettled_paused_ = false;
+  // Links may close while others pump: pump a snapshot.
+  std::vector<std::shared_ptr<OutLink>> links;
+  links.reserve(out_links_.size());
+  for (auto& [l, out] : out_links_) {
+    if (!out->routerLink()) links.push_back(out);
+  }
+  for (auto& out : links) {
+    if (unsettled_paused_) break;  // full again
+    out->pump();
+  }
+  process();
 }
 
 void Connection::closeLink(pn_link_t* link) {
@@ -1870,6 +1996,7 @@ void Connection::closeLink(pn_link_t* link) {
   if (pn_link_is_receiver(link)) {
     auto it = in_links_.find(link);
     if (it != in_links_.end()) {
+      if (it->second->stream()) --incoming_streams_;
       it->second->close();
       in_links_.erase(it);
     }
@@ -1879,15 +2006,18 @@ void Connection::closeLink(pn_link_t* link) {
       it->second->close();
       if (it->second->consumer() && !it->second->routerLink()) {
         ctx_.core.removeConsumer(it->second->address(), it->second->consumer()->id);
+        --receivers_;
+        if (it->second->dynamic()) --dynamic_links_;
       }
       out_links_.erase(it);
+      resumeUnsettled();
     }
   }
   pn_link_set_context(link, nullptr);
 }
 
 void Connection::onLinkRemoteClose(pn_link_t* link) {
-  if (auto it = in_links_.find(link); it != in_links_.end()) it->second->drainOnPeerClose();
+  if (auto it = in_links_.find(link); it != in_links_.end()) it->second->pump(/*peer_closed=*/true);
   closeLink(link);
   if (!(pn_link_state(link) & PN_LOCAL_CLOSED)) {
     if (pn_link_state(link) & PN_LOCAL_UNINIT) pn_link_open(link);
@@ -1897,6 +2027,10 @@ void Connection::onLinkRemoteClose(pn_link_t* link) {
 }
 
 void Connection::onSessionRemoteClose(pn_session_t* ssn) {
+  if (pn_session_get_context(ssn) == this) {
+    pn_session_set_context(ssn, nullptr);
+    --sessions_open_;
+  }
   std::vector<pn_link_t*> links;
   for (auto& [l, in] : in_links_)
     if (pn_link_session(l) == ssn) links.push_back(l);
@@ -1967,7 +2101,22 @@ bool Connection::acceptRouterLink(pn_link_t* link) {
     if (options_.role == config::ListenerRole::kEdge) {
       arrival = ctx_.settings.edge_mode ? Arrival::kUplink : Arrival::kEdgeChild;
     }
+    if (stream && incoming_streams_ >= ctx_.settings.max_stream_links) {
+      // A Vane peer opens at most as many (the same setting): this one is
+      // hostile or misconfigured. Each stream may hold a window of bytes here.
+      ctx_.stats.stream_links_refused.fetch_add(1, std::memory_order_relaxed);
+      VANE_LOG_WARN(
+          "connection {} on {}: router {} opened more than {} stream links "
+          "(router.max_stream_links): closing",
+          peer_, listener_, peer_router_, ctx_.settings.max_stream_links);
+      closeWithError("amqp:resource-limit-exceeded",
+                     ("more than " + std::to_string(ctx_.settings.max_stream_links) +
+                      " stream links (router.max_stream_links)")
+                         .c_str());
+      return true;  // answered: the connection goes
+    }
     if (stream) {
+      ++incoming_streams_;
       // The stream's window: what its sender may have in flight to us.
       pn_session_set_incoming_capacity(
           pn_link_session(link), static_cast<std::size_t>(std::max<std::int64_t>(
@@ -1986,9 +2135,11 @@ bool Connection::acceptRouterLink(pn_link_t* link) {
 
 void Connection::enqueueStream(std::shared_ptr<Transfer> t) {
   std::shared_ptr<OutLink> out;
-  if (idle_streams_.empty() && stream_links_ >= kMaxStreamLinks) {
-    VANE_LOG_WARN("connection {} to router {}: {} streams at once: refusing another", peer_,
-                  peer_router_, kMaxStreamLinks);
+  if (idle_streams_.empty() && stream_links_ >= ctx_.settings.max_stream_links) {
+    VANE_LOG_WARN(
+        "connection {} to router {}: {} streams at once (router.max_stream_links): refusing "
+        "another",
+        peer_, peer_router_, ctx_.settings.max_stream_links);
     dropTransfer(t);
     return;
   }

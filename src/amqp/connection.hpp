@@ -16,6 +16,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -51,6 +52,14 @@ struct ConnectionSettings {
   int link_capacity = 250;
   // router.max_unsettled_per_link: consumers' links (not router links).
   std::uint32_t max_unsettled_per_link = 1000;
+  // router.max_*_per_connection: what one client connection may hold.
+  std::uint32_t max_sessions_per_connection = 64;
+  std::uint32_t max_links_per_connection = 10000;
+  std::uint32_t max_receivers_per_connection = 5000;
+  std::uint32_t max_dynamic_addresses_per_connection = 1000;
+  std::uint32_t max_unsettled_per_connection = 10000;
+  // router.max_stream_links: stream links per router connection, each way.
+  std::size_t max_stream_links = 16000;
   std::int64_t inflight_limit = 1 << 20;
   // Bytes a session may hold in the engine's outgoing buffer before the
   // router stops moving more into it.
@@ -73,7 +82,22 @@ struct ListenerCounters {
   std::atomic<std::uint64_t> protocol_errors{0};
   std::atomic<std::uint64_t> tls_failures{0};   // handshakes that failed (e.g. untrusted peer)
   std::atomic<std::uint64_t> auth_failures{0};  // SASL authentication refused
+  // Connections refused over this listener's max_connections.
+  std::atomic<std::uint64_t> connections_refused{0};
+  std::atomic<std::int64_t> connections_active{0};
 };
+
+// The per-connection limits a client can run into (router.max_*).
+enum class Limit : std::uint8_t {
+  kSessions,          // max_sessions_per_connection: the begin is answered with an end
+  kLinks,             // max_links_per_connection: the attach is refused
+  kReceivers,         // max_receivers_per_connection
+  kDynamicAddresses,  // max_dynamic_addresses_per_connection
+  kUnsettled,         // max_unsettled_per_connection: sending paused
+  kCount,
+};
+// The configuration field of a limit ("router.max_sessions_per_connection").
+const char* limitField(Limit l);
 
 // What kind of peer a connection serves, from its listener or connector.
 struct ConnectionOptions {
@@ -91,6 +115,10 @@ struct ConnectionOptions {
   bool verify_router_id = false;
   // Normal listeners: the SASL mechanisms offered (null: ANONYMOUS only).
   std::shared_ptr<const SaslServerConfig> sasl;
+  // Incoming connections: TLS, SASL and the AMQP open must be done within
+  // this; the idle timeout offered (unset: the router's).
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::optional<std::uint32_t> idle_timeout_ms;
   // Outgoing router links: called on the connection's loop once the link is
   // up, and with a sentence when TLS or authentication failed.
   std::function<void()> on_ready;
@@ -121,7 +149,14 @@ struct Stats {
   std::atomic<std::uint64_t> unsettled_limit_reached{0};
   // Deliveries to a TCP flow's address with the wrong token (dropped).
   std::atomic<std::uint64_t> flow_token_mismatches{0};
+  // Router connections closed for opening more than max_stream_links.
+  std::atomic<std::uint64_t> stream_links_refused{0};
   std::atomic<std::int64_t> connections_active{0};
+  // Times each per-connection limit was hit (indexed by Limit).
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Limit::kCount)> limit_hits{};
+  void hit(Limit l) {
+    limit_hits[static_cast<std::size_t>(l)].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // What the connections of one loop share.
@@ -202,6 +237,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called by an OutLink that could not move bytes into a full session.
   void addBlocked(std::weak_ptr<OutLink> link) { blocked_.push_back(std::move(link)); }
 
+  // Client connections: deliveries sent to the connection's consumers and
+  // not settled yet (router.max_unsettled_per_connection).
+  void addUnsettled() { ++unsettled_; }
+  void removeUnsettled() { --unsettled_; }
+  // True when the connection is at its limit: the caller pauses until
+  // resumeUnsettled() pumps it again.
+  bool connectionUnsettledFull();
+  // Pumps the paused links once the connection is below its limit.
+  void resumeUnsettled();
+
   // Router links: queues one routing-protocol message on the control link.
   void sendControl(std::string json);
   // Router links: the peer router's id (its container id), once open.
@@ -241,6 +286,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void onSessionRemoteClose(pn_session_t* ssn);
   void closeLink(pn_link_t* link);
   void refuseReserved(pn_link_t* link, const std::string& address);
+  // Answers a client's attach and detaches it at once with `condition`.
+  void refuseLink(pn_link_t* link, const char* condition, const std::string& description);
+  // Counts a limit hit and logs it once per connection; returns the
+  // description the peer is told.
+  std::string limitHit(Limit limit, std::uint32_t value, const char* what);
+  // Whether a client link may attach (limits); refuses it if not.
+  bool admitLink(pn_link_t* link, bool receiver, bool dynamic);
   void scheduleIo();
   void scheduleTick();
   void onWritten();
@@ -291,6 +343,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unordered_map<pn_link_t*, std::shared_ptr<InLink>> in_links_;
   std::unordered_map<pn_link_t*, std::shared_ptr<OutLink>> out_links_;
   std::vector<std::weak_ptr<OutLink>> blocked_;
+  // Client limits.
+  std::chrono::steady_clock::time_point handshake_deadline_;
+  std::uint32_t sessions_open_ = 0;
+  std::uint32_t dynamic_links_ = 0;
+  std::uint32_t receivers_ = 0;
+  std::uint64_t unsettled_ = 0;
+  bool unsettled_paused_ = false;
+  std::uint8_t limits_logged_ = 0;  // bit per Limit: said so once
 
   // Router links.
   std::string peer_router_;
@@ -310,7 +370,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<NeighborHandle> handle_;
   std::vector<std::shared_ptr<OutLink>> idle_streams_;
   std::uint64_t next_stream_ = 1;
-  std::size_t stream_links_ = 0;  // stream links we opened (idle or busy)
+  std::size_t stream_links_ = 0;      // stream links we opened (idle or busy)
+  std::size_t incoming_streams_ = 0;  // stream links the peer opened
 };
 
 }  // namespace vane::amqp

@@ -433,14 +433,28 @@ class Parser {
     if (!expectMapOrNull(section)) return;
     const Entry* frame_entry = nullptr;
     const Entry* session_entry = nullptr;
-    const auto list = entries(
-        section.value, section.field,
-        {"id", "mode", "workers", "link_capacity", "max_message_inflight_bytes", "max_frame_size",
-         "session_capacity", "idle_timeout_ms", "max_connections", "hello_interval_ms",
-         "dead_interval_ms", "stream_window_bytes", "max_unsettled_per_link",
-         "max_sessions_per_connection", "max_links_per_connection", "max_receivers_per_connection",
-         "max_dynamic_addresses_per_connection", "max_unsettled_per_connection",
-         "max_auth_failures_per_source", "auth_failure_window_ms"});
+    const auto list = entries(section.value, section.field,
+                              {"id",
+                               "mode",
+                               "workers",
+                               "link_capacity",
+                               "max_message_inflight_bytes",
+                               "max_frame_size",
+                               "session_capacity",
+                               "idle_timeout_ms",
+                               "max_connections",
+                               "hello_interval_ms",
+                               "dead_interval_ms",
+                               "stream_window_bytes",
+                               "max_unsettled_per_link",
+                               "max_sessions_per_connection",
+                               "max_links_per_connection",
+                               "max_receivers_per_connection",
+                               "max_dynamic_addresses_per_connection",
+                               "max_unsettled_per_connection",
+                               "max_auth_failures_per_source",
+                               "auth_failure_window_ms",
+                               "max_stream_links"});
     const Entry* hello_entry = nullptr;
     const Entry* dead_entry = nullptr;
     for (const Entry& e : list) {
@@ -475,15 +489,16 @@ class Parser {
         r.stream_window_bytes = static_cast<std::uint32_t>(integer(e, 65536, 1 << 30));
       } else if (e.key == "max_unsettled_per_link") {
         r.max_unsettled_per_link = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+      } else if (e.key == "max_stream_links") {
+        r.max_stream_links = static_cast<std::uint32_t>(integer(e, 1, 16000));
       } else if (e.key == "max_sessions_per_connection") {
-        r.max_sessions_per_connection = static_cast<std::uint32_t>(integer(e, 1, 32768));
+        r.max_sessions_per_connection = static_cast<std::uint32_t>(integer(e, 1, 1024));
       } else if (e.key == "max_links_per_connection") {
         r.max_links_per_connection = static_cast<std::uint32_t>(integer(e, 1, 1000000));
       } else if (e.key == "max_receivers_per_connection") {
         r.max_receivers_per_connection = static_cast<std::uint32_t>(integer(e, 1, 1000000));
       } else if (e.key == "max_dynamic_addresses_per_connection") {
-        r.max_dynamic_addresses_per_connection =
-            static_cast<std::uint32_t>(integer(e, 0, 1000000));
+        r.max_dynamic_addresses_per_connection = static_cast<std::uint32_t>(integer(e, 0, 1000000));
       } else if (e.key == "max_unsettled_per_connection") {
         r.max_unsettled_per_connection = static_cast<std::uint32_t>(integer(e, 1, 100000000));
       } else if (e.key == "max_auth_failures_per_source") {
@@ -722,11 +737,11 @@ class Parser {
            fmt::format("expected a mapping, got {}", describe(section.value)));
     }
     bool have_port = false;
-    for (const Entry& e : entries(section.value, section.field,
-                                  {"host", "port", "tls_profile", "ca_certificate", "ca_key",
-                                   "state_file", "advertise_host", "max_connections",
-                                   "max_connections_per_source", "header_timeout_ms",
-                                   "idle_timeout_ms"})) {
+    for (const Entry& e :
+         entries(section.value, section.field,
+                 {"host", "port", "tls_profile", "ca_certificate", "ca_key", "state_file",
+                  "advertise_host", "max_connections", "max_connections_per_source",
+                  "header_timeout_ms", "idle_timeout_ms"})) {
       if (httpLimit(e, c.limits)) {
       } else if (e.key == "host") {
         c.host = nonEmptyString(e);

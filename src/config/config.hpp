@@ -42,14 +42,18 @@ struct RouterConfig {
   std::uint32_t max_unsettled_per_link = 1000;
   // What one client connection (normal listeners) may create and hold.
   // Router links (inter-router, edge) are bounded by the router protocol.
-  std::uint32_t max_sessions_per_connection = 32;
-  std::uint32_t max_links_per_connection = 1000;  // senders and receivers
-  std::uint32_t max_receivers_per_connection = 500;
-  std::uint32_t max_dynamic_addresses_per_connection = 100;
+  std::uint32_t max_sessions_per_connection = 64;
+  std::uint32_t max_links_per_connection = 10000;  // senders and receivers
+  std::uint32_t max_receivers_per_connection = 5000;
+  std::uint32_t max_dynamic_addresses_per_connection = 1000;
   // Deliveries sent to one connection's consumers and not settled yet, over
   // all its links: at this many, sending to every link of the connection
   // pauses until the consumer settles.
   std::uint32_t max_unsettled_per_connection = 10000;
+  // Stream links (one per TCP flow direction crossing a router link) that
+  // one router connection may carry each way; each can hold up to
+  // stream_window_bytes in flight.
+  std::uint32_t max_stream_links = 16000;
   // PLAIN authentication: a source address that failed this many times
   // within auth_failure_window_ms is refused without a password check
   // until the window has passed (0 = never throttle).

@@ -391,19 +391,26 @@ class Api {
   json listenersJson() const {
     json a = json::array();
     for (const auto& l : router_.listeners()) {
-      a.push_back({{"name", l.name},
-                   {"host", l.host},
-                   {"port", l.port},
-                   {"role", l.kind},
-                   {"cost", l.cost},
-                   {"tls_profile", l.tls_profile.empty() ? json(nullptr) : json(l.tls_profile)},
-                   {"sasl_mechanisms", l.sasl_mechanisms},
-                   {"verify_router_id", l.verify_router_id},
-                   {"insecure", l.insecure},
-                   {"connections_opened", l.counters->connections_opened.load()},
-                   {"protocol_errors", l.counters->protocol_errors.load()},
-                   {"tls_failures", l.counters->tls_failures.load()},
-                   {"auth_failures", l.counters->auth_failures.load()}});
+      a.push_back(
+          {{"name", l.name},
+           {"host", l.host},
+           {"port", l.port},
+           {"role", l.kind},
+           {"cost", l.cost},
+           {"tls_profile", l.tls_profile.empty() ? json(nullptr) : json(l.tls_profile)},
+           {"sasl_mechanisms", l.sasl_mechanisms},
+           {"verify_router_id", l.verify_router_id},
+           {"insecure", l.insecure},
+           {"max_connections", l.max_connections},
+           {"handshake_timeout_ms", l.handshake_timeout_ms},
+           {"idle_timeout_ms", l.idle_timeout_ms ? json(*l.idle_timeout_ms)
+                                                 : json(router_.config().router.idle_timeout_ms)},
+           {"connections_active", l.counters->connections_active.load()},
+           {"connections_refused", l.counters->connections_refused.load()},
+           {"connections_opened", l.counters->connections_opened.load()},
+           {"protocol_errors", l.counters->protocol_errors.load()},
+           {"tls_failures", l.counters->tls_failures.load()},
+           {"auth_failures", l.counters->auth_failures.load()}});
     }
     return a;
   }
@@ -711,6 +718,21 @@ class Api {
     m.family("vane_unsettled_limit_reached_total", "counter",
              "Times a consumer's link reached router.max_unsettled_per_link (sending paused).");
     m.sample("vane_unsettled_limit_reached_total", v(s.unsettled_limit_reached));
+    m.family("vane_limit_hits_total", "counter",
+             "Times a client connection reached a per-connection limit (a session or link "
+             "refused with amqp:resource-limit-exceeded, or sending paused), by limit.");
+    for (std::size_t i = 0; i < s.limit_hits.size(); ++i) {
+      m.sample("vane_limit_hits_total", v(s.limit_hits[i]),
+               {{"limit", amqp::limitField(static_cast<amqp::Limit>(i))}});
+    }
+    m.family("vane_stream_links_refused_total", "counter",
+             "Router connections closed for opening more than router.max_stream_links stream "
+             "links.");
+    m.sample("vane_stream_links_refused_total", v(s.stream_links_refused));
+    m.family("vane_handshake_timeouts_total", "counter",
+             "Connections closed for not finishing TLS, SASL and the AMQP open within their "
+             "listener's handshake_timeout_ms.");
+    m.sample("vane_handshake_timeouts_total", v(s.handshake_timeouts));
     m.family("vane_flow_token_mismatches_total", "counter",
              "Deliveries to a TCP flow's address with the wrong token (guessed or forged): "
              "dropped.");
@@ -751,6 +773,17 @@ class Api {
     m.family("vane_listener_connections_total", "counter", "Connections accepted, per listener.");
     for (const auto& l : listeners) {
       m.sample("vane_listener_connections_total", v(l.counters->connections_opened),
+               {{"listener", l.name}});
+    }
+    m.family("vane_listener_connections_refused_total", "counter",
+             "Connections refused over the listener's max_connections, per listener.");
+    for (const auto& l : listeners) {
+      m.sample("vane_listener_connections_refused_total", v(l.counters->connections_refused),
+               {{"listener", l.name}});
+    }
+    m.family("vane_listener_connections_active", "gauge", "Open connections, per listener.");
+    for (const auto& l : listeners) {
+      m.sample("vane_listener_connections_active", v(l.counters->connections_active),
                {{"listener", l.name}});
     }
     m.family("vane_listener_tls_failures_total", "counter",

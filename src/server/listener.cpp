@@ -12,7 +12,7 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 Listener::Listener(Endpoint endpoint, core::EventLoop& acceptor_loop, std::vector<Worker*> workers,
-                   std::function<bool()> admit, std::function<void()> on_refused, Handoff handoff)
+                   Admit admit, std::function<void()> on_refused, Handoff handoff)
     : ep_(std::move(endpoint)),
       loop_(acceptor_loop),
       workers_(std::move(workers)),
@@ -62,9 +62,17 @@ void Listener::acceptNext() {
       t->async_wait([this, t](const boost::system::error_code&) { acceptNext(); });
       return;
     }
-    if (!admit_()) {
+    if (const char* limit = admit_()) {
       on_refused_();
-      VANE_LOG_WARN("{} {}: connection refused: connection limit reached", ep_.kind, ep_.name);
+      // One line per second at most: a flood must not flood the log.
+      const auto now = std::chrono::steady_clock::now();
+      ++refused_unlogged_;
+      if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+        VANE_LOG_WARN("{} {}: {} connection(s) refused: limit {} reached", ep_.kind, ep_.name,
+                      refused_unlogged_, limit);
+        last_refusal_log_ = now;
+        refused_unlogged_ = 0;
+      }
       boost::system::error_code ignored;
       socket.close(ignored);
     } else {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -26,9 +27,11 @@ class Listener {
   // Runs on the worker's loop with the accepted socket.
   using Handoff = std::function<void(Worker&, boost::asio::ip::tcp::socket)>;
 
-  // `admit` returns false to refuse a connection (over the connection limit).
+  // `admit` returns nullptr to accept a connection, or the limit that refuses
+  // it (a configuration field, for the log: "router.max_connections").
+  using Admit = std::function<const char*()>;
   Listener(Endpoint endpoint, core::EventLoop& acceptor_loop, std::vector<Worker*> workers,
-           std::function<bool()> admit, std::function<void()> on_refused, Handoff handoff);
+           Admit admit, std::function<void()> on_refused, Handoff handoff);
 
   // Binds and listens. Returns an error message, or "" on success.
   std::string open();
@@ -44,13 +47,15 @@ class Listener {
   Endpoint ep_;
   core::EventLoop& loop_;
   std::vector<Worker*> workers_;
-  std::function<bool()> admit_;
+  Admit admit_;
   std::function<void()> on_refused_;
   Handoff handoff_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::size_t next_worker_ = 0;
   std::uint16_t bound_port_ = 0;
   bool closed_ = false;
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  std::uint64_t refused_unlogged_ = 0;
 };
 
 }  // namespace vane::server

@@ -29,6 +29,12 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   settings_.idle_timeout_ms = r.idle_timeout_ms;
   settings_.link_capacity = r.link_capacity;
   settings_.max_unsettled_per_link = r.max_unsettled_per_link;
+  settings_.max_sessions_per_connection = r.max_sessions_per_connection;
+  settings_.max_links_per_connection = r.max_links_per_connection;
+  settings_.max_receivers_per_connection = r.max_receivers_per_connection;
+  settings_.max_dynamic_addresses_per_connection = r.max_dynamic_addresses_per_connection;
+  settings_.max_unsettled_per_connection = r.max_unsettled_per_connection;
+  settings_.max_stream_links = r.max_stream_links;
   settings_.inflight_limit = static_cast<std::int64_t>(r.max_message_inflight_bytes);
   settings_.edge_mode = r.mode == config::RouterMode::kEdge;
   settings_.inter_router_link_capacity = std::max(1000, r.link_capacity);
@@ -146,6 +152,8 @@ std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) 
   options.cost = l.cost;
   options.verify_router_id = l.verify_router_id;
   options.counters = std::make_shared<amqp::ListenerCounters>();
+  options.handshake_timeout = std::chrono::milliseconds(l.handshake_timeout_ms);
+  options.idle_timeout_ms = l.idle_timeout_ms;
   std::shared_ptr<TlsSource> tls;
   if (std::string err = listenerSecurity(l, options, tls); !err.empty()) {
     if (init_error_.empty()) init_error_ = "listener " + l.name + ": " + err;
@@ -154,7 +162,16 @@ std::unique_ptr<Listener> Router::makeListener(const config::ListenerConfig& l) 
   std::vector<Worker*> workers;
   for (auto& w : workers_) workers.push_back(w.get());
   return std::make_unique<Listener>(
-      std::move(ep), core_loop_, std::move(workers), [this] { return admit(); },
+      std::move(ep), core_loop_, std::move(workers),
+      [this, counters = options.counters, max = l.max_connections]() -> const char* {
+        if (const char* limit = admit()) return limit;
+        if (max != 0 &&
+            counters->connections_active.load(std::memory_order_relaxed) >= std::int64_t{max}) {
+          counters->connections_refused.fetch_add(1, std::memory_order_relaxed);
+          return "listeners.max_connections";
+        }
+        return nullptr;
+      },
       [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
       [options, tls](Worker& w, boost::asio::ip::tcp::socket s) {
         if (!tls) {
@@ -428,7 +445,7 @@ std::vector<Router::ListenerInfo> Router::listeners() const {
     const auto& c = cfg_.listeners[i];
     out.push_back({c.name, c.host, listeners_[i]->boundPort(), config::toString(c.role), c.cost,
                    listener_counters_[i], c.tls_profile, c.sasl_mechanisms, c.verify_router_id,
-                   c.insecure});
+                   c.insecure, c.max_connections, c.handshake_timeout_ms, c.idle_timeout_ms});
   }
   return out;
 }
@@ -571,13 +588,13 @@ void Router::flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> d
 
 // router.max_connections bounds AMQP connections and the TCP connections
 // accepted by tcp listeners together. Core loop (where the acceptors run).
-bool Router::admit() const {
+const char* Router::admit() const {
   const std::uint32_t max = cfg_.router.max_connections;
-  if (max == 0) return true;
+  if (max == 0) return nullptr;
   std::int64_t n = stats_.connections_active.load(std::memory_order_relaxed);
   for (const auto& t : tcp_listeners_)
     n += t->counters->flows_active.load(std::memory_order_relaxed);
-  return n < static_cast<std::int64_t>(max);
+  return n < static_cast<std::int64_t>(max) ? nullptr : "router.max_connections";
 }
 
 std::unique_ptr<Router::TcpListener> Router::makeTcpListener(const config::TcpListenerConfig& c) {
@@ -711,7 +728,9 @@ std::string Router::reloadOnCore(const config::Config& next) {
             return a.host == b.host && a.port == b.port && a.role == b.role && a.cost == b.cost &&
                    a.tls_profile == b.tls_profile && a.sasl_mechanisms == b.sasl_mechanisms &&
                    a.users_file == b.users_file && a.verify_router_id == b.verify_router_id &&
-                   a.insecure == b.insecure;
+                   a.insecure == b.insecure && a.max_connections == b.max_connections &&
+                   a.handshake_timeout_ms == b.handshake_timeout_ms &&
+                   a.idle_timeout_ms == b.idle_timeout_ms;
           });
   compare(cfg_.connectors, next.connectors, "connector",
           [](const config::ConnectorConfig& a, const config::ConnectorConfig& b) {

@@ -72,6 +72,9 @@ class Router {
     std::vector<std::string> sasl_mechanisms;
     bool verify_router_id = false;
     bool insecure = false;
+    std::uint32_t max_connections = 0;
+    std::uint32_t handshake_timeout_ms = 0;
+    std::optional<std::uint32_t> idle_timeout_ms;
   };
   std::vector<ListenerInfo> listeners() const;
   struct ConnectorInfo {
@@ -176,7 +179,8 @@ class Router {
     std::vector<std::shared_ptr<adaptors::tcp::ConnectorSink>> sinks;  // one per worker
     std::vector<std::shared_ptr<forwarding::Consumer>> consumers;
   };
-  bool admit() const;
+  // nullptr, or the limit that refuses a new connection now.
+  const char* admit() const;
   template <typename Result, typename Part, typename Fold>
   void gather(Part part, Fold fold, std::function<void(Result)> done);
   std::unique_ptr<TcpListener> makeTcpListener(const config::TcpListenerConfig& c);

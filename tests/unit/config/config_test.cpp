@@ -365,7 +365,7 @@ TEST(ConfigErrors, UnknownFields) {
               "max_unsettled_per_link, max_sessions_per_connection, max_links_per_connection, "
               "max_receivers_per_connection, max_dynamic_addresses_per_connection, "
               "max_unsettled_per_connection, max_auth_failures_per_source, "
-              "auth_failure_window_ms)");
+              "auth_failure_window_ms, max_stream_links)");
   expectError("addresses:\n  - prefix: a\n  - prefix: b\n    distrib: closest\n", 4, 5,
               "addresses[1].distrib",
               "unknown field 'distrib' (expected one of: prefix, pattern, distribution)");
@@ -883,10 +883,10 @@ TEST(ConfigRouter, MaxUnsettledPerLink) {
 
 TEST(ConfigRouter, ConnectionLimits) {
   const Config d = parseOk("router:\n  id: a\n");
-  EXPECT_EQ(d.router.max_sessions_per_connection, 32u);
-  EXPECT_EQ(d.router.max_links_per_connection, 1000u);
-  EXPECT_EQ(d.router.max_receivers_per_connection, 500u);
-  EXPECT_EQ(d.router.max_dynamic_addresses_per_connection, 100u);
+  EXPECT_EQ(d.router.max_sessions_per_connection, 64u);
+  EXPECT_EQ(d.router.max_links_per_connection, 10000u);
+  EXPECT_EQ(d.router.max_receivers_per_connection, 5000u);
+  EXPECT_EQ(d.router.max_dynamic_addresses_per_connection, 1000u);
   EXPECT_EQ(d.router.max_unsettled_per_connection, 10000u);
   EXPECT_EQ(d.router.max_auth_failures_per_source, 10u);
   EXPECT_EQ(d.router.auth_failure_window_ms, 60000u);
@@ -903,7 +903,7 @@ TEST(ConfigRouter, ConnectionLimits) {
   EXPECT_EQ(c.router.max_auth_failures_per_source, 0u);
   EXPECT_EQ(c.router.auth_failure_window_ms, 1000u);
   expectError("router:\n  max_sessions_per_connection: 0\n", 2, 32,
-              "router.max_sessions_per_connection", "value 0 is out of range (allowed: 1..32768)");
+              "router.max_sessions_per_connection", "value 0 is out of range (allowed: 1..1024)");
   expectError("router:\n  auth_failure_window_ms: 10\n", 2, 27, "router.auth_failure_window_ms",
               "value 10 is out of range (allowed: 1000..86400000)");
 }
