@@ -271,6 +271,22 @@ def recv_all(sock, timeout=10.0, limit=1 << 30):
     return bytes(out)
 
 
+def wait_echo(port, timeout=20.0):
+    """Polls until a connection through tcp listener `port` is echoed (a tcp
+    connector for its address has become reachable)."""
+    from vane_harness import eventually
+
+    def served():
+        try:
+            with connect(port) as s:
+                s.sendall(b"probe")
+                s.shutdown(socket.SHUT_WR)
+                return recv_all(s, timeout=5) == b"probe"
+        except OSError:   # reset: no connector reachable yet
+            return False
+    eventually(timeout, served, interval=0.1, what=f"an echo through tcp listener port {port}")
+
+
 def recv_line(sock, timeout=10.0):
     deadline = time.monotonic() + timeout
     out = bytearray()

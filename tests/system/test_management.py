@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from proton import Message
 
-from tcp_tools import EchoServer, connect, echo_roundtrip, recv_all
+from tcp_tools import EchoServer, connect, echo_roundtrip, recv_all, wait_echo
 from vane_harness import eventually, make_config, never, run_vaned, self_signed_cert, to_yaml
 from vane_network import Network
 
@@ -100,20 +100,6 @@ def sample(families, family, missing=None, **labels):
         return missing
     assert len(hits) == 1, f"{name}{labels}: {len(hits)} samples in {fam.samples}"
     return hits[0].value
-
-
-def wait_echo(port, timeout=20.0):
-    """Polls until a connection through tcp listener `port` is echoed (a tcp
-    connector for its address has become reachable)."""
-    def served():
-        try:
-            with connect(port) as s:
-                s.sendall(b"probe")
-                s.shutdown(socket.SHUT_WR)
-                return recv_all(s, timeout=5) == b"probe"
-        except OSError:   # reset: no connector reachable yet
-            return False
-    eventually(timeout, served, interval=0.1, what=f"an echo through tcp listener port {port}")
 
 
 def wait_idle(router, path):

@@ -18,15 +18,14 @@ a time to know which worker each is on.
 
 import hashlib
 import random
-import socket
 import threading
 import time
 
 import pytest
 from proton import Message
 
-from tcp_tools import EchoServer, EchoSwarm, connect, echo_roundtrip, recv_all
-from vane_client import ACCEPTED, MODIFIED, RELEASED, body_digest
+from tcp_tools import EchoServer, EchoSwarm, connect, echo_roundtrip, wait_echo
+from vane_client import ACCEPTED, body_digest
 from vane_harness import eventually, make_config
 from vane_network import Network
 
@@ -57,19 +56,6 @@ def get(router, path):
     res = router.api("GET", path)
     assert res.status == 200, f"GET {path} on {router.name}: {res}"
     return res.json()
-
-
-def wait_echo(port, timeout=20.0):
-    """Polls until a connection through tcp listener `port` is echoed."""
-    def served():
-        try:
-            with connect(port) as s:
-                s.sendall(b"probe")
-                s.shutdown(socket.SHUT_WR)
-                return recv_all(s, timeout=5) == b"probe"
-        except OSError:   # reset: no connector reachable yet
-            return False
-    eventually(timeout, served, interval=0.1, what=f"an echo through tcp listener port {port}")
 
 
 class Background:
