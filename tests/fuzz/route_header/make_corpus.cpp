@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   any.dest = "C";
   any.hops = 2;
   write("anycast-dest", vane::amqp::encodeRouteHeader(any) + std::string("\x00\x53\x73", 3));
+  RouteHeader settled = any;
+  settled.presettled = true;  // the sender settled it: no outcome travels back
+  write("anycast-presettled", vane::amqp::encodeRouteHeader(settled));
   RouteHeader mc;
   mc.address = "mc/x";
   mc.origin = "R0";
