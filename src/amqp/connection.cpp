@@ -44,6 +44,9 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 // may open on it (each on its own session), leaving room for the control
 // and data sessions of both sides.
 constexpr std::uint16_t kRouterChannelMax = 32767;
+// Links a client may leave refused (or attached on a refused session)
+// without answering before its connection is closed.
+constexpr std::size_t kMaxPendingRefusals = 256;
 
 std::int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1778,7 +1781,12 @@ void Connection::onLinkRemoteOpen(pn_link_t* link) {
   }
   if (!routerLink() && (pn_session_state(pn_link_session(link)) & PN_LOCAL_CLOSED)) {
     // Attached on a session we refused (the client had not seen our end
-    // yet): the session's end ends the link too.
+    // yet): the session's end ends the link too. A client that goes on
+    // attaching there is not listening.
+    if (++orphan_links_ > kMaxPendingRefusals) {
+      closeWithError("amqp:resource-limit-exceeded",
+                     "links attached on a session that was refused");
+    }
     return;
   }
   if (routerLink()) {
@@ -1900,6 +1908,14 @@ void Connection::refuseReserved(pn_link_t* link, const std::string& address) {
 
 void Connection::refuseLink(pn_link_t* link, const char* condition,
                             const std::string& description) {
+  // The link lives until the client answers our detach: one that never
+  // does, and attaches again and again, would grow them without bound.
+  refused_links_.insert(link);
+  if (refused_links_.size() > kMaxPendingRefusals) {
+    closeWithError("amqp:resource-limit-exceeded",
+                   "refused links not detached by the client: closing");
+    return;
+  }
   // The attach we answer with names no terminus, then the detach says why.
   pn_terminus_set_address(pn_link_source(link), nullptr);
   pn_terminus_set_address(pn_link_target(link), nullptr);
@@ -2017,6 +2033,7 @@ void Connection::closeLink(pn_link_t* link) {
 }
 
 void Connection::onLinkRemoteClose(pn_link_t* link) {
+  refused_links_.erase(link);
   if (auto it = in_links_.find(link); it != in_links_.end()) it->second->pump(/*peer_closed=*/true);
   closeLink(link);
   if (!(pn_link_state(link) & PN_LOCAL_CLOSED)) {

@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "amqp/frame_guard.hpp"
@@ -350,7 +351,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t receivers_ = 0;
   std::uint64_t unsettled_ = 0;
   bool unsettled_paused_ = false;
-  std::uint8_t limits_logged_ = 0;  // bit per Limit: said so once
+  std::uint8_t limits_logged_ = 0;                // bit per Limit: said so once
+  std::unordered_set<pn_link_t*> refused_links_;  // detached by us, not yet by the peer
+  std::size_t orphan_links_ = 0;                  // attached on sessions we refused
 
   // Router links.
   std::string peer_router_;

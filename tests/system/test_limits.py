@@ -311,3 +311,29 @@ def test_neighbour_opening_too_many_stream_links_is_closed(router_factory):
     raw.open()
     raw.close()
     f.close()
+
+
+def test_client_that_never_answers_refusals_is_closed(router_factory, reactor):
+    # Each refused attach lives in the router until the client answers the
+    # detach; one that attaches again and again without answering is cut
+    # off once 256 are waiting, instead of growing them without bound.
+    r = limit_router(router_factory)
+    raw = RawAmqp(r.port)
+    raw.open()
+    links = []
+    for i in range(300):
+        link = raw.session.receiver(f"thief-{i}")
+        link.source.address = "_vane/tcp/web"
+        link.target.address = f"thief-{i}"
+        link.open()
+        links.append(link)
+    assert raw.wait_closed(10), "the connection stayed open"
+    assert raw.remote_condition is not None and raw.remote_condition[0] == LIMIT, \
+        raw.remote_condition
+    # A client that answers its refusals is never cut off.
+    c = reactor.connect(r.port).wait_open()
+    for i in range(300):
+        link = c.receiver("_vane/tcp/web", wait=False)
+        eventually(10, lambda: link.remote_closed, what="refused")
+    assert not c.closed
+    assert round_trip(reactor, r.port, "still.fine", conn=c) == "ACCEPTED"
