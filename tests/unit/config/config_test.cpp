@@ -906,6 +906,10 @@ TEST(ConfigRouter, ConnectionLimits) {
               "router.max_sessions_per_connection", "value 0 is out of range (allowed: 1..1024)");
   expectError("router:\n  auth_failure_window_ms: 10\n", 2, 27, "router.auth_failure_window_ms",
               "value 10 is out of range (allowed: 1000..86400000)");
+  EXPECT_EQ(d.router.max_stream_links, 16000u);
+  EXPECT_EQ(parseOk("router:\n  max_stream_links: 5\n").router.max_stream_links, 5u);
+  expectError("router:\n  max_stream_links: 16001\n", 2, 21, "router.max_stream_links",
+              "value 16001 is out of range (allowed: 1..16000)");
 }
 
 TEST(ConfigListener, Limits) {
