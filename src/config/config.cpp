@@ -1068,7 +1068,8 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
   nlohmann::json body;
   try {
     body = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double.
     err.message = std::string("the body is not valid JSON: ") + e.what();
     return err;
   }

@@ -627,6 +627,8 @@ def test_invalid_requests_change_nothing(router_factory):
         ("POST", L, "[1, 2]", 400, None),
         ("POST", L, '"name"', 400, None),
         ("POST", L, "null", 400, None),
+        ("POST", L, "3E44444", 400, None),                        # beyond a double
+        ("POST", L, '{"name": "x", "port": 3E44444}', 400, None),
         ("POST", L, dict(ok, port="eighty"), 400, "port"),
         ("POST", L, dict(ok, port=True), 400, "port"),
         ("POST", L, dict(ok, port=65536), 400, "port"),
