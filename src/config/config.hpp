@@ -215,7 +215,11 @@ struct ClaimsConfig {
   // The host name other sites reach this router by (written into tokens
   // with the claims port and the inter-router listeners' ports).
   std::string advertise_host;  // required
-  HttpLimitsConfig limits{.max_connections = 64, .max_connections_per_source = 4};
+  // One claim is one short request: idle clients go sooner.
+  HttpLimitsConfig limits{.max_connections = 64,
+                          .max_connections_per_source = 4,
+                          .header_timeout_ms = 5000,
+                          .idle_timeout_ms = 5000};
   int line = 0;
 };
 

@@ -13,6 +13,7 @@
 
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
+#include "management/http_server.hpp"
 #include "management/json_response.hpp"
 #include "routing/core.hpp"
 #include "server/claims.hpp"
@@ -774,6 +775,21 @@ class Api {
     for (const auto& l : listeners) {
       m.sample("vane_listener_connections_total", v(l.counters->connections_opened),
                {{"listener", l.name}});
+    }
+    const auto http = router_.httpEndpoints();
+    m.family("vane_http_refusals_total", "counter",
+             "Connections to the management API or the claims endpoint refused, by limit.");
+    for (const auto& [name, c] : http) {
+      m.sample("vane_http_refusals_total", v(c->refused_max_connections),
+               {{"server", name}, {"limit", "max_connections"}});
+      m.sample("vane_http_refusals_total", v(c->refused_per_source),
+               {{"server", name}, {"limit", "max_connections_per_source"}});
+    }
+    m.family("vane_http_header_timeouts_total", "counter",
+             "Clients of the management API or the claims endpoint closed for not sending the "
+             "TLS handshake or a request header within header_timeout_ms.");
+    for (const auto& [name, c] : http) {
+      m.sample("vane_http_header_timeouts_total", v(c->header_timeouts), {{"server", name}});
     }
     m.family("vane_listener_connections_refused_total", "counter",
              "Connections refused over the listener's max_connections, per listener.");

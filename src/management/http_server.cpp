@@ -4,8 +4,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <mutex>
 #include <optional>
 #include <type_traits>
+#include <unordered_map>
 
 #include "core/log.hpp"
 
@@ -16,9 +18,43 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::ip::tcp;
 
+// Open connections per source address. Sessions end on any thread.
+class HttpServer::Sources {
+ public:
+  // Takes a place for `source` unless it has `max` already.
+  bool acquire(const std::string& source, std::uint32_t max) {
+    std::lock_guard lock(mutex_);
+    auto& n = open_[source];
+    if (n >= max) return false;
+    ++n;
+    ++total_;
+    return true;
+  }
+  void release(const std::string& source) {
+    std::lock_guard lock(mutex_);
+    auto it = open_.find(source);
+    if (it == open_.end()) return;
+    if (--it->second == 0) open_.erase(it);
+    --total_;
+  }
+  std::size_t total() const {
+    std::lock_guard lock(mutex_);
+    return total_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, std::uint32_t> open_;  // only sources with a connection
+  std::size_t total_ = 0;
+};
+
 // One client connection: reads a request, lets the handler answer, writes
 // the response, and reads the next (keep-alive) until the client closes,
-// sends something invalid, or is idle for the server's idle timeout.
+// sends something invalid, or misses a deadline: the TLS handshake and the
+// first request's header within header_timeout of the connection; then each
+// request's first byte within idle_timeout of the previous answer, and its
+// header within header_timeout of that byte (a client trickling a header
+// byte by byte is cut off at the deadline, not kept alive by each byte).
 // Stream: beast::tcp_stream, or beast::ssl_stream<beast::tcp_stream> (TLS).
 template <typename Stream>
 class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>> {
@@ -26,49 +62,98 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
 
  public:
   template <typename... Args>
-  Session(std::shared_ptr<const Handler> handler, std::shared_ptr<std::atomic<std::size_t>> count,
-          Args&&... args)
+  Session(std::shared_ptr<const Handler> handler, std::shared_ptr<Sources> sources,
+          std::string source, std::shared_ptr<HttpCounters> counters,
+          const config::HttpLimitsConfig& limits, Args&&... args)
       : stream_(std::forward<Args>(args)...),
         handler_(std::move(handler)),
-        count_(std::move(count)) {
-    count_->fetch_add(1, std::memory_order_relaxed);
-  }
-  // The last owner may be an answer gathered on a worker loop: the count is
-  // atomic because a session can end on any thread.
-  ~Session() { count_->fetch_sub(1, std::memory_order_relaxed); }
+        sources_(std::move(sources)),
+        source_(std::move(source)),
+        counters_(std::move(counters)),
+        header_timeout_(limits.header_timeout_ms),
+        idle_timeout_(limits.idle_timeout_ms) {}
+  // The source's place was taken by the accept.
+  ~Session() { sources_->release(source_); }
 
   void keep(std::shared_ptr<asio::ssl::context> ctx, std::string name) {
     ctx_ = std::move(ctx);
     name_ = std::move(name);
   }
-  void setIdleTimeout(std::chrono::seconds d) { idle_ = d; }
 
   void start() {
+    // The handshake and the first header share one deadline.
+    beast::get_lowest_layer(stream_).expires_after(header_timeout_);
     if constexpr (kTls) {
-      beast::get_lowest_layer(stream_).expires_after(idle_);
-      stream_.async_handshake(
-          asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
-            if (ec) {
-              VANE_LOG_INFO("{}: TLS handshake failed: {}", self->name_, ec.message());
-              self->shutdown();
-              return;
-            }
-            self->readNext();
-          });
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (ec) {
+                                  if (ec == beast::error::timeout) {
+                                    self->timedOut("TLS handshake");
+                                  } else {
+                                    VANE_LOG_INFO("{}: TLS handshake with {} failed: {}",
+                                                  self->name_, self->source_, ec.message());
+                                  }
+                                  self->shutdown();
+                                  return;
+                                }
+                                self->readHeader(/*restart_deadline=*/false);
+                              });
     } else {
-      readNext();
+      readHeader(/*restart_deadline=*/false);
     }
   }
 
  private:
-  void readNext() {
+  // Waits (idle_timeout) for the next request's first bytes.
+  void awaitNext() {
+    if (buffer_.size() > 0) {  // pipelined: already here
+      readHeader(/*restart_deadline=*/true);
+      return;
+    }
+    beast::get_lowest_layer(stream_).expires_after(idle_timeout_);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (ec) {
+                                self->shutdown();  // closed, reset or idle: nothing to answer
+                                return;
+                              }
+                              self->buffer_.commit(n);
+                              self->readHeader(/*restart_deadline=*/true);
+                            });
+  }
+
+  void readHeader(bool restart_deadline) {
     parser_.emplace();
     parser_->body_limit(kMaxBody);
     parser_->header_limit(kMaxHeader);
-    beast::get_lowest_layer(stream_).expires_after(idle_);
+    if (restart_deadline) beast::get_lowest_layer(stream_).expires_after(header_timeout_);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec == beast::error::timeout) {
+                                self->timedOut("request header");
+                                self->shutdown();
+                                return;
+                              }
+                              if (ec) {
+                                self->onRead(ec);
+                                return;
+                              }
+                              self->readBody();
+                            });
+  }
+
+  void readBody() {
+    // At most kMaxBody bytes: the idle timeout bounds how long they take.
+    beast::get_lowest_layer(stream_).expires_after(idle_timeout_);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
+  }
+
+  void timedOut(const char* what) {
+    counters_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+    VANE_LOG_INFO("{}: no {} from {} within {} ms: closing", name_, what, source_,
+                  header_timeout_.count());
   }
 
   void onRead(beast::error_code ec) {
@@ -78,9 +163,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
       return;
     }
     if (ec) {
-      // Malformed or too large: answer 400/413 and close.
-      Response res{ec == http::error::body_limit ? http::status::payload_too_large
-                                                 : http::status::bad_request,
+      // Malformed or too large: answer 400/413/431 and close.
+      Response res{ec == http::error::body_limit     ? http::status::payload_too_large
+                   : ec == http::error::header_limit ? http::status::request_header_fields_too_large
+                                                     : http::status::bad_request,
                    11};
       res.set(http::field::content_type, "application/json");
       res.body() = std::string(R"({"error":"bad request: )") + ec.message() + "\"}";
@@ -127,14 +213,14 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
 
   void write(Response res) {
     auto shared = std::make_shared<Response>(std::move(res));
-    beast::get_lowest_layer(stream_).expires_after(idle_);
+    beast::get_lowest_layer(stream_).expires_after(idle_timeout_);
     http::async_write(stream_, *shared,
                       [self = this->shared_from_this(), shared](beast::error_code ec, std::size_t) {
                         if (ec || !shared->keep_alive()) {
                           self->shutdown();
                           return;
                         }
-                        self->readNext();
+                        self->awaitNext();
                       });
   }
 
@@ -148,23 +234,27 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   // Declared before the stream: destroyed after it.
   std::shared_ptr<asio::ssl::context> ctx_;
   std::string name_ = "management";
-  std::chrono::seconds idle_ = kIdleTimeout;
   Stream stream_;
   std::shared_ptr<const Handler> handler_;
-  std::shared_ptr<std::atomic<std::size_t>> count_;
+  std::shared_ptr<Sources> sources_;
+  std::string source_;
+  std::shared_ptr<HttpCounters> counters_;
+  std::chrono::milliseconds header_timeout_;
+  std::chrono::milliseconds idle_timeout_;
   beast::flat_buffer buffer_{8192};
   std::optional<http::request_parser<http::string_body>> parser_;
   Request request_;
 };
 
 HttpServer::HttpServer(core::EventLoop& loop, Handler handler, TlsProvider tls, std::string name,
-                       std::chrono::seconds idle_timeout)
+                       config::HttpLimitsConfig limits)
     : loop_(loop),
       handler_(std::make_shared<const Handler>(std::move(handler))),
       tls_(std::move(tls)),
       name_(std::move(name)),
-      idle_timeout_(idle_timeout),
-      acceptor_(loop.context()) {}
+      limits_(limits),
+      acceptor_(loop.context()),
+      sources_(std::make_shared<Sources>()) {}
 
 HttpServer::~HttpServer() = default;
 
@@ -196,28 +286,42 @@ void HttpServer::close() {
   acceptor_.close(ec);
 }
 
+void HttpServer::refused(const std::string& source, const char* limit) {
+  ++refusals_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
+  VANE_LOG_WARN("{}: {} connection(s) refused (last from {}): limit {} reached", name_,
+                refusals_unlogged_, source, limit);
+  last_refusal_log_ = now;
+  refusals_unlogged_ = 0;
+}
+
 void HttpServer::acceptNext() {
   if (closed_) return;
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
-      if (sessions_->load(std::memory_order_relaxed) >= kMaxSessions) {
-        VANE_LOG_WARN("{}: {} clients at once: refusing another", name_, kMaxSessions);
+      const auto peer = socket.remote_endpoint(ec);
+      const std::string source = ec ? std::string("?") : peer.address().to_string();
+      if (sources_->total() >= limits_.max_connections) {
+        counters_->refused_max_connections.fetch_add(1, std::memory_order_relaxed);
+        refused(source, "max_connections");
         socket.close(ec);
+      } else if (!sources_->acquire(source, limits_.max_connections_per_source)) {
+        counters_->refused_per_source.fetch_add(1, std::memory_order_relaxed);
+        refused(source, "max_connections_per_source");
+        socket.close(ec);
+      } else if (tls_) {
+        auto ctx = tls_();
+        auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+            handler_, sources_, source, counters_, limits_, std::move(socket), *ctx);
+        session->keep(std::move(ctx), name_);  // the context lives as long as the session
+        session->start();
       } else {
-        if (tls_) {
-          auto ctx = tls_();
-          auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-              handler_, sessions_, std::move(socket), *ctx);
-          session->keep(std::move(ctx), name_);  // the context lives as long as the session
-          session->setIdleTimeout(idle_timeout_);
-          session->start();
-        } else {
-          auto session =
-              std::make_shared<Session<beast::tcp_stream>>(handler_, sessions_, std::move(socket));
-          session->setIdleTimeout(idle_timeout_);
-          session->start();
-        }
+        auto session = std::make_shared<Session<beast::tcp_stream>>(
+            handler_, sources_, source, counters_, limits_, std::move(socket));
+        session->keep(nullptr, name_);
+        session->start();
       }
     }
     acceptNext();

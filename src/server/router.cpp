@@ -413,10 +413,7 @@ std::string Router::startClaims() {
   claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
   if (std::string err = claims_->load(); !err.empty()) return err;
   claims_server_ = std::make_unique<management::HttpServer>(
-      core_loop_, claims_->handler(), [source] { return source->current(); }, "claims",
-      // One claim is one short request: a client idle this long is dropped,
-      // so that idle sockets cannot hold every session for long.
-      std::chrono::seconds(5));
+      core_loop_, claims_->handler(), [source] { return source->current(); }, "claims", c.limits);
   if (std::string err = claims_server_->open(c.host, c.port); !err.empty()) return "claims: " + err;
   claims_->setClaimPort(claims_server_->port());
   return {};
@@ -437,6 +434,13 @@ std::uint64_t Router::escapedExceptions() const {
 double Router::uptimeSeconds() const {
   if (!started_) return 0;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+}
+
+std::vector<std::pair<std::string, const management::HttpCounters*>> Router::httpEndpoints() const {
+  std::vector<std::pair<std::string, const management::HttpCounters*>> out;
+  if (management_) out.emplace_back("management", &management_->counters());
+  if (claims_server_) out.emplace_back("claims", &claims_server_->counters());
+  return out;
 }
 
 std::vector<Router::ListenerInfo> Router::listeners() const {
@@ -792,7 +796,8 @@ std::string Router::start() {
       tls = [source] { return source->current(); };
     }
     management_ = std::make_unique<management::HttpServer>(
-        core_loop_, management::makeApi(*this, cfg_.management.token), std::move(tls));
+        core_loop_, management::makeApi(*this, cfg_.management.token), std::move(tls), "management",
+        cfg_.management.limits);
     std::string err = management_->open(cfg_.management.host, cfg_.management.port);
     if (!err.empty()) return "management: " + err;
   }

@@ -17,7 +17,8 @@
 
 namespace vane::management {
 class HttpServer;
-}
+struct HttpCounters;
+}  // namespace vane::management
 
 namespace vane::server {
 
@@ -77,6 +78,8 @@ class Router {
     std::optional<std::uint32_t> idle_timeout_ms;
   };
   std::vector<ListenerInfo> listeners() const;
+  // The HTTP endpoints that run ("management", "claims") and their counters.
+  std::vector<std::pair<std::string, const management::HttpCounters*>> httpEndpoints() const;
   struct ConnectorInfo {
     config::ConnectorConfig cfg;
     bool connected = false;      // its link is up now
