@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "routing/signing.hpp"
+
 namespace vane::routing::protocol {
 
 namespace {
@@ -102,7 +104,7 @@ struct StringList {
 
 struct RawRecord {
   bool is_object = true;
-  Scalar id, instance, seq;
+  Scalar id, instance, seq, key, sig;
   // links: absent, an object (items), or something else
   StringList::Kind links_kind = StringList::kAbsent;
   std::vector<std::pair<std::string, Scalar>> links;
@@ -116,7 +118,7 @@ struct RecordList {
 
 struct RawMessage {
   bool is_object = true;
-  Scalar v, type, id, instance, cost, mode;
+  Scalar v, type, id, instance, cost, mode, key, sig;
   RecordList records, updates;
   StringList ids;
 };
@@ -162,6 +164,8 @@ class Collector {
     if (key_ == "instance") return &m.instance;
     if (key_ == "cost") return &m.cost;
     if (key_ == "mode") return &m.mode;
+    if (key_ == "key") return &m.key;
+    if (key_ == "sig") return &m.sig;
     return nullptr;
   }
   RecordList* topRecords() {
@@ -173,6 +177,8 @@ class Collector {
     if (k == "id") return &r.id;
     if (k == "instance") return &r.instance;
     if (k == "seq") return &r.seq;
+    if (k == "key") return &r.key;
+    if (k == "sig") return &r.sig;
     return nullptr;
   }
   static StringList* recordList(RawRecord& r, const std::string& k) {
@@ -365,6 +371,27 @@ class Checker {
     return true;
   }
 
+  // An optional base64 field of exactly `bytes` bytes once decoded; absent
+  // leaves `out` empty.
+  bool binaryValue(const Scalar& v, std::size_t bytes, std::string& out, std::string_view where,
+                   std::string_view name) {
+    out.clear();
+    if (v.kind == Scalar::kAbsent) return true;
+    std::optional<std::string> raw;
+    if (v.kind == Scalar::kString) raw = signing::unbase64(v.s);
+    if (!raw || raw->size() != bytes) {
+      return fail(fmt::format("{}: '{}' must be {} bytes in base64", where, name, bytes));
+    }
+    out = std::move(*raw);
+    return true;
+  }
+
+  bool signature(const Scalar& key, const Scalar& sig, std::string& key_out, std::string& sig_out,
+                 std::string_view where) {
+    return binaryValue(key, signing::kPublicKeyBytes, key_out, where, "key") &&
+           binaryValue(sig, signing::kSignatureBytes, sig_out, where, "sig");
+  }
+
   bool recordHeader(RawRecord& r, std::string& id, std::uint64_t& instance, std::uint64_t& seq,
                     std::string_view where) {
     if (!r.is_object) return fail(fmt::format("{}: not an object", where));
@@ -383,7 +410,8 @@ bool readHello(Checker& c, RawMessage& m, Hello& h) {
   if (!c.stringValue(m.id, kMaxIdBytes, h.id, "hello", "id") ||
       !c.unsignedValue(m.instance, 0, kMaxU64, h.instance, "hello", "instance") ||
       !c.unsignedValue(m.cost, 1, kMaxU32, cost, "hello", "cost") ||
-      !c.stringValue(m.mode, 16, mode, "hello", "mode")) {
+      !c.stringValue(m.mode, 16, mode, "hello", "mode") ||
+      !c.signature(m.key, m.sig, h.key, h.sig, "hello")) {
     return false;
   }
   h.cost = static_cast<std::uint32_t>(cost);
@@ -398,7 +426,10 @@ bool readHello(Checker& c, RawMessage& m, Hello& h) {
 }
 
 bool readLinkState(Checker& c, RawRecord& r, LinkStateRecord& rec, std::string_view where) {
-  if (!c.recordHeader(r, rec.id, rec.instance, rec.seq, where)) return false;
+  if (!c.recordHeader(r, rec.id, rec.instance, rec.seq, where) ||
+      !c.signature(r.key, r.sig, rec.key, rec.sig, where)) {
+    return false;
+  }
   if (r.links_kind == StringList::kAbsent) {
     return c.fail(fmt::format("{}: missing field 'links'", where));
   }
@@ -430,7 +461,10 @@ bool readLinkState(Checker& c, RawRecord& r, LinkStateRecord& rec, std::string_v
 }
 
 bool readAddressRecord(Checker& c, RawRecord& r, AddressRecord& rec, std::string_view where) {
-  if (!c.recordHeader(r, rec.id, rec.instance, rec.seq, where)) return false;
+  if (!c.recordHeader(r, rec.id, rec.instance, rec.seq, where) ||
+      !c.signature(r.key, r.sig, rec.key, rec.sig, where)) {
+    return false;
+  }
   const bool exist = r.exist.kind != StringList::kAbsent;
   const bool add = r.add.kind != StringList::kAbsent;
   const bool del = r.del.kind != StringList::kAbsent;
@@ -607,6 +641,19 @@ void appendHeader(std::string& out, std::uint64_t instance, std::uint64_t seq) {
   out += std::to_string(seq);
 }
 
+void appendSignature(std::string& out, const std::string& key, const std::string& sig) {
+  if (!key.empty()) {
+    out += R"(,"key":")";
+    out += signing::base64(key);
+    out += '"';
+  }
+  if (!sig.empty()) {
+    out += R"(,"sig":")";
+    out += signing::base64(sig);
+    out += '"';
+  }
+}
+
 }  // namespace
 
 Decoded decode(std::string_view bytes) noexcept {
@@ -630,7 +677,9 @@ std::string encodeHello(const Hello& h) {
   out += std::to_string(h.cost);
   out += R"(,"mode":")";
   out += modeName(h.mode);
-  out += "\"}";
+  out += '"';
+  appendSignature(out, h.key, h.sig);
+  out += '}';
   return out;
 }
 
@@ -652,7 +701,9 @@ std::string encodeRecord(const LinkStateRecord& rec) {
     out += ':';
     out += std::to_string(rec.links[i].second);
   }
-  out += "}}";
+  out += '}';
+  appendSignature(out, rec.key, rec.sig);
+  out += '}';
   return out;
 }
 
@@ -669,6 +720,7 @@ std::string encodeRecord(const AddressRecord& rec) {
     out += R"(,"del":)";
     appendList(out, rec.del);
   }
+  appendSignature(out, rec.key, rec.sig);
   out += '}';
   return out;
 }

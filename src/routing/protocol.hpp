@@ -34,6 +34,9 @@ struct Hello {
   std::uint64_t instance = 0;
   std::uint32_t cost = 1;  // >= 1
   Mode mode = Mode::kInterior;
+  // The sender's public key (32 bytes) and its signature (64 bytes) over
+  // signing::helloInput(id, instance, the receiver's id). Empty if absent.
+  std::string key, sig;
   bool operator==(const Hello&) const = default;
 };
 
@@ -44,6 +47,9 @@ struct LinkStateRecord {
   std::uint64_t instance = 0;
   std::uint64_t seq = 0;  // >= 1
   std::vector<std::pair<std::string, std::uint32_t>> links;
+  // The originator's public key and signature (signing::linkStateInput);
+  // empty if absent. Raw bytes; base64 on the wire.
+  std::string key, sig;
   bool operator==(const LinkStateRecord&) const = default;
 };
 
@@ -57,6 +63,9 @@ struct AddressRecord {
   std::vector<std::string> exist;  // full only
   std::vector<std::string> add;    // incremental only
   std::vector<std::string> del;    // incremental only
+  // The originator's public key and signature over the address set this
+  // record results in (signing::addressInput); empty if absent.
+  std::string key, sig;
   bool operator==(const AddressRecord&) const = default;
 };
 

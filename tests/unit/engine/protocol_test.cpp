@@ -39,6 +39,41 @@ TEST(Protocol, HelloWireFormat) {
             R"({"v":1,"type":"hello","id":"A","instance":7,"cost":3,"mode":"edge"})");
 }
 
+TEST(Protocol, KeysAndSignatures) {
+  const std::string key(32, '\x01'), sig(64, '\xfe');
+  Hello h{"A", 7, 3, Mode::kInterior, key, sig};
+  EXPECT_EQ(roundTrip(h), Message{h});
+  EXPECT_EQ(
+      encodeHello(h),
+      R"({"v":1,"type":"hello","id":"A","instance":7,"cost":3,"mode":"interior","key":")"
+      R"(AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=","sig":")" +
+          [] {
+            std::string s;
+            for (int i = 0; i < 21; ++i) s += "/v7+";
+            return s;
+          }() +
+          R"(/g=="})");
+  Lsu lsu;
+  lsu.records.push_back({"A", 5, 9, {{"B", 1}}, key, sig});
+  EXPECT_EQ(roundTrip(lsu), Message{lsu});
+  Mau mau;
+  AddressRecord full{"A", 1, 2, true, {"a"}, {}, {}, key, sig};
+  AddressRecord change{"A", 1, 3, false, {}, {"b"}, {"a"}, key, sig};
+  mau.updates = {full, change};
+  EXPECT_EQ(roundTrip(mau), Message{mau});
+  // Absent: empty (the engine decides); present: exactly 32 and 64 bytes.
+  const std::string head = R"({"v":1,"type":"lsu","records":[{"id":"A","instance":1,"seq":1,)"
+                           R"("links":{})";
+  const Decoded none = decode(head + "}]}");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(std::get<Lsu>(*none.message).records[0].key.empty());
+  EXPECT_NE(rejected(head + R"(,"key":"AQE="}]})").find("'key' must be 32 bytes in base64"),
+            std::string::npos);
+  rejected(head + R"(,"key":7}]})");
+  rejected(head + R"(,"sig":"not base64!"}]})");
+  rejected(R"({"v":1,"type":"hello","id":"A","instance":7,"cost":3,"mode":"edge","sig":""})");
+}
+
 TEST(Protocol, UnknownFieldsAreIgnored) {
   const Decoded d =
       decode(R"({"v":1,"future":[1,{"x":2}],"type":"mar","ids":["B","A","B"],"extra":null})");
