@@ -21,6 +21,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <deque>
 #include <limits>
 #include <map>
 #include <queue>
@@ -29,6 +31,7 @@
 #include <utility>
 
 #include "routing/protocol.hpp"
+#include "routing/signing.hpp"
 
 namespace vane::routing {
 
@@ -44,6 +47,11 @@ constexpr Millis kNever = std::numeric_limits<Millis>::max();
 constexpr const char* kProtocolError = "vane:protocol-error";
 constexpr const char* kDuplicateId = "vane:duplicate-router-id";
 constexpr const char* kNeighborDead = "vane:neighbor-dead";
+constexpr const char* kResourceLimit = "vane:resource-limit-exceeded";
+// Messages waiting for a neighbour's update rate: at most this many bytes.
+constexpr std::size_t kMaxDeferredBytes = 64 * 1024 * 1024;
+// Limit log lines: at most one per kind per this many milliseconds.
+constexpr Millis kLimitLogInterval = 10000;
 
 struct Link {
   std::uint32_t node;
@@ -98,9 +106,70 @@ struct AddressSet {
   std::uint64_t instance = 0;
   std::uint64_t seq = 0;
   std::set<std::string> addresses;
+  std::string sig;  // the originator's signature over (id, instance, seq, addresses)
 };
 
 enum class Apply { kApplied, kStale, kGap };
+
+// What applyRecord() would do with `rec`, without doing it.
+Apply classify(const AddressSet& held, const proto::AddressRecord& rec) {
+  if (rec.full) {
+    if (held.held && !newer(rec.instance, rec.seq, held.instance, held.seq)) return Apply::kStale;
+    return Apply::kApplied;
+  }
+  if (!held.held || rec.instance > held.instance ||
+      (rec.instance == held.instance && rec.seq > held.seq + 1)) {
+    return Apply::kGap;
+  }
+  if (rec.instance < held.instance || rec.seq <= held.seq) return Apply::kStale;
+  return Apply::kApplied;
+}
+
+// The address set `rec` results in when applied to `held` (sorted): what
+// its signature covers.
+std::vector<const std::string*> resultingSet(const AddressSet& held,
+                                             const proto::AddressRecord& rec) {
+  std::vector<const std::string*> out;
+  if (rec.full) {
+    out.reserve(rec.exist.size());
+    for (const auto& a : rec.exist) out.push_back(&a);
+    return out;
+  }
+  out.reserve(held.addresses.size() + rec.add.size());
+  auto a = held.addresses.begin();
+  auto b = rec.add.begin();
+  while (a != held.addresses.end() || b != rec.add.end()) {
+    const std::string* next;
+    if (b == rec.add.end() || (a != held.addresses.end() && *a < *b)) {
+      next = &*a++;
+    } else if (a == held.addresses.end() || *b < *a) {
+      next = &*b++;
+    } else {
+      next = &*a++;
+      ++b;
+    }
+    if (!std::binary_search(rec.del.begin(), rec.del.end(), *next)) out.push_back(next);
+  }
+  return out;
+}
+
+std::string addressInput(const std::string& id, std::uint64_t instance, std::uint64_t seq,
+                         const std::vector<const std::string*>& addresses) {
+  signing::SetHasher h;
+  h.count(static_cast<std::uint32_t>(addresses.size()));
+  for (const std::string* a : addresses) h.add(*a);
+  return signing::addressInputFromDigest(id, instance, seq, h.finish());
+}
+
+// A link-state record's links as signed: without the record's own id.
+std::vector<std::pair<std::string, std::uint32_t>> signedLinks(const proto::LinkStateRecord& rec) {
+  std::vector<std::pair<std::string, std::uint32_t>> links;
+  links.reserve(rec.links.size());
+  for (const auto& l : rec.links) {
+    if (l.first != rec.id) links.push_back(l);
+  }
+  return links;
+}
 
 // Applies a received record to `held` under the (instance, seq) rules;
 // `changed(address, present)` is called for each address that comes or goes.
@@ -173,6 +242,17 @@ struct Engine::Impl {
     // Established interior adjacency to this router.
     bool adjacent = false;
     NeighborId adjacency = 0;
+    // Trust on first use: the public key the router's records (and hello,
+    // for a neighbour) carry. Binding while the router has records held or
+    // an adjacency (see bound()); records under another key are refused.
+    std::string key;
+    std::string ls_sig;  // the held link-state record's signature
+    bool conflict_logged = false;
+    // Refused records under another key while the bound records were
+    // unreachable (a restarted router with a new key whose old records have
+    // not aged out here yet): applied when they have.
+    std::optional<proto::LinkStateRecord> pending_ls;
+    std::optional<proto::AddressRecord> pending_addr;
   };
 
   struct Neighbor {
@@ -200,10 +280,26 @@ struct Engine::Impl {
     std::vector<Fragment> out_mau;
     std::set<std::string> out_mar;
     std::optional<Millis> sent_at;
+    // The peer's key and hello signature (from its first hello), and our
+    // hello's signature for it.
+    std::string peer_key, peer_sig, hello_sig;
+    // Update rate: a token bucket, and the messages waiting for tokens.
+    double tokens = 0;
+    Millis refilled_at = 0;
+    struct Waiting {
+      proto::Message message;
+      std::uint64_t cost;
+      std::size_t bytes;
+    };
+    std::deque<Waiting> deferred;
+    std::uint64_t deferred_cost = 0;
+    std::size_t deferred_bytes = 0;
     bool pending() const { return !out_ls.empty() || !out_mau.empty() || !out_mar.empty(); }
   };
 
   Impl(EngineConfig c, EngineOutput& o) : cfg(std::move(c)), out(o) {
+    if (!cfg.key) cfg.key = signing::KeyPair::generate();
+    own_key_ = cfg.key->publicKey();
     Node self;
     self.id = cfg.id;
     self.used = true;
@@ -222,6 +318,16 @@ struct Engine::Impl {
   EngineConfig cfg;
   EngineOutput& out;
   EngineStats stats;
+  std::string own_key_;
+  // Signatures of our own current records, by seq.
+  mutable std::uint64_t own_ls_sig_seq_ = 0;
+  mutable std::string own_ls_sig_;
+  std::uint64_t own_addr_sig_seq_ = 0;
+  std::string own_addr_sig_;
+  bool self_conflict_logged_ = false;
+  std::size_t total_addresses_ = 0;  // over nodes_[1..].addr
+  enum LimitKind { kRouterLimit, kAddressLimit, kRouterAddressLimit, kRateLimit, kLimitKinds };
+  Millis next_limit_log_[kLimitKinds] = {0, 0, 0, 0};
 
   // Indexed by node: the records, the graph in index form (adj_: two-way
   // links only), the last computation's result, and all used nodes sorted
@@ -432,6 +538,11 @@ struct Engine::Impl {
     h.instance = cfg.instance;
     h.cost = nb.our_cost;
     h.mode = cfg.edge ? proto::Mode::kEdge : proto::Mode::kInterior;
+    if (nb.hello_sig.empty()) {
+      nb.hello_sig = cfg.key->sign(signing::helloInput(cfg.id, cfg.instance, nb.peer_id));
+    }
+    h.key = own_key_;
+    h.sig = nb.hello_sig;
     send(nb.nid, proto::encodeHello(h));
     nb.next_hello = now + cfg.hello_interval_ms;
   }
@@ -461,11 +572,46 @@ struct Engine::Impl {
     rec.links.reserve(n.links.size());
     for (const Link& l : n.links) rec.links.emplace_back(nodes_[l.node].id, l.cost);
     std::sort(rec.links.begin(), rec.links.end());
+    if (x == kSelf) {
+      if (own_ls_sig_seq_ != n.ls_seq) {
+        own_ls_sig_ =
+            cfg.key->sign(signing::linkStateInput(cfg.id, cfg.instance, n.ls_seq, rec.links));
+        own_ls_sig_seq_ = n.ls_seq;
+      }
+      rec.key = own_key_;
+      rec.sig = own_ls_sig_;
+    } else {
+      rec.key = n.key;
+      rec.sig = n.ls_sig;
+    }
     return rec;
   }
 
-  Fragment ownFullRecord() const {
-    return fragment(fullRecord(cfg.id, cfg.instance, own_addr_seq_, own_advertised_));
+  // Our address record's signature at own_addr_seq_ (own_advertised_).
+  const std::string& ownAddressSignature() {
+    if (own_addr_sig_seq_ != own_addr_seq_) {
+      own_addr_sig_ = cfg.key->sign(
+          signing::addressInput(cfg.id, cfg.instance, own_addr_seq_, own_advertised_));
+      own_addr_sig_seq_ = own_addr_seq_;
+    }
+    return own_addr_sig_;
+  }
+
+  Fragment ownFullRecord() {
+    proto::AddressRecord rec = fullRecord(cfg.id, cfg.instance, own_addr_seq_, own_advertised_);
+    rec.key = own_key_;
+    rec.sig = ownAddressSignature();
+    return fragment(rec);
+  }
+
+  // The full address record we hold for node x, with its originator's
+  // signature (which covers the set, whatever records built it here).
+  Fragment heldFullRecord(std::uint32_t x) const {
+    const Node& n = nodes_[x];
+    proto::AddressRecord rec = fullRecord(n.id, n.addr.instance, n.addr.seq, n.addr.addresses);
+    rec.key = n.key;
+    rec.sig = n.addr.sig;
+    return fragment(rec);
   }
 
   // Flood pacing: at most one batch (one message of each type, unless it
@@ -563,6 +709,7 @@ struct Engine::Impl {
     Node& n = nodes_[x];
     if (!n.addr.held) return;
     for (const auto& a : n.addr.addresses) nodeAddressChanged(n, a, false);
+    total_addresses_ -= n.addr.addresses.size();
     n.addr = AddressSet{};
   }
 
@@ -588,6 +735,8 @@ struct Engine::Impl {
     rec.instance = cfg.instance;
     rec.seq = ++own_addr_seq_;
     rec.full = false;
+    rec.key = own_key_;
+    rec.sig = ownAddressSignature();
     floodMau(fragment(rec), 0, false);
   }
 
@@ -812,6 +961,8 @@ struct Engine::Impl {
   void age(Millis now) {
     // Ageing goes by reachability: not while a computation is pending.
     if (now < age_deadline_ || graph_dirty_) return;
+    std::vector<proto::LinkStateRecord> pending_ls;
+    std::vector<proto::AddressRecord> pending_addr;
     for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
       Node& n = nodes_[x];
       if (!n.used || routes_[x].reachable || !n.unreachable_since ||
@@ -819,15 +970,24 @@ struct Engine::Impl {
         continue;
       }
       // Not in the path table, so its addresses are not reported.
+      total_addresses_ -= n.addr.addresses.size();
       n.addr = AddressSet{};
       if (n.has_ls) {
         n.has_ls = false;
         setLinks(x, {});
       }
       n.unreachable_since.reset();
+      // The key binding goes with the records: records under another key
+      // that were refused meanwhile can now be taken.
+      if (n.pending_ls) pending_ls.push_back(std::move(*n.pending_ls));
+      if (n.pending_addr) pending_addr.push_back(std::move(*n.pending_addr));
+      n.pending_ls.reset();
+      n.pending_addr.reset();
       maybeFree(x);
     }
     records_changed_ = true;
+    for (const auto& rec : pending_ls) lsRecordReceived(nullptr, rec);
+    for (const auto& rec : pending_addr) addressRecordReceived(nullptr, rec);
   }
 
   // The end of every public call. Path computations are paced like floods
@@ -937,6 +1097,11 @@ struct Engine::Impl {
                      fmt::format("'{}' changed its instance on a live connection", h.id));
         return;
       }
+      if (h.key != nb.peer_key || h.sig != nb.peer_sig) {
+        dropNeighbor(nb.nid, kProtocolError,
+                     fmt::format("'{}' changed its key on a live connection", h.id));
+        return;
+      }
       if (h.cost != nb.their_cost) {
         nb.their_cost = h.cost;
         nb.link_cost = std::max(nb.our_cost, h.cost);
@@ -949,7 +1114,28 @@ struct Engine::Impl {
       return;
     }
 
-    // First hello: the adjacency is established.
+    // First hello: the adjacency is established. The hello proves that the
+    // peer holds the key it announces (signed over our id: not replayable
+    // to another router).
+    if (h.key.empty() || h.sig.empty() ||
+        !verify(h.key, signing::helloInput(h.id, h.instance, cfg.id), h.sig)) {
+      ++stats.bad_signatures;
+      dropNeighbor(nb.nid, kProtocolError,
+                   fmt::format("hello from '{}' {}", h.id,
+                               h.key.empty() || h.sig.empty() ? "is not signed (no key and sig)"
+                                                              : "has a bad signature"));
+      return;
+    }
+    if (nb.role == NeighborRole::kInterior) {
+      const std::uint32_t x = findNode(h.id);
+      if (x != kNone && bound(nodes_[x]) && nodes_[x].key != h.key) {
+        ++stats.id_conflicts;
+        dropNeighbor(
+            nb.nid, kDuplicateId,
+            fmt::format("router id '{}' is already in the network with another key", h.id));
+        return;
+      }
+    }
     if (nb.role != NeighborRole::kUplink) {
       const std::uint32_t x = findNode(h.id);
       if (x != kNone && x != kSelf && routes_[x].reachable && nodes_[x].has_ls &&
@@ -961,6 +1147,8 @@ struct Engine::Impl {
     }
     nb.established = true;
     nb.peer_instance = h.instance;
+    nb.peer_key = h.key;
+    nb.peer_sig = h.sig;
     nb.their_cost = h.cost;
     nb.link_cost = std::max(nb.our_cost, h.cost);
     switch (nb.role) {
@@ -973,6 +1161,7 @@ struct Engine::Impl {
           setLinks(x, {});
         }
         if (nodes_[x].addr.held && nodes_[x].addr.instance < h.instance) clearNodeAddresses(x);
+        bindKey(nodes_[x], h.key);
         nodes_[x].adjacent = true;
         nodes_[x].adjacency = nb.nid;
         nb.node = x;
@@ -983,10 +1172,7 @@ struct Engine::Impl {
         }
         for (std::uint32_t y = 1; y < nodes_.size(); ++y) {
           const Node& n = nodes_[y];
-          if (n.used && n.addr.held) {
-            nb.out_mau.push_back(
-                fragment(fullRecord(n.id, n.addr.instance, n.addr.seq, n.addr.addresses)));
-          }
+          if (n.used && n.addr.held) nb.out_mau.push_back(heldFullRecord(y));
         }
         nb.out_mau.push_back(ownFullRecord());
         break;
@@ -1006,79 +1192,247 @@ struct Engine::Impl {
     }
   }
 
+  // --- received records: verification, trust on first use, limits ------------
+
+  bool verify(std::string_view key, std::string_view message, std::string_view sig) const {
+    return cfg.verify ? cfg.verify(key, message, sig) : signing::verify(key, message, sig);
+  }
+
+  static bool hasRecords(const Node& n) { return n.has_ls || n.addr.held; }
+  // Whether n's key binding is in force (see Node::key).
+  static bool bound(const Node& n) { return !n.key.empty() && (hasRecords(n) || n.adjacent); }
+
+  void bindKey(Node& n, const std::string& key) {
+    if (n.key == key) return;
+    n.key = key;
+    n.conflict_logged = false;
+  }
+
+  // Routers whose records are held (not this one).
+  std::size_t heldRouters() const {
+    std::size_t count = 0;
+    for (std::uint32_t x = 1; x < nodes_.size(); ++x) {
+      count += nodes_[x].used && hasRecords(nodes_[x]) ? 1 : 0;
+    }
+    return count;
+  }
+
+  std::string from(const Neighbor* nb) const {
+    return nb != nullptr ? fmt::format("neighbour '{}'", nb->peer_id)
+                         : std::string("a held record");
+  }
+
+  // A record with a missing or bad signature: an honest neighbour verifies
+  // every record before re-flooding it, so the one that sent this is hostile
+  // or broken. Returns false: the neighbour is dropped (gone).
+  bool badSignature(Neighbor* nb, const char* kind, const std::string& id, bool missing) {
+    ++stats.bad_signatures;
+    if (nb == nullptr) return true;
+    dropNeighbor(nb->nid, kProtocolError,
+                 fmt::format("{} record of router '{}' {}", kind, id,
+                             missing ? "is not signed (no key and sig)" : "has a bad signature"));
+    return false;
+  }
+
+  // A verified record for an id bound to another key: refused, counted and
+  // logged once per id (until the binding changes).
+  void conflict(std::uint32_t x, const char* kind, const std::string& id, const Neighbor* nb) {
+    ++stats.id_conflicts;
+    bool& logged = x == kNone || x == kSelf ? self_conflict_logged_ : nodes_[x].conflict_logged;
+    if (logged) return;
+    logged = true;
+    out.log(EngineOutput::Severity::kWarning,
+            fmt::format("router id '{}' is already in the network with another key: refused a "
+                        "{} record for it from {} (logged once per id)",
+                        id, kind, from(nb)));
+  }
+
+  void limitReached(LimitKind kind, std::uint64_t count, std::string message) {
+    if (now_ < next_limit_log_[kind]) return;
+    next_limit_log_[kind] = now_ + kLimitLogInterval;
+    out.log(EngineOutput::Severity::kWarning,
+            fmt::format("{} ({} so far; logged at most every {} s)", message, count,
+                        kLimitLogInterval / 1000));
+  }
+
   void onLsu(Neighbor& nb, const proto::Lsu& m) {
     if (cfg.edge || nb.role != NeighborRole::kInterior) {
       ++stats.ignored_messages;
       return;
     }
     for (const auto& rec : m.records) {
-      if (rec.id == cfg.id) {
-        Node& self = nodes_[kSelf];
-        if (rec.instance == cfg.instance && rec.seq >= self.ls_seq) {
-          // An echo of a record of ours we no longer have: go above it.
-          self.ls_seq = rec.seq;
-          ownLinksChanged();
-        } else if (rec.instance > cfg.instance) {
-          ++stats.duplicate_id_records;
-        }
-        continue;
-      }
-      std::uint32_t x = findNode(rec.id);
-      if (x != kNone && nodes_[x].has_ls &&
-          !newer(rec.instance, rec.seq, nodes_[x].ls_instance, nodes_[x].ls_seq)) {
-        continue;
-      }
-      if (x == kNone) x = nodeFor(rec.id);
-      std::vector<Link> links;
-      links.reserve(rec.links.size());
-      for (const auto& [id, cost] : rec.links) {
-        if (id == rec.id) continue;
-        links.push_back(Link{nodeFor(id), cost});
-      }
-      std::sort(links.begin(), links.end());
-      Node& n = nodes_[x];
-      // A restarted router's addresses from its previous run are void.
-      if (n.addr.held && n.addr.instance < rec.instance) clearNodeAddresses(x);
-      nodes_[x].has_ls = true;
-      nodes_[x].ls_instance = rec.instance;
-      nodes_[x].ls_seq = rec.seq;
-      setLinks(x, std::move(links));
-      recordStored(x);
-      floodLs(x, nb.nid, true);
+      if (!lsRecordReceived(&nb, rec)) return;  // nb was dropped
     }
+  }
+
+  // One link-state record from nb (null: a pending record, see Node).
+  // Returns false if nb was dropped.
+  bool lsRecordReceived(Neighbor* nb, const proto::LinkStateRecord& rec) {
+    if (rec.key.empty() || rec.sig.empty()) return badSignature(nb, "link-state", rec.id, true);
+    const auto verified = [&] {
+      return verify(rec.key,
+                    signing::linkStateInput(rec.id, rec.instance, rec.seq, signedLinks(rec)),
+                    rec.sig);
+    };
+    if (rec.id == cfg.id) {
+      if (rec.key != own_key_) {
+        conflict(kSelf, "link-state", rec.id, nb);
+        return true;
+      }
+      if (!verified()) return badSignature(nb, "link-state", rec.id, false);
+      Node& self = nodes_[kSelf];
+      if (rec.instance == cfg.instance && rec.seq >= self.ls_seq) {
+        // An echo of a record of ours we no longer have: go above it.
+        self.ls_seq = rec.seq;
+        ownLinksChanged();
+      } else if (rec.instance > cfg.instance) {
+        ++stats.duplicate_id_records;
+      }
+      return true;
+    }
+    std::uint32_t x = findNode(rec.id);
+    if (x != kNone && nodes_[x].has_ls &&
+        !newer(rec.instance, rec.seq, nodes_[x].ls_instance, nodes_[x].ls_seq)) {
+      return true;
+    }
+    if (rec.links.size() > cfg.max_routers) {
+      ++stats.router_limit_drops;
+      limitReached(kRouterLimit, stats.router_limit_drops,
+                   fmt::format("dropped a link-state record of router '{}' from {}: {} links, "
+                               "more than router.max_routers ({})",
+                               rec.id, from(nb), rec.links.size(), cfg.max_routers));
+      return true;
+    }
+    if (!verified()) return badSignature(nb, "link-state", rec.id, false);
+    if (x != kNone && bound(nodes_[x]) && nodes_[x].key != rec.key) {
+      conflict(x, "link-state", rec.id, nb);
+      Node& n = nodes_[x];
+      if (!routes_[x].reachable &&
+          (!n.pending_ls ||
+           newer(rec.instance, rec.seq, n.pending_ls->instance, n.pending_ls->seq))) {
+        n.pending_ls = rec;
+      }
+      return true;
+    }
+    if ((x == kNone || !hasRecords(nodes_[x])) && heldRouters() >= cfg.max_routers) {
+      ++stats.router_limit_drops;
+      limitReached(kRouterLimit, stats.router_limit_drops,
+                   fmt::format("dropped the records of router '{}' from {}: router.max_routers "
+                               "({}) routers are known",
+                               rec.id, from(nb), cfg.max_routers));
+      return true;
+    }
+    if (x == kNone) x = nodeFor(rec.id);
+    std::vector<Link> links;
+    links.reserve(rec.links.size());
+    for (const auto& [id, cost] : rec.links) {
+      if (id == rec.id) continue;
+      links.push_back(Link{nodeFor(id), cost});
+    }
+    std::sort(links.begin(), links.end());
+    Node& n = nodes_[x];
+    // A restarted router's addresses from its previous run are void.
+    if (n.addr.held && n.addr.instance < rec.instance) clearNodeAddresses(x);
+    bindKey(nodes_[x], rec.key);
+    nodes_[x].has_ls = true;
+    nodes_[x].ls_instance = rec.instance;
+    nodes_[x].ls_seq = rec.seq;
+    nodes_[x].ls_sig = rec.sig;
+    setLinks(x, std::move(links));
+    recordStored(x);
+    floodLs(x, nb != nullptr ? nb->nid : 0, nb != nullptr);
+    return true;
   }
 
   void onMauFromInterior(Neighbor& nb, const proto::Mau& m) {
     for (const auto& rec : m.updates) {
-      if (rec.id == cfg.id) {
-        if (rec.instance == cfg.instance && rec.seq >= own_addr_seq_) {
-          own_addr_seq_ = rec.seq + 1;
-          floodMau(ownFullRecord(), 0, false);
-        } else if (rec.instance > cfg.instance) {
-          ++stats.duplicate_id_records;
-        }
-        continue;
-      }
-      std::uint32_t x = findNode(rec.id);
-      if (x != kNone && nodes_[x].has_ls && rec.instance < nodes_[x].ls_instance) continue;
-      if (x == kNone) {
-        if (!rec.full) {
-          nb.out_mar.insert(rec.id);
-          continue;
-        }
-        x = nodeFor(rec.id);
-      }
-      const Apply result = applyRecord(nodes_[x].addr, rec, [&](const std::string& a, bool p) {
-        nodeAddressChanged(nodes_[x], a, p);
-      });
-      if (result == Apply::kGap) {
-        nb.out_mar.insert(rec.id);
-      } else if (result == Apply::kApplied) {
-        recordStored(x);
-        floodMau(fragment(rec), nb.nid, true);
-      }
-      maybeFree(x);
+      if (!addressRecordReceived(&nb, rec)) return;  // nb was dropped
     }
+  }
+
+  // One address record from an interior neighbour nb (null: a pending
+  // record). Returns false if nb was dropped.
+  bool addressRecordReceived(Neighbor* nb, const proto::AddressRecord& rec) {
+    if (rec.key.empty() || rec.sig.empty()) return badSignature(nb, "address", rec.id, true);
+    if (rec.id == cfg.id) {
+      if (rec.key != own_key_) {
+        conflict(kSelf, "address", rec.id, nb);
+        return true;
+      }
+      // A full record can be checked on its own; an incremental one only
+      // against the set it applies to, which we no longer have. Either way
+      // the worst it can do is make us re-advertise our own set.
+      if (rec.full &&
+          !verify(rec.key, signing::addressInput(rec.id, rec.instance, rec.seq, rec.exist),
+                  rec.sig)) {
+        return badSignature(nb, "address", rec.id, false);
+      }
+      if (rec.instance == cfg.instance && rec.seq >= own_addr_seq_) {
+        own_addr_seq_ = rec.seq + 1;
+        floodMau(ownFullRecord(), 0, false);
+      } else if (rec.instance > cfg.instance) {
+        ++stats.duplicate_id_records;
+      }
+      return true;
+    }
+    std::uint32_t x = findNode(rec.id);
+    if (x != kNone && nodes_[x].has_ls && rec.instance < nodes_[x].ls_instance) return true;
+    static const AddressSet kNothing;
+    const AddressSet& held = x == kNone ? kNothing : nodes_[x].addr;
+    const Apply status = classify(held, rec);
+    if (status == Apply::kStale) return true;
+    if (status == Apply::kGap) {
+      if (nb != nullptr) nb->out_mar.insert(rec.id);
+      return true;
+    }
+    const std::vector<const std::string*> result = resultingSet(held, rec);
+    if (!verify(rec.key, addressInput(rec.id, rec.instance, rec.seq, result), rec.sig)) {
+      return badSignature(nb, "address", rec.id, false);
+    }
+    if (x != kNone && bound(nodes_[x]) && nodes_[x].key != rec.key) {
+      conflict(x, "address", rec.id, nb);
+      Node& n = nodes_[x];
+      if (rec.full && !routes_[x].reachable &&
+          (!n.pending_addr ||
+           newer(rec.instance, rec.seq, n.pending_addr->instance, n.pending_addr->seq))) {
+        n.pending_addr = rec;
+      }
+      return true;
+    }
+    if ((x == kNone || !hasRecords(nodes_[x])) && heldRouters() >= cfg.max_routers) {
+      ++stats.router_limit_drops;
+      limitReached(kRouterLimit, stats.router_limit_drops,
+                   fmt::format("dropped the records of router '{}' from {}: router.max_routers "
+                               "({}) routers are known",
+                               rec.id, from(nb), cfg.max_routers));
+      return true;
+    }
+    if (result.size() > cfg.max_addresses_per_router) {
+      ++stats.router_address_limit_drops;
+      limitReached(kRouterAddressLimit, stats.router_address_limit_drops,
+                   fmt::format("dropped an address record of router '{}' from {}: {} addresses, "
+                               "more than router.max_addresses_per_router ({})",
+                               rec.id, from(nb), result.size(), cfg.max_addresses_per_router));
+      return true;
+    }
+    if (total_addresses_ - held.addresses.size() + result.size() > cfg.max_addresses) {
+      ++stats.address_limit_drops;
+      limitReached(kAddressLimit, stats.address_limit_drops,
+                   fmt::format("dropped an address record of router '{}' from {}: the network's "
+                               "address table would exceed router.max_addresses ({})",
+                               rec.id, from(nb), cfg.max_addresses));
+      return true;
+    }
+    if (x == kNone) x = nodeFor(rec.id);
+    Node& n = nodes_[x];
+    total_addresses_ -= n.addr.addresses.size();
+    applyRecord(n.addr, rec, [&](const std::string& a, bool p) { nodeAddressChanged(n, a, p); });
+    total_addresses_ += n.addr.addresses.size();
+    n.addr.sig = rec.sig;
+    bindKey(n, rec.key);
+    recordStored(x);
+    floodMau(fragment(rec), nb != nullptr ? nb->nid : 0, nb != nullptr);
+    return true;
   }
 
   void onMauFromEdge(Neighbor& nb, const proto::Mau& m) {
@@ -1123,9 +1477,96 @@ struct Engine::Impl {
       if (nb.role != NeighborRole::kInterior) continue;
       const std::uint32_t x = findNode(id);
       if (x == kNone || !nodes_[x].addr.held) continue;
-      const Node& n = nodes_[x];
-      nb.out_mau.push_back(
-          fragment(fullRecord(n.id, n.addr.instance, n.addr.seq, n.addr.addresses)));
+      nb.out_mau.push_back(heldFullRecord(x));
+    }
+  }
+
+  // --- update rate ------------------------------------------------------------
+
+  std::uint64_t messageCost(const proto::Message& msg) const {
+    std::uint64_t cost = 1;
+    if (const auto* lsu = std::get_if<proto::Lsu>(&msg)) {
+      cost = lsu->records.size();
+    } else if (const auto* mau = std::get_if<proto::Mau>(&msg)) {
+      cost = mau->updates.size();
+    }
+    // A message larger than the burst goes when the bucket is full.
+    return std::clamp<std::uint64_t>(cost, 1, cfg.max_update_burst_per_neighbor);
+  }
+
+  void refill(Neighbor& nb, Millis now) {
+    if (now > nb.refilled_at) {
+      nb.tokens =
+          std::min<double>(cfg.max_update_burst_per_neighbor,
+                           nb.tokens + static_cast<double>(now - nb.refilled_at) *
+                                           cfg.max_updates_per_neighbor_per_second / 1000.0);
+    }
+    nb.refilled_at = now;
+  }
+
+  // When the first waiting message of nb can go.
+  Millis tokensDue(const Neighbor& nb) const {
+    const double missing = static_cast<double>(nb.deferred.front().cost) - nb.tokens;
+    if (missing <= 0) return nb.refilled_at;
+    return nb.refilled_at + static_cast<Millis>(std::ceil(missing * 1000.0 /
+                                                          cfg.max_updates_per_neighbor_per_second));
+  }
+
+  // A decoded message from nb: handled now if nb is within its update rate
+  // and nothing of it waits, else queued (in order). Waiting never loses a
+  // record (dropping one could leave a link-state record stale until its
+  // router changes again); a neighbour whose waiting messages owe more than
+  // a whole burst is dropped.
+  void admit(Neighbor& nb, proto::Message msg, std::size_t bytes, Millis now) {
+    const std::uint64_t cost = messageCost(msg);
+    refill(nb, now);
+    if (nb.deferred.empty() && nb.tokens >= static_cast<double>(cost)) {
+      nb.tokens -= static_cast<double>(cost);
+      onMessage(nb, msg);
+      return;
+    }
+    ++stats.deferred_messages;
+    nb.deferred_cost += cost;
+    nb.deferred_bytes += bytes;
+    nb.deferred.push_back(Neighbor::Waiting{std::move(msg), cost, bytes});
+    if (nb.deferred_cost > cfg.max_update_burst_per_neighbor ||
+        nb.deferred_bytes > kMaxDeferredBytes) {
+      ++stats.rate_limit_drops;
+      dropNeighbor(
+          nb.nid, kResourceLimit,
+          fmt::format("'{}' sent updates faster than router."
+                      "max_updates_per_neighbor_per_second ({}) for too long ({} records "
+                      "waiting)",
+                      nb.peer_id, cfg.max_updates_per_neighbor_per_second, nb.deferred_cost));
+      return;
+    }
+    limitReached(kRateLimit, stats.deferred_messages,
+                 fmt::format("messages from neighbour '{}' wait: over router."
+                             "max_updates_per_neighbor_per_second ({}, burst {})",
+                             nb.peer_id, cfg.max_updates_per_neighbor_per_second,
+                             cfg.max_update_burst_per_neighbor));
+  }
+
+  void drainDeferred(Millis now) {
+    std::vector<NeighborId> waiting;
+    for (const auto& [nid, nb] : neighbors_) {
+      if (!nb.deferred.empty()) waiting.push_back(nid);
+    }
+    for (const NeighborId nid : waiting) {
+      while (true) {
+        const auto it = neighbors_.find(nid);
+        if (it == neighbors_.end() || it->second.deferred.empty()) break;
+        Neighbor& nb = it->second;
+        refill(nb, now);
+        Neighbor::Waiting& w = nb.deferred.front();
+        if (nb.tokens < static_cast<double>(w.cost)) break;
+        nb.tokens -= static_cast<double>(w.cost);
+        nb.deferred_cost -= w.cost;
+        nb.deferred_bytes -= w.bytes;
+        const proto::Message msg = std::move(w.message);
+        nb.deferred.pop_front();
+        onMessage(nb, msg);  // may drop nb
+      }
     }
   }
 
@@ -1175,6 +1616,8 @@ struct Engine::Impl {
     rec.instance = cfg.instance;
     rec.seq = ++own_addr_seq_;
     rec.full = false;
+    rec.key = own_key_;
+    rec.sig = ownAddressSignature();
     const Fragment f = fragment(rec);
     for (auto& [nid, nb] : neighbors_) {
       if (nb.established && nb.role == NeighborRole::kUplink) nb.out_mau.push_back(f);
@@ -1236,6 +1679,8 @@ std::optional<Engine::Refusal> Engine::neighborUp(NeighborId n, const std::strin
   nb.role = role;
   nb.our_cost = std::max<std::uint32_t>(cost, 1);
   nb.last_heard = now;
+  nb.tokens = m.cfg.max_update_burst_per_neighbor;
+  nb.refilled_at = now;
   m.sendHello(nb, now);
   m.finish(now);
   return std::nullopt;
@@ -1264,7 +1709,8 @@ void Engine::receive(NeighborId from, std::string_view message, Millis now) {
     m.dropNeighbor(from, d.error.condition.c_str(), std::move(d.error.reason));
   } else {
     nb.last_heard = now;
-    m.onMessage(nb, *d.message);
+    m.admit(nb, std::move(*d.message), message.size(), now);
+    m.drainDeferred(now);
   }
   m.finish(now);
 }
@@ -1285,6 +1731,7 @@ void Engine::tick(Millis now) {
                    fmt::format("nothing heard from '{}' for {} ms", m.neighbors_.at(nid).peer_id,
                                now - m.neighbors_.at(nid).last_heard));
   }
+  m.drainDeferred(now);
   m.age(now);
   m.finish(now);
 }
@@ -1297,6 +1744,7 @@ Millis Engine::nextTick() const {
   for (const auto& [nid, nb] : m.neighbors_) {
     next = std::min({next, nb.next_hello, nb.last_heard + m.cfg.dead_interval_ms});
     if (nb.pending() && nb.sent_at) next = std::min(next, *nb.sent_at + 1);
+    if (!nb.deferred.empty()) next = std::min(next, m.tokensDue(nb));
   }
   if (m.graph_dirty_ && m.computed_at_) next = std::min(next, *m.computed_at_ + 1);
   return next;
@@ -1334,6 +1782,24 @@ std::vector<std::string> Engine::neighbors() const {
   }
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+std::size_t Engine::knownAddresses() const {
+  return impl_->total_addresses_;
+}
+
+bool Engine::hasRouter(const std::string& id) const {
+  const Impl& m = *impl_;
+  if (id == m.cfg.id) return true;
+  for (const auto& [nid, nb] : m.neighbors_) {
+    if (nb.peer_id == id) return true;
+  }
+  const std::uint32_t x = m.findNode(id);
+  return x != kNone && Impl::hasRecords(m.nodes_[x]);
+}
+
+const std::string& Engine::publicKey() const {
+  return impl_->own_key_;
 }
 
 std::size_t Engine::knownRouters() const {

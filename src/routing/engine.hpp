@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,10 @@
 #include <vector>
 
 namespace vane::routing {
+
+namespace signing {
+class KeyPair;
+}
 
 using Millis = std::int64_t;
 // Chosen by the caller, one per connection to a neighbour; never reused.
@@ -44,6 +49,28 @@ struct EngineConfig {
   // that a burst of updates in any order can still complete the graph), then
   // dropped. Their addresses stop being routable at once.
   Millis unreachable_max_age_ms = 30000;
+  // This router's identity key: it signs the records and hellos it sends
+  // (docs/design/trust-model.md). Null: a new key is generated.
+  std::shared_ptr<const signing::KeyPair> key;
+  // Verifies a signature (null: signing::verify). For simulations of many
+  // engines in one process, which may share the work of verifying the same
+  // record.
+  std::function<bool(std::string_view key, std::string_view message, std::string_view sig)> verify;
+  // Limits (docs/configuration.md). Routers with records held (this one not
+  // counted): records about further routers are dropped. A link-state record
+  // with more links than this is dropped too.
+  std::size_t max_routers = 1000;
+  // Addresses over all routers' address records, and in one router's: an
+  // address record whose resulting set would exceed either is dropped whole
+  // (a signed set cannot be applied in part).
+  std::size_t max_addresses = 100000;
+  std::size_t max_addresses_per_router = 50000;
+  // Per neighbour: a token bucket of records (each link-state or address
+  // record a token; a message without records one). Messages over the rate
+  // wait, in order; a neighbour whose waiting messages owe more than the
+  // burst is dropped with vane:resource-limit-exceeded.
+  std::uint32_t max_updates_per_neighbor_per_second = 2000;
+  std::uint32_t max_update_burst_per_neighbor = 20000;
 };
 
 // One entry of the path table: how to reach `router`.
@@ -78,6 +105,14 @@ class EngineOutput {
   // removed (before pathsChanged).
   virtual void remoteAddress(const std::string& address, const std::string& router,
                              bool present) = 0;
+  // Something an operator should see: refused records and limits reached.
+  // The engine rate-limits these itself (once per router id for an id
+  // conflict, at most once per 10 s per limit).
+  enum class Severity : std::uint8_t { kInfo, kWarning };
+  virtual void log(Severity severity, const std::string& message) {
+    (void)severity;
+    (void)message;
+  }
 };
 
 struct EngineStats {
@@ -93,6 +128,20 @@ struct EngineStats {
   // Records about this router's id from another instance with a larger
   // instance number: another router with the same id is in the network.
   std::uint64_t duplicate_id_records = 0;
+  // Records and hellos with a missing or invalid signature (the neighbour
+  // that sent one is dropped: an honest router verifies before re-flooding).
+  std::uint64_t bad_signatures = 0;
+  // Records and hellos for a router id that is bound to another key (trust
+  // on first use): refused.
+  std::uint64_t id_conflicts = 0;
+  // Records dropped by the limits of EngineConfig.
+  std::uint64_t router_limit_drops = 0;          // max_routers
+  std::uint64_t address_limit_drops = 0;         // max_addresses
+  std::uint64_t router_address_limit_drops = 0;  // max_addresses_per_router
+  // Messages that waited for the neighbour's update rate, and neighbours
+  // dropped for exceeding it for too long.
+  std::uint64_t deferred_messages = 0;
+  std::uint64_t rate_limit_drops = 0;
 };
 
 class Engine {
@@ -140,6 +189,13 @@ class Engine {
   std::vector<Path> paths() const;
   std::vector<std::string> neighbors() const;  // ids of neighbours that are up
   std::size_t knownRouters() const;            // link-state records held
+  // Addresses over all address records held (this router's not counted).
+  std::size_t knownAddresses() const;
+  // Whether `id` is taken in the network as this router sees it: this
+  // router, a neighbour, or a router whose records are held.
+  bool hasRouter(const std::string& id) const;
+  // This router's public key (32 raw bytes).
+  const std::string& publicKey() const;
   const EngineStats& stats() const;
 
  private:

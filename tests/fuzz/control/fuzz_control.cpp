@@ -13,6 +13,12 @@
 // an address is never reported present twice or removed when absent, and
 // only for routers in the path table; path tables are sorted, without
 // duplicates, and never contain the router itself.
+//
+// Signatures: a fuzzer cannot make valid Ed25519 signatures, so the engines
+// here accept any signature (EngineConfig::verify) and the fuzzer explores
+// what comes after verification; keys still bind to ids. The corpus gives
+// router P the key of 32 'P' bytes, and so on, and X (the interior engine)
+// its real key, kXKey below. signing_test.cpp tests verification itself.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +31,7 @@
 
 #include "routing/engine.hpp"
 #include "routing/protocol.hpp"
+#include "routing/signing.hpp"
 
 namespace {
 
@@ -101,30 +108,67 @@ void checkRoundTrip(std::string_view bytes) {
 
 constexpr Millis kStart = 1000;
 
+// X's identity (public key jtsiJLGCDobAgWUfyV5CZ7tlUns+SVgRTvAG/1E9ed4=).
+constexpr const char* kXKey =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEICKinTLrwclG45/2V7xN2hGTQEr0f7F7CHvPc9zHPOAa\n"
+    "-----END PRIVATE KEY-----\n";
+
+std::shared_ptr<const signing::KeyPair> xKey() {
+  static const auto key = [] {
+    std::string err;
+    auto k = signing::KeyPair::fromPem(kXKey, err);
+    if (!k) fail("the fixed key does not load");
+    return k;
+  }();
+  return key;
+}
+
+EngineConfig fuzzConfig(const char* id) {
+  EngineConfig cfg;
+  cfg.id = id;
+  cfg.verify = [](std::string_view, std::string_view, std::string_view) { return true; };
+  return cfg;
+}
+
+// `json` (an object's text without its closing brace) with the key and an
+// all-zero signature of router `id` appended.
+std::string signedBy(const char* id, std::string json) {
+  const std::string key = std::string(id) == "X" ? xKey()->publicKey() : std::string(32, id[0]);
+  json += R"(,"key":")" + signing::base64(key) + R"(","sig":")" +
+          signing::base64(std::string(64, '\0')) + "\"}";
+  return json;
+}
+
 // Interior router X with an established interior neighbour P (which has its
 // own neighbour Q) and an edge child E, with some addresses about.
 void interior(const std::vector<std::string_view>& messages, bool from_edge) {
   Checker out("X");
-  EngineConfig cfg;
-  cfg.id = "X";
+  EngineConfig cfg = fuzzConfig("X");
   cfg.instance = 5;
+  cfg.key = xKey();
   Engine e(cfg, out);
   e.localAddress("x/local", true);
   e.flush(kStart);
   e.neighborUp(1, "P", NeighborRole::kInterior, 1, kStart);
-  e.receive(1, R"({"v":1,"type":"hello","id":"P","instance":3,"cost":2,"mode":"interior"})",
-            kStart);
-  e.receive(
-      1,
-      R"({"v":1,"type":"lsu","records":[{"id":"P","instance":3,"seq":2,"links":{"X":2,"Q":1}},)"
-      R"({"id":"Q","instance":1,"seq":4,"links":{"P":1}}]})",
-      kStart);
   e.receive(1,
-            R"({"v":1,"type":"mau","updates":[{"id":"P","instance":3,"seq":1,"exist":["p/1","s"]},)"
-            R"({"id":"Q","instance":1,"seq":2,"exist":["q/1"]}]})",
+            signedBy("P", R"({"v":1,"type":"hello","id":"P","instance":3,"cost":2,)"
+                          R"("mode":"interior")"),
+            kStart);
+  e.receive(1,
+            R"({"v":1,"type":"lsu","records":[)" +
+                signedBy("P", R"({"id":"P","instance":3,"seq":2,"links":{"X":2,"Q":1})") + "," +
+                signedBy("Q", R"({"id":"Q","instance":1,"seq":4,"links":{"P":1})") + "]}",
+            kStart);
+  e.receive(1,
+            R"({"v":1,"type":"mau","updates":[)" +
+                signedBy("P", R"({"id":"P","instance":3,"seq":1,"exist":["p/1","s"])") + "," +
+                signedBy("Q", R"({"id":"Q","instance":1,"seq":2,"exist":["q/1"])") + "]}",
             kStart);
   e.neighborUp(2, "E", NeighborRole::kEdge, 1, kStart);
-  e.receive(2, R"({"v":1,"type":"hello","id":"E","instance":9,"cost":1,"mode":"edge"})", kStart);
+  e.receive(2,
+            signedBy("E", R"({"v":1,"type":"hello","id":"E","instance":9,"cost":1,"mode":"edge")"),
+            kStart);
   e.receive(
       2, R"({"v":1,"type":"mau","updates":[{"id":"E","instance":9,"seq":1,"exist":["e/1","s"]}]})",
       kStart);
@@ -140,13 +184,14 @@ void interior(const std::vector<std::string_view>& messages, bool from_edge) {
 
 void edge(const std::vector<std::string_view>& messages) {
   Checker out("E");
-  EngineConfig cfg;
-  cfg.id = "E";
+  EngineConfig cfg = fuzzConfig("E");
   cfg.edge = true;
   Engine e(cfg, out);
   e.localAddress("e/1", true);
   e.neighborUp(1, "X", NeighborRole::kUplink, 1, kStart);
-  e.receive(1, R"({"v":1,"type":"hello","id":"X","instance":5,"cost":1,"mode":"interior"})",
+  e.receive(1,
+            signedBy("X", R"({"v":1,"type":"hello","id":"X","instance":5,"cost":1,)"
+                          R"("mode":"interior")"),
             kStart);
   e.receive(1,
             R"({"v":1,"type":"mau","updates":[{"id":"X","instance":5,"seq":1,"exist":["a","b"]}]})",

@@ -98,7 +98,20 @@ TEST(EngineScale, FiveHundredRouters) {
   ASSERT_TRUE(net.runUntilQuiet());
   std::printf("cold start: %llu messages, %lld ms simulated\n",
               static_cast<unsigned long long>(net.delivered()), static_cast<long long>(net.now()));
+  std::printf(
+      "cold start: %llu signatures verified by the routers (%.1f per router), %llu distinct\n",
+      static_cast<unsigned long long>(net.verifyCalls()),
+      static_cast<double>(net.verifyCalls()) / kRouters,
+      static_cast<unsigned long long>(net.verifications()));
   expectConsistent(net, kRouters, kWithAddress);
+  // The default limits never bind in a network this size.
+  for (int i = 0; i < kRouters; ++i) {
+    const EngineStats& s = net.router(i).engine().stats();
+    EXPECT_EQ(s.deferred_messages + s.router_limit_drops + s.address_limit_drops +
+                  s.router_address_limit_drops + s.bad_signatures + s.id_conflicts,
+              0u)
+        << name(i);
+  }
   for (int i = 0; i < kRouters; ++i) {
     EXPECT_EQ(net.router(i).engine().knownRouters(), static_cast<std::size_t>(kRouters));
   }

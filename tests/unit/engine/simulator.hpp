@@ -17,10 +17,13 @@
 #include <queue>
 #include <set>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "routing/engine.hpp"
+#include "routing/signing.hpp"
 
 namespace vane::routing::sim {
 
@@ -70,8 +73,8 @@ class Router : public EngineOutput {
   std::size_t pathsChanges() const { return paths_changes_; }
   const std::vector<DropRecord>& drops() const { return drops_; }
 
-  // A new engine (same id), as if the process restarted; all reported state
-  // is forgotten.
+  // A new engine (same id and key), as if the process restarted; all
+  // reported state is forgotten.
   void restart(std::uint64_t instance) {
     cfg_.instance = instance;
     engine_ = std::make_unique<Engine>(cfg_, *this);
@@ -122,6 +125,24 @@ class Network {
         std::make_unique<Router>(*this, static_cast<int>(routers_.size()), std::move(cfg)));
     return static_cast<int>(routers_.size()) - 1;
   }
+
+  // Signature checks, shared by all routers: each distinct (key, message,
+  // signature) is verified once (a network of hundreds of engines in one
+  // process would otherwise spend minutes verifying the same records).
+  bool verify(std::string_view key, std::string_view message, std::string_view sig) {
+    std::string k;
+    k.reserve(key.size() + message.size() + sig.size());
+    k.append(key).append(sig).append(message);
+    ++verify_calls_;
+    const auto it = verified_.find(k);
+    if (it != verified_.end()) return it->second;
+    ++verifications_;
+    const bool ok = signing::verify(key, message, sig);
+    verified_.emplace(std::move(k), ok);
+    return ok;
+  }
+  std::uint64_t verifications() const { return verifications_; }  // distinct
+  std::uint64_t verifyCalls() const { return verify_calls_; }     // by all routers
 
   Router& router(int i) { return *routers_[i]; }
   std::size_t size() const { return routers_.size(); }
@@ -358,6 +379,9 @@ class Network {
   Millis now_ = 0;
   using Timer = std::pair<Millis, int>;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::unordered_map<std::string, bool> verified_;
+  std::uint64_t verifications_ = 0;
+  std::uint64_t verify_calls_ = 0;
   std::vector<Millis> scheduled_;  // per router: its pending timer entry
   std::vector<Loss> lose_;
   std::size_t lost_ = 0;
@@ -365,6 +389,14 @@ class Network {
 
 inline Router::Router(Network& net, int index, EngineConfig cfg)
     : net_(net), index_(index), cfg_(std::move(cfg)) {
+  // A persistent identity (router.key_file): a restart keeps the key.
+  if (!cfg_.key) cfg_.key = signing::KeyPair::generate();
+  if (!cfg_.verify) {
+    Network* net = &net_;
+    cfg_.verify = [net](std::string_view key, std::string_view message, std::string_view sig) {
+      return net->verify(key, message, sig);
+    };
+  }
   engine_ = std::make_unique<Engine>(cfg_, *this);
 }
 
