@@ -454,7 +454,13 @@ class Parser {
                                "max_unsettled_per_connection",
                                "max_auth_failures_per_source",
                                "auth_failure_window_ms",
-                               "max_stream_links"});
+                               "max_stream_links",
+                               "key_file",
+                               "max_routers",
+                               "max_addresses",
+                               "max_addresses_per_router",
+                               "max_updates_per_neighbor_per_second",
+                               "max_update_burst_per_neighbor"});
     const Entry* hello_entry = nullptr;
     const Entry* dead_entry = nullptr;
     for (const Entry& e : list) {
@@ -505,6 +511,18 @@ class Parser {
         r.max_auth_failures_per_source = static_cast<std::uint32_t>(integer(e, 0, 1000000));
       } else if (e.key == "auth_failure_window_ms") {
         r.auth_failure_window_ms = static_cast<std::uint32_t>(integer(e, 1000, 86400000));
+      } else if (e.key == "key_file") {
+        r.key_file = nonEmptyString(e);
+      } else if (e.key == "max_routers") {
+        r.max_routers = static_cast<std::uint32_t>(integer(e, 1, 1000000));
+      } else if (e.key == "max_addresses") {
+        r.max_addresses = static_cast<std::uint32_t>(integer(e, 1, 100000000));
+      } else if (e.key == "max_addresses_per_router") {
+        r.max_addresses_per_router = static_cast<std::uint32_t>(integer(e, 1, 100000000));
+      } else if (e.key == "max_updates_per_neighbor_per_second") {
+        r.max_updates_per_neighbor_per_second = static_cast<std::uint32_t>(integer(e, 1, 10000000));
+      } else if (e.key == "max_update_burst_per_neighbor") {
+        r.max_update_burst_per_neighbor = static_cast<std::uint32_t>(integer(e, 1, 100000000));
       }
     }
     if (r.dead_interval_ms < 2 * r.hello_interval_ms) {
@@ -1211,6 +1229,7 @@ void resolvePaths(Config& cfg, const std::string& dir) {
     fix(t.key);
     fix(t.key_password_file);
   }
+  fix(cfg.router.key_file);
   for (auto& l : cfg.listeners) fix(l.users_file);
   fix(cfg.claims.ca_certificate);
   fix(cfg.claims.ca_key);

@@ -83,6 +83,18 @@ struct RouterConfig {
   // from a socket or a link and not yet written on): the per-flow window.
   // Throughput over a path is about window / round-trip time.
   std::uint32_t stream_window_bytes = 1u << 20;
+  // The router's identity key (Ed25519, PEM; docs/design/trust-model.md):
+  // created (mode 0600) if the file does not exist, reused on every start,
+  // so a restarted router keeps its identity. Empty: a new key every run.
+  std::string key_file;
+  // Router network limits: routers with records held, addresses over all
+  // routers' address records and in one router's, and per neighbour the
+  // records (link-state and address) per second and the burst above it.
+  std::uint32_t max_routers = 1000;
+  std::uint32_t max_addresses = 100000;
+  std::uint32_t max_addresses_per_router = 50000;
+  std::uint32_t max_updates_per_neighbor_per_second = 2000;
+  std::uint32_t max_update_burst_per_neighbor = 20000;
 };
 
 struct ListenerConfig {

@@ -365,7 +365,9 @@ TEST(ConfigErrors, UnknownFields) {
               "max_unsettled_per_link, max_sessions_per_connection, max_links_per_connection, "
               "max_receivers_per_connection, max_dynamic_addresses_per_connection, "
               "max_unsettled_per_connection, max_auth_failures_per_source, "
-              "auth_failure_window_ms, max_stream_links)");
+              "auth_failure_window_ms, max_stream_links, key_file, max_routers, max_addresses, "
+              "max_addresses_per_router, max_updates_per_neighbor_per_second, "
+              "max_update_burst_per_neighbor)");
   expectError("addresses:\n  - prefix: a\n  - prefix: b\n    distrib: closest\n", 4, 5,
               "addresses[1].distrib",
               "unknown field 'distrib' (expected one of: prefix, pattern, distribution)");
@@ -776,6 +778,44 @@ TEST(ConfigNetwork, RolesMustFitTheMode) {
   expectError("connectors:\n  - name: c\n    port: 1\n    role: edge\n", 2, 1, "connectors[0].role",
               "role 'edge' is for connectors of edge routers (router.mode: edge); interior "
               "routers connect to each other with role 'inter-router'");
+}
+
+TEST(ConfigNetwork, IdentityKeyAndNetworkLimits) {
+  Config d = parseOk("router:\n  id: a\n");
+  EXPECT_EQ(d.router.key_file, "");
+  EXPECT_EQ(d.router.max_routers, 1000u);
+  EXPECT_EQ(d.router.max_addresses, 100000u);
+  EXPECT_EQ(d.router.max_addresses_per_router, 50000u);
+  EXPECT_EQ(d.router.max_updates_per_neighbor_per_second, 2000u);
+  EXPECT_EQ(d.router.max_update_burst_per_neighbor, 20000u);
+  Config c = parseOk(
+      "router:\n  id: a\n  key_file: router-id.pem\n  max_routers: 50\n"
+      "  max_addresses: 2000\n  max_addresses_per_router: 300\n"
+      "  max_updates_per_neighbor_per_second: 10\n  max_update_burst_per_neighbor: 40\n");
+  EXPECT_EQ(c.router.key_file, "router-id.pem");
+  EXPECT_EQ(c.router.max_routers, 50u);
+  EXPECT_EQ(c.router.max_addresses, 2000u);
+  EXPECT_EQ(c.router.max_addresses_per_router, 300u);
+  EXPECT_EQ(c.router.max_updates_per_neighbor_per_second, 10u);
+  EXPECT_EQ(c.router.max_update_burst_per_neighbor, 40u);
+  // A relative key_file starts at the configuration file's directory.
+  resolvePaths(c, "/etc/vane");
+  EXPECT_EQ(c.router.key_file, "/etc/vane/router-id.pem");
+}
+
+TEST(ConfigNetwork, IdentityKeyAndLimitErrors) {
+  expectError("router:\n  key_file: \"\"\n", 2, 13, "router.key_file", "must not be empty");
+  expectError("router:\n  max_routers: 0\n", 2, 16, "router.max_routers",
+              "value 0 is out of range (allowed: 1..1000000)");
+  expectError("router:\n  max_addresses: -1\n", 2, 18, "router.max_addresses", "out of range");
+  expectError("router:\n  max_addresses_per_router: x\n", 2, 29, "router.max_addresses_per_router",
+              "integer");
+  expectError("router:\n  max_updates_per_neighbor_per_second: 0\n", 2, 40,
+              "router.max_updates_per_neighbor_per_second",
+              "value 0 is out of range (allowed: 1..10000000)");
+  expectError("router:\n  max_update_burst_per_neighbor: 0\n", 2, 34,
+              "router.max_update_burst_per_neighbor",
+              "value 0 is out of range (allowed: 1..100000000)");
 }
 
 TEST(ConfigNetwork, DeadIntervalMustCoverTwoHellos) {
