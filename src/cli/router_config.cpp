@@ -34,6 +34,9 @@ RouterConfig RouterConfig::initial(const SiteInfo& site) {
   YAML::Node router = flowMap();
   router["id"] = site.name;
   router["mode"] = "interior";
+  // The router's identity key (created by vaned at its first start, in the
+  // site directory): a restarted site keeps its identity in the network.
+  router["key_file"] = "identity-key.pem";
   root["router"] = router;
 
   YAML::Node listeners(YAML::NodeType::Sequence);

@@ -838,6 +838,37 @@ class Api {
     double up = 0;
     for (const auto& l : view.links) up += l.up ? 1 : 0;
     m.sample("vane_links_up", up);
+    // Routing records refused (docs/design/trust-model.md) and network limits.
+    const routing::EngineStats none;
+    const routing::EngineStats* es = router_.routing().engineStats();
+    const routing::EngineStats& e = es != nullptr ? *es : none;
+    auto n = [](std::uint64_t x) { return static_cast<double>(x); };
+    m.family("vane_router_bad_signatures_total", "counter",
+             "Routing records and hellos with a missing or bad signature (the neighbour that "
+             "sent one is dropped).");
+    m.sample("vane_router_bad_signatures_total", n(e.bad_signatures));
+    m.family("vane_router_id_conflicts_total", "counter",
+             "Routing records and hellos for a router id that is in the network with another "
+             "key: refused.");
+    m.sample("vane_router_id_conflicts_total", n(e.id_conflicts));
+    m.family("vane_router_limit_drops_total", "counter",
+             "Routing records dropped by a router network limit, by limit.");
+    m.sample("vane_router_limit_drops_total", n(e.router_limit_drops), {{"limit", "max_routers"}});
+    m.sample("vane_router_limit_drops_total", n(e.address_limit_drops),
+             {{"limit", "max_addresses"}});
+    m.sample("vane_router_limit_drops_total", n(e.router_address_limit_drops),
+             {{"limit", "max_addresses_per_router"}});
+    m.family("vane_router_updates_deferred_total", "counter",
+             "Routing messages that waited for their neighbour's "
+             "max_updates_per_neighbor_per_second.");
+    m.sample("vane_router_updates_deferred_total", n(e.deferred_messages));
+    m.family("vane_router_rate_limit_drops_total", "counter",
+             "Neighbours dropped for sending updates over their rate for too long.");
+    m.sample("vane_router_rate_limit_drops_total", n(e.rate_limit_drops));
+    m.family("vane_claims_id_in_use_total", "counter",
+             "Claims refused because the site name is already a router id in the network.");
+    m.sample("vane_claims_id_in_use_total",
+             n(router_.claims() != nullptr ? router_.claims()->idInUseRefusals() : 0));
 
     // TCP: one sample per tcp listener and connector in every family; each
     // family's samples stay together, as the format requires.

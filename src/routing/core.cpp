@@ -285,6 +285,14 @@ void RoutingCore::drop(NeighborId n, std::string condition, std::string reason) 
   }
 }
 
+void RoutingCore::log(Severity severity, const std::string& message) {
+  if (severity == Severity::kWarning) {
+    VANE_LOG_WARN("router {}: {}", router_id_, message);
+  } else {
+    VANE_LOG_INFO("router {}: {}", router_id_, message);
+  }
+}
+
 void RoutingCore::pathsChanged(const std::vector<Path>& paths) {
   paths_ = paths;
   publishPaths();

@@ -148,12 +148,21 @@ class RoutingCore : private EngineOutput {
   };
   View view() const;
 
+  // Core loop only: the protocol engine's counters (null without a
+  // network), and whether `id` is taken in the network as this router sees
+  // it (this router, a neighbour, or a router whose records are held).
+  const EngineStats* engineStats() const { return engine_ ? &engine_->stats() : nullptr; }
+  bool routerIdInUse(const std::string& id) const {
+    return id == router_id_ || (engine_ && engine_->hasRouter(id));
+  }
+
  private:
   // EngineOutput (core loop)
   void send(NeighborId to, std::string message) override;
   void drop(NeighborId n, std::string condition, std::string reason) override;
   void pathsChanged(const std::vector<Path>& paths) override;
   void remoteAddress(const std::string& address, const std::string& router, bool present) override;
+  void log(Severity severity, const std::string& message) override;
 
   Millis now() const;
   void scheduleTick();

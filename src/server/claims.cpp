@@ -256,6 +256,20 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     return respond(management::jsonError(
         http::status::bad_request, "a site cannot link to itself (both are named '" + site + "')"));
   }
+  // The site name becomes the linked router's id (its certificate names it,
+  // and verify_router_id holds it to that): one already in the network
+  // would let the new site impersonate that router.
+  if (id_in_use_ && id_in_use_(site)) {
+    ++id_in_use_refusals_;
+    VANE_LOG_WARN(
+        "claims: refused token {} from site '{}': that name is already a router id in "
+        "the network",
+        id, site);
+    return respond(management::jsonError(
+        http::status::conflict, "the site name '" + site +
+                                    "' is already a router id in this network; choose another "
+                                    "name for the new site"));
+  }
   if (csr.find("-----BEGIN CERTIFICATE REQUEST-----") == std::string::npos) {
     return respond(management::jsonError(
         http::status::bad_request,

@@ -49,6 +49,14 @@ class Claims {
   // The claims endpoint: POST /claim.
   management::Handler handler();
 
+  // Whether a router id is already taken in this router's network (called
+  // on the core loop): a claim for such a site name is refused with 409.
+  void setIdInUse(std::function<bool(const std::string&)> in_use) {
+    id_in_use_ = std::move(in_use);
+  }
+  // Claims refused because the site name was a router id in the network.
+  std::uint64_t idInUseRefusals() const { return id_in_use_refusals_; }
+
  private:
   struct Token {
     std::string id;
@@ -68,6 +76,8 @@ class Claims {
   std::uint16_t claim_port_;
   pki::CertAndKey ca_;
   std::vector<Token> tokens_;
+  std::function<bool(const std::string&)> id_in_use_;
+  std::uint64_t id_in_use_refusals_ = 0;
 };
 
 // "host:port", with brackets around an IPv6 address.

@@ -14,12 +14,38 @@
 #include "management/api.hpp"
 #include "management/http_server.hpp"
 #include "routing/address_policy.hpp"
+#include "routing/signing.hpp"
 #include "server/claims.hpp"
 #include "server/connector.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
 
 namespace vane::server {
+
+// The key this router signs its routing records with (trust-model.md).
+std::shared_ptr<const routing::signing::KeyPair> Router::identityKey(
+    const config::RouterConfig& r) {
+  if (r.key_file.empty()) {
+    auto key = routing::signing::KeyPair::generate();
+    VANE_LOG_INFO(
+        "router {}: no router.key_file, so this run has a new identity key ({}); after a restart "
+        "other routers take the new key only once this run's records have aged out of the network "
+        "({} s after it became unreachable)",
+        r.id, routing::signing::base64(key->publicKey()), 30);
+    return key;
+  }
+  bool created = false;
+  std::string err;
+  auto key = routing::signing::KeyPair::loadOrCreate(r.key_file, created, err);
+  if (!key) {
+    if (init_error_.empty()) init_error_ = "router.key_file: " + err;
+    return routing::signing::KeyPair::generate();
+  }
+  VANE_LOG_INFO("router {}: identity key {} ({} {})", r.id,
+                routing::signing::base64(key->publicKey()), created ? "created" : "from",
+                r.key_file);
+  return key;
+}
 
 Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   const auto& r = cfg_.router;
@@ -66,6 +92,12 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
   settings_.instance = ecfg.instance;
+  ecfg.max_routers = r.max_routers;
+  ecfg.max_addresses = r.max_addresses;
+  ecfg.max_addresses_per_router = r.max_addresses_per_router;
+  ecfg.max_updates_per_neighbor_per_second = r.max_updates_per_neighbor_per_second;
+  ecfg.max_update_burst_per_neighbor = r.max_update_burst_per_neighbor;
+  ecfg.key = identityKey(r);
   core_->enableNetwork(ecfg);
   auto addConnector = [this](std::vector<config::ConnectorConfig> candidates, std::size_t first) {
     std::string err;
@@ -411,6 +443,8 @@ std::string Router::startClaims() {
     return out;
   };
   claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
+  // Runs on the core loop, like the claims handler.
+  claims_->setIdInUse([this](const std::string& id) { return core_->routerIdInUse(id); });
   if (std::string err = claims_->load(); !err.empty()) return err;
   claims_server_ = std::make_unique<management::HttpServer>(
       core_loop_, claims_->handler(), [source] { return source->current(); }, "claims", c.limits);

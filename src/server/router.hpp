@@ -144,6 +144,7 @@ class Router {
   void addressCounters(std::function<void(AddressCounterMap)> done);
 
  private:
+  std::shared_ptr<const routing::signing::KeyPair> identityKey(const config::RouterConfig& r);
   config::Config cfg_;
   amqp::ConnectionSettings settings_;
   amqp::Stats stats_;
