@@ -11,6 +11,7 @@ PACKAGES=(
   libssl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   python3 python3-qpid-proton python3-pytest python3-psutil python3-prometheus-client
+  python3-cryptography  # tests/system/fake_router.py signs routing records (Ed25519)
   iproute2 procps socat openssl
   iperf3 haproxy  # bench/run_tcp.sh's reference paths
   nodejs          # tests/system/js: rhea clients (and npm, below)

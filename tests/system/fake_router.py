@@ -7,18 +7,94 @@ It is a Proton Container on a thread of its own. It dials an inter-router
 `hello` every `hello_ms`, takes whatever the router sends (control messages
 are decoded and kept; data and stream deliveries are kept raw, route header
 split off) and sends what the test asks for through `call()`.
+
+Records and hellos are signed as docs/design/router-protocol.md says
+(Signatures) with the fake's own Ed25519 key (`key`, a new one unless
+given): `ls_record()` and `address_record()` build signed records, and the
+module functions sign with any key, so a test can forge a record for a real
+router's id under its own key, copy a real key with a bad signature, or
+send records unsigned.
 """
 
+import base64
+import hashlib
 import itertools
 import json
+import struct
 import threading
 import time
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from proton import Data, Link, Message, symbol, ulong
 from proton.handlers import IncomingMessageHandler, MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
 ROUTE_DESCRIPTOR = "vane:route:v1"
+
+
+# -- signatures (router-protocol.md, Signatures) ------------------------------
+
+def _u32(n):
+    return struct.pack(">I", n)
+
+
+def _u64(n):
+    return struct.pack(">Q", n)
+
+
+def _str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return _u32(len(b)) + b
+
+
+def _b64(b):
+    return base64.b64encode(b).decode()
+
+
+def public_key(key):
+    """The raw 32 bytes of an Ed25519 private key's public key."""
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def ls_input(rid, instance, seq, links):
+    """What a link-state record's signature covers; `links`: {id: cost}."""
+    items = sorted((k.encode(), c) for k, c in links.items() if k != rid)
+    body = _u32(len(items)) + b"".join(_str(k) + _u32(c) for k, c in items)
+    return (b"vane-ls-v1\0" + _str(rid) + _u64(instance) + _u64(seq) +
+            hashlib.sha256(body).digest())
+
+
+def address_input(rid, instance, seq, addresses):
+    """What an address record's signature covers: the set it results in."""
+    items = sorted({a.encode() for a in addresses})
+    body = _u32(len(items)) + b"".join(_str(a) for a in items)
+    return (b"vane-addr-v1\0" + _str(rid) + _u64(instance) + _u64(seq) +
+            hashlib.sha256(body).digest())
+
+
+def hello_input(rid, instance, to):
+    return b"vane-hello-v1\0" + _str(rid) + _u64(instance) + _str(to)
+
+
+def signed(record, key, message):
+    """`record` (a dict) with "key" and "sig" by `key` over `message`."""
+    return dict(record, key=_b64(public_key(key)), sig=_b64(key.sign(message)))
+
+
+def sign_ls(record, key):
+    return signed(record, key, ls_input(record["id"], record["instance"], record["seq"],
+                                        record["links"]))
+
+
+def sign_address(record, key, result=None):
+    """A full record is signed over its `exist`; an incremental one over
+    `result`, the set it results in."""
+    addresses = record["exist"] if "exist" in record else result
+    assert addresses is not None, "an incremental record is signed over its resulting set"
+    return signed(record, key, address_input(record["id"], record["instance"], record["seq"],
+                                             addresses))
 
 
 def encode_route_header(address, dest=None, dests=None, hops=0, origin="", presettled=False):
@@ -87,7 +163,7 @@ class Arrival:
 
 class FakeRouter(MessagingHandler):
     def __init__(self, url, rid, instance=None, mode="interior", cost=1, hello_ms=200,
-                 send_hello=True):
+                 send_hello=True, key=None, sign_hello=True):
         super().__init__(prefetch=100, auto_accept=False, auto_settle=True)
         # Deliveries are read raw here (route headers, partial streams).
         self.handlers = [h for h in self.handlers if not isinstance(h, IncomingMessageHandler)]
@@ -98,6 +174,9 @@ class FakeRouter(MessagingHandler):
         self.cost = cost
         self.hello_ms = hello_ms
         self.send_hello = send_hello
+        self.key = key if key is not None else Ed25519PrivateKey.generate()
+        self.sign_hello = sign_hello
+        self.peer_id = None         # the router's id (its container id)
         self.lock = threading.Lock()
         self.control_in = []        # decoded JSON messages from the router
         self.arrivals = []          # Arrival, for data and stream deliveries
@@ -127,7 +206,7 @@ class FakeRouter(MessagingHandler):
             # that arrived before that was ignored, so answer its first one:
             # then the adjacency is established at both ends.
             deadline = time.monotonic() + timeout
-            while not self.controls("hello"):
+            while not self.controls("hello") or self.peer_id is None:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"fake router {self.rid}: no hello in {timeout} s")
                 time.sleep(0.01)
@@ -165,8 +244,23 @@ class FakeRouter(MessagingHandler):
         return self.call(lambda: self._send(self.data, header + message_bytes, settled=settled))
 
     def hello(self):
-        return {"v": 1, "type": "hello", "id": self.rid, "instance": self.instance,
-                "cost": self.cost, "mode": self.mode}
+        h = {"v": 1, "type": "hello", "id": self.rid, "instance": self.instance,
+             "cost": self.cost, "mode": self.mode}
+        if self.sign_hello and self.peer_id is not None:
+            h = signed(h, self.key, hello_input(self.rid, self.instance, self.peer_id))
+        return h
+
+    def ls_record(self, links, seq=1, rid=None, instance=None, key=None):
+        """A signed link-state record (by default the fake's own)."""
+        rec = {"id": rid or self.rid, "instance": self.instance if instance is None else instance,
+               "seq": seq, "links": links}
+        return sign_ls(rec, key or self.key)
+
+    def address_record(self, exist, seq=1, rid=None, instance=None, key=None):
+        """A signed full address record (by default the fake's own)."""
+        rec = {"id": rid or self.rid, "instance": self.instance if instance is None else instance,
+               "seq": seq, "exist": sorted(set(exist))}
+        return sign_address(rec, key or self.key)
 
     def lsu(self, records):
         return {"v": 1, "type": "lsu", "records": records}
@@ -232,9 +326,13 @@ class FakeRouter(MessagingHandler):
     def on_timer_task(self, event):
         if self.closed.is_set() or self.conn is None:
             return
-        if self.control is not None and self.control.state & Link.LOCAL_ACTIVE:
+        if (self.control is not None and self.control.state & Link.LOCAL_ACTIVE and
+                (self.peer_id is not None or not self.sign_hello)):
             self._send(self.control, encode_control(json.dumps(self.hello())), True)
         event.container.schedule(self.hello_ms / 1000.0, self)
+
+    def on_connection_opened(self, event):
+        self.peer_id = event.connection.remote_container
 
     def on_link_opened(self, event):
         with self.lock:
@@ -293,6 +391,9 @@ class FakeRouter(MessagingHandler):
     def on_connection_remote_close(self, event):
         self.remote_condition = event.connection.remote_condition
         event.connection.close()
+        # Closed at both ends now (the base handler does not report it as
+        # closed when this handler closed first).
+        self.closed.set()
 
     def on_transport_error(self, event):
         self.remote_condition = event.transport.condition

@@ -5,12 +5,14 @@ survives a restart. (The CLI's own flow is in test_sites.py.)"""
 
 import http.client
 import json
+import re
 import ssl
 import subprocess
 import time
 from pathlib import Path
 
-from test_tls import TOKEN, get, issue, make_ca, profile, router_config
+from test_tls import TOKEN, get, issue, make_ca, profile, router_config, router_ids
+from vane_harness import eventually, make_config
 
 
 def csr(directory, cn):
@@ -107,6 +109,27 @@ def test_refusals(router_factory, tmp_path):
     status, body = claim(t3)
     assert status == 403 and body["error"].startswith("the token expired at ")
     b.wait_for_log(r"claims: refused token .* expired")
+
+
+def test_a_site_name_that_is_a_router_id_in_the_network_is_refused(router_factory, tmp_path):
+    """The site name becomes the linked router's id: one already in the
+    network (here c, linked to b) would let the new site take c's place.
+    Before, the redeemer chose any name; now 409, counted, and the token is
+    not used up."""
+    b, _ = claims_router(router_factory, tmp_path)
+    cfg = make_config(router_id="c", hello_interval_ms=200, dead_interval_ms=1000)
+    cfg["connectors"] = [{"name": "to-b", "host": "127.0.0.1", "port": b.ports["plain-links"],
+                          "role": "inter-router"}]
+    router_factory(cfg, name="c")
+    eventually(20, lambda: "c" in router_ids(b), what="a path from b to c")
+    t = new_token(b, tmp_path, uses=1)
+    status, body = claim(t, {"site": "c"})
+    assert status == 409, body
+    assert "'c' is already a router id in this network" in body["error"]
+    b.wait_for_log(r"claims: refused token .* from site 'c': that name is already a router id")
+    metrics = b.api("GET", "/metrics", token=TOKEN).body.decode()
+    assert re.search(r"^vane_claims_id_in_use_total 1$", metrics, re.M), metrics
+    assert claim(t)[0] == 200
 
 
 def test_issue_validation_and_revoke(router_factory, tmp_path):

@@ -3,7 +3,8 @@ AMQP peer speaking the router protocol) against one real vaned.
 
 A router link is trusted with traffic, not with everything: a neighbour that
 guesses or forges the reply address of a TCP flow must not be able to
-inject bytes into someone else's connection."""
+inject bytes into someone else's connection. (Forged routing records:
+test_forged_records.py.)"""
 
 import re
 import socket
@@ -34,7 +35,7 @@ def join(router, rid="F"):
     its link-state record, so that A has a path to F."""
     f = FakeRouter(f"127.0.0.1:{router.ports['inter']}", rid).start()
     eventually(10, lambda: f.controls("hello"), what="A's hello")
-    f.send_control(f.lsu([{"id": rid, "instance": f.instance, "seq": 1, "links": {"A": 1}}]))
+    f.send_control(f.lsu([f.ls_record({"A": 1})]))
     return f
 
 
@@ -47,8 +48,7 @@ def test_forged_flow_address_cannot_inject_into_a_tcp_connection(router_factory)
     a = linked_router(router_factory)
     f = join(a)
     try:
-        f.send_control(f.mau([{"id": "F", "instance": f.instance, "seq": 1,
-                                "exist": ["_vane/tcp/web"]}]))
+        f.send_control(f.mau([f.address_record(["_vane/tcp/web"])]))
         client = None
 
         def connected():

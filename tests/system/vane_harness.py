@@ -257,13 +257,25 @@ class Router:
         cmd = self.command_prefix + [str(self.binary)]
         if self.config is not None or self.config_text is not None:
             text = (self.config_text if self.config_text is not None
-                    else to_yaml(loopback_router_listeners(self.config)) + "\n")
+                    else to_yaml(self._prepared(self.config)) + "\n")
             self.config_path = self.workdir / f"{self.name}.yaml"
             self.config_path.write_text(text)
             cmd += ["--config", str(self.config_path)]
         if self.log_level:
             cmd += ["--log-level", self.log_level]
         return cmd + self.extra_args
+
+    def _prepared(self, config):
+        """`config` as written: loopback router listeners (see
+        loopback_router_listeners) and, unless it names one, a router.key_file
+        of this router's name in the work directory, so a restarted router
+        keeps its identity key, as the `vane` sites do."""
+        config = loopback_router_listeners(config)
+        if isinstance(config, dict) and isinstance(config.get("router"), dict) \
+                and "key_file" not in config["router"]:
+            config = dict(config)
+            config["router"] = dict(config["router"], key_file=f"{self.name}-identity.pem")
+        return config
 
     def start(self, wait=True, timeout=20.0):
         cmd = self.command()
@@ -345,7 +357,7 @@ class Router:
         assert self.config_path is not None, "router was started without a config file"
         self.config = config
         before = len(RELOAD_DONE_RE.findall(self.log_text()))
-        self.config_path.write_text(to_yaml(loopback_router_listeners(config)) + "\n")
+        self.config_path.write_text(to_yaml(self._prepared(config)) + "\n")
         self.proc.send_signal(signal.SIGHUP)   # not self.signal(): no exit is expected
 
         def outcome():
