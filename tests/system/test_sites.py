@@ -179,6 +179,13 @@ def test_three_sites(net):
     # the link is in a's configuration, with its own credentials
     assert (net.dir("a") / "links" / "b" / "key.pem").stat().st_mode & 0o077 == 0
     assert "tls_profile: link-b" in (net.dir("a") / "vaned.yaml").read_text()
+    # each site's identity key (docs/design/trust-model.md): in the site
+    # directory, created by vaned at its first start, private
+    for site in ("a", "b", "c"):
+        assert "key_file: identity-key.pem" in (net.dir(site) / "vaned.yaml").read_text()
+        key = net.dir(site) / "identity-key.pem"
+        assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+        assert key.stat().st_mode & 0o077 == 0
 
 
 def test_expired_token(net):
