@@ -268,13 +268,15 @@ class Router:
     def _prepared(self, config):
         """`config` as written: loopback router listeners (see
         loopback_router_listeners) and, unless it names one, a router.key_file
-        of this router's name in the work directory, so a restarted router
-        keeps its identity key, as the `vane` sites do."""
+        named after the router id in the work directory, so a router
+        restarted (under any harness name) keeps its identity key, as the
+        `vane` sites do."""
         config = loopback_router_listeners(config)
         if isinstance(config, dict) and isinstance(config.get("router"), dict) \
                 and "key_file" not in config["router"]:
             config = dict(config)
-            config["router"] = dict(config["router"], key_file=f"{self.name}-identity.pem")
+            rid = config["router"].get("id", "vane")
+            config["router"] = dict(config["router"], key_file=f"{rid}-identity.pem")
         return config
 
     def start(self, wait=True, timeout=20.0):
