@@ -1256,7 +1256,7 @@ void Connection::begin() {
   if (idle > 0) pn_transport_set_idle_timeout(t, idle);
   if (!options_.outgoing && options_.sasl) {
     sasl_ = std::make_unique<SaslServer>(
-        options_.sasl, tls_peer_,
+        options_.sasl, tls_peer_, peer_,
         [this](const std::string& mechanism, const std::string& user, bool ok) {
           if (ok) {
             user_ = user;

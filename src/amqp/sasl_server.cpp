@@ -2,6 +2,7 @@
 
 #include <crypt.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <proton/sasl.h>
 #include <proton/sasl_plugin.h>
 #include <proton/transport.h>
@@ -10,6 +11,7 @@
 #include <memory>
 
 #include "amqp/sasl_plain.hpp"
+#include "core/log.hpp"
 
 namespace vane::amqp {
 
@@ -81,14 +83,36 @@ bool equalSecret(const std::string& a, const std::string& b) {
 
 // A users file entry is the password itself, or a crypt(3) hash ("$6$...",
 // "$y$...", as made by `openssl passwd -6` or mkpasswd).
+bool isHash(const std::string& stored) {
+  return !stored.empty() && stored[0] == '$';
+}
+
 bool passwordMatches(const std::string& stored, const std::string& given) {
-  if (stored.empty() || stored[0] != '$') return equalSecret(stored, given);
+  if (!isHash(stored)) return equalSecret(stored, given);
   auto data = std::make_unique<crypt_data>();
   const char* hash = crypt_r(given.c_str(), stored.c_str(), data.get());
   return hash != nullptr && hash[0] != '*' && equalSecret(hash, stored);
 }
 
+// The LoginCache key of a user and a password: the name, a NUL and the
+// password's SHA-256 (the password itself is not kept).
+std::string loginKey(const std::string& user, const std::string& password) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(password.data(), password.size(), md, &n, EVP_sha256(), nullptr) != 1) return {};
+  return user + '\0' + std::string(reinterpret_cast<const char*>(md), n);
+}
+
 }  // namespace
+
+std::string sourceAddress(const std::string& peer) {
+  const auto colon = peer.rfind(':');
+  std::string a = colon == std::string::npos ? peer : peer.substr(0, colon);
+  if (a.size() > 2 && a.front() == '[' && a.back() == ']') a = a.substr(1, a.size() - 2);
+  static const std::string kMapped = "::ffff:";
+  if (a.rfind(kMapped, 0) == 0 && a.find('.') != std::string::npos) a = a.substr(kMapped.size());
+  return a;
+}
 
 std::string loadUsersFile(const std::string& path, std::map<std::string, std::string>& out) {
   std::ifstream in(path);
@@ -113,9 +137,10 @@ std::string loadUsersFile(const std::string& path, std::map<std::string, std::st
 }
 
 SaslServer::SaslServer(std::shared_ptr<const SaslServerConfig> config, std::string external_id,
-                       Outcome outcome)
+                       const std::string& peer, Outcome outcome)
     : config_(std::move(config)),
       external_id_(std::move(external_id)),
+      source_(sourceAddress(peer)),
       outcome_(std::move(outcome)) {
   auto add = [this](const char* m) {
     mechanisms_ += (mechanisms_.empty() ? "" : " ") + std::string(m);
@@ -150,19 +175,7 @@ void SaslServer::onInit(pn_transport_t* t, const std::string& mechanism,
     user = external_id_;
     ok = response.empty() || response == external_id_;
   } else if (mechanism == "PLAIN" && config_->plain) {
-    if (auto plain = parsePlainResponse(response)) {
-      user = plain->user;
-      auto it = config_->users.find(user);
-      const bool known = it != config_->users.end();
-      // An unknown name costs the same work as a known one.
-      const std::string& expected =
-          known ? it->second
-                : (config_->dummy_hash.empty() ? std::string(plain->password.size() + 1, 'x')
-                                               : config_->dummy_hash);
-      ok = passwordMatches(expected, plain->password) && known;
-      // A client may act for another identity only as itself.
-      ok = ok && (plain->authzid.empty() || plain->authzid == user);
-    }
+    ok = checkPlain(response, user);
   }
   if (ok) {
     pnx_sasl_set_succeeded(t, user.c_str(), nullptr);
@@ -171,6 +184,51 @@ void SaslServer::onInit(pn_transport_t* t, const std::string& mechanism,
   }
   pnx_sasl_set_desired_state(t, SASL_POSTED_OUTCOME);
   if (outcome_) outcome_(mechanism, user, ok);
+}
+
+bool SaslServer::checkPlain(const std::string& response, std::string& user) {
+  const auto now = AuthThrottle::Clock::now();
+  auto plain = parsePlainResponse(response);
+  if (plain) user = plain->user;
+  AuthThrottle* throttle = config_->throttle.get();
+  if (throttle != nullptr) {
+    // Refused like a wrong password, but without the check: a source that
+    // guesses cannot make the router hash more than its quota per window.
+    const auto verdict = throttle->check(source_, now);
+    if (verdict.throttled) {
+      if (verdict.first) {
+        VANE_LOG_WARN(
+            "authentication from {} throttled: {} failures within {} ms "
+            "(router.max_auth_failures_per_source {}): refused without a check until the "
+            "window ends",
+            source_, verdict.failures, throttle->window().count(), throttle->maxFailures());
+      }
+      return false;
+    }
+  }
+  bool ok = false;
+  if (plain) {
+    auto it = config_->users.find(user);
+    const bool known = it != config_->users.end();
+    LoginCache* logins = known && isHash(it->second) ? config_->logins.get() : nullptr;
+    const std::string key = logins != nullptr ? loginKey(user, plain->password) : std::string();
+    if (logins != nullptr && !key.empty() && logins->hit(key, it->second, now)) {
+      // Checked a moment ago with this very password and entry.
+      ok = true;
+    } else {
+      // An unknown name costs the same work as a known one.
+      const std::string& expected =
+          known ? it->second
+                : (config_->dummy_hash.empty() ? std::string(plain->password.size() + 1, 'x')
+                                               : config_->dummy_hash);
+      ok = passwordMatches(expected, plain->password) && known;
+      if (ok && logins != nullptr && !key.empty()) logins->add(key, it->second, now);
+    }
+    // A client may act for another identity only as itself.
+    ok = ok && (plain->authzid.empty() || plain->authzid == user);
+  }
+  if (!ok && throttle != nullptr) throttle->failed(source_, now);
+  return ok;
 }
 
 }  // namespace vane::amqp

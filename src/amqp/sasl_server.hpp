@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "amqp/auth_throttle.hpp"
+
 struct pn_transport_t;
 
 namespace vane::amqp {
@@ -23,20 +25,31 @@ struct SaslServerConfig {
   // A hash from `users` that an unknown name is checked against, so that it
   // takes as long as a known one ("" if no password is hashed).
   std::string dummy_hash;
+  // PLAIN: failed attempts per source address (router.max_auth_failures_per_source;
+  // one for the whole router, shared by every worker), null for none.
+  std::shared_ptr<AuthThrottle> throttle;
+  // PLAIN: recent successful checks of crypt(3) hashes, so that a client
+  // reconnecting in a loop does not cost a hash each time; null for none.
+  std::shared_ptr<LoginCache> logins;
 };
 
 // Reads a users file: one "name:password" per line; empty lines and lines
 // starting with '#' are skipped. Returns "" or "FILE:LINE: what is wrong".
 std::string loadUsersFile(const std::string& path, std::map<std::string, std::string>& out);
 
+// The address part of "address:port" (IPv4 or IPv6; an IPv4-mapped IPv6
+// address as IPv4).
+std::string sourceAddress(const std::string& peer);
+
 // One connection's SASL state. Lives as long as the connection's transport.
 class SaslServer {
  public:
   // `outcome(mechanism, user, ok)` is called once the client authenticated
-  // (or failed to).
+  // (or failed to). `peer` is the client's "address:port" (its address is
+  // the source that failed PLAIN attempts are counted for).
   using Outcome = std::function<void(const std::string&, const std::string&, bool)>;
   SaslServer(std::shared_ptr<const SaslServerConfig> config, std::string external_id,
-             Outcome outcome);
+             const std::string& peer, Outcome outcome);
 
   // Installs this as the transport's SASL implementation (server side).
   void install(pn_transport_t* transport);
@@ -46,8 +59,12 @@ class SaslServer {
   void onInit(pn_transport_t* t, const std::string& mechanism, const std::string& response);
 
  private:
+  // PLAIN: whether `response` holds a user and its password; sets `user`.
+  bool checkPlain(const std::string& response, std::string& user);
+
   std::shared_ptr<const SaslServerConfig> config_;
   std::string external_id_;
+  std::string source_;      // the peer's address, without the port
   std::string mechanisms_;  // space separated
   Outcome outcome_;
 };

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "amqp/auth_throttle.hpp"
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "management/http_server.hpp"
@@ -734,6 +735,10 @@ class Api {
              "Connections closed for not finishing TLS, SASL and the AMQP open within their "
              "listener's handshake_timeout_ms.");
     m.sample("vane_handshake_timeouts_total", v(s.handshake_timeouts));
+    m.family("vane_auth_throttled_total", "counter",
+             "PLAIN authentications refused without a password check: their source address "
+             "failed router.max_auth_failures_per_source times within auth_failure_window_ms.");
+    m.sample("vane_auth_throttled_total", static_cast<double>(router_.authThrottle().throttled()));
     m.family("vane_flow_token_mismatches_total", "counter",
              "Deliveries to a TCP flow's address with the wrong token (guessed or forged): "
              "dropped.");

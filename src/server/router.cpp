@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "amqp/auth_throttle.hpp"
 #include "amqp/sasl_server.hpp"
 #include "core/log.hpp"
 #include "management/api.hpp"
@@ -49,6 +50,9 @@ std::shared_ptr<const routing::signing::KeyPair> Router::identityKey(
 
 Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
   const auto& r = cfg_.router;
+  // One for every PLAIN listener, shared by the workers.
+  auth_throttle_ = std::make_shared<amqp::AuthThrottle>(
+      r.max_auth_failures_per_source, std::chrono::milliseconds(r.auth_failure_window_ms));
   settings_.container_id = r.id;
   settings_.max_frame_size = r.max_frame_size;
   settings_.session_capacity = r.session_capacity;
@@ -161,6 +165,8 @@ std::string Router::listenerSecurity(const config::ListenerConfig& l,
       for (const auto& [name, password] : sasl->users) {
         if (!password.empty() && password[0] == '$') sasl->dummy_hash = password;
       }
+      sasl->throttle = auth_throttle_;
+      sasl->logins = std::make_shared<amqp::LoginCache>();
     }
     options.sasl = std::move(sasl);
   }
@@ -776,6 +782,10 @@ std::string Router::reloadOnCore(const config::Config& next) {
                    a.tls_profile == b.tls_profile && a.verify_host == b.verify_host;
           });
   if (next.addresses.size() != cfg_.addresses.size()) note("addresses");
+  if (next.router.max_auth_failures_per_source != cfg_.router.max_auth_failures_per_source ||
+      next.router.auth_failure_window_ms != cfg_.router.auth_failure_window_ms) {
+    note("router.max_auth_failures_per_source or auth_failure_window_ms");
+  }
   if (next.router.id != cfg_.router.id || next.router.mode != cfg_.router.mode ||
       next.router.workers != cfg_.router.workers) {
     note("router");

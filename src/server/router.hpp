@@ -19,6 +19,9 @@ namespace vane::management {
 class HttpServer;
 struct HttpCounters;
 }  // namespace vane::management
+namespace vane::amqp {
+class AuthThrottle;
+}
 
 namespace vane::server {
 
@@ -53,6 +56,8 @@ class Router {
 
   const config::Config& config() const { return cfg_; }
   amqp::Stats& stats() { return stats_; }
+  // PLAIN authentication failures per source (router.max_auth_failures_per_source).
+  const amqp::AuthThrottle& authThrottle() const { return *auth_throttle_; }
   routing::RoutingCore& routing() { return *core_; }
 
   // -- Management: all on the core loop, unless said otherwise. -----------
@@ -148,6 +153,7 @@ class Router {
   config::Config cfg_;
   amqp::ConnectionSettings settings_;
   amqp::Stats stats_;
+  std::shared_ptr<amqp::AuthThrottle> auth_throttle_;
   core::EventLoop core_loop_{"core"};
   std::unique_ptr<routing::RoutingCore> core_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -183,3 +183,50 @@ def test_claims_endpoint_serves_while_one_source_holds_its_cap(router_factory, t
     res = b.api("GET", "/metrics", token=TOKEN)
     assert metric_value(res.body.decode(), "vane_http_refusals_total", server="claims",
                         limit="max_connections_per_source") >= 1
+
+
+def test_total_cap_refuses_every_source(router_factory):
+    r = mgmt_router(router_factory, max_connections=3, max_connections_per_source=8)
+    port = r.management_port
+    held = [silent(port) for _ in range(3)]
+    try:
+        # Accepted in order: the three are held before this one is looked at.
+        extra = silent(port, "127.0.0.2")
+        t = closed_after(extra, 5)
+        assert t is not None and t < 2, f"a connection over max_connections was kept ({t})"
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    eventually(10, lambda: http_get(port, source="127.0.0.2") is not None, what="served again")
+    assert metric(port, "vane_http_refusals_total", server="management",
+                  limit="max_connections") >= 1
+    assert metric(port, "vane_http_refusals_total", server="management",
+                  limit="max_connections_per_source") == 0
+
+
+def test_later_request_header_deadline_starts_at_its_first_byte(router_factory):
+    """On a kept-alive connection the wait for the next request is the idle
+    timeout; its header then has header_timeout_ms from its first byte."""
+    r = mgmt_router(router_factory, header_timeout_ms=1000, idle_timeout_ms=3000)
+    port = r.management_port
+    get = b"GET /healthz HTTP/1.1\r\nHost: vaned\r\n\r\n"
+
+    def answer(sock):
+        data = b""
+        while not data.endswith(b"}\n"):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        return data
+    s = silent(port)
+    s.sendall(get)
+    assert answer(s).startswith(b"HTTP/1.1 200")
+    time.sleep(1.8)  # past the header deadline, within the idle timeout
+    s.sendall(get)
+    assert answer(s).startswith(b"HTTP/1.1 200")
+    s.sendall(b"G")  # a request that starts, then trickles nothing
+    t = closed_after(s, 5)
+    s.close()
+    assert t is not None and 0.7 < t < 2.5, t
+    assert metric(port, "vane_http_header_timeouts_total", server="management") == 1
