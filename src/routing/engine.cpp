@@ -1236,6 +1236,18 @@ struct Engine::Impl {
 
   // A verified record for an id bound to another key: refused, counted and
   // logged once per id (until the binding changes).
+  // Records of a router not held yet, with router.max_routers held already:
+  // dropped, counted and logged.
+  bool overRouterLimit(std::uint32_t x, const std::string& id, const Neighbor* nb) {
+    if ((x != kNone && hasRecords(nodes_[x])) || heldRouters() < cfg.max_routers) return false;
+    ++stats.router_limit_drops;
+    limitReached(kRouterLimit, stats.router_limit_drops,
+                 fmt::format("dropped the records of router '{}' from {}: router.max_routers "
+                             "({}) routers are known",
+                             id, from(nb), cfg.max_routers));
+    return true;
+  }
+
   void conflict(std::uint32_t x, const char* kind, const std::string& id, const Neighbor* nb) {
     ++stats.id_conflicts;
     bool& logged = x == kNone || x == kSelf ? self_conflict_logged_ : nodes_[x].conflict_logged;
@@ -1314,14 +1326,7 @@ struct Engine::Impl {
       }
       return true;
     }
-    if ((x == kNone || !hasRecords(nodes_[x])) && heldRouters() >= cfg.max_routers) {
-      ++stats.router_limit_drops;
-      limitReached(kRouterLimit, stats.router_limit_drops,
-                   fmt::format("dropped the records of router '{}' from {}: router.max_routers "
-                               "({}) routers are known",
-                               rec.id, from(nb), cfg.max_routers));
-      return true;
-    }
+    if (overRouterLimit(x, rec.id, nb)) return true;
     if (x == kNone) x = nodeFor(rec.id);
     std::vector<Link> links;
     links.reserve(rec.links.size());
@@ -1399,14 +1404,7 @@ struct Engine::Impl {
       }
       return true;
     }
-    if ((x == kNone || !hasRecords(nodes_[x])) && heldRouters() >= cfg.max_routers) {
-      ++stats.router_limit_drops;
-      limitReached(kRouterLimit, stats.router_limit_drops,
-                   fmt::format("dropped the records of router '{}' from {}: router.max_routers "
-                               "({}) routers are known",
-                               rec.id, from(nb), cfg.max_routers));
-      return true;
-    }
+    if (overRouterLimit(x, rec.id, nb)) return true;
     if (result.size() > cfg.max_addresses_per_router) {
       ++stats.router_address_limit_drops;
       limitReached(kRouterAddressLimit, stats.router_address_limit_drops,
