@@ -241,7 +241,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
   std::shared_ptr<HttpCounters> counters_;
   std::chrono::milliseconds header_timeout_;
   std::chrono::milliseconds idle_timeout_;
-  beast::flat_buffer buffer_{8192};
+  beast::flat_buffer buffer_{kMaxHeader + 4096};  // a whole header, and some body
   std::optional<http::request_parser<http::string_body>> parser_;
   Request request_;
 };
