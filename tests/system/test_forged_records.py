@@ -60,12 +60,16 @@ def join(router, rid="F", **kwargs):
 
 
 def record_of(f, rid):
-    """The link-state record of `rid` that the router sent F."""
-    for m in f.controls("lsu"):
-        for rec in m["records"]:
-            if rec["id"] == rid:
-                return rec
-    return None
+    """The link-state record of `rid` that the router sent F. A's path to F
+    may be up a moment before F has read the records A sent it, so this
+    waits for them."""
+    def find():
+        for m in f.controls("lsu"):
+            for rec in m["records"]:
+                if rec["id"] == rid:
+                    return rec
+        return None
+    return eventually(10, find, what=f"{rid}'s link-state record at F")
 
 
 def test_forged_link_state_record_is_refused(router_factory):
