@@ -1240,8 +1240,17 @@ void Connection::reportFailure(const std::string& what) {
     (auth ? options_.counters->auth_failures : options_.counters->tls_failures)
         .fetch_add(1, std::memory_order_relaxed);
   }
-  VANE_LOG_WARN("connection {} {} {}: {}", peer_,
-                options_.outgoing ? "of connector" : "on listener", listener_, what);
+  static core::LogThrottle unattached_log;  // connections without a listener's counters
+  const std::uint64_t n =
+      (options_.counters ? options_.counters->failure_log : unattached_log).admit();
+  if (n == 1)
+    VANE_LOG_WARN("connection {} {} {}: {}", peer_,
+                  options_.outgoing ? "of connector" : "on listener", listener_, what);
+  else if (n > 1)
+    VANE_LOG_WARN("connection {} {} {}: {} (and {} more TLS or authentication failure(s) "
+                  "since the last such line)",
+                  peer_, options_.outgoing ? "of connector" : "on listener", listener_, what,
+                  n - 1);
   if (options_.on_failure) options_.on_failure(what);
 }
 

@@ -30,6 +30,7 @@
 #include "amqp/frame_guard.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
+#include "core/log.hpp"
 #include "forwarding/forwarder.hpp"
 
 struct pn_connection_driver_t;
@@ -86,6 +87,9 @@ struct ListenerCounters {
   // Connections refused over this listener's max_connections.
   std::atomic<std::uint64_t> connections_refused{0};
   std::atomic<std::int64_t> connections_active{0};
+  // TLS and authentication failures are logged at most once a second per
+  // listener: a password-guessing client must not flood the log.
+  core::LogThrottle failure_log;
 };
 
 // The per-connection limits a client can run into (router.max_*).

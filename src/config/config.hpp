@@ -140,6 +140,7 @@ struct HttpLimitsConfig {
   std::uint32_t header_timeout_ms = 10000;
   // A kept-alive connection with no request for this long is closed.
   std::uint32_t idle_timeout_ms = 30000;
+  bool operator==(const HttpLimitsConfig&) const = default;
 };
 
 // An outgoing connection to another router's inter-router or edge listener,

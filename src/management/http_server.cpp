@@ -287,13 +287,9 @@ void HttpServer::close() {
 }
 
 void HttpServer::refused(const std::string& source, const char* limit) {
-  ++refusals_unlogged_;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
-  VANE_LOG_WARN("{}: {} connection(s) refused (last from {}): limit {} reached", name_,
-                refusals_unlogged_, source, limit);
-  last_refusal_log_ = now;
-  refusals_unlogged_ = 0;
+  if (const auto n = refusal_log_.admit())
+    VANE_LOG_WARN("{}: {} connection(s) refused (last from {}): limit {} reached", name_, n,
+                  source, limit);
 }
 
 void HttpServer::acceptNext() {

@@ -18,6 +18,7 @@
 
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
+#include "core/log.hpp"
 
 namespace vane::management {
 
@@ -79,8 +80,7 @@ class HttpServer {
   bool closed_ = false;
   std::shared_ptr<Sources> sources_;
   std::shared_ptr<HttpCounters> counters_ = std::make_shared<HttpCounters>();
-  std::chrono::steady_clock::time_point last_refusal_log_{};
-  std::uint64_t refusals_unlogged_ = 0;
+  core::LogThrottle refusal_log_;
 };
 
 }  // namespace vane::management

@@ -64,15 +64,9 @@ void Listener::acceptNext() {
     }
     if (const char* limit = admit_()) {
       on_refused_();
-      // One line per second at most: a flood must not flood the log.
-      const auto now = std::chrono::steady_clock::now();
-      ++refused_unlogged_;
-      if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+      if (const auto n = refusal_log_.admit())
         VANE_LOG_WARN("{} {}: {} connection(s) refused: limit {} reached", ep_.kind, ep_.name,
-                      refused_unlogged_, limit);
-        last_refusal_log_ = now;
-        refused_unlogged_ = 0;
-      }
+                      n, limit);
       boost::system::error_code ignored;
       socket.close(ignored);
     } else {

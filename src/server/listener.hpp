@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/event_loop.hpp"
+#include "core/log.hpp"
 
 namespace vane::server {
 
@@ -54,8 +55,7 @@ class Listener {
   std::size_t next_worker_ = 0;
   std::uint16_t bound_port_ = 0;
   bool closed_ = false;
-  std::chrono::steady_clock::time_point last_refusal_log_{};
-  std::uint64_t refused_unlogged_ = 0;
+  core::LogThrottle refusal_log_;
 };
 
 }  // namespace vane::server

@@ -782,6 +782,24 @@ std::string Router::reloadOnCore(const config::Config& next) {
                    a.tls_profile == b.tls_profile && a.verify_host == b.verify_host;
           });
   if (next.addresses.size() != cfg_.addresses.size()) note("addresses");
+  {
+    const auto& a = cfg_.management;
+    const auto& b = next.management;
+    if (a.enabled != b.enabled || a.host != b.host || a.port != b.port || a.token != b.token ||
+        a.tls_profile != b.tls_profile || a.limits != b.limits) {
+      note("management (host, port, token, tls_profile or its connection limits)");
+    }
+  }
+  {
+    const auto& a = cfg_.claims;
+    const auto& b = next.claims;
+    if (a.enabled != b.enabled || a.host != b.host || a.port != b.port ||
+        a.tls_profile != b.tls_profile || a.ca_certificate != b.ca_certificate ||
+        a.ca_key != b.ca_key || a.state_file != b.state_file ||
+        a.advertise_host != b.advertise_host || a.limits != b.limits) {
+      note("claims");
+    }
+  }
   if (next.router.max_auth_failures_per_source != cfg_.router.max_auth_failures_per_source ||
       next.router.auth_failure_window_ms != cfg_.router.auth_failure_window_ms) {
     note("router.max_auth_failures_per_source or auth_failure_window_ms");

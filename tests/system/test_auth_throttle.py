@@ -116,6 +116,13 @@ def test_failing_source_is_throttled_others_are_not(router_factory, pki, tmp_pat
     assert metric(r, "vane_listener_auth_failures_total", listener="secure") == 5
     r.wait_for_log(r"authentication from 127\.0\.0\.1 throttled: 3 failures within 2000 ms "
                    r"\(router\.max_auth_failures_per_source 3\)")
+    # Five failures within two seconds: one warning line for the first,
+    # and at most one more standing for the rest, not one line per attempt.
+    failure_lines = [l for l in r.log_text().splitlines()
+                     if "on listener secure: authentication failed" in l]
+    assert 1 <= len(failure_lines) <= 2, failure_lines
+    if len(failure_lines) == 2:
+        assert re.search(r"and \d+ more TLS or authentication failure", failure_lines[1])
     # Once its window has passed, the source logs in again.
     eventually(5, lambda: sasl_plain(port, ca, "alice", "wonderland") == 0,
                interval=0.25, what="the window passed")

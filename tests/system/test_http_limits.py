@@ -230,3 +230,28 @@ def test_later_request_header_deadline_starts_at_its_first_byte(router_factory):
     s.close()
     assert t is not None and 0.7 < t < 2.5, t
     assert metric(port, "vane_http_header_timeouts_total", server="management") == 1
+
+
+def test_reload_says_management_limits_need_a_restart(router_factory):
+    """The management server is made at start: a reload that changes its
+    limits (or host, port, token) says that a restart applies them, and the
+    running server keeps the limits it has."""
+    r = mgmt_router(router_factory, max_connections_per_source=2)
+    port = r.management_port
+    cfg = dict(r.config)
+    cfg["management"] = dict(cfg["management"], max_connections_per_source=50)
+    line = r.reload(cfg)
+    assert "reload done" in line, line
+    r.wait_for_log(r"reload: management \(host, port, token, tls_profile or its connection "
+                   r"limits\) changed; restart vaned to apply it")
+    # Still two per source: a third silent socket from one host is refused.
+    held = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port))
+            held.append(s)
+        assert http_get(port, source="127.0.0.1") is None
+        assert http_get(port, source="127.0.0.2")[0] == 200
+    finally:
+        for s in held:
+            s.close()
