@@ -217,6 +217,14 @@ def diff_ranges(expected, actual, limit=3):
     return out
 
 
+def heap_metrics(router):
+    """(in use, free) bytes from the router's /metrics (glibc's mallinfo2), or None."""
+    text = router.api("GET", "/metrics").body.decode()
+    got = [re.search(rf"^{name} (\S+)$", text, re.M)
+           for name in ("vane_memory_heap_in_use_bytes", "vane_memory_heap_free_bytes")]
+    return tuple(float(g.group(1)) for g in got) if all(got) else None
+
+
 def fit_slope(samples):
     """Least-squares slope (bytes/s) through [(t, rss)], or None."""
     if len(samples) < 3:
@@ -898,6 +906,9 @@ class Soak:
                 if r.alive():
                     run["samples"].append((t, r.rss()))
                     run["cpu"] = sum(r._ps.cpu_times()[:2])
+                    heap = heap_metrics(r)
+                    if heap:
+                        run.setdefault("heap", []).append((t, *heap))
             except Exception:
                 pass
 
@@ -1051,6 +1062,21 @@ class Soak:
         self.stop_sampler.set()
         self.sample()
         self.t_end = now()
+        # With no traffic left, what each router still holds: live blocks
+        # back near the start-up figure mean the growth was buffered traffic
+        # (bounded by the flow budgets), not a leak.
+        time.sleep(0 if quick else 5)
+        self.idle = {}
+        for rid in ROUTERS:
+            r = self.net.routers.get(rid) if self.net is not None else None
+            try:
+                if r is not None and r.alive():
+                    heap = heap_metrics(r)
+                    self.idle[rid] = {"rss_mib": round(mib(r.rss()), 1),
+                                      "in_use_mib": round(mib(heap[0]), 1) if heap else None,
+                                      "free_mib": round(mib(heap[1]), 1) if heap else None}
+            except Exception:
+                pass
         alive = [a.name for a in self.agents + self.tcp_agents if a.is_alive()]
         if alive and not quick:
             self.problem(f"client threads still running after stopping: {alive}")
@@ -1222,12 +1248,23 @@ class Soak:
                 slope = fit_slope(s)
                 span = (s[-1][0] - s[0][0]) if len(s) >= 2 else 0.0
                 growth = slope * span if slope is not None else None
+                # The allocator's view over the same span: in use (live
+                # blocks) against free memory it keeps (fragmentation).
+                h = [x for x in run.get("heap", []) if x[0] >= run["start"] + warm and
+                     x[0] >= self.traffic_start + warm]
+                heap = {}
+                for key, i in (("in_use", 1), ("free", 2)):
+                    hs = fit_slope([(x[0], x[i]) for x in h])
+                    heap[key] = {"first_mib": round(mib(h[0][i]), 1) if h else None,
+                                 "last_mib": round(mib(h[-1][i]), 1) if h else None,
+                                 "fit_growth_mib": None if hs is None else
+                                 round(hs * (h[-1][0] - h[0][0]) / MiB, 2)}
                 p = {"process": run["index"], "samples": len(s), "span_min": round(span / 60, 1),
                      "first_mib": round(mib(s[0][1]), 1) if s else None,
                      "last_mib": round(mib(s[-1][1]), 1) if s else None,
                      "slope_mib_h": None if slope is None else round(slope * 3600 / MiB, 2),
                      "fit_growth_mib": None if growth is None else round(growth / MiB, 2),
-                     "cpu_s": round(run.get("cpu", 0.0), 1)}
+                     "cpu_s": round(run.get("cpu", 0.0), 1), "heap": heap}
                 procs.append(p)
                 if growth is not None and span >= self.args.rss_span * 60 and \
                         growth / MiB > self.args.rss_growth:
@@ -1354,6 +1391,22 @@ class Soak:
                 for p in row["processes"])
             print(f"| {rid} | {row['start_mib']} | {row['peak_mib']} | {row['end_mib']} | "
                   f"{procs} |")
+        print()
+        print("Idle 5 s after the traffic ended (MiB): " + "; ".join(
+            f"{rid} RSS {v['rss_mib']}, heap in use {v['in_use_mib']}, free {v['free_mib']}"
+            for rid, v in getattr(self, "idle", {}).items()))
+        print()
+        print("Heap per process (glibc mallinfo2, MiB: first→last, fitted growth): "
+              "in use = live blocks, free = freed memory the allocator keeps")
+        for rid, row in rss.items():
+            for p in row["processes"]:
+                h = p.get("heap") or {}
+                if not h or h["in_use"]["first_mib"] is None:
+                    continue
+                print(f"  {rid} #{p['process']}: in use {h['in_use']['first_mib']}→"
+                      f"{h['in_use']['last_mib']} ({h['in_use']['fit_growth_mib']}), free "
+                      f"{h['free']['first_mib']}→{h['free']['last_mib']} "
+                      f"({h['free']['fit_growth_mib']})")
         for rid, row in rss.items():
             if row["at_recovery_mib"]:
                 print(f"{rid} at each recovery: {row['at_recovery_mib']}")
@@ -1426,6 +1479,10 @@ class Soak:
             "rss_samples": {rid: [[[round(t - self.t0, 1), round(mib(r), 2)] for t, r in
                                    run["samples"]] for run in self.instances[rid]]
                             for rid in ROUTERS},
+            "heap_samples": {rid: [[[round(x[0] - self.t0, 1), round(mib(x[1]), 2),
+                                     round(mib(x[2]), 2)] for x in run.get("heap", [])]
+                                   for run in self.instances[rid]] for rid in ROUTERS},
+            "idle": getattr(self, "idle", {}),
         }
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")

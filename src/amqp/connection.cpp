@@ -40,6 +40,9 @@ using forwarding::Transfer;
 namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
+// The most bytes an outgoing delivery holds in Proton before they are framed
+// (see OutLink::pump).
+constexpr std::size_t kMaxUnframed = 64 * 1024;
 // Channels (sessions) of a router connection, and the stream links each side
 // may open on it (each on its own session), leaving room for the control
 // and data sessions of both sides.
@@ -339,8 +342,13 @@ class OutLink : public forwarding::EgressSink, public std::enable_shared_from_th
         // Appending is cheap while nothing was framed since our last append
         // (the buffer holds exactly what we put there, so it has not wrapped):
         // a route header and a message's first bytes then go out in one frame.
+        // And never more than kMaxUnframed at once: Proton pools a finished
+        // delivery with its buffer at the largest size it ever reached, for
+        // as long as the connection lives, so a delivery that once held a
+        // megabyte of a large message would keep that megabyte while it
+        // carries small messages ever after (on a router link: for days).
         const auto unsent = static_cast<std::size_t>(pn_delivery_pending(d));
-        if (unsent > 0 && unsent != t.engine_appended) {
+        if (unsent > 0 && (unsent != t.engine_appended || unsent >= kMaxUnframed)) {
           conn_.frameOutput();
           if (pn_delivery_pending(d) > 0) {
             block();

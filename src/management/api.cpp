@@ -6,6 +6,9 @@
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <fstream>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -705,6 +708,18 @@ class Api {
     m.sample("vane_uptime_seconds", router_.uptimeSeconds());
     m.family("vane_memory_resident_bytes", "gauge", "Resident memory of the router process.");
     m.sample("vane_memory_resident_bytes", static_cast<double>(rssBytes()));
+#ifdef __GLIBC__
+    // What the allocator says: memory in live blocks (mapped ones included)
+    // and freed memory it still holds. Resident memory that grows while
+    // in-use stays flat is the allocator keeping freed memory, not a leak.
+    const struct mallinfo2 mi = mallinfo2();
+    m.family("vane_memory_heap_in_use_bytes", "gauge",
+             "Memory in allocated blocks (malloc's arenas and mapped blocks).");
+    m.sample("vane_memory_heap_in_use_bytes", static_cast<double>(mi.uordblks + mi.hblkhd));
+    m.family("vane_memory_heap_free_bytes", "gauge",
+             "Freed memory that malloc keeps in its arenas.");
+    m.sample("vane_memory_heap_free_bytes", static_cast<double>(mi.fordblks));
+#endif
     m.family("vane_connections_active", "gauge", "Open AMQP connections (clients and routers).");
     m.sample("vane_connections_active", v(s.connections_active));
     m.family("vane_connections_opened_total", "counter", "AMQP connections accepted or made.");
