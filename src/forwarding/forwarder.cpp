@@ -9,8 +9,9 @@
 namespace vane::forwarding {
 
 void FlowBudget::release(std::int64_t n) {
-  auto left = bytes.fetch_sub(n, std::memory_order_acq_rel) - n;
-  if (left <= limit / 2 && paused.exchange(false, std::memory_order_acq_rel)) {
+  // seq_cst: see pauseIfFull.
+  auto left = bytes.fetch_sub(n, std::memory_order_seq_cst) - n;
+  if (left <= limit / 2 && paused.exchange(false, std::memory_order_seq_cst)) {
     ingress_loop.post([s = sink] {
       if (auto sink = s.lock()) sink->onResume();
     });

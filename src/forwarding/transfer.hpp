@@ -90,11 +90,16 @@ struct FlowBudget {
   // Ingress loop, before reading more: true when over the limit, in which
   // case `paused` is set and a resume (IngressSink::onResume) will come once
   // the egress drains below the low mark. The flag is set before a second
-  // check, so a drain racing the pause is never lost.
+  // check, so a drain racing the pause is never lost. That needs sequential
+  // consistency here and in release(): with release/acquire alone the
+  // second check may read `bytes` from before the egress drained while the
+  // egress reads `paused` from before it was set (a store followed by a
+  // load of another variable; x86 reorders them too), and then nobody
+  // resumes the link: it stalls for good.
   bool pauseIfFull() {
     if (!overLimit()) return false;
-    paused.store(true, std::memory_order_release);
-    if (overLimit()) return true;
+    paused.store(true, std::memory_order_seq_cst);
+    if (bytes.load(std::memory_order_seq_cst) > limit) return true;
     // Drained between the checks: take the flag back (or let the resume that
     // the egress posted find nothing to do).
     paused.store(false, std::memory_order_release);
