@@ -70,8 +70,10 @@ What counts (per kind; a multicast message is received once per consumer):
                through its samples after the warm-up (MiB/hour), and the
                growth that line shows over the process's life; the same for
                the memory in use (vane_memory_heap_in_use_bytes: live
-               blocks, not what the allocator keeps). A process that lived
-               --rss-span minutes or more whose memory in use grew more than
+               blocks, not what the allocator keeps) and for "held": in use
+               less the traffic in flight at that moment
+               (vane_traffic_buffered_bytes). A process that lived
+               --rss-span minutes or more whose held memory grew more than
                --rss-growth MiB is flagged (its RSS, when the router does not
                report the heap). Also each router's RSS at every recovery
                (the same point of the traffic cycle), and what each holds
@@ -222,11 +224,16 @@ def diff_ranges(expected, actual, limit=3):
 
 
 def heap_metrics(router):
-    """(in use, free) bytes from the router's /metrics (glibc's mallinfo2), or None."""
+    """(in use, free, traffic buffered) bytes from the router's /metrics
+    (glibc's mallinfo2 and vane_traffic_buffered_bytes; the last 0 where the
+    router does not report it), or None."""
     text = router.api("GET", "/metrics").body.decode()
     got = [re.search(rf"^{name} (\S+)$", text, re.M)
            for name in ("vane_memory_heap_in_use_bytes", "vane_memory_heap_free_bytes")]
-    return tuple(float(g.group(1)) for g in got) if all(got) else None
+    if not all(got):
+        return None
+    b = re.search(r"^vane_traffic_buffered_bytes (\S+)$", text, re.M)
+    return (*(float(g.group(1)) for g in got), float(b.group(1)) if b else 0.0)
 
 
 def fit_slope(samples):
@@ -1078,7 +1085,8 @@ class Soak:
                     heap = heap_metrics(r)
                     self.idle[rid] = {"rss_mib": round(mib(r.rss()), 1),
                                       "in_use_mib": round(mib(heap[0]), 1) if heap else None,
-                                      "free_mib": round(mib(heap[1]), 1) if heap else None}
+                                      "free_mib": round(mib(heap[1]), 1) if heap else None,
+                                      "buffered_bytes": int(heap[2]) if heap else None}
             except Exception:
                 pass
         alive = [a.name for a in self.agents + self.tcp_agents if a.is_alive()]
@@ -1257,10 +1265,15 @@ class Soak:
                 h = [x for x in run.get("heap", []) if x[0] >= run["start"] + warm and
                      x[0] >= self.traffic_start + warm]
                 heap = {}
-                for key, i in (("in_use", 1), ("free", 2)):
+                # "held": in use less the traffic the router holds at that
+                # moment (vane_traffic_buffered_bytes), i.e. what stays when
+                # the deliveries and streams in flight are taken away.
+                h = [(*x, x[1] - x[3]) for x in h]
+                for key, i in (("in_use", 1), ("free", 2), ("buffered", 3), ("held", 4)):
                     hs = fit_slope([(x[0], x[i]) for x in h])
                     heap[key] = {"first_mib": round(mib(h[0][i]), 1) if h else None,
                                  "last_mib": round(mib(h[-1][i]), 1) if h else None,
+                                 "peak_mib": round(mib(max(x[i] for x in h)), 1) if h else None,
                                  "fit_growth_mib": None if hs is None else
                                  round(hs * (h[-1][0] - h[0][0]) / MiB, 2)}
                 p = {"process": run["index"], "samples": len(s), "span_min": round(span / 60, 1),
@@ -1270,16 +1283,20 @@ class Soak:
                      "fit_growth_mib": None if growth is None else round(growth / MiB, 2),
                      "cpu_s": round(run.get("cpu", 0.0), 1), "heap": heap}
                 procs.append(p)
-                # Judged on the memory in use (live blocks) where the router
-                # reports it: RSS also moves with what the allocator keeps,
-                # which is not the router's to bound. RSS where it does not.
-                in_use_growth = heap["in_use"]["fit_growth_mib"]
+                # Judged on the memory in use (live blocks) less the traffic
+                # in flight where the router reports them: RSS also moves
+                # with what the allocator keeps, which is not the router's to
+                # bound, and in-use with the large messages that happen to be
+                # crossing at each sample. RSS where the heap is not reported.
+                held_growth = heap["held"]["fit_growth_mib"]
                 if span >= self.args.rss_span * 60:
-                    if in_use_growth is not None:
-                        if in_use_growth > self.args.rss_growth:
+                    if held_growth is not None:
+                        if held_growth > self.args.rss_growth:
                             flags.append(f"router {rid} process {run['index']}: memory in use "
-                                         f"grew {in_use_growth:.1f} MiB over {span / 60:.1f} "
-                                         f"min (RSS {growth / MiB:.1f} MiB)")
+                                         f"less traffic in flight grew {held_growth:.1f} MiB "
+                                         f"over {span / 60:.1f} min (in use "
+                                         f"{heap['in_use']['fit_growth_mib']:.1f}, RSS "
+                                         f"{growth / MiB:.1f} MiB)")
                     elif growth is not None and growth / MiB > self.args.rss_growth:
                         flags.append(f"router {rid} process {run['index']}: RSS grew "
                                      f"{growth / MiB:.1f} MiB over {span / 60:.1f} min "
@@ -1406,11 +1423,13 @@ class Soak:
                   f"{procs} |")
         print()
         print("Idle 5 s after the traffic ended (MiB): " + "; ".join(
-            f"{rid} RSS {v['rss_mib']}, heap in use {v['in_use_mib']}, free {v['free_mib']}"
+            f"{rid} RSS {v['rss_mib']}, heap in use {v['in_use_mib']}, free {v['free_mib']}, "
+            f"traffic held {v.get('buffered_bytes')} B"
             for rid, v in getattr(self, "idle", {}).items()))
         print()
         print("Heap per process (glibc mallinfo2, MiB: first→last, fitted growth): "
-              "in use = live blocks, free = freed memory the allocator keeps")
+              "in use = live blocks, free = freed memory the allocator keeps, traffic = "
+              "bytes of deliveries and streams in flight (peak), held = in use - traffic")
         for rid, row in rss.items():
             for p in row["processes"]:
                 h = p.get("heap") or {}
@@ -1419,7 +1438,9 @@ class Soak:
                 print(f"  {rid} #{p['process']}: in use {h['in_use']['first_mib']}→"
                       f"{h['in_use']['last_mib']} ({h['in_use']['fit_growth_mib']}), free "
                       f"{h['free']['first_mib']}→{h['free']['last_mib']} "
-                      f"({h['free']['fit_growth_mib']})")
+                      f"({h['free']['fit_growth_mib']}), traffic peak {h['buffered']['peak_mib']}, "
+                      f"held {h['held']['first_mib']}→{h['held']['last_mib']} "
+                      f"({h['held']['fit_growth_mib']})")
         for rid, row in rss.items():
             if row["at_recovery_mib"]:
                 print(f"{rid} at each recovery: {row['at_recovery_mib']}")

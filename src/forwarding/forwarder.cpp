@@ -8,7 +8,31 @@
 
 namespace vane::forwarding {
 
+namespace traffic {
+namespace {
+constexpr unsigned kSlots = 64;
+struct alignas(64) Slot {
+  std::atomic<std::int64_t> bytes{0};
+};
+Slot slots[kSlots];
+std::atomic<unsigned> next_slot{0};
+}  // namespace
+
+void add(std::int64_t n) {
+  // Threads beyond kSlots share slots; the sum stays exact.
+  thread_local Slot& mine = slots[next_slot.fetch_add(1, std::memory_order_relaxed) % kSlots];
+  mine.bytes.fetch_add(n, std::memory_order_relaxed);
+}
+
+std::int64_t buffered() {
+  std::int64_t sum = 0;
+  for (const auto& s : slots) sum += s.bytes.load(std::memory_order_relaxed);
+  return sum;
+}
+}  // namespace traffic
+
 void FlowBudget::release(std::int64_t n) {
+  traffic::add(-n);
   // seq_cst: see pauseIfFull.
   auto left = bytes.fetch_sub(n, std::memory_order_seq_cst) - n;
   if (left <= limit / 2 && paused.exchange(false, std::memory_order_seq_cst)) {

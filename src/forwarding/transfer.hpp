@@ -70,12 +70,27 @@ struct Outcome {
 class IngressSink;
 class EgressSink;
 
+// The sum of every FlowBudget's bytes in this process: message and stream
+// bytes the router holds between reading them and handing them to the egress
+// protocol engine or socket (vane_traffic_buffered_bytes). A multicast
+// delivery counts once per copy although its copies share the bytes. Cheap
+// enough for the data path: each thread adds to its own cache line; reading
+// sums them.
+namespace traffic {
+void add(std::int64_t n);
+std::int64_t buffered();
+}  // namespace traffic
+
 // Bytes of one ingress link that are inside the router (received from the
 // sender, not yet handed to the egress protocol engine). The ingress stops
 // reading the link above `limit` and resumes when the egress side drains
 // below limit/2. Invariant: 0 <= bytes.
 struct FlowBudget {
   FlowBudget(core::EventLoop& loop, std::int64_t limit) : ingress_loop(loop), limit(limit) {}
+  // Bytes never released (copies dropped with their chunks) leave the gauge.
+  ~FlowBudget() { traffic::add(-bytes.load(std::memory_order_relaxed)); }
+  FlowBudget(const FlowBudget&) = delete;
+  FlowBudget& operator=(const FlowBudget&) = delete;
 
   core::EventLoop& ingress_loop;
   const std::int64_t limit;
@@ -105,7 +120,10 @@ struct FlowBudget {
     paused.store(false, std::memory_order_release);
     return false;
   }
-  void take(std::int64_t n) { bytes.fetch_add(n, std::memory_order_relaxed); }
+  void take(std::int64_t n) {
+    bytes.fetch_add(n, std::memory_order_relaxed);
+    traffic::add(n);
+  }
   // Called on the egress loop when `n` bytes have left the router's buffers.
   void release(std::int64_t n);
 };

@@ -17,6 +17,7 @@
 #include "amqp/auth_throttle.hpp"
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
+#include "forwarding/transfer.hpp"
 #include "management/http_server.hpp"
 #include "management/json_response.hpp"
 #include "routing/core.hpp"
@@ -720,6 +721,10 @@ class Api {
              "Freed memory that malloc keeps in its arenas.");
     m.sample("vane_memory_heap_free_bytes", static_cast<double>(mi.fordblks));
 #endif
+    m.family("vane_traffic_buffered_bytes", "gauge",
+             "Message and stream bytes the router holds between reading them and handing "
+             "them on (a multicast delivery counts once per copy).");
+    m.sample("vane_traffic_buffered_bytes", static_cast<double>(forwarding::traffic::buffered()));
     m.family("vane_connections_active", "gauge", "Open AMQP connections (clients and routers).");
     m.sample("vane_connections_active", v(s.connections_active));
     m.family("vane_connections_opened_total", "counter", "AMQP connections accepted or made.");

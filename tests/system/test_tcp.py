@@ -404,6 +404,15 @@ def test_refused_target_resets_client(router_factory, hops):
 # --------------------------------------------------------------------------
 # Flow control: bounded memory
 
+def buffered(router):
+    """vane_traffic_buffered_bytes of `router` (bytes of traffic it holds)."""
+    text = router.api("GET", "/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith("vane_traffic_buffered_bytes "):
+            return float(line.split()[1])
+    raise AssertionError("no vane_traffic_buffered_bytes in /metrics")
+
+
 class RssSampler:
     """Samples the routers' RSS every `interval` seconds on a thread."""
 
@@ -443,11 +452,13 @@ def test_bounded_memory_server_not_reading(router_factory, servers):
     stop reading from the client after a window per hop instead of
     buffering, so little gets in and RSS stays flat. Then the server reads
     and all 200 MiB arrive intact (the flow was paused, not broken), RSS
-    still bounded."""
+    still bounded. vane_traffic_buffered_bytes shows what each router holds
+    of the stream: at most a window per hop and direction while stalled,
+    nothing once the flow has ended."""
     total = 200 * MiB
     gate = threading.Event()
     server = servers(DigestServer(gate=gate))
-    net = tcp_line(router_factory, 2, server.port)
+    net = tcp_line(router_factory, 2, server.port, management={"port": 0})
     port = net.tcp_port("A", "in")
     s = connect_to_backend(port, server)
     block = payload(MiB, seed=11)
@@ -471,6 +482,7 @@ def test_bounded_memory_server_not_reading(router_factory, servers):
                 time.sleep(0.01)
         stalled_at = pushed
         stalled_growth = sampler.growth()
+        held = {x: buffered(net[x]) for x in "AB"}
         # Phase 2: the server reads; the rest of the 200 MiB goes through.
         gate.set()
         s.setblocking(True)
@@ -489,6 +501,13 @@ def test_bounded_memory_server_not_reading(router_factory, servers):
     for _ in range(total // MiB):
         expect.update(block)
     assert reply == f"{total} {expect.hexdigest()}\n".encode(), reply
+    # Stalled, the stream sat in the routers: B holds the window it may send
+    # to the server's socket, A the window of its outgoing stream link (1 MiB
+    # each by default, plus up to one read's overshoot).
+    assert held["A"] > 0 and held["B"] > 0, held
+    assert all(v <= 2 * MiB + 256 * 1024 for v in held.values()), held
+    eventually(10, lambda: buffered(net["A"]) == 0 and buffered(net["B"]) == 0,
+               what="the routers to hold no stream bytes once the flow ended")
     # What the client got into the network while the server read nothing:
     # kernel socket buffers (a few MiB at each of the 4 sockets on the way)
     # plus one window per hop; never anywhere near the 200 MiB offered.
@@ -505,7 +524,7 @@ def test_bounded_memory_server_not_reading(router_factory, servers):
     assert all(g < 32 * MiB for g in growth.values()), (
         f"RSS growth (MiB): { {k: round(v / MiB, 1) for k, v in growth.items()} }; pushed "
         f"{stalled_at / MiB:.0f} MiB before the server read; samples (MiB): {sampler.describe()}")
-    print(f"stalled at {stalled_at / MiB:.1f} MiB; RSS growth MiB stalled "
+    print(f"stalled at {stalled_at / MiB:.1f} MiB, routers holding {held}; RSS growth MiB stalled "
           f"{ {k: round(v / MiB, 1) for k, v in stalled_growth.items()} } overall "
           f"{ {k: round(v / MiB, 1) for k, v in growth.items()} } baseline "
           f"{ {k: round(v / MiB, 1) for k, v in sampler.baseline.items()} }")
