@@ -23,7 +23,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "routing/address_policy.hpp"
+#include "config/address_tokens.hpp"
 
 namespace vane::config {
 
@@ -992,7 +992,7 @@ class Parser {
       const AddressConfig& added = out.back();
       std::vector<std::string>& toks = tokens.emplace_back();
       if (!added.pattern.empty()) {
-        for (std::string_view t : routing::splitAddressTokens(added.pattern)) toks.emplace_back(t);
+        for (std::string_view t : splitAddressTokens(added.pattern)) toks.emplace_back(t);
       }
       for (std::size_t j = 0; j + 1 < out.size(); ++j) {
         const AddressConfig& prev = out[j];

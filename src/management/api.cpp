@@ -21,8 +21,8 @@
 #include "management/http_server.hpp"
 #include "management/json_response.hpp"
 #include "routing/core.hpp"
-#include "server/claims.hpp"
-#include "server/router.hpp"
+#include "management/claims.hpp"
+#include "management/router_control.hpp"
 
 #ifndef VANE_VERSION
 #define VANE_VERSION "dev"
@@ -159,7 +159,7 @@ const char* sectionName(Kind k) {
 
 class Api {
  public:
-  Api(server::Router& router, std::string token) : router_(router), token_(std::move(token)) {}
+  Api(RouterControl& router, std::string token) : router_(router), token_(std::move(token)) {}
 
   void handle(const Request& req, const Respond& respond) {
     const auto raw = req.target();
@@ -187,7 +187,7 @@ class Api {
     }
     if (target == "/metrics") {
       if (method != http::verb::get) return notAllowed(respond, "GET, HEAD");
-      router_.addressCounters([this, respond](server::Router::AddressCounterMap counters) {
+      router_.addressCounters([this, respond](AddressCounterMap counters) {
         metrics(respond, counters);
       });
       return;
@@ -230,7 +230,7 @@ class Api {
       if (path == "router") return respond(jsonReply(http::status::ok, routerJson()));
       if (path == "routers") return respond(jsonReply(http::status::ok, routersJson()));
       if (path == "addresses") {
-        router_.addressCounters([this, respond](server::Router::AddressCounterMap counters) {
+        router_.addressCounters([this, respond](AddressCounterMap counters) {
           respond(jsonReply(http::status::ok, addressesJson(counters)));
         });
         return;
@@ -302,7 +302,7 @@ class Api {
   }
 
  private:
-  static Response refusal(const server::Router::Refusal& r) {
+  static Response refusal(const Refusal& r) {
     return jsonError(r.conflict ? http::status::conflict : http::status::bad_request, r.message);
   }
 
@@ -369,7 +369,7 @@ class Api {
             {"no_route", c.no_route}};
   }
 
-  json addressesJson(const server::Router::AddressCounterMap& counters) const {
+  json addressesJson(const AddressCounterMap& counters) const {
     const auto v = router_.routing().view();
     json a = json::array();
     constexpr std::string_view kTemp = "_vane/temp/";
@@ -423,7 +423,7 @@ class Api {
 
   void tokens(http::verb method, std::string_view id, const std::string& body,
               const Respond& respond) {
-    server::Claims* claims = router_.claims();
+    Claims* claims = router_.claims();
     if (claims == nullptr) {
       return respond(
           jsonError(http::status::conflict,
@@ -433,13 +433,13 @@ class Api {
       return respond(jsonReply(http::status::ok, claims->list()));
     if (!id.empty() && method == http::verb::delete_) {
       switch (claims->revoke(std::string(id))) {
-        case server::Claims::Revoked::kDone:
+        case Claims::Revoked::kDone:
           return respond(Response{http::status::no_content, 11});
-        case server::Claims::Revoked::kNotSaved:
+        case Claims::Revoked::kNotSaved:
           return respond(
               jsonError(http::status::internal_server_error,
                         "the router could not record the revocation; the token stays valid"));
-        case server::Claims::Revoked::kUnknown:
+        case Claims::Revoked::kUnknown:
           break;
       }
       return respond(
@@ -448,7 +448,7 @@ class Api {
     if (!id.empty() || method != http::verb::post) {
       return notAllowed(respond, id.empty() ? "GET, HEAD, POST" : "DELETE");
     }
-    std::int64_t expires = server::Claims::kDefaultExpiry;
+    std::int64_t expires = Claims::kDefaultExpiry;
     int uses = 1;
     try {
       const json b = body.empty() ? json::object() : json::parse(body);
@@ -515,12 +515,12 @@ class Api {
     return a;
   }
 
-  static json tcpListenerJson(const server::Router::TcpListenerInfo& t) {
+  static json tcpListenerJson(const TcpListenerInfo& t) {
     return {{"name", t.cfg.name},   {"host", t.cfg.host},
             {"port", t.port},       {"address", t.cfg.address},
             {"state", "listening"}, {"counters", countersJson(*t.counters)}};
   }
-  static json tcpConnectorJson(const server::Router::TcpConnectorInfo& t) {
+  static json tcpConnectorJson(const TcpConnectorInfo& t) {
     const bool failing = t.counters->failing.load(std::memory_order_relaxed);
     return {{"name", t.cfg.name},
             {"host", t.cfg.host},
@@ -646,7 +646,7 @@ class Api {
       return respond(jsonError(http::status::bad_request, e->message, e->field));
     }
     const auto& cfg = std::get<config::Config>(parsed);
-    server::Router::Refusal refused;
+    Refusal refused;
     std::string name;
     switch (kind) {
       case Kind::kListener:
@@ -697,7 +697,7 @@ class Api {
     respond(Response{http::status::no_content, 11});
   }
 
-  void metrics(const Respond& respond, const server::Router::AddressCounterMap& counters) const {
+  void metrics(const Respond& respond, const AddressCounterMap& counters) const {
     Metrics m;
     const auto& r = router_.config().router;
     const auto& s = router_.stats();
@@ -947,13 +947,13 @@ class Api {
     respond(std::move(res));
   }
 
-  server::Router& router_;
+  RouterControl& router_;
   const std::string token_;
 };
 
 }  // namespace
 
-Handler makeApi(server::Router& router, std::string token) {
+Handler makeApi(RouterControl& router, std::string token) {
   auto api = std::make_shared<Api>(router, std::move(token));
   return [api](const Request& req, Respond respond) { api->handle(req, respond); };
 }

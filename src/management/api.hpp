@@ -6,15 +6,13 @@
 
 #include "management/http_server.hpp"
 
-namespace vane::server {
-class Router;
-}
-
 namespace vane::management {
+
+class RouterControl;
 
 // The handler serving `router` (on its core loop). A non-empty `token` is
 // required as "Authorization: Bearer <token>" on every path but /healthz and
 // /readyz.
-Handler makeApi(server::Router& router, std::string token);
+Handler makeApi(RouterControl& router, std::string token);
 
 }  // namespace vane::management

@@ -8,51 +8,7 @@
 
 namespace vane::routing {
 
-namespace {
-
-constexpr bool isSeparator(char c) {
-  return c == '.' || c == '/';
-}
-
-// Walks the tokens of an address without allocating. A non-empty address of
-// n separators has n + 1 tokens (some possibly empty, e.g. "a." -> "a", "");
-// the empty address has no tokens. A cursor is the offset where a token
-// starts; `end()` (size + 1) means no token is left.
-class TokenCursor {
- public:
-  explicit TokenCursor(std::string_view s) : s_(s) {}
-
-  std::size_t begin() const { return s_.empty() ? end() : 0; }
-  std::size_t end() const { return s_.size() + 1; }
-
-  // The token starting at `pos` (pos != end()).
-  std::string_view token(std::size_t pos) const {
-    std::size_t stop = pos;
-    while (stop < s_.size() && !isSeparator(s_[stop])) ++stop;
-    return s_.substr(pos, stop - pos);
-  }
-
-  // The start of the token after the one starting at `pos`.
-  std::size_t next(std::size_t pos) const {
-    std::size_t stop = pos;
-    while (stop < s_.size() && !isSeparator(s_[stop])) ++stop;
-    return stop + 1;  // past the separator, or end() if there was none
-  }
-
- private:
-  std::string_view s_;
-};
-
-}  // namespace
-
-std::vector<std::string_view> splitAddressTokens(std::string_view address) {
-  std::vector<std::string_view> out;
-  TokenCursor cur(address);
-  for (std::size_t pos = cur.begin(); pos != cur.end(); pos = cur.next(pos)) {
-    out.push_back(cur.token(pos));
-  }
-  return out;
-}
+using config::TokenCursor;
 
 bool patternMatches(const std::vector<std::string>& pattern, std::string_view address) {
   // Glob matching over tokens: '#' behaves like a glob '*' (any run of

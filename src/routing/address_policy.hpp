@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/address_tokens.hpp"
 #include "config/config.hpp"
 
 namespace vane::routing {
@@ -38,8 +39,7 @@ class AddressPolicy {
   std::vector<Pattern> patterns_;  // sorted by specificity
 };
 
-// Splits an address into tokens at '.' and '/'. Exposed for tests.
-std::vector<std::string_view> splitAddressTokens(std::string_view address);
+using config::splitAddressTokens;
 
 // True if `address` matches the pattern tokens ('*' = one token, '#' = zero or more).
 bool patternMatches(const std::vector<std::string>& pattern, std::string_view address);

@@ -16,7 +16,7 @@
 #include "management/http_server.hpp"
 #include "routing/address_policy.hpp"
 #include "routing/signing.hpp"
-#include "server/claims.hpp"
+#include "management/claims.hpp"
 #include "server/connector.hpp"
 #include "server/listener.hpp"
 #include "server/worker.hpp"
@@ -444,11 +444,11 @@ std::string Router::startClaims() {
     for (const auto& l : listeners()) {
       // Only TLS listeners: the redeeming site links with a certificate.
       if (l.kind == std::string("inter-router") && !l.tls_profile.empty())
-        out.push_back(joinHostPort(cfg_.claims.advertise_host, l.port));
+        out.push_back(management::joinHostPort(cfg_.claims.advertise_host, l.port));
     }
     return out;
   };
-  claims_ = std::make_unique<Claims>(c, cfg_.router.id, links, c.port);
+  claims_ = std::make_unique<management::Claims>(c, cfg_.router.id, links, c.port);
   // Runs on the core loop, like the claims handler.
   claims_->setIdInUse([this](const std::string& id) { return core_->routerIdInUse(id); });
   if (std::string err = claims_->load(); !err.empty()) return err;

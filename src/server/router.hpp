@@ -12,11 +12,13 @@
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
+#include "management/router_control.hpp"
 #include "routing/core.hpp"
 #include "server/tls.hpp"
 
 namespace vane::management {
 class HttpServer;
+class Claims;
 struct HttpCounters;
 }  // namespace vane::management
 namespace vane::amqp {
@@ -28,10 +30,16 @@ namespace vane::server {
 class Worker;
 class Listener;
 class Connector;
-class Claims;
 
-class Router {
+class Router final : public management::RouterControl {
  public:
+  using ListenerInfo = management::ListenerInfo;
+  using ConnectorInfo = management::ConnectorInfo;
+  using TcpListenerInfo = management::TcpListenerInfo;
+  using TcpConnectorInfo = management::TcpConnectorInfo;
+  using Refusal = management::Refusal;
+  using AddressCounterMap = management::AddressCounterMap;
+
   explicit Router(config::Config cfg);
   ~Router();
   Router(const Router&) = delete;
@@ -54,78 +62,43 @@ class Router {
   // before stop(), from any thread but the core loop: it runs there and waits.
   std::string reload(const config::Config& next);
 
-  const config::Config& config() const { return cfg_; }
-  amqp::Stats& stats() { return stats_; }
+  const config::Config& config() const override { return cfg_; }
+  amqp::Stats& stats() override { return stats_; }
   // PLAIN authentication failures per source (router.max_auth_failures_per_source).
-  const amqp::AuthThrottle& authThrottle() const { return *auth_throttle_; }
-  routing::RoutingCore& routing() { return *core_; }
+  const amqp::AuthThrottle& authThrottle() const override { return *auth_throttle_; }
+  routing::RoutingCore& routing() override { return *core_; }
 
   // -- Management: all on the core loop, unless said otherwise. -----------
   core::EventLoop& coreLoop() { return core_loop_; }
   // Seconds since start() (any thread).
-  double uptimeSeconds() const;
+  double uptimeSeconds() const override;
   // Exceptions that escaped a handler on the core loop or a worker loop.
-  std::uint64_t escapedExceptions() const;
-  int workerCount() const { return static_cast<int>(workers_.size()); }
-  struct ListenerInfo {
-    std::string name;
-    std::string host;
-    std::uint16_t port = 0;  // bound
-    std::string kind;        // role: normal, inter-router, edge
-    std::uint32_t cost = 0;
-    std::shared_ptr<const amqp::ListenerCounters> counters;
-    std::string tls_profile;
-    std::vector<std::string> sasl_mechanisms;
-    bool verify_router_id = false;
-    bool insecure = false;
-    std::uint32_t max_connections = 0;
-    std::uint32_t handshake_timeout_ms = 0;
-    std::optional<std::uint32_t> idle_timeout_ms;
-  };
-  std::vector<ListenerInfo> listeners() const;
+  std::uint64_t escapedExceptions() const override;
+  int workerCount() const override { return static_cast<int>(workers_.size()); }
+  std::vector<ListenerInfo> listeners() const override;
   // The HTTP endpoints that run ("management", "claims") and their counters.
-  std::vector<std::pair<std::string, const management::HttpCounters*>> httpEndpoints() const;
-  struct ConnectorInfo {
-    config::ConnectorConfig cfg;
-    bool connected = false;      // its link is up now
-    std::uint64_t attempts = 0;  // connection attempts so far
-    std::string last_error;      // why the last attempt failed ("" once up)
-    std::shared_ptr<const amqp::ListenerCounters> counters;
-  };
-  std::vector<ConnectorInfo> connectors() const;
-  struct TcpListenerInfo {
-    config::TcpListenerConfig cfg;
-    std::uint16_t port = 0;  // bound
-    std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
-  };
-  std::vector<TcpListenerInfo> tcpListeners() const;
-  struct TcpConnectorInfo {
-    config::TcpConnectorConfig cfg;
-    std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
-  };
-  std::vector<TcpConnectorInfo> tcpConnectors() const;
+  std::vector<std::pair<std::string, const management::HttpCounters*>> httpEndpoints() const override;
+  std::vector<ConnectorInfo> connectors() const override;
+  std::vector<TcpListenerInfo> tcpListeners() const override;
+  std::vector<TcpConnectorInfo> tcpConnectors() const override;
   // Adds an entity at run time: an empty message when done, else why not
   // (`conflict`: the name or rule exists; otherwise invalid here, or a port
   // in use). Removes one by name (false: no such entity). Open flows stay.
-  struct Refusal {
-    bool conflict = false;
-    std::string message;
-  };
-  Refusal addListener(const config::ListenerConfig& c);
-  bool removeListener(const std::string& name);
+  Refusal addListener(const config::ListenerConfig& c) override;
+  bool removeListener(const std::string& name) override;
   // Interior routers only (an edge router's connectors are one ordered list
   // of alternatives: change it in the file). Removing one closes its link.
-  Refusal addConnector(const config::ConnectorConfig& c);
-  bool removeConnector(const std::string& name);
+  Refusal addConnector(const config::ConnectorConfig& c) override;
+  bool removeConnector(const std::string& name) override;
   // Address rules (the `addresses` section): added or removed at run time,
   // checked together with the others as in a file (a rule equal to an
   // existing one is refused). Remove by prefix, or by pattern.
-  Refusal addAddressRule(const config::AddressConfig& c);
-  bool removeAddressRule(const std::string& prefix, const std::string& pattern);
+  Refusal addAddressRule(const config::AddressConfig& c) override;
+  bool removeAddressRule(const std::string& prefix, const std::string& pattern) override;
   // Site linking (the `claims` section): null when not configured. Core loop.
-  Claims* claims() { return claims_.get(); }
+  management::Claims* claims() override { return claims_.get(); }
   // TLS profiles: added once their files load; removed when nothing uses them.
-  Refusal addTlsProfile(const config::TlsProfileConfig& c);
+  Refusal addTlsProfile(const config::TlsProfileConfig& c) override;
   Refusal removeTlsProfile(const std::string& name);  // conflict: in use; message "" = removed
   // Re-reads the files of every profile in use (and of `profiles`, which
   // replace those of the same name): new connections get the new
@@ -134,19 +107,18 @@ class Router {
   // The body of reload(), on the core loop.
   std::string reloadOnCore(const config::Config& next);
   std::string reloadTls(const std::vector<config::TlsProfileConfig>& profiles);
-  Refusal addTcpListener(const config::TcpListenerConfig& c);
-  Refusal addTcpConnector(const config::TcpConnectorConfig& c);
-  bool removeTcpListener(const std::string& name);
-  bool removeTcpConnector(const std::string& name);
+  Refusal addTcpListener(const config::TcpListenerConfig& c) override;
+  Refusal addTcpConnector(const config::TcpConnectorConfig& c) override;
+  bool removeTcpListener(const std::string& name) override;
+  bool removeTcpConnector(const std::string& name) override;
   // TCP flows of every worker (open, then recently ended); `done` runs on
   // the core loop. Callable from the core loop.
-  void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done);
+  void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) override;
   // AMQP connections of every worker; `done` runs on the core loop.
-  void connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done);
+  void connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done) override;
   // Delivery counters per address, summed over the workers; `done` runs on
   // the core loop. Callable from the core loop.
-  using AddressCounterMap = std::map<std::string, forwarding::AddressCounters>;
-  void addressCounters(std::function<void(AddressCounterMap)> done);
+  void addressCounters(std::function<void(AddressCounterMap)> done) override;
 
  private:
   std::shared_ptr<const routing::signing::KeyPair> identityKey(const config::RouterConfig& r);
@@ -202,7 +174,7 @@ class Router {
   std::vector<std::unique_ptr<TcpConnector>> tcp_connectors_;
 
   std::unique_ptr<management::HttpServer> management_;
-  std::unique_ptr<Claims> claims_;
+  std::unique_ptr<management::Claims> claims_;
   std::unique_ptr<management::HttpServer> claims_server_;
   std::chrono::steady_clock::time_point started_at_{};
   bool started_ = false;

@@ -1,6 +1,6 @@
-// Fuzz target for the claims endpoint (src/server/claims.hpp): the requests
+// Fuzz target for the claims endpoint (src/management/claims.hpp): the requests
 // another site sends to POST /claim, its body {id, secret, site, csr} above
-// all, handed to the handler of a real vane::server::Claims as HttpServer
+// all, handed to the handler of a real vane::management::Claims as HttpServer
 // hands them (see ../http_request.hpp for the input format).
 //
 // The Claims object is loaded once from files in a temporary directory: a
@@ -42,7 +42,7 @@
 #include "../http_request.hpp"
 #include "config/config.hpp"
 #include "pki/pki.hpp"
-#include "server/claims.hpp"
+#include "management/claims.hpp"
 
 namespace {
 
@@ -130,7 +130,7 @@ class Harness {
   // A Claims in the first state (again).
   void reset() {
     writeFile(cfg_.state_file, state_);
-    claims_ = std::make_unique<vane::server::Claims>(
+    claims_ = std::make_unique<vane::management::Claims>(
         cfg_, std::string(kSite),
         [] { return std::vector<std::string>{"claims.example.net:55671"}; }, 55672);
     if (std::string err = claims_->load(); !err.empty()) {
@@ -240,7 +240,7 @@ class Harness {
   vane::pki::CertAndKey ca_;
   std::string state_;
   vane::config::ClaimsConfig cfg_;
-  std::unique_ptr<vane::server::Claims> claims_;
+  std::unique_ptr<vane::management::Claims> claims_;
   std::vector<TokenModel> tokens_;
   bool dirty_ = false;
 };

@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "routing/address_policy.hpp"
+#include "config/address_tokens.hpp"
 
 namespace {
 
@@ -200,7 +200,7 @@ void checkConfig(const Config& c, bool entry) {
     if (!a.prefix.empty()) check(prefixes.insert(a.prefix).second, "duplicate address prefix");
     if (!a.pattern.empty()) {
       std::vector<std::string> tokens;
-      for (std::string_view t : vane::routing::splitAddressTokens(a.pattern))
+      for (std::string_view t : vane::config::splitAddressTokens(a.pattern))
         tokens.emplace_back(t);
       check(patterns.insert(tokens).second, "duplicate address pattern");
     }

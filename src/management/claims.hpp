@@ -24,7 +24,7 @@
 #include "management/http_server.hpp"
 #include "pki/pki.hpp"
 
-namespace vane::server {
+namespace vane::management {
 
 class Claims {
  public:
@@ -47,7 +47,7 @@ class Claims {
   Revoked revoke(const std::string& id);
 
   // The claims endpoint: POST /claim.
-  management::Handler handler();
+  Handler handler();
 
   // Whether a router id is already taken in this router's network (called
   // on the core loop): a claim for such a site name is refused with 409.
@@ -67,7 +67,7 @@ class Claims {
     int used = 0;
     std::vector<std::string> redeemed_by;
   };
-  void claim(const management::Request& req, const management::Respond& respond);
+  void claim(const Request& req, const Respond& respond);
   std::string save() const;
 
   config::ClaimsConfig cfg_;
@@ -83,4 +83,4 @@ class Claims {
 // "host:port", with brackets around an IPv6 address.
 std::string joinHostPort(const std::string& host, std::uint16_t port);
 
-}  // namespace vane::server
+}  // namespace vane::management

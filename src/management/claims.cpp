@@ -1,4 +1,4 @@
-#include "server/claims.hpp"
+#include "management/claims.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 #include "core/log.hpp"
 #include "management/json_response.hpp"
 
-namespace vane::server {
+namespace vane::management {
 
 namespace http = boost::beast::http;
 using json = nlohmann::json;
@@ -106,7 +106,7 @@ std::string Claims::save() const {
                  {"used", t.used},
                  {"redeemed_by", t.redeemed_by}});
   }
-  const std::string text = management::dumpJson(json{{"tokens", a}}) + "\n";
+  const std::string text = dumpJson(json{{"tokens", a}}) + "\n";
   // Written aside and renamed: a crash leaves the old state or the new.
   const std::string tmp = cfg_.state_file + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -196,19 +196,19 @@ Claims::Revoked Claims::revoke(const std::string& id) {
   return Revoked::kDone;
 }
 
-management::Handler Claims::handler() {
+Handler Claims::handler() {
   return
-      [this](const management::Request& req, management::Respond respond) { claim(req, respond); };
+      [this](const Request& req, Respond respond) { claim(req, respond); };
 }
 
-void Claims::claim(const management::Request& req, const management::Respond& respond) {
+void Claims::claim(const Request& req, const Respond& respond) {
   const auto target = req.target();
   if (std::string_view(target.data(), target.size()) != "/claim") {
     return respond(
-        management::jsonError(http::status::not_found, "no such resource (POST /claim)"));
+        jsonError(http::status::not_found, "no such resource (POST /claim)"));
   }
   if (req.method() != http::verb::post) {
-    auto res = management::jsonError(http::status::method_not_allowed, "use POST");
+    auto res = jsonError(http::status::method_not_allowed, "use POST");
     res.set(http::field::allow, "POST");
     return respond(std::move(res));
   }
@@ -221,7 +221,7 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     site = body.at("site").get<std::string>();
     csr = body.at("csr").get<std::string>();
   } catch (const std::exception&) {
-    return respond(management::jsonError(http::status::bad_request,
+    return respond(jsonError(http::status::bad_request,
                                          "expected a JSON object with id, secret, site and csr"));
   }
   auto it =
@@ -230,7 +230,7 @@ void Claims::claim(const management::Request& req, const management::Respond& re
   if (it == tokens_.end() || !pki::equalConstantTime(hash, it->secret_sha256)) {
     VANE_LOG_WARN("claims: refused a claim from site '{}': unknown token or wrong secret",
                   config::isValidName(site) ? site : "?");
-    return respond(management::jsonError(
+    return respond(jsonError(
         http::status::forbidden,
         "the token is not valid for site '" + site_ + "' (unknown, revoked or altered)"));
   }
@@ -238,22 +238,22 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     VANE_LOG_WARN("claims: refused token {} from site '{}': expired", id,
                   config::isValidName(site) ? site : "?");
     return respond(
-        management::jsonError(http::status::forbidden, "the token expired at " + utc(it->expires)));
+        jsonError(http::status::forbidden, "the token expired at " + utc(it->expires)));
   }
   if (it->used >= it->uses) {
     VANE_LOG_WARN("claims: refused token {} from site '{}': used up", id,
                   config::isValidName(site) ? site : "?");
-    return respond(management::jsonError(
+    return respond(jsonError(
         http::status::forbidden, "the token has already been used (" + std::to_string(it->used) +
                                      " of " + std::to_string(it->uses) +
                                      (it->uses == 1 ? " use)" : " uses)")));
   }
   if (!config::isValidName(site)) {
-    return respond(management::jsonError(http::status::bad_request,
+    return respond(jsonError(http::status::bad_request,
                                          "site names are 1-64 letters, digits, '.', '_' or '-'"));
   }
   if (site == site_) {
-    return respond(management::jsonError(
+    return respond(jsonError(
         http::status::bad_request, "a site cannot link to itself (both are named '" + site + "')"));
   }
   // The site name becomes the linked router's id (its certificate names it,
@@ -265,13 +265,13 @@ void Claims::claim(const management::Request& req, const management::Respond& re
         "claims: refused token {} from site '{}': that name is already a router id in "
         "the network",
         id, site);
-    return respond(management::jsonError(
+    return respond(jsonError(
         http::status::conflict, "the site name '" + site +
                                     "' is already a router id in this network; choose another "
                                     "name for the new site"));
   }
   if (csr.find("-----BEGIN CERTIFICATE REQUEST-----") == std::string::npos) {
-    return respond(management::jsonError(
+    return respond(jsonError(
         http::status::bad_request,
         "csr must be a PEM certificate request (the key stays with its site)"));
   }
@@ -285,7 +285,7 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     certificate = pki::issueCertificate(ca_, csr, o);
   } catch (const pki::Error& e) {
     return respond(
-        management::jsonError(http::status::bad_request,
+        jsonError(http::status::bad_request,
                               std::string("the certificate request is not valid: ") + e.what()));
   }
   ++it->used;
@@ -294,13 +294,13 @@ void Claims::claim(const management::Request& req, const management::Respond& re
     --it->used;
     it->redeemed_by.pop_back();
     VANE_LOG_ERROR("claims: {}", err);
-    return respond(management::jsonError(http::status::internal_server_error,
+    return respond(jsonError(http::status::internal_server_error,
                                          "the site could not record the claim; try again"));
   }
   VANE_LOG_INFO("claims: token {} redeemed by site '{}' ({} of {} use{})", id, site, it->used,
                 it->uses, it->uses == 1 ? "" : "s");
-  respond(management::jsonReply(
+  respond(jsonReply(
       http::status::ok, {{"certificate", certificate}, {"ca", ca_.certificate}, {"site", site_}}));
 }
 
-}  // namespace vane::server
+}  // namespace vane::management
