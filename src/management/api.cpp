@@ -18,11 +18,11 @@
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "forwarding/transfer.hpp"
+#include "management/claims.hpp"
 #include "management/http_server.hpp"
 #include "management/json_response.hpp"
-#include "routing/core.hpp"
-#include "management/claims.hpp"
 #include "management/router_control.hpp"
+#include "routing/core.hpp"
 
 #ifndef VANE_VERSION
 #define VANE_VERSION "dev"
@@ -187,9 +187,8 @@ class Api {
     }
     if (target == "/metrics") {
       if (method != http::verb::get) return notAllowed(respond, "GET, HEAD");
-      router_.addressCounters([this, respond](AddressCounterMap counters) {
-        metrics(respond, counters);
-      });
+      router_.addressCounters(
+          [this, respond](AddressCounterMap counters) { metrics(respond, counters); });
       return;
     }
     if (target.substr(0, kApi.size()) != kApi) return notFound(respond, target);

@@ -197,15 +197,13 @@ Claims::Revoked Claims::revoke(const std::string& id) {
 }
 
 Handler Claims::handler() {
-  return
-      [this](const Request& req, Respond respond) { claim(req, respond); };
+  return [this](const Request& req, Respond respond) { claim(req, respond); };
 }
 
 void Claims::claim(const Request& req, const Respond& respond) {
   const auto target = req.target();
   if (std::string_view(target.data(), target.size()) != "/claim") {
-    return respond(
-        jsonError(http::status::not_found, "no such resource (POST /claim)"));
+    return respond(jsonError(http::status::not_found, "no such resource (POST /claim)"));
   }
   if (req.method() != http::verb::post) {
     auto res = jsonError(http::status::method_not_allowed, "use POST");
@@ -222,7 +220,7 @@ void Claims::claim(const Request& req, const Respond& respond) {
     csr = body.at("csr").get<std::string>();
   } catch (const std::exception&) {
     return respond(jsonError(http::status::bad_request,
-                                         "expected a JSON object with id, secret, site and csr"));
+                             "expected a JSON object with id, secret, site and csr"));
   }
   auto it =
       std::find_if(tokens_.begin(), tokens_.end(), [&](const Token& t) { return t.id == id; });
@@ -230,31 +228,29 @@ void Claims::claim(const Request& req, const Respond& respond) {
   if (it == tokens_.end() || !pki::equalConstantTime(hash, it->secret_sha256)) {
     VANE_LOG_WARN("claims: refused a claim from site '{}': unknown token or wrong secret",
                   config::isValidName(site) ? site : "?");
-    return respond(jsonError(
-        http::status::forbidden,
-        "the token is not valid for site '" + site_ + "' (unknown, revoked or altered)"));
+    return respond(jsonError(http::status::forbidden, "the token is not valid for site '" + site_ +
+                                                          "' (unknown, revoked or altered)"));
   }
   if (nowSeconds() >= it->expires) {
     VANE_LOG_WARN("claims: refused token {} from site '{}': expired", id,
                   config::isValidName(site) ? site : "?");
-    return respond(
-        jsonError(http::status::forbidden, "the token expired at " + utc(it->expires)));
+    return respond(jsonError(http::status::forbidden, "the token expired at " + utc(it->expires)));
   }
   if (it->used >= it->uses) {
     VANE_LOG_WARN("claims: refused token {} from site '{}': used up", id,
                   config::isValidName(site) ? site : "?");
-    return respond(jsonError(
-        http::status::forbidden, "the token has already been used (" + std::to_string(it->used) +
-                                     " of " + std::to_string(it->uses) +
-                                     (it->uses == 1 ? " use)" : " uses)")));
+    return respond(jsonError(http::status::forbidden, "the token has already been used (" +
+                                                          std::to_string(it->used) + " of " +
+                                                          std::to_string(it->uses) +
+                                                          (it->uses == 1 ? " use)" : " uses)")));
   }
   if (!config::isValidName(site)) {
     return respond(jsonError(http::status::bad_request,
-                                         "site names are 1-64 letters, digits, '.', '_' or '-'"));
+                             "site names are 1-64 letters, digits, '.', '_' or '-'"));
   }
   if (site == site_) {
-    return respond(jsonError(
-        http::status::bad_request, "a site cannot link to itself (both are named '" + site + "')"));
+    return respond(jsonError(http::status::bad_request,
+                             "a site cannot link to itself (both are named '" + site + "')"));
   }
   // The site name becomes the linked router's id (its certificate names it,
   // and verify_router_id holds it to that): one already in the network
@@ -265,15 +261,15 @@ void Claims::claim(const Request& req, const Respond& respond) {
         "claims: refused token {} from site '{}': that name is already a router id in "
         "the network",
         id, site);
-    return respond(jsonError(
-        http::status::conflict, "the site name '" + site +
-                                    "' is already a router id in this network; choose another "
-                                    "name for the new site"));
+    return respond(jsonError(http::status::conflict,
+                             "the site name '" + site +
+                                 "' is already a router id in this network; choose another "
+                                 "name for the new site"));
   }
   if (csr.find("-----BEGIN CERTIFICATE REQUEST-----") == std::string::npos) {
-    return respond(jsonError(
-        http::status::bad_request,
-        "csr must be a PEM certificate request (the key stays with its site)"));
+    return respond(
+        jsonError(http::status::bad_request,
+                  "csr must be a PEM certificate request (the key stays with its site)"));
   }
   std::string certificate;
   try {
@@ -284,9 +280,8 @@ void Claims::claim(const Request& req, const Respond& respond) {
     o.validity = std::chrono::hours(24 * 365 * 2);
     certificate = pki::issueCertificate(ca_, csr, o);
   } catch (const pki::Error& e) {
-    return respond(
-        jsonError(http::status::bad_request,
-                              std::string("the certificate request is not valid: ") + e.what()));
+    return respond(jsonError(http::status::bad_request,
+                             std::string("the certificate request is not valid: ") + e.what()));
   }
   ++it->used;
   it->redeemed_by.push_back(site);
@@ -295,12 +290,12 @@ void Claims::claim(const Request& req, const Respond& respond) {
     it->redeemed_by.pop_back();
     VANE_LOG_ERROR("claims: {}", err);
     return respond(jsonError(http::status::internal_server_error,
-                                         "the site could not record the claim; try again"));
+                             "the site could not record the claim; try again"));
   }
   VANE_LOG_INFO("claims: token {} redeemed by site '{}' ({} of {} use{})", id, site, it->used,
                 it->uses, it->uses == 1 ? "" : "s");
-  respond(jsonReply(
-      http::status::ok, {{"certificate", certificate}, {"ca", ca_.certificate}, {"site", site_}}));
+  respond(jsonReply(http::status::ok,
+                    {{"certificate", certificate}, {"ca", ca_.certificate}, {"site", site_}}));
 }
 
 }  // namespace vane::management

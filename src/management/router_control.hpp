@@ -84,7 +84,7 @@ class RouterControl {
   virtual amqp::Stats& stats() = 0;
   virtual const amqp::AuthThrottle& authThrottle() const = 0;
   virtual routing::RoutingCore& routing() = 0;
-  virtual double uptimeSeconds() const = 0;            // any thread
+  virtual double uptimeSeconds() const = 0;             // any thread
   virtual std::uint64_t escapedExceptions() const = 0;  // any thread
   virtual int workerCount() const = 0;
 

@@ -77,7 +77,8 @@ class Router final : public management::RouterControl {
   int workerCount() const override { return static_cast<int>(workers_.size()); }
   std::vector<ListenerInfo> listeners() const override;
   // The HTTP endpoints that run ("management", "claims") and their counters.
-  std::vector<std::pair<std::string, const management::HttpCounters*>> httpEndpoints() const override;
+  std::vector<std::pair<std::string, const management::HttpCounters*>> httpEndpoints()
+      const override;
   std::vector<ConnectorInfo> connectors() const override;
   std::vector<TcpListenerInfo> tcpListeners() const override;
   std::vector<TcpConnectorInfo> tcpConnectors() const override;

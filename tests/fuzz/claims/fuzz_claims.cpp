@@ -41,8 +41,8 @@
 
 #include "../http_request.hpp"
 #include "config/config.hpp"
-#include "pki/pki.hpp"
 #include "management/claims.hpp"
+#include "pki/pki.hpp"
 
 namespace {
 

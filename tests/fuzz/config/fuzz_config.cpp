@@ -40,8 +40,8 @@
 #include <variant>
 #include <vector>
 
-#include "config/config.hpp"
 #include "config/address_tokens.hpp"
+#include "config/config.hpp"
 
 namespace {
 
@@ -200,8 +200,7 @@ void checkConfig(const Config& c, bool entry) {
     if (!a.prefix.empty()) check(prefixes.insert(a.prefix).second, "duplicate address prefix");
     if (!a.pattern.empty()) {
       std::vector<std::string> tokens;
-      for (std::string_view t : vane::config::splitAddressTokens(a.pattern))
-        tokens.emplace_back(t);
+      for (std::string_view t : vane::config::splitAddressTokens(a.pattern)) tokens.emplace_back(t);
       check(patterns.insert(tokens).second, "duplicate address pattern");
     }
   }
