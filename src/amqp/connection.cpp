@@ -582,6 +582,7 @@ class InLink : public forwarding::IngressSink,
   // budget or not. Unsettled ones are left: their sender can no longer hear
   // an outcome and will resend.
   void pump(bool peer_closed = false) {
+    if (window_held_ > 0 && link_ && !budget_->overLimit()) giveBackWindow();
     while (link_) {
       pn_delivery_t* d = pn_link_current(link_);
       if (!d) break;
@@ -595,6 +596,7 @@ class InLink : public forwarding::IngressSink,
         break;
       if (!readFrom(rec, d, /*ignore_budget=*/peer_closed)) break;
     }
+    if (link_ && !peer_closed && windowExceeded()) return;
     if (read_bytes_ && link_ && !peer_closed) {
       // Proton re-announces a receiver's session window only when the link
       // is marked modified and the window was exhausted: without this, a
@@ -657,6 +659,7 @@ class InLink : public forwarding::IngressSink,
   // towards their consumers; outcomes that arrive later are dropped.
   void close() {
     if (!link_) return;
+    giveBackWindow();  // the session may carry other links
     for (auto& [raw, rec] : live_) {
       if (!rec->fully_received) abortCopies(rec.get());
       rec->copies.clear();
@@ -692,9 +695,22 @@ class InLink : public forwarding::IngressSink,
 
   // Returns true when the delivery is complete (the link advanced), false
   // when reading must wait (more frames to come, or the budget is full).
+  //
+  // With the budget full, the bytes the sender may still send within the
+  // session window are read all the same, and the session's incoming
+  // capacity is lowered by as much (holdWindow): the window the sender sees
+  // is what it would have been had Proton kept them, but they wait in
+  // budgeted chunks, counted in vane_traffic_buffered_bytes and freed once
+  // sent on. Left in Proton they would grow its delivery buffers, which it
+  // pools at their largest size for the life of the connection.
   bool readFrom(IngressDelivery* rec, pn_delivery_t* d, bool ignore_budget = false) {
     while (true) {
-      if (!ignore_budget && budget_->pauseIfFull()) return false;
+      std::size_t allowance = kReadChunk;
+      const bool full = !ignore_budget && budget_->pauseIfFull();
+      if (full) {
+        allowance = std::min(allowance, windowAllowance());
+        if (allowance == 0) return false;
+      }
       const ssize_t pending = pn_delivery_pending(d);
       const bool partial = pn_delivery_partial(d);
       if (pending <= 0) {
@@ -702,7 +718,7 @@ class InLink : public forwarding::IngressSink,
         complete(rec, d, nullptr);
         return true;
       }
-      const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(pending), kReadChunk);
+      const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(pending), allowance);
       auto buf = std::make_shared<std::string>(want, '\0');
       const ssize_t n = pn_link_recv(link_, buf->data(), want);
       if (n <= 0) {
@@ -712,6 +728,7 @@ class InLink : public forwarding::IngressSink,
         return true;
       }
       buf->resize(static_cast<std::size_t>(n));
+      if (full) holdWindow(static_cast<std::size_t>(n));
       read_bytes_ = true;
       if (!partial && pn_delivery_pending(d) == 0) {
         complete(rec, d, std::move(buf));
@@ -998,6 +1015,50 @@ class InLink : public forwarding::IngressSink,
     if (rec->slot_freed && rec->settled) live_.erase(rec);
   }
 
+  // A sender within the session window never makes Proton hold more than
+  // the session's incoming capacity; one that does ignores flow control (and
+  // Proton would then announce a wrapped-around window). Closes the
+  // connection with session:window-violation.
+  bool windowExceeded() {
+    pn_session_t* s = pn_link_session(link_);
+    const std::size_t capacity = pn_session_get_incoming_capacity(s);
+    if (capacity == 0 || pn_session_incoming_bytes(s) <= capacity) return false;
+    conn_.countProtocolError();
+    VANE_LOG_WARN(
+        "connection {}: the sender exceeded the session window ({} bytes buffered, {} allowed)",
+        conn_.peer(), pn_session_incoming_bytes(s), capacity);
+    conn_.closeWithError("amqp:session:window-violation", "incoming session window exceeded");
+    return true;
+  }
+
+  // Bytes that may still be read past a full budget: the session's incoming
+  // capacity may go down to one frame (Proton refuses less), never below.
+  std::size_t windowAllowance() const {
+    const std::size_t capacity = pn_session_get_incoming_capacity(pn_link_session(link_));
+    const std::size_t floor = ctx_.settings.max_frame_size;
+    return capacity > floor ? capacity - floor : 0;
+  }
+
+  // `n` bytes were read past a full budget: narrow the session by as much.
+  // Reading n bytes lowers Proton's incoming byte count by n, so capacity
+  // minus that count, from which it computes the window it announces, stays
+  // what it was: the window already promised to the sender still fits.
+  void holdWindow(std::size_t n) {
+    pn_session_t* s = pn_link_session(link_);
+    pn_session_set_incoming_capacity(s, pn_session_get_incoming_capacity(s) - n);
+    window_held_ += n;
+  }
+
+  // The budget is below its limit again: widen the session back and tell
+  // the sender (a flow frame carries the session's window).
+  void giveBackWindow() {
+    if (window_held_ == 0 || !link_) return;
+    pn_session_t* s = pn_link_session(link_);
+    pn_session_set_incoming_capacity(s, pn_session_get_incoming_capacity(s) + window_held_);
+    window_held_ = 0;
+    if (pn_link_state(link_) & PN_LOCAL_ACTIVE) pn_link_flow(link_, 0);
+  }
+
   // Grants credit up to link_capacity minus the deliveries still inside the
   // router; none while a named address has no consumer.
   void topUpCredit() {
@@ -1029,6 +1090,9 @@ class InLink : public forwarding::IngressSink,
   bool registered_ = false;
   bool read_bytes_ = false;  // pn_link_recv took bytes since the last flow nudge
   int occupied_ = 0;         // deliveries received and not yet out of the router
+  // Bytes read while the budget was full, by which the session's incoming
+  // capacity is lowered (holdWindow).
+  std::size_t window_held_ = 0;
   std::shared_ptr<forwarding::FlowBudget> budget_;
   std::unordered_map<IngressDelivery*, std::shared_ptr<IngressDelivery>> live_;
   std::vector<forwarding::Target> targets_;  // scratch
@@ -1255,10 +1319,10 @@ void Connection::reportFailure(const std::string& what) {
     VANE_LOG_WARN("connection {} {} {}: {}", peer_,
                   options_.outgoing ? "of connector" : "on listener", listener_, what);
   else if (n > 1)
-    VANE_LOG_WARN("connection {} {} {}: {} (and {} more TLS or authentication failure(s) "
-                  "since the last such line)",
-                  peer_, options_.outgoing ? "of connector" : "on listener", listener_, what,
-                  n - 1);
+    VANE_LOG_WARN(
+        "connection {} {} {}: {} (and {} more TLS or authentication failure(s) "
+        "since the last such line)",
+        peer_, options_.outgoing ? "of connector" : "on listener", listener_, what, n - 1);
   if (options_.on_failure) options_.on_failure(what);
 }
 

@@ -247,3 +247,77 @@ def test_large_message_streamed_not_buffered(make_router, reactor, workers):
         f"vaned RSS grew by {growth / MiB:.1f} MiB while a {size // MiB} MiB message passed "
         f"to a slow reader: it buffers instead of streaming. Samples (MiB read, RSS MiB): "
         f"{[(round(b / MiB), round(m / MiB)) for b, m in samples[::10]]}")
+
+
+def _metric(router, name):
+    text = router.api("GET", "/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_paused_sender_bytes_are_counted_and_freed(router_factory, reactor):
+    """A sender whose consumer stops reading: the router holds back the
+    sender with the session window. The bytes that window lets in while the
+    link's budget is full wait in the router's own budgeted chunks (counted
+    in vane_traffic_buffered_bytes), not in Proton's delivery buffers, which
+    Proton pools at their largest size for as long as the connection lives:
+    once the messages are through, the memory in use is back where it was
+    although both connections stay open."""
+    capacity = 8 * MiB
+    cfg = make_config(workers=1, session_capacity=capacity)
+    cfg["management"] = {"port": 0}
+    r = router_factory(cfg)
+    # The consumer reads one byte per tick: as good as stalled. Its session
+    # window (which needs a max frame size) stops the router sending more.
+    rx = reactor.connect(r.port, max_frame_size=65536).wait_open().receiver(
+        "q.paused", credit=64, session_capacity=1 * MiB, read_chunk=1, read_interval=0.05,
+        keep_bodies=False)
+    tx = reactor.connect(r.port).wait_open().sender("q.paused")
+    # Warm the path once so that the baseline has the links' own state.
+    rx.read_chunk = 64 * MiB
+    tx.send(Message(id="warm", body=b"w" * 1024))
+    rx.wait_count(1)
+    rx.read_chunk = 1
+    measure_heap = build_sanitizer(r.binary) is None  # a sanitizer has its own allocator
+    heap = lambda: _metric(r, "vane_memory_heap_in_use_bytes")  # noqa: E731
+    traffic = lambda: _metric(r, "vane_traffic_buffered_bytes")  # noqa: E731
+    baseline = heap()
+    bodies = [os.urandom(1 * MiB) for _ in range(24)]
+    tx.send_many([(lambda i=i: Message(id=i, body=bodies[i])) for i in range(len(bodies))])
+
+    # Held back: what the router holds stops growing well below 24 MiB.
+    samples = []
+
+    def settled():
+        samples.append(traffic())
+        return (samples[-1] > 0 and len(samples) > 10
+                and max(samples[-10:]) - min(samples[-10:]) < 64 * 1024)
+
+    eventually(30, settled, interval=0.1, what="the held-back sender to come to rest")
+    held = samples[-1]
+    inflight_limit = 1 * MiB
+    assert held <= inflight_limit + capacity + 2 * MiB, (
+        f"the router holds {held / MiB:.1f} MiB for one paused sender: more than its budget "
+        f"({inflight_limit / MiB:.0f} MiB) and session window ({capacity / MiB:.0f} MiB)")
+    assert held >= capacity / 2, (
+        f"only {held / MiB:.1f} MiB counted as traffic while the sender filled an "
+        f"{capacity / MiB:.0f} MiB session window: the rest is uncounted somewhere")
+    if measure_heap:
+        uncounted = heap() - baseline - held
+        assert uncounted < 3 * MiB, (
+            f"{uncounted / MiB:.1f} MiB in use beyond the {held / MiB:.1f} MiB of counted "
+            f"traffic while the sender is held back (Proton holding the window's bytes?)")
+
+    rx.read_chunk = 64 * MiB
+    rx.wait_count(1 + len(bodies), timeout=60)
+    got = rx.received[1:]
+    assert [g.message.id for g in got] == list(range(len(bodies)))
+    assert all(g.digest == body_digest(b) for g, b in zip(got, bodies)), "corrupted in transit"
+    tx.wait_all_settled(timeout=30)
+    eventually(10, lambda: traffic() == 0, what="traffic gauge back to 0")
+    if measure_heap:
+        eventually(10, lambda: heap() - baseline < 3 * MiB,
+                   what="memory in use back to its level before the burst")
+    assert r.alive()
