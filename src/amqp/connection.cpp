@@ -596,7 +596,6 @@ class InLink : public forwarding::IngressSink,
         break;
       if (!readFrom(rec, d, /*ignore_budget=*/peer_closed)) break;
     }
-    if (link_ && !peer_closed && windowExceeded()) return;
     if (read_bytes_ && link_ && !peer_closed) {
       // Proton re-announces a receiver's session window only when the link
       // is marked modified and the window was exhausted: without this, a
@@ -1013,22 +1012,6 @@ class InLink : public forwarding::IngressSink,
 
   void maybeRetire(IngressDelivery* rec) {
     if (rec->slot_freed && rec->settled) live_.erase(rec);
-  }
-
-  // A sender within the session window never makes Proton hold more than
-  // the session's incoming capacity; one that does ignores flow control (and
-  // Proton would then announce a wrapped-around window). Closes the
-  // connection with session:window-violation.
-  bool windowExceeded() {
-    pn_session_t* s = pn_link_session(link_);
-    const std::size_t capacity = pn_session_get_incoming_capacity(s);
-    if (capacity == 0 || pn_session_incoming_bytes(s) <= capacity) return false;
-    conn_.countProtocolError();
-    VANE_LOG_WARN(
-        "connection {}: the sender exceeded the session window ({} bytes buffered, {} allowed)",
-        conn_.peer(), pn_session_incoming_bytes(s), capacity);
-    conn_.closeWithError("amqp:session:window-violation", "incoming session window exceeded");
-    return true;
   }
 
   // Bytes that may still be read past a full budget: the session's incoming

@@ -286,3 +286,38 @@ def test_sasl_frames_after_plain_header_are_refused(guarded):
     assert closed
     assert b"framing-error" in got, got[-120:]
     assert r.alive()
+
+
+def test_sender_past_the_session_window_is_closed(router_factory, reactor):
+    """A sender that ignores the session window (keeps sending transfers the
+    router never made room for) while its consumer is stalled: its
+    connection is closed with session:window-violation and counted, instead
+    of the router buffering whatever it sends; other clients carry on."""
+    cfg = make_config(workers=1, session_capacity=1 * MiB)
+    cfg["management"] = {"port": 0}
+    r = router_factory(cfg)
+    traffic = Traffic(reactor, r.port, address="traffic")
+    traffic.wait_flowing(5)
+    rx = reactor.connect(r.port, max_frame_size=65536).wait_open().receiver(
+        "q.window", credit=250, session_capacity=1 * MiB, read_chunk=1, keep_bodies=False)
+    raw, snd = _raw_sender(r, "q.window", max_frame_size=65536)
+    try:
+        data = b"\x00\x53\x75\xb0" + (60 * 1024).to_bytes(4, "big") + os.urandom(60 * 1024)
+        for i in range(240):   # 14 MiB against a 1 MiB window
+            raw.inject(amqp_frame(encode_transfer(0, i, b"t%d" % i, payload=data)))
+            raw.pump()
+            if raw.eof:
+                break
+        assert raw.run_until(lambda: raw.remote_closed or raw.eof, timeout=10)
+        assert raw.remote_condition is not None, "closed without an AMQP error"
+        assert raw.remote_condition[0] == "amqp:session:window-violation", (
+            raw.remote_condition)
+    finally:
+        raw.close()
+    errors = [line for line in r.api("GET", "/metrics").body.decode().splitlines()
+              if line.startswith("vane_protocol_errors_total ")]
+    assert errors and float(errors[0].split()[1]) >= 1, errors
+    assert not rx.conn.closed
+    traffic.wait_flowing(5)
+    traffic.stop()
+    assert r.alive()
