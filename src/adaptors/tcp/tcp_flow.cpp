@@ -11,6 +11,7 @@
 #include "amqp/inter_router.hpp"
 #include "amqp/message_scan.hpp"
 #include "core/log.hpp"
+#include "forwarding/copies.hpp"
 
 namespace vane::adaptors::tcp {
 
@@ -237,50 +238,22 @@ class TcpFlow : public forwarding::IngressSink,
     out_d_ = std::make_shared<IngressDelivery>(weak_from_this());
     out_d_->routed = true;
     out_d_->copies_in_router = 1;
-    if (target.load) target.load->fetch_add(1, std::memory_order_relaxed);
-    out_ = std::make_shared<Transfer>(out_d_, std::move(target.to), budget_, false,
-                                      std::move(target.load));
-    out_->streaming = true;
-    out_->flow = target.flow;
-    out_->flow_token = target.flow_token;
+    out_ = forwarding::makeCopy(out_d_, target, budget_, /*presettled=*/false,
+                                /*streaming=*/true);
     std::string prefix;
     if (target.remote) prefix = amqp::encodeRouteHeader(target.header);
     prefix += encodeStreamPrefix(to, reply_to, flows_.router_id);
-    auto c = std::make_shared<const std::string>(std::move(prefix));
-    budget_->take(static_cast<std::int64_t>(c->size()));
-    out_->pending.push_back(std::move(c));
-    out_->consumer->loop.post([t = out_] {
-      if (auto sink = t->consumer->sink.lock()) {
-        sink->enqueue(t);
-      } else {
-        forwarding::dropTransfer(t);
-      }
-    });
+    forwarding::addFirstBytes(*out_, std::make_shared<const std::string>(std::move(prefix)));
+    forwarding::postStart(out_);
     return true;
   }
 
-  void sendOut(Chunk c, bool last) {
-    budget_->take(static_cast<std::int64_t>(c->size()));
-    out_->consumer->loop.post([t = out_, c = std::move(c), last] {
-      if (auto sink = t->consumer->sink.lock()) {
-        sink->append(t, c, last);
-      } else {
-        t->budget->release(static_cast<std::int64_t>(c->size()));
-        if (!t->slot_reported) forwarding::dropTransfer(t);
-      }
-    });
-  }
+  void sendOut(Chunk c, bool last) { forwarding::postBytes(out_, std::move(c), last); }
 
   void abortOut() {
     if (!out_ || out_finished_) return;
     out_finished_ = true;
-    out_->consumer->loop.post([t = out_] {
-      if (auto sink = t->consumer->sink.lock()) {
-        sink->abort(t);
-      } else if (!t->slot_reported) {
-        forwarding::dropTransfer(t);
-      }
-    });
+    forwarding::postAbort(out_);
   }
 
   // Server side: the reply stream starts once connected and the client's
