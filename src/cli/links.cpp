@@ -1,5 +1,6 @@
 #include "cli/links.hpp"
 
+#include <cstdint>
 #include <iostream>
 #include <thread>
 
@@ -18,16 +19,50 @@ std::string profileOf(const std::string& name) {
   return "link-" + name;
 }
 
+// The link's tls profile for vaned.yaml: paths relative to the site directory.
+config::TlsProfileConfig profileEntry(const std::string& name) {
+  const fs::path dir = fs::path("links") / name;
+  config::TlsProfileConfig p;
+  p.name = profileOf(name);
+  p.certificate = (dir / "cert.pem").string();
+  p.key = (dir / "key.pem").string();
+  p.ca = (dir / "ca.pem").string();
+  return p;
+}
+
+config::ConnectorConfig connectorEntry(const std::string& name, const std::string& host, int port,
+                                       int cost) {
+  config::ConnectorConfig c;
+  c.name = name;
+  c.host = host;
+  c.port = static_cast<std::uint16_t>(port);  // 1..65535, checked by readToken
+  c.role = config::ListenerRole::kInterRouter;
+  c.cost = static_cast<std::uint32_t>(cost);  // 1..1000000, checked by the option
+  c.tls_profile = profileOf(name);
+  return c;
+}
+
+// UserError with vaned's reason if it would refuse the entry.
+template <typename Entry>
+void checkEntry(const Entry& entry, const std::string& name, const char* what) {
+  const auto error = config::validate(entry);
+  if (!error) return;
+  std::string message = "cannot add link '" + name + "': " + what + error->detail();
+  if (error->field == "name") message += "; give the link another name with --name";
+  if (error->field == "host" || error->field == "port") message += " (from the token)";
+  throw UserError(message);
+}
+
 void checkNewLink(const Site& site, const RouterConfig& config, const Token& token,
-                  const std::string& name) {
+                  const config::ConnectorConfig& connector,
+                  const config::TlsProfileConfig& profile) {
+  const std::string& name = connector.name;
   if (token.site == site.info.name) {
     throw UserError("this token was issued by site '" + token.site +
                     "' itself; run `vane link create` on the site that should link to it");
   }
-  if (!validName(name)) {
-    throw UserError("--name '" + name + "' is not valid; use 1 to 64 letters, digits, '.', '_' " +
-                    "or '-'");
-  }
+  checkEntry(connector, name, "");
+  checkEntry(profile, name, "its tls profile: ");
   std::error_code ec;
   if (!config.find("connectors", name).IsNull() ||
       !config.find("tls_profiles", profileOf(name)).IsNull() ||
@@ -104,42 +139,16 @@ void writeCredentials(const Site& site, const std::string& name, const Credentia
   writeFile(dir / "ca.pem", c.ca);
 }
 
-YAML::Node profileEntry(const std::string& name) {
-  const fs::path dir = fs::path("links") / name;
-  YAML::Node p(YAML::NodeType::Map);
-  p["name"] = profileOf(name);
-  p["certificate"] = (dir / "cert.pem").string();
-  p["key"] = (dir / "key.pem").string();
-  p["ca"] = (dir / "ca.pem").string();
-  return p;
-}
-
-YAML::Node connectorEntry(const std::string& name, const std::string& host, int port, int cost) {
-  YAML::Node c(YAML::NodeType::Map);
-  c["name"] = name;
-  c["host"] = host;
-  c["port"] = port;
-  c["role"] = "inter-router";
-  c["cost"] = cost;
-  c["tls_profile"] = profileOf(name);
-  return c;
-}
-
-// The JSON body for the API: the same fields, paths made absolute.
-Json bodyOf(const YAML::Node& entry, const Site& site) {
-  Json body = Json::object();
-  for (const auto& kv : entry) {
-    const std::string key = kv.first.Scalar();
-    const std::string value = kv.second.Scalar();
-    if (key == "port" || key == "cost") {
-      body[key] = std::stoi(value);
-    } else if (key == "certificate" || key == "key" || key == "ca") {
-      body[key] = (site.dir.dir() / value).string();
-    } else {
-      body[key] = value;
-    }
+// The JSON bodies for the API: the entries of vaned.yaml, paths made absolute.
+Json bodyOf(config::TlsProfileConfig profile, const Site& site) {
+  for (std::string* file : {&profile.certificate, &profile.key, &profile.ca}) {
+    *file = (site.dir.dir() / *file).string();
   }
-  return body;
+  return Json::parse(config::toJson(profile));
+}
+
+Json bodyOf(const config::ConnectorConfig& connector) {
+  return Json::parse(config::toJson(connector));
 }
 
 // The connector's state in the API ("" if not listed).
@@ -164,12 +173,13 @@ bool waitConnected(const ManagementClient& client, const std::string& name) {
 
 // Adds profile and connector to the running router; on failure takes back
 // what it added.
-void applyLink(const Site& site, const ManagementClient& client, const YAML::Node& profile,
-               const YAML::Node& connector, const std::string& name) {
+void applyLink(const Site& site, const ManagementClient& client,
+               const config::TlsProfileConfig& profile, const config::ConnectorConfig& connector,
+               const std::string& name) {
   const std::string what = "cannot add the link to the running site '" + site.info.name + "'";
   apiCall(client, "POST", "tls-profiles", bodyOf(profile, site), what);
   try {
-    apiCall(client, "POST", "connectors", bodyOf(connector, site), what);
+    apiCall(client, "POST", "connectors", bodyOf(connector), what);
   } catch (const UserError&) {
     client.send("DELETE", "tls-profiles/" + profileOf(name));
     throw;
@@ -182,24 +192,20 @@ int linkCreate(const Options& options, const LinkCreateOptions& create) {
   const Site site = openSite(options);
   const Token token = readToken(create.token_file);
   const std::string name = create.name.empty() ? token.site : create.name;
-  if (create.cost < 1 || create.cost > 1000000) {
-    throw UserError("--cost " + std::to_string(create.cost) +
-                    " is out of range; give a cost from 1 to 1000000");
-  }
-  RouterConfig config = RouterConfig::load(site.dir.config());
-  checkNewLink(site, config, token, name);
   std::string host;
   int port = 0;
   splitHostPort(token.links.front(), host, port);  // checked by readToken
+  const config::TlsProfileConfig profile = profileEntry(name);
+  const config::ConnectorConfig connector = connectorEntry(name, host, port, create.cost);
+  RouterConfig config = RouterConfig::load(site.dir.config());
+  checkNewLink(site, config, token, connector, profile);
 
   // The token is spent once claimed: from here on the link is kept in the
   // file even if the running router refuses it.
   const Credentials credentials = claim(token, site.info.name);
   writeCredentials(site, name, credentials);
-  const YAML::Node profile = profileEntry(name);
-  const YAML::Node connector = connectorEntry(name, host, port, create.cost);
-  config.add("tls_profiles", profile);
-  config.add("connectors", connector);
+  config.add(profile);
+  config.add(connector);
   config.save(site.dir.config());
   if (site.running) {
     try {
@@ -241,7 +247,8 @@ int linkList(const Options& options) {
     const std::string name = field(c, "name");
     Json row = {{"name", name},
                 {"endpoint", joinHostPort(field(c, "host"), std::atoi(field(c, "port").c_str()))},
-                {"cost", field(c, "cost").empty() ? 1 : std::atoi(field(c, "cost").c_str())},
+                {"cost", field(c, "cost").empty() ? static_cast<int>(config::ConnectorConfig{}.cost)
+                                                  : std::atoi(field(c, "cost").c_str())},
                 {"state", site.running ? "unknown" : "not running"},
                 {"certificate_expires", nullptr}};
     for (const auto& s : states) {

@@ -66,13 +66,13 @@ RouterConfig RouterConfig::initial(const SiteInfo& site) {
   management["token"] = site.management_token;
   root["management"] = management;
 
+  config::TlsProfileConfig profile;
+  profile.name = "site";
+  profile.certificate = "router.pem";
+  profile.key = "router-key.pem";
+  profile.ca = "ca.pem";
   YAML::Node profiles(YAML::NodeType::Sequence);
-  YAML::Node profile = flowMap();
-  profile["name"] = "site";
-  profile["certificate"] = "router.pem";
-  profile["key"] = "router-key.pem";
-  profile["ca"] = "ca.pem";
-  profiles.push_back(profile);
+  profiles.push_back(YAML::Load(config::toYaml(profile)));
   root["tls_profiles"] = profiles;
 
   YAML::Node claims(YAML::NodeType::Map);
@@ -143,9 +143,27 @@ YAML::Node RouterConfig::find(const std::string& section, const std::string& nam
   return YAML::Node(YAML::NodeType::Null);
 }
 
-void RouterConfig::add(const std::string& section, const YAML::Node& entry) {
+template <typename Entry>
+void RouterConfig::addEntry(const std::string& section, const Entry& entry) {
+  if (const auto error = config::validate(entry)) {
+    throw UserError("cannot write the " + section + " entry '" + entry.name +
+                    "': " + error->detail());
+  }
   if (!root_[section].IsSequence()) root_[section] = YAML::Node(YAML::NodeType::Sequence);
-  root_[section].push_back(entry);
+  root_[section].push_back(YAML::Load(config::toYaml(entry)));
+}
+
+void RouterConfig::add(const config::ConnectorConfig& entry) {
+  addEntry("connectors", entry);
+}
+void RouterConfig::add(const config::TlsProfileConfig& entry) {
+  addEntry("tls_profiles", entry);
+}
+void RouterConfig::add(const config::TcpConnectorConfig& entry) {
+  addEntry("tcp_connectors", entry);
+}
+void RouterConfig::add(const config::TcpListenerConfig& entry) {
+  addEntry("tcp_listeners", entry);
 }
 
 bool RouterConfig::remove(const std::string& section, const std::string& name) {

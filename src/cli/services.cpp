@@ -1,6 +1,9 @@
 #include "cli/services.hpp"
 
+#include <cstdint>
 #include <iostream>
+#include <optional>
+#include <utility>
 
 #include "cli/errors.hpp"
 #include "cli/router_config.hpp"
@@ -23,20 +26,45 @@ const Kind& kindOf(Service s) {
   return s == Service::kExpose ? kExpose : kListen;
 }
 
-void check(const ServiceOptions& s) {
-  if (s.address.empty() || s.address.size() > 1024 || s.address.rfind("_vane/", 0) == 0) {
-    throw UserError("the address '" + s.address + "' is not valid; give 1 to 1024 bytes, not " +
-                    "starting with _vane/");
-  }
-  if (!validName(s.name)) {
-    throw UserError("the name '" + s.name + "' is not valid (it defaults to the address); give " +
-                    "one of 1 to 64 letters, digits, '.', '_' or '-' with --name");
-  }
+// The entry for vaned.yaml and the router, of type config::TcpConnectorConfig
+// (expose) or config::TcpListenerConfig (listen).
+template <typename Entry>
+Entry entryOf(const ServiceOptions& s) {
+  Entry e;
+  e.name = s.name;
+  e.host = s.host;
+  e.port = static_cast<std::uint16_t>(s.port);  // 1..65535, checked by the option
+  e.address = s.address;
+  return e;
 }
 
-Json bodyOf(const YAML::Node& entry) {
+// UserError with vaned's reason if it would refuse the entry. `named`: the
+// name was given (else it is the address).
+template <typename Entry>
+void check(const Entry& entry, const Kind& kind, bool named) {
+  std::optional<config::ConfigError> error = config::validate(entry);
+  if (!error) return;
+  if (error->field == "name" && !named) {
+    // The name is the address: if vaned refuses the address too, that is
+    // the thing to fix.
+    Entry other = entry;
+    other.name = "address";
+    if (auto e = config::validate(other)) error = std::move(e);
+  }
+  std::string message =
+      std::string("cannot add ") + kind.noun + " '" + entry.name + "': " + error->detail();
+  if (error->field == "name") {
+    message += named ? "; give another --name"
+                     : "; the name defaults to the address: give another with --name";
+  }
+  throw UserError(message);
+}
+
+// A row of `list` from an entry of vaned.yaml, as the file has it.
+Json rowOf(const YAML::Node& entry) {
+  const std::string host = field(entry, "host");
   return {{"name", field(entry, "name")},
-          {"host", field(entry, "host")},
+          {"host", host.empty() ? config::TcpConnectorConfig{}.host : host},
           {"port", std::atoi(field(entry, "port").c_str())},
           {"address", field(entry, "address")}};
 }
@@ -52,12 +80,14 @@ Json liveEntities(const Site& site, const Kind& kind) {
   return byName;
 }
 
-}  // namespace
-
-int serviceAdd(const Options& options, Service which, ServiceOptions s) {
+template <typename Entry>
+int addService(const Options& options, Service which, ServiceOptions s) {
   const Kind& kind = kindOf(which);
-  if (s.name.empty()) s.name = s.address;
-  check(s);
+  const bool named = !s.name.empty();
+  if (!named) s.name = s.address;
+  const Entry entry = entryOf<Entry>(s);
+  check(entry, kind, named);
+  const Json body = Json::parse(config::toJson(entry));
   const Site site = openSite(options);
   RouterConfig config = RouterConfig::load(site.dir.config());
   if (!config.find(kind.section, s.name).IsNull()) {
@@ -65,17 +95,12 @@ int serviceAdd(const Options& options, Service which, ServiceOptions s) {
                     "' already exists; delete it first with `vane " + kind.command + " delete " +
                     s.name + "`, or give another name with --name");
   }
-  YAML::Node entry(YAML::NodeType::Map);
-  entry["name"] = s.name;
-  entry["host"] = s.host;
-  entry["port"] = s.port;
-  entry["address"] = s.address;
   if (site.running) {
-    apiCall(site.client(), "POST", kind.api, bodyOf(entry),
+    apiCall(site.client(), "POST", kind.api, body,
             std::string("cannot add ") + kind.noun + " '" + s.name + "' to site '" +
                 site.info.name + "'");
   }
-  config.add(kind.section, entry);
+  config.add(entry);
   config.save(site.dir.config());
   const std::string endpoint = joinHostPort(s.host, s.port);
   if (which == Service::kExpose) {
@@ -88,6 +113,15 @@ int serviceAdd(const Options& options, Service which, ServiceOptions s) {
   return 0;
 }
 
+}  // namespace
+
+int serviceAdd(const Options& options, Service which, ServiceOptions s) {
+  if (which == Service::kExpose) {
+    return addService<config::TcpConnectorConfig>(options, which, std::move(s));
+  }
+  return addService<config::TcpListenerConfig>(options, which, std::move(s));
+}
+
 int serviceList(const Options& options, Service which) {
   const Kind& kind = kindOf(which);
   const Site site = openSite(options);
@@ -96,7 +130,7 @@ int serviceList(const Options& options, Service which) {
   Json rows = Json::array();
   for (const auto& e : config.entries(kind.section)) {
     const std::string name = field(e, "name");
-    Json row = bodyOf(e);
+    Json row = rowOf(e);
     row["state"] = site.running ? "-" : "not running";
     row["flows_active"] = nullptr;
     if (live.contains(name)) {

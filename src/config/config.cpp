@@ -18,6 +18,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string_view>
 #include <type_traits>
@@ -72,13 +73,36 @@ std::string ConfigError::toString() const {
     out += fmt::format(":{}", line);
     if (column > 0) out += fmt::format(":{}", column);
   }
-  out += ": ";
-  if (!field.empty()) out += fmt::format("field '{}': ", field);
-  out += message;
-  return out;
+  return out + ": " + detail();
+}
+
+std::string ConfigError::detail() const {
+  if (field.empty()) return message;
+  return fmt::format("field '{}': {}", field, message);
 }
 
 namespace {
+
+// The fields of each entry kind, in the order messages list them.
+constexpr std::string_view kListenerFields[] = {"name",
+                                                "host",
+                                                "port",
+                                                "role",
+                                                "cost",
+                                                "tls_profile",
+                                                "sasl_mechanisms",
+                                                "users_file",
+                                                "verify_router_id",
+                                                "insecure",
+                                                "max_connections",
+                                                "handshake_timeout_ms",
+                                                "idle_timeout_ms"};
+constexpr std::string_view kConnectorFields[] = {"name", "host",        "port",       "role",
+                                                 "cost", "tls_profile", "verify_host"};
+constexpr std::string_view kTcpFields[] = {"name", "host", "port", "address"};
+constexpr std::string_view kTlsProfileFields[] = {"name", "ca", "certificate", "key",
+                                                  "key_password_file"};
+constexpr std::string_view kAddressFields[] = {"prefix", "pattern", "distribution"};
 
 // 127.0.0.0/8, ::1 and "localhost": reachable from this machine only.
 bool isLoopbackHost(const std::string& host) {
@@ -139,7 +163,7 @@ std::string joinField(const std::string& path, std::string_view key) {
   return fmt::format("{}.{}", path, key);
 }
 
-std::string joinNames(std::initializer_list<std::string_view> names) {
+std::string joinNames(std::span<const std::string_view> names) {
   std::string out;
   for (std::string_view n : names) {
     if (!out.empty()) out += ", ";
@@ -248,6 +272,11 @@ class Parser {
   // is a known field name and that no key is repeated.
   std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
                              std::initializer_list<std::string_view> allowed) const {
+    return entries(map, path, std::span<const std::string_view>(allowed.begin(), allowed.size()));
+  }
+
+  std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
+                             std::span<const std::string_view> allowed) const {
     std::vector<Entry> out;
     for (auto it = map.begin(); it != map.end(); ++it) {
       const YAML::Node key = it->first;
@@ -586,11 +615,7 @@ class Parser {
           std::optional<Entry> sasl_entry;
           std::optional<Entry> verify_entry;
           std::optional<Entry> insecure_entry;
-          for (const Entry& e :
-               entries(item, path,
-                       {"name", "host", "port", "role", "cost", "tls_profile", "sasl_mechanisms",
-                        "users_file", "verify_router_id", "insecure", "max_connections",
-                        "handshake_timeout_ms", "idle_timeout_ms"})) {
+          for (const Entry& e : entries(item, path, kListenerFields)) {
             if (e.key == "max_connections") {
               l.max_connections = static_cast<std::uint32_t>(integer(e, 0, 1000000));
             } else if (e.key == "handshake_timeout_ms") {
@@ -660,9 +685,7 @@ class Parser {
         [this](const YAML::Node& item, const std::string& path, ConnectorConfig& c) {
           std::optional<Entry> name_entry;
           bool have_port = false;
-          for (const Entry& e :
-               entries(item, path,
-                       {"name", "host", "port", "role", "cost", "tls_profile", "verify_host"})) {
+          for (const Entry& e : entries(item, path, kConnectorFields)) {
             if (e.key == "tls_profile") {
               c.tls_profile = name(e);
             } else if (e.key == "verify_host") {
@@ -690,32 +713,32 @@ class Parser {
   }
 
   void parseTlsProfiles(const Entry& section, std::vector<TlsProfileConfig>& out) const {
-    parseNamedList(
-        section, "tls_profiles", "tls profile", out,
-        [this](const YAML::Node& item, const std::string& path, TlsProfileConfig& t) {
-          std::optional<Entry> name_entry;
-          for (const Entry& e :
-               entries(item, path, {"name", "ca", "certificate", "key", "key_password_file"})) {
-            if (e.key == "name") {
-              t.name = name(e);
-              name_entry = e;
-            } else if (e.key == "ca") {
-              t.ca = nonEmptyString(e);
-            } else if (e.key == "certificate") {
-              t.certificate = nonEmptyString(e);
-            } else if (e.key == "key") {
-              t.key = nonEmptyString(e);
-            } else if (e.key == "key_password_file") {
-              t.key_password_file = nonEmptyString(e);
-            }
-          }
-          if (!name_entry) return name_entry;
-          if (t.certificate.empty()) {
-            fail(item, joinField(path, "certificate"), "missing required field 'certificate'");
-          }
-          if (t.key.empty()) fail(item, joinField(path, "key"), "missing required field 'key'");
-          return name_entry;
-        });
+    parseNamedList(section, "tls_profiles", "tls profile", out,
+                   [this](const YAML::Node& item, const std::string& path, TlsProfileConfig& t) {
+                     std::optional<Entry> name_entry;
+                     for (const Entry& e : entries(item, path, kTlsProfileFields)) {
+                       if (e.key == "name") {
+                         t.name = name(e);
+                         name_entry = e;
+                       } else if (e.key == "ca") {
+                         t.ca = nonEmptyString(e);
+                       } else if (e.key == "certificate") {
+                         t.certificate = nonEmptyString(e);
+                       } else if (e.key == "key") {
+                         t.key = nonEmptyString(e);
+                       } else if (e.key == "key_password_file") {
+                         t.key_password_file = nonEmptyString(e);
+                       }
+                     }
+                     if (!name_entry) return name_entry;
+                     if (t.certificate.empty()) {
+                       fail(item, joinField(path, "certificate"),
+                            "missing required field 'certificate'");
+                     }
+                     if (t.key.empty())
+                       fail(item, joinField(path, "key"), "missing required field 'key'");
+                     return name_entry;
+                   });
   }
 
   // What a listener's TLS and SASL settings need of each other.
@@ -884,7 +907,7 @@ class Parser {
           std::optional<Entry> name_entry;
           bool have_port = false;
           bool have_address = false;
-          for (const Entry& e : entries(item, path, {"name", "host", "port", "address"})) {
+          for (const Entry& e : entries(item, path, kTcpFields)) {
             if (e.key == "name") {
               c.name = name(e);
               name_entry = e;
@@ -965,7 +988,7 @@ class Parser {
       a.line = item.Mark().line + 1;
       const Entry* prefix_entry = nullptr;
       const Entry* pattern_entry = nullptr;
-      const auto list = entries(item, path, {"prefix", "pattern", "distribution"});
+      const auto list = entries(item, path, kAddressFields);
       for (const Entry& e : list) {
         if (e.key == "prefix" || e.key == "pattern") {
           if (prefix_entry != nullptr || pattern_entry != nullptr) {
@@ -1061,8 +1084,39 @@ class DocumentScanner : public YAML::EventHandler {
 }  // namespace
 
 namespace {
+
 ConfigResult parseText(const std::string& text, const std::string& name, bool entry);
+
+bool isEntrySection(std::string_view section) {
+  return section == "tcp_listeners" || section == "tcp_connectors" || section == "listeners" ||
+         section == "connectors" || section == "addresses" || section == "tls_profiles";
 }
+
+// Parses `item`, one YAML flow mapping on one line, as the only entry of
+// `section`. Positions in an error refer to that made-up document: they are
+// left out, and the field is named inside the entry.
+ConfigResult parseOneEntry(const std::string& section, const std::string& item,
+                           const std::string& name) {
+  ConfigResult r = parseText(section + ":\n  - " + item + "\n", name, true);
+  if (auto* e = std::get_if<ConfigError>(&r)) {
+    const std::string prefix = section + "[0]";
+    e->line = 0;
+    e->column = 0;
+    if (e->field.rfind(prefix, 0) == 0) {
+      e->field = e->field.size() > prefix.size() ? e->field.substr(prefix.size() + 1) : "";
+    }
+  }
+  return r;
+}
+
+template <typename T>
+std::optional<ConfigError> validateEntry(const std::string& section, const T& entry) {
+  ConfigResult r = parseOneEntry(section, toYaml(entry), "");
+  if (auto* e = std::get_if<ConfigError>(&r)) return std::move(*e);
+  return std::nullopt;
+}
+
+}  // namespace
 
 Config defaultConfig() {
   Config cfg;
@@ -1076,8 +1130,7 @@ Config defaultConfig() {
 ConfigResult parseEntry(const std::string& section, const std::string& text) {
   ConfigError err;
   err.file = "request";
-  if (section != "tcp_listeners" && section != "tcp_connectors" && section != "listeners" &&
-      section != "connectors" && section != "addresses" && section != "tls_profiles") {
+  if (!isEntrySection(section)) {
     err.message = "unknown section '" + section + "'";
     return err;
   }
@@ -1102,19 +1155,29 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
   for (char& c : flat) {
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   }
-  const std::string doc = section + ":\n  - " + flat + "\n";
-  ConfigResult r = parseText(doc, "request", true);
-  if (auto* e = std::get_if<ConfigError>(&r)) {
-    // Positions refer to the re-serialised text: leave them out, and name
-    // the field inside the entry.
-    const std::string prefix = section + "[0]";
-    e->line = 0;
-    e->column = 0;
-    if (e->field.rfind(prefix, 0) == 0) {
-      e->field = e->field.size() > prefix.size() ? e->field.substr(prefix.size() + 1) : "";
-    }
-  }
-  return r;
+  return parseOneEntry(section, flat, "request");
+}
+
+std::span<const std::string_view> entryFields(std::string_view section) {
+  if (section == "listeners") return kListenerFields;
+  if (section == "connectors") return kConnectorFields;
+  if (section == "tcp_listeners" || section == "tcp_connectors") return kTcpFields;
+  if (section == "tls_profiles") return kTlsProfileFields;
+  if (section == "addresses") return kAddressFields;
+  return {};
+}
+
+std::optional<ConfigError> validate(const ConnectorConfig& c) {
+  return validateEntry("connectors", c);
+}
+std::optional<ConfigError> validate(const TlsProfileConfig& t) {
+  return validateEntry("tls_profiles", t);
+}
+std::optional<ConfigError> validate(const TcpConnectorConfig& t) {
+  return validateEntry("tcp_connectors", t);
+}
+std::optional<ConfigError> validate(const TcpListenerConfig& t) {
+  return validateEntry("tcp_listeners", t);
 }
 
 ConfigResult parseString(const std::string& text, const std::string& name) {

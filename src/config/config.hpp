@@ -1,10 +1,13 @@
-// Vane configuration model: one schema shared by the YAML file, and later the
-// management API and CLI. Parsing never throws to callers; it returns either a
-// Config or a ConfigError naming file, line and field.
+// Vane configuration model: one schema shared by the YAML file, the
+// management API's request bodies and the `vane` CLI, which writes its
+// entries of vaned.yaml with the emitters below. Parsing never throws to
+// callers; it returns either a Config or a ConfigError naming file, line and
+// field.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -157,6 +160,7 @@ struct ConnectorConfig {
   std::string tls_profile;
   bool verify_host = true;
   int line = 0;
+  bool operator==(const ConnectorConfig&) const = default;
 };
 
 // A local TCP port whose connections are carried to a TCP connector for
@@ -167,6 +171,7 @@ struct TcpListenerConfig {
   std::uint16_t port = 0;  // required (0 = pick a free port, logged)
   std::string address;     // required
   int line = 0;
+  bool operator==(const TcpListenerConfig&) const = default;
 };
 
 // A real TCP server reached for the connections arriving for `address`.
@@ -176,6 +181,7 @@ struct TcpConnectorConfig {
   std::uint16_t port = 0;  // required
   std::string address;     // required
   int line = 0;
+  bool operator==(const TcpConnectorConfig&) const = default;
 };
 
 // An address rule: exactly one of prefix or pattern is set.
@@ -197,6 +203,7 @@ struct TlsProfileConfig {
   std::string key;                // private key, PEM
   std::string key_password_file;  // optional: the key's password, first line
   int line = 0;
+  bool operator==(const TlsProfileConfig&) const = default;
 };
 
 // The HTTP management API (JSON, Prometheus metrics, health probes).
@@ -257,6 +264,9 @@ struct ConfigError {
   std::string message;
   // "FILE:LINE:COLUMN: field 'F': MESSAGE"
   std::string toString() const;
+  // "field 'F': MESSAGE", without file and position (an entry not read
+  // from a file: a request body, the CLI's command line).
+  std::string detail() const;
 };
 
 using ConfigResult = std::variant<Config, ConfigError>;
@@ -280,5 +290,39 @@ void resolvePaths(Config& cfg, const std::string& dir);
 // a file: the result holds the entry in its section, or an error whose
 // field names the entry's key (e.g. "port").
 ConfigResult parseEntry(const std::string& section, const std::string& text);
+
+// The fields the parser reads in an entry of `section` (a section that
+// parseEntry() takes), in the order its messages list them; empty for
+// another section.
+std::span<const std::string_view> entryFields(std::string_view section);
+
+// ---- Writing entries (the CLI's side of vaned.yaml) ----
+//
+// toYaml() writes one entry as a one-line YAML flow mapping, e.g.
+// `{name: echo, host: 127.0.0.1, port: 7, address: echo}`, for its section
+// (connectors, tls_profiles, tcp_connectors, tcp_listeners); toJson() writes
+// it as the JSON object the management API takes for it (parseEntry()).
+// Both write every field the parser reads for the entry except optional
+// ones left unset (an empty tls_profile, ca or key_password_file), so that
+// parsing the text gives back the same entry (`line` aside). toJson()
+// writes bytes that are not valid UTF-8 as U+FFFD; toYaml() keeps them.
+std::string toYaml(const ConnectorConfig& c);
+std::string toYaml(const TlsProfileConfig& t);
+std::string toYaml(const TcpConnectorConfig& t);
+std::string toYaml(const TcpListenerConfig& t);
+std::string toJson(const ConnectorConfig& c);
+std::string toJson(const TlsProfileConfig& t);
+std::string toJson(const TcpConnectorConfig& t);
+std::string toJson(const TcpListenerConfig& t);
+
+// Checks an entry with the rules vaned applies to the same entry in its file
+// or in a request body: nothing if vaned takes it, else the error it would
+// give, its field naming the key inside the entry ("port") and no position.
+// References to other entities (a connector's tls_profile) are not checked,
+// as in parseEntry().
+std::optional<ConfigError> validate(const ConnectorConfig& c);
+std::optional<ConfigError> validate(const TlsProfileConfig& t);
+std::optional<ConfigError> validate(const TcpConnectorConfig& t);
+std::optional<ConfigError> validate(const TcpListenerConfig& t);
 
 }  // namespace vane::config
