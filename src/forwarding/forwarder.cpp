@@ -84,52 +84,6 @@ void dropTransfer(const std::shared_ptr<Transfer>& t) {
   forwarding::postCopyDone(t);
 }
 
-namespace {
-
-// balanced: the consumer with the fewest outstanding deliveries; ties are
-// broken round-robin so equal consumers share the load.
-void forwardBalanced(AddressEntry& e, std::vector<std::shared_ptr<Consumer>>& out) {
-  out.clear();
-  const auto n = e.consumers.size();
-  if (n == 0) return;
-  const std::size_t start = e.next++ % n;
-  std::size_t best = start;
-  auto best_load = e.consumers[start]->outstanding.load(std::memory_order_relaxed);
-  for (std::size_t i = 1; i < n && best_load > 0; ++i) {
-    std::size_t k = (start + i) % n;
-    auto load = e.consumers[k]->outstanding.load(std::memory_order_relaxed);
-    if (load < best_load) {
-      best = k;
-      best_load = load;
-    }
-  }
-  out.push_back(e.consumers[best]);
-}
-
-// closest: every consumer of a single router is at the same (zero) cost, so
-// round-robin among them.
-void forwardClosest(AddressEntry& e, std::vector<std::shared_ptr<Consumer>>& out) {
-  out.clear();
-  if (e.consumers.empty()) return;
-  out.push_back(e.consumers[e.next++ % e.consumers.size()]);
-}
-
-void forwardMulticast(AddressEntry& e, std::vector<std::shared_ptr<Consumer>>& out) {
-  out.assign(e.consumers.begin(), e.consumers.end());
-}
-
-constexpr ForwardFn kForwarders[] = {
-    forwardBalanced,   // Distribution::kBalanced
-    forwardClosest,    // Distribution::kClosest
-    forwardMulticast,  // Distribution::kMulticast
-};
-
-}  // namespace
-
-ForwardFn forwarderFor(config::Distribution d) {
-  return kForwarders[static_cast<int>(d)];
-}
-
 bool isAnycast(config::Distribution d) {
   return d != config::Distribution::kMulticast;
 }

@@ -1,8 +1,9 @@
-// Per-loop forwarding table and the per-distribution forwarders.
+// The per-loop forwarding table.
 //
 // Each event loop holds its own ForwardingTable, a replica of the routing
 // core's address table that the core updates by posting deltas. Forwarding a
 // delivery reads only the local replica: no lock, no shared map.
+// ForwardingTable::route makes every forwarding decision.
 #pragma once
 
 #include <cstdint>
@@ -150,11 +151,7 @@ std::string flowAddress(std::string_view router, std::string_view uplink, std::s
 // reconverge).
 inline constexpr std::uint32_t kMaxHops = 32;
 
-// Chooses the consumers for one delivery; `out` is cleared first.
-// Index by distribution: a table, not an if-chain.
-using ForwardFn = void (*)(AddressEntry& entry, std::vector<std::shared_ptr<Consumer>>& out);
-ForwardFn forwarderFor(config::Distribution d);
-
+// balanced and closest choose one destination; multicast, every one.
 bool isAnycast(config::Distribution d);
 
 class ForwardingTable {
