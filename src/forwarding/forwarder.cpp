@@ -89,6 +89,7 @@ bool isAnycast(config::Distribution d) {
 }
 
 AddressEntry* ForwardingTable::find(std::string_view address) {
+  checkThread();
   auto it = entries_.find(address);
   return it == entries_.end() ? nullptr : &it->second;
 }
@@ -103,6 +104,7 @@ void ForwardingTable::notify(AddressEntry& e, bool was_available) {
 
 void ForwardingTable::addConsumer(const std::string& address, config::Distribution d,
                                   std::shared_ptr<Consumer> consumer) {
+  checkThread();
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   auto& e = it->second;
@@ -112,6 +114,7 @@ void ForwardingTable::addConsumer(const std::string& address, config::Distributi
 }
 
 void ForwardingTable::removeConsumer(const std::string& address, std::uint64_t consumer_id) {
+  checkThread();
   auto it = entries_.find(address);
   if (it == entries_.end()) return;
   auto& c = it->second.consumers;
@@ -125,6 +128,7 @@ void ForwardingTable::removeConsumer(const std::string& address, std::uint64_t c
 
 void ForwardingTable::addRemote(const std::string& address, config::Distribution d,
                                 std::shared_ptr<RemoteDest> remote) {
+  checkThread();
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   auto& e = it->second;
@@ -137,6 +141,7 @@ void ForwardingTable::addRemote(const std::string& address, config::Distribution
 }
 
 void ForwardingTable::removeRemote(const std::string& address, const std::string& router) {
+  checkThread();
   auto it = entries_.find(address);
   if (it == entries_.end()) return;
   auto& v = it->second.remotes;
@@ -247,6 +252,7 @@ std::string flowAddress(std::string_view router, std::string_view uplink, std::s
 
 std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flow,
                                              const FlowToken& token) const {
+  checkThread();
   for (const auto& [id, hop] : paths_->hops) {
     if (hop.kind == NextHop::Kind::kUplink) return flowAddress(paths_->self, id, loop, flow, token);
   }
@@ -254,6 +260,7 @@ std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flo
 }
 
 AddressCounters* ForwardingTable::counters(std::string_view address) {
+  checkThread();
   if (address.substr(0, 6) == "_vane/") return nullptr;
   auto it = counters_.find(address);
   if (it != counters_.end()) return &it->second;
@@ -262,6 +269,7 @@ AddressCounters* ForwardingTable::counters(std::string_view address) {
 }
 
 RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& out) {
+  checkThread();
   out.clear();
   const std::uint32_t hops = rq.header ? rq.header->hops + 1 : 0;
   if (hops > kMaxHops) return {RouteStatus::kHopLimit, false};
@@ -483,6 +491,7 @@ RouteStatus ForwardingTable::routeMulticast(AddressEntry& e, const RouteRequest&
 
 AddressEntry& ForwardingTable::addListener(const std::string& address, config::Distribution d,
                                            CreditListener* l) {
+  checkThread();
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   it->second.listeners.push_back(l);
@@ -490,6 +499,7 @@ AddressEntry& ForwardingTable::addListener(const std::string& address, config::D
 }
 
 void ForwardingTable::removeListener(const std::string& address, CreditListener* l) {
+  checkThread();
   auto it = entries_.find(address);
   if (it == entries_.end()) return;
   auto& v = it->second.listeners;

@@ -1,7 +1,7 @@
 // ForwardingTable: the choice among local consumers that route() (what the
-// router calls for every delivery) makes for each distribution, and the
-// entries and credit listeners. Choices that involve other routers are in
-// route_test.cpp.
+// router calls for every delivery) makes for each distribution, the entries
+// and credit listeners, and the loop a table is bound to. Choices that
+// involve other routers are in route_test.cpp.
 #include "forwarding/forwarder.hpp"
 
 #include <gtest/gtest.h>
@@ -172,6 +172,21 @@ TEST_F(ForwarderTest, TenThousandAddresses) {
   EXPECT_EQ(table_.size(), 10000u);
   for (int i = 0; i < 10000; ++i) table_.removeConsumer("addr/" + std::to_string(i), i + 1);
   EXPECT_EQ(table_.size(), 0u);
+}
+
+TEST(ForwardingTableThread, BoundTableRunsOnItsLoopOnly) {
+  core::EventLoop loop("worker");
+  ForwardingTable table(loop);
+  std::size_t size = 1;
+  loop.post([&] { size = table.size(); });
+  loop.poll();
+  EXPECT_EQ(size, 0u);
+#ifdef NDEBUG
+  GTEST_SKIP() << "thread checks are compiled out of release builds";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(table.size(), "called off its owning thread");
+#endif
 }
 
 }  // namespace
