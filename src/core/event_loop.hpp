@@ -137,7 +137,23 @@ class EventLoop {
   static inline thread_local EventLoop* current_ = nullptr;
 };
 
+// Thread checks: VANE_ASSERT_THREAD(loop) at an entry point that must run on
+// `loop`'s thread, VANE_ASSERT_NOT_THREAD(loop) where running on it would
+// deadlock (code that waits for the loop). Checked in builds without NDEBUG
+// (Debug: the sanitizer builds the tests use); in release builds they
+// compile to nothing, the expression unevaluated, so they may sit on the
+// data path.
+#ifdef NDEBUG
+#define VANE_ASSERT_THREAD(loop)            \
+  do {                                      \
+    (void)sizeof((loop).isCurrentThread()); \
+  } while (0)
+#define VANE_ASSERT_NOT_THREAD(loop) VANE_ASSERT_THREAD(loop)
+#else
 #define VANE_ASSERT_THREAD(loop) \
   VANE_ASSERT((loop).isCurrentThread(), "called off its owning thread")
+#define VANE_ASSERT_NOT_THREAD(loop) \
+  VANE_ASSERT(!(loop).isCurrentThread(), "called on the thread it waits for")
+#endif
 
 }  // namespace vane::core

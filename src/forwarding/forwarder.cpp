@@ -84,57 +84,12 @@ void dropTransfer(const std::shared_ptr<Transfer>& t) {
   forwarding::postCopyDone(t);
 }
 
-namespace {
-
-// balanced: the consumer with the fewest outstanding deliveries; ties are
-// broken round-robin so equal consumers share the load.
-void forwardBalanced(AddressEntry& e, std::vector<std::shared_ptr<Consumer>>& out) {
-  out.clear();
-  const auto n = e.consumers.size();
-  if (n == 0) return;
-  const std::size_t start = e.next++ % n;
-  std::size_t best = start;
-  auto best_load = e.consumers[start]->outstanding.load(std::memory_order_relaxed);
-  for (std::size_t i = 1; i < n && best_load > 0; ++i) {
-    std::size_t k = (start + i) % n;
-    auto load = e.consumers[k]->outstanding.load(std::memory_order_relaxed);
-    if (load < best_load) {
-      best = k;
-      best_load = load;
-    }
-  }
-  out.push_back(e.consumers[best]);
-}
-
-// closest: every consumer of a single router is at the same (zero) cost, so
-// round-robin among them.
-void forwardClosest(AddressEntry& e, std::vector<std::shared_ptr<Consumer>>& out) {
-  out.clear();
-  if (e.consumers.empty()) return;
-  out.push_back(e.consumers[e.next++ % e.consumers.size()]);
-}
-
-void forwardMulticast(AddressEntry& e, std::vector<std::shared_ptr<Consumer>>& out) {
-  out.assign(e.consumers.begin(), e.consumers.end());
-}
-
-constexpr ForwardFn kForwarders[] = {
-    forwardBalanced,   // Distribution::kBalanced
-    forwardClosest,    // Distribution::kClosest
-    forwardMulticast,  // Distribution::kMulticast
-};
-
-}  // namespace
-
-ForwardFn forwarderFor(config::Distribution d) {
-  return kForwarders[static_cast<int>(d)];
-}
-
 bool isAnycast(config::Distribution d) {
   return d != config::Distribution::kMulticast;
 }
 
 AddressEntry* ForwardingTable::find(std::string_view address) {
+  checkThread();
   auto it = entries_.find(address);
   return it == entries_.end() ? nullptr : &it->second;
 }
@@ -149,6 +104,7 @@ void ForwardingTable::notify(AddressEntry& e, bool was_available) {
 
 void ForwardingTable::addConsumer(const std::string& address, config::Distribution d,
                                   std::shared_ptr<Consumer> consumer) {
+  checkThread();
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   auto& e = it->second;
@@ -158,6 +114,7 @@ void ForwardingTable::addConsumer(const std::string& address, config::Distributi
 }
 
 void ForwardingTable::removeConsumer(const std::string& address, std::uint64_t consumer_id) {
+  checkThread();
   auto it = entries_.find(address);
   if (it == entries_.end()) return;
   auto& c = it->second.consumers;
@@ -171,6 +128,7 @@ void ForwardingTable::removeConsumer(const std::string& address, std::uint64_t c
 
 void ForwardingTable::addRemote(const std::string& address, config::Distribution d,
                                 std::shared_ptr<RemoteDest> remote) {
+  checkThread();
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   auto& e = it->second;
@@ -183,6 +141,7 @@ void ForwardingTable::addRemote(const std::string& address, config::Distribution
 }
 
 void ForwardingTable::removeRemote(const std::string& address, const std::string& router) {
+  checkThread();
   auto it = entries_.find(address);
   if (it == entries_.end()) return;
   auto& v = it->second.remotes;
@@ -293,6 +252,7 @@ std::string flowAddress(std::string_view router, std::string_view uplink, std::s
 
 std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flow,
                                              const FlowToken& token) const {
+  checkThread();
   for (const auto& [id, hop] : paths_->hops) {
     if (hop.kind == NextHop::Kind::kUplink) return flowAddress(paths_->self, id, loop, flow, token);
   }
@@ -300,6 +260,7 @@ std::string ForwardingTable::flowAddressHere(std::size_t loop, std::uint64_t flo
 }
 
 AddressCounters* ForwardingTable::counters(std::string_view address) {
+  checkThread();
   if (address.substr(0, 6) == "_vane/") return nullptr;
   auto it = counters_.find(address);
   if (it != counters_.end()) return &it->second;
@@ -308,6 +269,7 @@ AddressCounters* ForwardingTable::counters(std::string_view address) {
 }
 
 RouteResult ForwardingTable::route(const RouteRequest& rq, std::vector<Target>& out) {
+  checkThread();
   out.clear();
   const std::uint32_t hops = rq.header ? rq.header->hops + 1 : 0;
   if (hops > kMaxHops) return {RouteStatus::kHopLimit, false};
@@ -529,6 +491,7 @@ RouteStatus ForwardingTable::routeMulticast(AddressEntry& e, const RouteRequest&
 
 AddressEntry& ForwardingTable::addListener(const std::string& address, config::Distribution d,
                                            CreditListener* l) {
+  checkThread();
   auto [it, inserted] = entries_.try_emplace(address);
   if (inserted) it->second.distribution = d;
   it->second.listeners.push_back(l);
@@ -536,6 +499,7 @@ AddressEntry& ForwardingTable::addListener(const std::string& address, config::D
 }
 
 void ForwardingTable::removeListener(const std::string& address, CreditListener* l) {
+  checkThread();
   auto it = entries_.find(address);
   if (it == entries_.end()) return;
   auto& v = it->second.listeners;

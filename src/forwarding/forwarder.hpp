@@ -1,8 +1,9 @@
-// Per-loop forwarding table and the per-distribution forwarders.
+// The per-loop forwarding table.
 //
 // Each event loop holds its own ForwardingTable, a replica of the routing
 // core's address table that the core updates by posting deltas. Forwarding a
 // delivery reads only the local replica: no lock, no shared map.
+// ForwardingTable::route makes every forwarding decision.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/event_loop.hpp"
 #include "forwarding/transfer.hpp"
 
 namespace vane::forwarding {
@@ -150,15 +152,19 @@ std::string flowAddress(std::string_view router, std::string_view uplink, std::s
 // reconverge).
 inline constexpr std::uint32_t kMaxHops = 32;
 
-// Chooses the consumers for one delivery; `out` is cleared first.
-// Index by distribution: a table, not an if-chain.
-using ForwardFn = void (*)(AddressEntry& entry, std::vector<std::shared_ptr<Consumer>>& out);
-ForwardFn forwarderFor(config::Distribution d);
-
+// balanced and closest choose one destination; multicast, every one.
 bool isAnycast(config::Distribution d);
 
+// Lives on one event loop, a worker's: the routing core posts its deltas
+// there, and the loop's connections and flows route through it. Every
+// method runs on that loop, but for the wiring done before the loop runs
+// (initPaths, setFlowConsumers); debug builds assert it. A table made
+// without a loop (unit tests, fuzzers) is not checked.
 class ForwardingTable {
  public:
+  ForwardingTable() = default;
+  explicit ForwardingTable(core::EventLoop& loop) : loop_(&loop) {}
+
   AddressEntry* find(std::string_view address);
 
   // Delta application (from the routing core).
@@ -168,18 +174,27 @@ class ForwardingTable {
   void addRemote(const std::string& address, config::Distribution d,
                  std::shared_ptr<RemoteDest> remote);
   void removeRemote(const std::string& address, const std::string& router);
-  void setPaths(std::shared_ptr<const PathTable> paths) { paths_ = std::move(paths); }
+  void setPaths(std::shared_ptr<const PathTable> paths) {
+    checkThread();
+    paths_ = std::move(paths);
+  }
   // The address rules changed: every entry takes the distribution `lookup`
   // gives its address (listeners are told if availability changes; it does
   // not).
   void reclassify(const std::function<config::Distribution(std::string_view)>& lookup) {
+    checkThread();
     for (auto& [address, e] : entries_) e.distribution = lookup(address);
   }
-  // One consumer per loop that takes the deliveries for flow addresses.
+  // Wiring, before the table's loop runs: the first path table, and one
+  // consumer per loop that takes the deliveries for flow addresses.
+  void initPaths(std::shared_ptr<const PathTable> paths) { paths_ = std::move(paths); }
   void setFlowConsumers(std::vector<std::shared_ptr<Consumer>> c) {
     flow_consumers_ = std::move(c);
   }
-  const PathTable* paths() const { return paths_.get(); }
+  const PathTable* paths() const {
+    checkThread();
+    return paths_.get();
+  }
   // The reply address of flow `flow` of loop `loop` here (see flowAddress),
   // through the current uplink on an edge router.
   std::string flowAddressHere(std::size_t loop, std::uint64_t flow, const FlowToken& token) const;
@@ -193,9 +208,19 @@ class ForwardingTable {
   AddressEntry& addListener(const std::string& address, config::Distribution d, CreditListener* l);
   void removeListener(const std::string& address, CreditListener* l);
 
-  std::size_t size() const { return entries_.size(); }
+  std::size_t size() const {
+    checkThread();
+    return entries_.size();
+  }
 
  private:
+  // Debug builds: aborts unless on the table's loop (when it has one).
+  void checkThread() const {
+#ifndef NDEBUG
+    if (loop_ != nullptr) VANE_ASSERT_THREAD(*loop_);
+#endif
+  }
+
   struct Hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -209,7 +234,10 @@ class ForwardingTable {
   static constexpr std::size_t kMaxCountedAddresses = 10000;
   // The counters of `address` (stable pointer), or null if it is not counted.
   AddressCounters* counters(std::string_view address);
-  const CounterMap& allCounters() const { return counters_; }
+  const CounterMap& allCounters() const {
+    checkThread();
+    return counters_;
+  }
 
  private:
   void eraseIfUnused(
@@ -222,6 +250,7 @@ class ForwardingTable {
   RouteStatus routeMulticast(AddressEntry& e, const RouteRequest& rq, std::uint32_t hops,
                              std::vector<Target>& out);
 
+  core::EventLoop* const loop_ = nullptr;
   std::unordered_map<std::string, AddressEntry, Hash, std::equal_to<>> entries_;
   std::shared_ptr<const PathTable> paths_ = std::make_shared<const PathTable>();
   std::vector<std::shared_ptr<Consumer>> flow_consumers_;

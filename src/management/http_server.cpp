@@ -62,10 +62,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
 
  public:
   template <typename... Args>
-  Session(std::shared_ptr<const Handler> handler, std::shared_ptr<Sources> sources,
-          std::string source, std::shared_ptr<HttpCounters> counters,
-          const config::HttpLimitsConfig& limits, Args&&... args)
-      : stream_(std::forward<Args>(args)...),
+  Session(core::EventLoop& loop, std::shared_ptr<const Handler> handler,
+          std::shared_ptr<Sources> sources, std::string source,
+          std::shared_ptr<HttpCounters> counters, const config::HttpLimitsConfig& limits,
+          Args&&... args)
+      : loop_(loop),
+        stream_(std::forward<Args>(args)...),
         handler_(std::move(handler)),
         sources_(std::move(sources)),
         source_(std::move(source)),
@@ -175,6 +177,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
       write(std::move(res));
       return;
     }
+    // The handler runs on the server's loop (the router's core loop, which
+    // owns what the API reads and changes).
+    VANE_ASSERT_THREAD(loop_);
     request_ = parser_->release();
     auto answered = std::make_shared<bool>(false);
     try {
@@ -197,7 +202,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
     }
   }
 
+  // Wherever the handler answers from: it must be this loop, which owns
+  // the stream.
   void answer(Response res) {
+    VANE_ASSERT_THREAD(loop_);
     res.version(request_.version());
     res.keep_alive(request_.keep_alive());
     res.set(http::field::server, "vaned");
@@ -231,6 +239,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session<Stream>>
     socket.close(ec);
   }
 
+  core::EventLoop& loop_;
   // Declared before the stream: destroyed after it.
   std::shared_ptr<asio::ssl::context> ctx_;
   std::string name_ = "management";
@@ -277,10 +286,12 @@ std::string HttpServer::open(const std::string& host, std::uint16_t port) {
 }
 
 void HttpServer::start() {
+  VANE_ASSERT_THREAD(loop_);
   acceptNext();
 }
 
 void HttpServer::close() {
+  VANE_ASSERT_THREAD(loop_);
   closed_ = true;
   boost::system::error_code ec;
   acceptor_.close(ec);
@@ -288,13 +299,14 @@ void HttpServer::close() {
 
 void HttpServer::refused(const std::string& source, const char* limit) {
   if (const auto n = refusal_log_.admit())
-    VANE_LOG_WARN("{}: {} connection(s) refused (last from {}): limit {} reached", name_, n,
-                  source, limit);
+    VANE_LOG_WARN("{}: {} connection(s) refused (last from {}): limit {} reached", name_, n, source,
+                  limit);
 }
 
 void HttpServer::acceptNext() {
   if (closed_) return;
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    VANE_ASSERT_THREAD(loop_);
     if (closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       const auto peer = socket.remote_endpoint(ec);
@@ -310,12 +322,12 @@ void HttpServer::acceptNext() {
       } else if (tls_) {
         auto ctx = tls_();
         auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-            handler_, sources_, source, counters_, limits_, std::move(socket), *ctx);
+            loop_, handler_, sources_, source, counters_, limits_, std::move(socket), *ctx);
         session->keep(std::move(ctx), name_);  // the context lives as long as the session
         session->start();
       } else {
         auto session = std::make_shared<Session<beast::tcp_stream>>(
-            handler_, sources_, source, counters_, limits_, std::move(socket));
+            loop_, handler_, sources_, source, counters_, limits_, std::move(socket));
         session->keep(nullptr, name_);
         session->start();
       }

@@ -4,7 +4,10 @@
 // and hands each to a handler that answers asynchronously (it may gather
 // state from other loops first).
 //
-// IMPORTANT: everything runs on the loop given to the constructor.
+// IMPORTANT: everything runs on the loop given to the constructor (the
+// router's core loop), but for open(), which the router calls before that
+// loop runs; the handler is called there and must answer there. Debug
+// builds assert it.
 #pragma once
 
 #include <atomic>

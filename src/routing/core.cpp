@@ -36,7 +36,7 @@ void RoutingCore::setReplicas(std::vector<Replica> replicas) {
   auto paths = std::make_shared<forwarding::PathTable>();
   paths->self = router_id_;
   std::shared_ptr<const forwarding::PathTable> snapshot = std::move(paths);
-  for (auto& r : replicas_) r.table->setPaths(snapshot);
+  for (auto& r : replicas_) r.table->initPaths(snapshot);
 }
 
 void RoutingCore::enableNetwork(const EngineConfig& cfg) {
@@ -206,6 +206,11 @@ void RoutingCore::controlReceived(NeighborId id, std::string message) {
 }
 
 void RoutingCore::setPolicy(std::shared_ptr<const AddressPolicy> policy) {
+  // On the core loop, so that every delta posted to a replica carries the
+  // distribution of the policy the reclassify posted before or after it: a
+  // consumer added with the old distribution after the reclassify ran would
+  // keep it for good.
+  VANE_ASSERT_THREAD(loop_);
   policy_.store(policy, std::memory_order_release);
   for (auto& r : replicas_) {
     r.loop->post([t = r.table, policy] {

@@ -11,7 +11,7 @@
 //
 // IMPORTANT: everything below `private:` is touched only on the core loop.
 // Public methods are thread-safe (they post to the core loop) unless marked
-// otherwise.
+// otherwise; those marked "core loop only" assert it in debug builds.
 #pragma once
 
 #include <atomic>
@@ -66,7 +66,7 @@ class RoutingCore : private EngineOutput {
               std::shared_ptr<const AddressPolicy> policy);
   ~RoutingCore() override;
 
-  // Set once before any traffic.
+  // Set once, before the core loop and the replicas' loops run.
   void setReplicas(std::vector<Replica> replicas);
   // Takes part in the router network with this protocol configuration. Call
   // once before start(), from the thread that builds the router.
@@ -79,7 +79,8 @@ class RoutingCore : private EngineOutput {
   const std::string& routerId() const { return router_id_; }
 
   // Replaces the address rules (run time changes): new lookups use them at
-  // once, and every replica re-classifies the addresses it has. Any thread.
+  // once, and every replica re-classifies the addresses it has. Core loop
+  // only (the API's address rules run there).
   void setPolicy(std::shared_ptr<const AddressPolicy> policy);
 
   // The current policy: callable from any thread.
@@ -110,7 +111,10 @@ class RoutingCore : private EngineOutput {
   void controlReceived(NeighborId id, std::string message);
 
   // Core loop only: number of addresses with local consumers.
-  std::size_t addressCount() const { return local_.size(); }
+  std::size_t addressCount() const {
+    VANE_ASSERT_THREAD(loop_);
+    return local_.size();
+  }
 
   // Snapshot for logs/management: thread-safe, answers via `done` on the
   // core loop.
@@ -151,8 +155,12 @@ class RoutingCore : private EngineOutput {
   // Core loop only: the protocol engine's counters (null without a
   // network), and whether `id` is taken in the network as this router sees
   // it (this router, a neighbour, or a router whose records are held).
-  const EngineStats* engineStats() const { return engine_ ? &engine_->stats() : nullptr; }
+  const EngineStats* engineStats() const {
+    VANE_ASSERT_THREAD(loop_);
+    return engine_ ? &engine_->stats() : nullptr;
+  }
   bool routerIdInUse(const std::string& id) const {
+    VANE_ASSERT_THREAD(loop_);
     return id == router_id_ || (engine_ && engine_->hasRouter(id));
   }
 

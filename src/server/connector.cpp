@@ -35,6 +35,7 @@ void Connector::stop() {
 }
 
 void Connector::stopAndClose() {
+  VANE_ASSERT_THREAD(loop_);
   stop();
   if (link_worker_ == nullptr) return;
   link_worker_->loop().post([conn = link_] {
@@ -112,6 +113,7 @@ void Connector::attempt() {
 }
 
 void Connector::onReady(const std::string& name) {
+  VANE_ASSERT_THREAD(loop_);
   if (stopped_) return;
   connected_at_ = std::chrono::steady_clock::now();
   connected_to_ = name;
@@ -124,6 +126,7 @@ void Connector::onReady(const std::string& name) {
 }
 
 void Connector::onConnectFailed(const std::string& error) {
+  VANE_ASSERT_THREAD(loop_);
   if (stopped_) return;
   last_error_ = error;
   const auto& cfg = candidates_[current_];
@@ -139,6 +142,7 @@ void Connector::onConnectFailed(const std::string& error) {
 }
 
 void Connector::onClosed() {
+  VANE_ASSERT_THREAD(loop_);
   const bool was_up = !connected_to_.empty();
   connected_to_.clear();
   if (stopped_) return;

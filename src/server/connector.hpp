@@ -6,7 +6,9 @@
 // at a time, and when that link is lost (or cannot be made) it moves on to
 // the next in the list.
 //
-// IMPORTANT: runs on the core loop; the connection itself lives on a worker.
+// IMPORTANT: runs on the core loop (made on the main thread or, through the
+// management API, on the core loop); the connection itself lives on a
+// worker, which reads none of its members. Debug builds assert the loop.
 #pragma once
 
 #include <atomic>
@@ -58,13 +60,20 @@ class Connector {
   const std::vector<config::ConnectorConfig>& candidates() const { return candidates_; }
   // Core loop: the candidate whose link is up ("" if none), and the
   // attempts made with candidate `name`.
-  const std::string& connectedTo() const { return connected_to_; }
+  const std::string& connectedTo() const {
+    VANE_ASSERT_THREAD(loop_);
+    return connected_to_;
+  }
   std::uint64_t attempts(const std::string& name) const {
+    VANE_ASSERT_THREAD(loop_);
     auto it = attempts_.find(name);
     return it == attempts_.end() ? 0 : it->second;
   }
   // Core loop: why the last attempt failed ("" once a link is up).
-  const std::string& lastError() const { return last_error_; }
+  const std::string& lastError() const {
+    VANE_ASSERT_THREAD(loop_);
+    return last_error_;
+  }
   const std::shared_ptr<amqp::ListenerCounters>& counters() const { return counters_; }
   const std::shared_ptr<TlsSource>* tls(const std::string& name) const {
     auto it = tls_.find(name);

@@ -44,6 +44,7 @@ std::string Listener::open() {
 }
 
 void Listener::startAccepting() {
+  VANE_ASSERT_THREAD(loop_);
   acceptNext();
 }
 
@@ -52,6 +53,7 @@ void Listener::acceptNext() {
   Worker* w = workers_[next_worker_++ % workers_.size()];
   acceptor_.async_accept(w->loop().context(), [this, w](const boost::system::error_code& ec,
                                                         tcp::socket socket) {
+    VANE_ASSERT_THREAD(loop_);  // the acceptor's loop, not the socket's
     if (closed_) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
@@ -65,8 +67,8 @@ void Listener::acceptNext() {
     if (const char* limit = admit_()) {
       on_refused_();
       if (const auto n = refusal_log_.admit())
-        VANE_LOG_WARN("{} {}: {} connection(s) refused: limit {} reached", ep_.kind, ep_.name,
-                      n, limit);
+        VANE_LOG_WARN("{} {}: {} connection(s) refused: limit {} reached", ep_.kind, ep_.name, n,
+                      limit);
       boost::system::error_code ignored;
       socket.close(ignored);
     } else {
@@ -79,6 +81,7 @@ void Listener::acceptNext() {
 }
 
 void Listener::close() {
+  VANE_ASSERT_THREAD(loop_);
   closed_ = true;
   boost::system::error_code ec;
   acceptor_.close(ec);

@@ -1,6 +1,11 @@
 // A listening socket: accepts on the acceptor loop and hands each socket to a
 // worker, round-robin. What the worker does with it (an AMQP connection, a
 // TCP flow) is the `handoff`'s business.
+//
+// Lives on the acceptor loop (the router's core loop): made there or on the
+// main thread before that loop runs (which is also where start() opens the
+// listeners of the file); startAccepting, close and `admit` run on it
+// (asserted in debug builds).
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -34,10 +39,11 @@ class Listener {
   Listener(Endpoint endpoint, core::EventLoop& acceptor_loop, std::vector<Worker*> workers,
            Admit admit, std::function<void()> on_refused, Handoff handoff);
 
-  // Binds and listens. Returns an error message, or "" on success.
+  // Binds and listens. Returns an error message, or "" on success. Before
+  // the acceptor loop runs, or on it.
   std::string open();
-  void startAccepting();
-  void close();  // acceptor loop only
+  void startAccepting();  // acceptor loop only
+  void close();           // acceptor loop only
 
   const std::string& name() const { return ep_.name; }
   std::uint16_t boundPort() const { return bound_port_; }

@@ -240,6 +240,7 @@ std::unique_ptr<Connector> Router::makeConnector(std::vector<config::ConnectorCo
 }
 
 Router::Refusal Router::addListener(const config::ListenerConfig& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   for (const auto& l : cfg_.listeners) {
     if (l.name == c.name) return {true, "a listener named '" + c.name + "' exists"};
   }
@@ -265,6 +266,7 @@ Router::Refusal Router::addListener(const config::ListenerConfig& c) {
 }
 
 bool Router::removeListener(const std::string& name) {
+  VANE_ASSERT_THREAD(core_loop_);
   for (std::size_t i = 0; i < cfg_.listeners.size(); ++i) {
     if (cfg_.listeners[i].name != name) continue;
     listeners_[i]->close();
@@ -280,6 +282,7 @@ bool Router::removeListener(const std::string& name) {
 }
 
 Router::Refusal Router::addConnector(const config::ConnectorConfig& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   if (cfg_.router.mode == config::RouterMode::kEdge) {
     return {false,
             "an edge router's connectors are an ordered list of alternatives: change them in the "
@@ -298,6 +301,7 @@ Router::Refusal Router::addConnector(const config::ConnectorConfig& c) {
 }
 
 bool Router::removeConnector(const std::string& name) {
+  VANE_ASSERT_THREAD(core_loop_);
   if (cfg_.router.mode == config::RouterMode::kEdge) return false;
   auto it = std::find_if(connectors_.begin(), connectors_.end(),
                          [&](const auto& c) { return c->name() == name; });
@@ -325,6 +329,7 @@ std::string addressesYaml(const std::vector<config::AddressConfig>& rules) {
 }  // namespace
 
 Router::Refusal Router::addAddressRule(const config::AddressConfig& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   auto rules = cfg_.addresses;
   rules.push_back(c);
   // Checked as a whole, by the file's parser (duplicates, e.g. "a.b" = "a/b").
@@ -340,6 +345,7 @@ Router::Refusal Router::addAddressRule(const config::AddressConfig& c) {
 }
 
 bool Router::removeAddressRule(const std::string& prefix, const std::string& pattern) {
+  VANE_ASSERT_THREAD(core_loop_);
   const auto n = std::erase_if(cfg_.addresses, [&](const auto& r) {
     return prefix.empty() ? (!r.pattern.empty() && r.pattern == pattern)
                           : (!r.prefix.empty() && r.prefix == prefix);
@@ -352,6 +358,7 @@ bool Router::removeAddressRule(const std::string& prefix, const std::string& pat
 }
 
 Router::Refusal Router::addTlsProfile(const config::TlsProfileConfig& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   for (const auto& t : cfg_.tls_profiles) {
     if (t.name == c.name) return {true, "a tls profile named '" + c.name + "' exists"};
   }
@@ -372,6 +379,7 @@ Router::Refusal Router::addTlsProfile(const config::TlsProfileConfig& c) {
 }
 
 Router::Refusal Router::removeTlsProfile(const std::string& name) {
+  VANE_ASSERT_THREAD(core_loop_);
   auto it = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
                          [&](const auto& t) { return t.name == name; });
   if (it == cfg_.tls_profiles.end()) return {false, "tls profile '" + name + "' does not exist"};
@@ -392,6 +400,7 @@ Router::Refusal Router::removeTlsProfile(const std::string& name) {
 }
 
 std::string Router::reloadTls(const std::vector<config::TlsProfileConfig>& profiles) {
+  VANE_ASSERT_THREAD(core_loop_);
   // The profiles as they will be if their files load; a profile whose new
   // files fail keeps its old entry (and certificates).
   auto next = cfg_.tls_profiles;
@@ -477,6 +486,7 @@ double Router::uptimeSeconds() const {
 }
 
 std::vector<std::pair<std::string, const management::HttpCounters*>> Router::httpEndpoints() const {
+  VANE_ASSERT_THREAD(core_loop_);
   std::vector<std::pair<std::string, const management::HttpCounters*>> out;
   if (management_) out.emplace_back("management", &management_->counters());
   if (claims_server_) out.emplace_back("claims", &claims_server_->counters());
@@ -484,6 +494,7 @@ std::vector<std::pair<std::string, const management::HttpCounters*>> Router::htt
 }
 
 std::vector<Router::ListenerInfo> Router::listeners() const {
+  VANE_ASSERT_THREAD(core_loop_);
   std::vector<ListenerInfo> out;
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     const auto& c = cfg_.listeners[i];
@@ -495,6 +506,7 @@ std::vector<Router::ListenerInfo> Router::listeners() const {
 }
 
 std::vector<Router::ConnectorInfo> Router::connectors() const {
+  VANE_ASSERT_THREAD(core_loop_);
   std::vector<ConnectorInfo> out;
   for (const auto& c : connectors_) {
     for (const auto& cfg : c->candidates()) {
@@ -506,6 +518,7 @@ std::vector<Router::ConnectorInfo> Router::connectors() const {
 }
 
 std::vector<Router::TcpListenerInfo> Router::tcpListeners() const {
+  VANE_ASSERT_THREAD(core_loop_);
   std::vector<TcpListenerInfo> out;
   for (const auto& t : tcp_listeners_)
     out.push_back({t->cfg, t->listener->boundPort(), t->counters});
@@ -513,12 +526,14 @@ std::vector<Router::TcpListenerInfo> Router::tcpListeners() const {
 }
 
 std::vector<Router::TcpConnectorInfo> Router::tcpConnectors() const {
+  VANE_ASSERT_THREAD(core_loop_);
   std::vector<TcpConnectorInfo> out;
   for (const auto& t : tcp_connectors_) out.push_back({t->cfg, t->counters});
   return out;
 }
 
 Router::Refusal Router::addTcpListener(const config::TcpListenerConfig& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   for (const auto& t : tcp_listeners_) {
     if (t->cfg.name == c.name) return {true, "a tcp listener named '" + c.name + "' exists"};
   }
@@ -531,6 +546,7 @@ Router::Refusal Router::addTcpListener(const config::TcpListenerConfig& c) {
 }
 
 Router::Refusal Router::addTcpConnector(const config::TcpConnectorConfig& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   for (const auto& t : tcp_connectors_) {
     if (t->cfg.name == c.name) return {true, "a tcp connector named '" + c.name + "' exists"};
   }
@@ -542,6 +558,7 @@ Router::Refusal Router::addTcpConnector(const config::TcpConnectorConfig& c) {
 }
 
 bool Router::removeTcpListener(const std::string& name) {
+  VANE_ASSERT_THREAD(core_loop_);
   auto it = std::find_if(tcp_listeners_.begin(), tcp_listeners_.end(),
                          [&](const auto& t) { return t->cfg.name == name; });
   if (it == tcp_listeners_.end()) return false;
@@ -552,6 +569,7 @@ bool Router::removeTcpListener(const std::string& name) {
 }
 
 bool Router::removeTcpConnector(const std::string& name) {
+  VANE_ASSERT_THREAD(core_loop_);
   auto it = std::find_if(tcp_connectors_.begin(), tcp_connectors_.end(),
                          [&](const auto& t) { return t->cfg.name == name; });
   if (it == tcp_connectors_.end()) return false;
@@ -566,6 +584,7 @@ bool Router::removeTcpConnector(const std::string& name) {
 // have answered.
 template <typename Result, typename Part, typename Fold>
 void Router::gather(Part part, Fold fold, std::function<void(Result)> done) {
+  VANE_ASSERT_THREAD(core_loop_);
   struct State {
     Result result{};
     std::size_t left = 0;
@@ -633,6 +652,7 @@ void Router::flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> d
 // router.max_connections bounds AMQP connections and the TCP connections
 // accepted by tcp listeners together. Core loop (where the acceptors run).
 const char* Router::admit() const {
+  VANE_ASSERT_THREAD(core_loop_);
   const std::uint32_t max = cfg_.router.max_connections;
   if (max == 0) return nullptr;
   std::int64_t n = stats_.connections_active.load(std::memory_order_relaxed);
@@ -676,6 +696,7 @@ std::unique_ptr<Router::TcpConnector> Router::makeTcpConnector(
 // A connector's consumers (one per worker) make its address reachable here
 // and, through the routing protocol, everywhere.
 void Router::publish(TcpConnector& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   const std::string address = adaptors::tcp::serviceAddress(c.cfg.address);
   for (std::size_t i = 0; i < c.consumers.size(); ++i) {
     core_->addConsumer(address, c.consumers[i], workers_[i]->loop(), [] {});
@@ -685,6 +706,7 @@ void Router::publish(TcpConnector& c) {
 }
 
 void Router::unpublish(TcpConnector& c) {
+  VANE_ASSERT_THREAD(core_loop_);
   const std::string address = adaptors::tcp::serviceAddress(c.cfg.address);
   for (auto& consumer : c.consumers) core_->removeConsumer(address, consumer->id);
   VANE_LOG_INFO("tcp connector {}: removed (flows already open continue)", c.cfg.name);
@@ -692,6 +714,7 @@ void Router::unpublish(TcpConnector& c) {
 
 // Closes a tcp listener; it is destroyed after its cancelled accept has run.
 void Router::retire(std::unique_ptr<TcpListener> l) {
+  VANE_ASSERT_THREAD(core_loop_);
   l->listener->close();
   VANE_LOG_INFO("tcp listener {}: closed (flows already open continue)", l->cfg.name);
   core_loop_.post([l = std::move(l)] {});
@@ -737,6 +760,7 @@ void sync(std::vector<std::unique_ptr<T>>& current, const std::vector<C>& wanted
 }  // namespace
 
 std::string Router::reload(const config::Config& next) {
+  VANE_ASSERT_NOT_THREAD(core_loop_);  // it waits for the core loop
   if (!started_ || stopped_) return "the router is not running";
   // The whole reload runs on the core loop, which owns cfg_ and the entities
   // the management API changes: a SIGHUP never races an API call.
@@ -888,6 +912,7 @@ std::string Router::start() {
 }
 
 void Router::stop(std::chrono::milliseconds grace) {
+  VANE_ASSERT_NOT_THREAD(core_loop_);  // it waits for the core loop and the workers
   if (stopped_) return;
   stopped_ = true;
   if (started_) {

@@ -1,5 +1,11 @@
 // The router process wiring: the routing core loop, the I/O workers and the
 // listeners, with orderly start and shutdown.
+//
+// Threads: the constructor, start(), reload(), stop() and the destructor run
+// on the thread that owns the Router (vaned's main thread); everything else,
+// the management API's calls (RouterControl) included, on the core loop,
+// which owns cfg_ and the entities (asserted in debug builds).
+// docs/design/lifecycle.md describes the order of start, reload and stop.
 #pragma once
 
 #include <chrono>
@@ -46,12 +52,13 @@ class Router final : public management::RouterControl {
   Router& operator=(const Router&) = delete;
 
   // Binds every listener and starts the threads. Returns "" on success, or
-  // a message saying what failed (nothing is left running then).
+  // a message saying what failed (nothing is left running then). Main
+  // thread.
   std::string start();
 
   // Closes the listeners, sends every connection an AMQP close
   // (amqp:connection:forced), waits up to `grace` for the peers, then stops
-  // every thread. Idempotent.
+  // every thread. Idempotent. Main thread (never the core loop).
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(3000));
 
   // Applies a new configuration to a running router: tcp_listeners and
@@ -62,7 +69,11 @@ class Router final : public management::RouterControl {
   // before stop(), from any thread but the core loop: it runs there and waits.
   std::string reload(const config::Config& next);
 
-  const config::Config& config() const override { return cfg_; }
+  // Core loop (cfg_ changes there).
+  const config::Config& config() const override {
+    VANE_ASSERT_THREAD(core_loop_);
+    return cfg_;
+  }
   amqp::Stats& stats() override { return stats_; }
   // PLAIN authentication failures per source (router.max_auth_failures_per_source).
   const amqp::AuthThrottle& authThrottle() const override { return *auth_throttle_; }
@@ -101,12 +112,12 @@ class Router final : public management::RouterControl {
   // TLS profiles: added once their files load; removed when nothing uses them.
   Refusal addTlsProfile(const config::TlsProfileConfig& c) override;
   Refusal removeTlsProfile(const std::string& name);  // conflict: in use; message "" = removed
+  // The body of reload(), on the core loop.
+  std::string reloadOnCore(const config::Config& next);
   // Re-reads the files of every profile in use (and of `profiles`, which
   // replace those of the same name): new connections get the new
   // certificates, open ones keep theirs. Returns "" or what failed (that
   // profile keeps its old certificates). Core loop.
-  // The body of reload(), on the core loop.
-  std::string reloadOnCore(const config::Config& next);
   std::string reloadTls(const std::vector<config::TlsProfileConfig>& profiles);
   Refusal addTcpListener(const config::TcpListenerConfig& c) override;
   Refusal addTcpConnector(const config::TcpConnectorConfig& c) override;

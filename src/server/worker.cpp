@@ -43,6 +43,7 @@ std::weak_ptr<amqp::Connection> Worker::adopt(boost::asio::ip::tcp::socket socke
 }
 
 std::vector<amqp::ConnectionInfo> Worker::connectionInfos() const {
+  VANE_ASSERT_THREAD(loop_);
   std::vector<amqp::ConnectionInfo> out;
   for (const auto& [p, c] : connections_) {
     if (!c->closed() && !c->handshaking()) out.push_back(c->info());

@@ -1,5 +1,9 @@
 // An I/O worker: one event loop thread, the connections it owns, and its
 // replica of the forwarding table. A connection stays on its worker for life.
+//
+// Made and destroyed on the main thread (Router); everything else runs on
+// the worker's own loop: the methods marked "loop thread" assert it (debug
+// builds), the accessors only hand out references for the wiring.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -41,12 +45,15 @@ class Worker {
   // Loop thread: what management shows of this worker's connections.
   std::vector<amqp::ConnectionInfo> connectionInfos() const;
   // Loop thread: AMQP connections and TCP flows.
-  std::size_t connectionCount() const { return connections_.size() + flows_->size(); }
+  std::size_t connectionCount() const {
+    VANE_ASSERT_THREAD(loop_);
+    return connections_.size() + flows_->size();
+  }
 
  private:
   const int index_;
   core::EventLoop loop_;
-  forwarding::ForwardingTable table_;
+  forwarding::ForwardingTable table_{loop_};
   amqp::LoopContext ctx_;
   std::shared_ptr<adaptors::tcp::FlowTable> flows_;
   std::shared_ptr<forwarding::Consumer> flow_consumer_;

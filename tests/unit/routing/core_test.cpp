@@ -51,7 +51,8 @@ class RoutingCoreTest : public ::testing::Test {
   }
 
   core::EventLoop core_loop_{"core"}, w1_{"w1"}, w2_{"w2"};
-  forwarding::ForwardingTable t1_, t2_;
+  // Bound to their loops: in debug builds every use off its loop aborts.
+  forwarding::ForwardingTable t1_{w1_}, t2_{w2_};
   std::unique_ptr<RoutingCore> core_;
 };
 
@@ -91,6 +92,29 @@ TEST_F(RoutingCoreTest, RemoveClearsEveryReplica) {
   EXPECT_EQ(consumersOn(w1_, t1_, "mc/x"), 0u);
   EXPECT_EQ(consumersOn(w2_, t2_, "mc/x"), 0u);
   EXPECT_EQ(onLoop(core_loop_, [&] { return core_->addressCount(); }), 0u);
+}
+
+TEST_F(RoutingCoreTest, NewAddressRulesReachEveryReplica) {
+  auto c = consumer(w1_);
+  std::promise<void> added;
+  core_->addConsumer("x/1", c, w1_, [&] { added.set_value(); });
+  ASSERT_EQ(added.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(onLoop(w2_, [&] { return t2_.find("x/1")->distribution; }),
+            config::Distribution::kBalanced);
+  std::vector<config::AddressConfig> rules(1);
+  rules[0].prefix = "x/";
+  rules[0].distribution = config::Distribution::kMulticast;
+  // On the core loop, as the management API does; the replicas' reclassify
+  // is posted before this returns, so it runs before the reads below.
+  onLoop(core_loop_, [&] {
+    core_->setPolicy(std::make_shared<const AddressPolicy>(rules));
+    return 0;
+  });
+  EXPECT_EQ(core_->distributionFor("x/1"), config::Distribution::kMulticast);
+  EXPECT_EQ(onLoop(w1_, [&] { return t1_.find("x/1")->distribution; }),
+            config::Distribution::kMulticast);
+  EXPECT_EQ(onLoop(w2_, [&] { return t2_.find("x/1")->distribution; }),
+            config::Distribution::kMulticast);
 }
 
 TEST_F(RoutingCoreTest, DynamicAddressesAreUniqueAndNameTheRouter) {
