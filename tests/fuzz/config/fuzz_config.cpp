@@ -448,26 +448,8 @@ void runFile(const std::string& text) {
 // is missing), or nothing.
 bool fieldOfEntry(const std::string& section, const std::string& text, const std::string& field) {
   if (field.empty()) return true;
-  static const char* const kFields[] = {"name",
-                                        "host",
-                                        "port",
-                                        "role",
-                                        "cost",
-                                        "tls_profile",
-                                        "sasl_mechanisms",
-                                        "users_file",
-                                        "verify_router_id",
-                                        "insecure",
-                                        "verify_host",
-                                        "address",
-                                        "prefix",
-                                        "pattern",
-                                        "distribution",
-                                        "ca",
-                                        "certificate",
-                                        "key",
-                                        "key_password_file"};
-  for (const char* f : kFields) {
+  // The section's own fields, as the parser names them (a missing one).
+  for (std::string_view f : entryFields(section)) {
     if (field == f) return true;
   }
   const json body = json::parse(text, nullptr, false);
