@@ -1,5 +1,6 @@
 #include "management/api.hpp"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "adaptors/entities.hpp"
+#include "adaptors/registry.hpp"
 #include "amqp/auth_throttle.hpp"
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
@@ -69,7 +72,7 @@ std::uint64_t rssBytes() {
   return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-json flowJson(const adaptors::tcp::FlowRecord& f) {
+json flowJson(const adaptors::FlowRecord& f) {
   return {{"id", std::to_string(f.loop) + "." + std::to_string(f.id)},
           {"side", f.client_side ? "listener" : "connector"},
           {"name", f.name},
@@ -81,17 +84,6 @@ json flowJson(const adaptors::tcp::FlowRecord& f) {
           {"start_ms", f.start_ms},
           {"end_ms", f.end_ms == 0 ? json(nullptr) : json(f.end_ms)},
           {"state", f.outcome}};
-}
-
-json countersJson(const adaptors::tcp::TcpCounters& c) {
-  auto v = [](const auto& a) { return a.load(std::memory_order_relaxed); };
-  return {{"flows_opened", v(c.flows_opened)},
-          {"flows_failed", v(c.flows_failed)},
-          {"flows_active", v(c.flows_active)},
-          {"refused", v(c.refused)},
-          {"connect_failures", v(c.connect_failures)},
-          {"bytes_in", v(c.bytes_in)},
-          {"bytes_out", v(c.bytes_out)}};
 }
 
 // Prometheus text exposition format, version 0.0.4.
@@ -137,25 +129,23 @@ class Metrics {
   std::ostringstream out_;
 };
 
-enum class Kind { kListener, kConnector, kTcpListener, kTcpConnector };
+// The entity kinds the API creates and deletes: the router's AMQP
+// listeners and connectors, and every adaptor's kinds (adaptors/registry).
+struct Kind {
+  enum Amqp { kListener, kConnector } amqp = kListener;
+  const adaptors::EntityKind* adaptor = nullptr;
 
-// The entity kinds the API creates and deletes, indexed by Kind: the name
-// in messages and the configuration section their bodies are checked as.
-struct KindInfo {
-  const char* name;
-  const char* section;
+  // The name in messages and the configuration section their bodies are
+  // checked as.
+  std::string name() const {
+    if (adaptor) return std::string(adaptor->what);
+    return amqp == kListener ? "listener" : "connector";
+  }
+  std::string section() const {
+    if (adaptor) return std::string(adaptor->section);
+    return amqp == kListener ? "listeners" : "connectors";
+  }
 };
-constexpr KindInfo kKinds[] = {{"listener", "listeners"},
-                               {"connector", "connectors"},
-                               {"tcp listener", "tcp_listeners"},
-                               {"tcp connector", "tcp_connectors"}};
-
-const char* kindName(Kind k) {
-  return kKinds[static_cast<int>(k)].name;
-}
-const char* sectionName(Kind k) {
-  return kKinds[static_cast<int>(k)].section;
-}
 
 class Api {
  public:
@@ -236,9 +226,8 @@ class Api {
       }
       if (path == "listeners") return respond(jsonReply(http::status::ok, listenersJson()));
       if (path == "connectors") return respond(jsonReply(http::status::ok, connectorsJson()));
-      if (path == "tcp-listeners") return respond(jsonReply(http::status::ok, tcpListenersJson()));
-      if (path == "tcp-connectors")
-        return respond(jsonReply(http::status::ok, tcpConnectorsJson()));
+      if (const auto* kind = adaptors::kindByPath(path))
+        return respond(jsonReply(http::status::ok, entitiesJson(*kind)));
       if (path == "connections" || path == "links") {
         const bool links = path == "links";
         router_.connections([respond, links](std::vector<amqp::ConnectionInfo> all) {
@@ -278,7 +267,7 @@ class Api {
         return;
       }
       if (path == "flows") {
-        router_.flows([respond](std::vector<adaptors::tcp::FlowRecord> records) {
+        router_.flows([respond](std::vector<adaptors::FlowRecord> records) {
           json a = json::array();
           for (const auto& f : records) a.push_back(flowJson(f));
           respond(jsonReply(http::status::ok, a));
@@ -286,12 +275,9 @@ class Api {
         return;
       }
     }
-    if (path == "tcp-listeners" || path == "tcp-connectors" || path == "listeners" ||
-        path == "connectors") {
-      const Kind kind = path == "tcp-listeners"    ? Kind::kTcpListener
-                        : path == "tcp-connectors" ? Kind::kTcpConnector
-                        : path == "listeners"      ? Kind::kListener
-                                                   : Kind::kConnector;
+    const auto* adaptor_kind = adaptors::kindByPath(path);
+    if (adaptor_kind || path == "listeners" || path == "connectors") {
+      const Kind kind{path == "listeners" ? Kind::kListener : Kind::kConnector, adaptor_kind};
       if (name.empty() && method == http::verb::post) return create(kind, req.body(), respond);
       if (!name.empty() && method == http::verb::get) return getOne(kind, name, respond);
       if (!name.empty() && method == http::verb::delete_) return remove(kind, name, respond);
@@ -375,15 +361,14 @@ class Api {
     for (const auto& e : v.addresses) {
       std::string_view address = e.address;
       if (address.substr(0, kTemp.size()) == kTemp) continue;  // replies: per client
-      const bool tcp =
-          address.substr(0, adaptors::tcp::kServicePrefix.size()) == adaptors::tcp::kServicePrefix;
-      if (tcp) address.remove_prefix(adaptors::tcp::kServicePrefix.size());
+      const adaptors::Adaptor* adaptor = adaptors::adaptorOf(address);
+      if (adaptor) address.remove_prefix(adaptor->service_prefix.size());
       json entry = {{"address", std::string(address)},
-                    {"kind", tcp ? "tcp" : "amqp"},
+                    {"kind", adaptor ? std::string(adaptor->name) : std::string("amqp")},
                     {"distribution", config::toString(e.distribution)},
                     {"local_consumers", e.local_consumers},
                     {"remote_routers", e.remote_routers}};
-      if (!tcp) {
+      if (!adaptor) {
         auto it = counters.find(e.address);
         entry["deliveries"] =
             deliveriesJson(it == counters.end() ? forwarding::AddressCounters{} : it->second);
@@ -514,29 +499,9 @@ class Api {
     return a;
   }
 
-  static json tcpListenerJson(const TcpListenerInfo& t) {
-    return {{"name", t.cfg.name},   {"host", t.cfg.host},
-            {"port", t.port},       {"address", t.cfg.address},
-            {"state", "listening"}, {"counters", countersJson(*t.counters)}};
-  }
-  static json tcpConnectorJson(const TcpConnectorInfo& t) {
-    const bool failing = t.counters->failing.load(std::memory_order_relaxed);
-    return {{"name", t.cfg.name},
-            {"host", t.cfg.host},
-            {"port", t.cfg.port},
-            {"address", t.cfg.address},
-            {"state", failing ? "failing" : "ok"},
-            {"counters", countersJson(*t.counters)}};
-  }
-
-  json tcpListenersJson() const {
+  json entitiesJson(const adaptors::EntityKind& kind) const {
     json a = json::array();
-    for (const auto& t : router_.tcpListeners()) a.push_back(tcpListenerJson(t));
-    return a;
-  }
-  json tcpConnectorsJson() const {
-    json a = json::array();
-    for (const auto& t : router_.tcpConnectors()) a.push_back(tcpConnectorJson(t));
+    for (const auto* e : router_.entities(kind)) a.push_back(e->info());
     return a;
   }
 
@@ -617,53 +582,36 @@ class Api {
   }
 
   // The entities of one kind, as the list endpoint shows them.
-  json list(Kind kind) const {
-    switch (kind) {
-      case Kind::kListener:
-        return listenersJson();
-      case Kind::kConnector:
-        return connectorsJson();
-      case Kind::kTcpListener:
-        return tcpListenersJson();
-      case Kind::kTcpConnector:
-        return tcpConnectorsJson();
-    }
-    return json::array();
+  json list(const Kind& kind) const {
+    if (kind.adaptor) return entitiesJson(*kind.adaptor);
+    return kind.amqp == Kind::kListener ? listenersJson() : connectorsJson();
   }
 
-  void getOne(Kind kind, std::string_view name, const Respond& respond) const {
+  void getOne(const Kind& kind, std::string_view name, const Respond& respond) const {
     for (const auto& e : list(kind)) {
       if (e.value("name", "") == name) return respond(jsonReply(http::status::ok, e));
     }
     respond(jsonError(http::status::not_found,
-                      std::string(kindName(kind)) + " '" + std::string(name) + "' does not exist"));
+                      kind.name() + " '" + std::string(name) + "' does not exist"));
   }
 
-  void create(Kind kind, const std::string& body, const Respond& respond) {
-    const auto parsed = config::parseEntry(sectionName(kind), body);
+  void create(const Kind& kind, const std::string& body, const Respond& respond) {
+    const auto parsed = config::parseEntry(kind.section(), body);
     if (const auto* e = std::get_if<config::ConfigError>(&parsed)) {
       return respond(jsonError(http::status::bad_request, e->message, e->field));
     }
     const auto& cfg = std::get<config::Config>(parsed);
     Refusal refused;
     std::string name;
-    switch (kind) {
-      case Kind::kListener:
-        name = cfg.listeners.at(0).name;
-        refused = router_.addListener(cfg.listeners.at(0));
-        break;
-      case Kind::kConnector:
-        name = cfg.connectors.at(0).name;
-        refused = router_.addConnector(cfg.connectors.at(0));
-        break;
-      case Kind::kTcpListener:
-        name = cfg.tcp_listeners.at(0).name;
-        refused = router_.addTcpListener(cfg.tcp_listeners.at(0));
-        break;
-      case Kind::kTcpConnector:
-        name = cfg.tcp_connectors.at(0).name;
-        refused = router_.addTcpConnector(cfg.tcp_connectors.at(0));
-        break;
+    if (kind.adaptor) {
+      name = kind.adaptor->entries(cfg).at(0).first;
+      refused = router_.addEntity(*kind.adaptor, cfg);
+    } else if (kind.amqp == Kind::kListener) {
+      name = cfg.listeners.at(0).name;
+      refused = router_.addListener(cfg.listeners.at(0));
+    } else {
+      name = cfg.connectors.at(0).name;
+      refused = router_.addConnector(cfg.connectors.at(0));
     }
     if (!refused.message.empty()) return respond(refusal(refused));
     getOne(kind, name, [respond](Response res) {
@@ -672,28 +620,72 @@ class Api {
     });
   }
 
-  void remove(Kind kind, std::string_view name, const Respond& respond) {
+  void remove(const Kind& kind, std::string_view name, const Respond& respond) {
     const std::string n(name);
-    bool removed = false;
-    switch (kind) {
-      case Kind::kListener:
-        removed = router_.removeListener(n);
-        break;
-      case Kind::kConnector:
-        removed = router_.removeConnector(n);
-        break;
-      case Kind::kTcpListener:
-        removed = router_.removeTcpListener(n);
-        break;
-      case Kind::kTcpConnector:
-        removed = router_.removeTcpConnector(n);
-        break;
-    }
+    const bool removed = kind.adaptor                   ? router_.removeEntity(*kind.adaptor, n)
+                         : kind.amqp == Kind::kListener ? router_.removeListener(n)
+                                                        : router_.removeConnector(n);
     if (!removed) {
-      return respond(jsonError(http::status::not_found,
-                               std::string(kindName(kind)) + " '" + n + "' does not exist"));
+      return respond(
+          jsonError(http::status::not_found, kind.name() + " '" + n + "' does not exist"));
     }
     respond(Response{http::status::no_content, 11});
+  }
+
+  // An adaptor's families (vane_tcp_...): one sample per listener and
+  // connector in each; each family's samples stay together, as the format
+  // requires.
+  void adaptorMetrics(Metrics& m, const adaptors::Adaptor& a) const {
+    std::vector<const adaptors::Entity*> all;
+    for (const auto* kind : a.kinds) {
+      const auto some = router_.entities(*kind);
+      all.insert(all.end(), some.begin(), some.end());
+    }
+    auto v = [](const auto& x) { return static_cast<double>(x.load(std::memory_order_relaxed)); };
+    const std::string prefix = "vane_" + std::string(a.name) + "_";
+    auto sample = [&](const std::string& name, const adaptors::Entity& e, double value,
+                      const char* direction = nullptr) {
+      if (direction) {
+        m.sample(name, value,
+                 {{"kind", std::string(e.kind().role)},
+                  {"name", e.name()},
+                  {"address", e.address()},
+                  {"direction", direction}});
+      } else {
+        m.sample(
+            name, value,
+            {{"kind", std::string(e.kind().role)}, {"name", e.name()}, {"address", e.address()}});
+      }
+    };
+    using Field = const std::atomic<std::uint64_t> adaptors::FlowCounters::*;
+    auto family = [&](const char* suffix, const char* type, const std::string& help, Field f) {
+      const std::string name = prefix + suffix;
+      m.family(name, type, help);
+      for (const auto* e : all) sample(name, *e, v(e->counters().*f));
+    };
+    const std::string_view lower = a.name;
+    const std::string_view upper = a.display;
+    family("flows_opened_total", "counter",
+           fmt::format("{} connections begun, per {} listener or connector.", upper, lower),
+           &adaptors::FlowCounters::flows_opened);
+    family("flows_failed_total", "counter",
+           fmt::format("{} connections ended by a reset or failure.", upper),
+           &adaptors::FlowCounters::flows_failed);
+    family(
+        "refused_total", "counter",
+        fmt::format("Connections a {0} listener reset at once: no {0} connector reachable.", lower),
+        &adaptors::FlowCounters::refused);
+    family("connect_failures_total", "counter",
+           fmt::format("Server connections a {} connector could not make.", lower),
+           &adaptors::FlowCounters::connect_failures);
+    m.family(prefix + "flows_active", "gauge", fmt::format("Open {} connections.", upper));
+    for (const auto* e : all) sample(prefix + "flows_active", *e, v(e->counters().flows_active));
+    m.family(prefix + "bytes_total", "counter",
+             fmt::format("Bytes read from (in) and written to (out) the {} sockets.", upper));
+    for (const auto* e : all) {
+      sample(prefix + "bytes_total", *e, v(e->counters().bytes_in), "in");
+      sample(prefix + "bytes_total", *e, v(e->counters().bytes_out), "out");
+    }
   }
 
   void metrics(const Respond& respond, const AddressCounterMap& counters) const {
@@ -894,52 +886,7 @@ class Api {
     m.sample("vane_claims_id_in_use_total",
              n(router_.claims() != nullptr ? router_.claims()->idInUseRefusals() : 0));
 
-    // TCP: one sample per tcp listener and connector in every family; each
-    // family's samples stay together, as the format requires.
-    struct Tcp {
-      const char* kind;
-      std::string name;
-      std::string address;
-      std::shared_ptr<const adaptors::tcp::TcpCounters> c;
-    };
-    std::vector<Tcp> tcp;
-    for (const auto& t : router_.tcpListeners()) {
-      tcp.push_back({"listener", t.cfg.name, t.cfg.address, t.counters});
-    }
-    for (const auto& t : router_.tcpConnectors()) {
-      tcp.push_back({"connector", t.cfg.name, t.cfg.address, t.counters});
-    }
-    using Field = const std::atomic<std::uint64_t> adaptors::tcp::TcpCounters::*;
-    auto family = [&](const char* name, const char* type, const char* help, Field f) {
-      m.family(name, type, help);
-      for (const auto& t : tcp) {
-        m.sample(name, v((*t.c).*f), {{"kind", t.kind}, {"name", t.name}, {"address", t.address}});
-      }
-    };
-    family("vane_tcp_flows_opened_total", "counter",
-           "TCP connections begun, per tcp listener or connector.",
-           &adaptors::tcp::TcpCounters::flows_opened);
-    family("vane_tcp_flows_failed_total", "counter", "TCP connections ended by a reset or failure.",
-           &adaptors::tcp::TcpCounters::flows_failed);
-    family("vane_tcp_refused_total", "counter",
-           "Connections a tcp listener reset at once: no tcp connector reachable.",
-           &adaptors::tcp::TcpCounters::refused);
-    family("vane_tcp_connect_failures_total", "counter",
-           "Server connections a tcp connector could not make.",
-           &adaptors::tcp::TcpCounters::connect_failures);
-    m.family("vane_tcp_flows_active", "gauge", "Open TCP connections.");
-    for (const auto& t : tcp) {
-      m.sample("vane_tcp_flows_active", v(t.c->flows_active),
-               {{"kind", t.kind}, {"name", t.name}, {"address", t.address}});
-    }
-    m.family("vane_tcp_bytes_total", "counter",
-             "Bytes read from (in) and written to (out) the TCP sockets.");
-    for (const auto& t : tcp) {
-      m.sample("vane_tcp_bytes_total", v(t.c->bytes_in),
-               {{"kind", t.kind}, {"name", t.name}, {"address", t.address}, {"direction", "in"}});
-      m.sample("vane_tcp_bytes_total", v(t.c->bytes_out),
-               {{"kind", t.kind}, {"name", t.name}, {"address", t.address}, {"direction", "out"}});
-    }
+    for (const adaptors::Adaptor* a : adaptors::all()) adaptorMetrics(m, *a);
     Response res{http::status::ok, 11};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = m.str();

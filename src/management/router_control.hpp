@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "adaptors/tcp/tcp_flow.hpp"
+#include "adaptors/adaptor.hpp"
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "forwarding/forwarder.hpp"
@@ -56,17 +56,6 @@ struct ConnectorInfo {
   std::shared_ptr<const amqp::ListenerCounters> counters;
 };
 
-struct TcpListenerInfo {
-  config::TcpListenerConfig cfg;
-  std::uint16_t port = 0;  // bound
-  std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
-};
-
-struct TcpConnectorInfo {
-  config::TcpConnectorConfig cfg;
-  std::shared_ptr<const adaptors::tcp::TcpCounters> counters;
-};
-
 // Why an entity was not added: `conflict` (the name or rule exists), or it is
 // invalid here, or a port is in use. An empty message: done.
 struct Refusal {
@@ -90,8 +79,9 @@ class RouterControl {
 
   virtual std::vector<ListenerInfo> listeners() const = 0;
   virtual std::vector<ConnectorInfo> connectors() const = 0;
-  virtual std::vector<TcpListenerInfo> tcpListeners() const = 0;
-  virtual std::vector<TcpConnectorInfo> tcpConnectors() const = 0;
+  // The entities of an adaptor kind (adaptors/registry.hpp), in the order
+  // they were made. Valid until the next change on the core loop.
+  virtual std::vector<const adaptors::Entity*> entities(const adaptors::EntityKind& kind) const = 0;
   // The HTTP endpoints that run ("management", "claims") and their counters.
   virtual std::vector<std::pair<std::string, const HttpCounters*>> httpEndpoints() const = 0;
   // Site linking (the `claims` section): null when not configured.
@@ -105,13 +95,12 @@ class RouterControl {
   virtual bool removeAddressRule(const std::string& prefix, const std::string& pattern) = 0;
   virtual Refusal addTlsProfile(const config::TlsProfileConfig& c) = 0;
   virtual Refusal removeTlsProfile(const std::string& name) = 0;
-  virtual Refusal addTcpListener(const config::TcpListenerConfig& c) = 0;
-  virtual Refusal addTcpConnector(const config::TcpConnectorConfig& c) = 0;
-  virtual bool removeTcpListener(const std::string& name) = 0;
-  virtual bool removeTcpConnector(const std::string& name) = 0;
+  // Adds the only entry of `kind`'s section in `entry` (config::parseEntry).
+  virtual Refusal addEntity(const adaptors::EntityKind& kind, const config::Config& entry) = 0;
+  virtual bool removeEntity(const adaptors::EntityKind& kind, const std::string& name) = 0;
 
   // Gathered from every worker loop; `done` runs on the core loop.
-  virtual void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) = 0;
+  virtual void flows(std::function<void(std::vector<adaptors::FlowRecord>)> done) = 0;
   virtual void connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done) = 0;
   virtual void addressCounters(std::function<void(AddressCounterMap)> done) = 0;
 };

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "adaptors/registry.hpp"
 #include "amqp/auth_throttle.hpp"
 #include "amqp/sasl_server.hpp"
 #include "core/log.hpp"
@@ -119,8 +120,10 @@ Router::Router(config::Config cfg) : cfg_(std::move(cfg)) {
     for (const auto& c : cfg_.connectors) addConnector({c}, i++);
   }
   for (const auto& l : cfg_.listeners) listeners_.push_back(makeListener(l));
-  for (const auto& c : cfg_.tcp_listeners) tcp_listeners_.push_back(makeTcpListener(c));
-  for (const auto& c : cfg_.tcp_connectors) tcp_connectors_.push_back(makeTcpConnector(c));
+  for (const adaptors::EntityKind* kind : adaptors::kinds()) {
+    for (const auto& [name, key] : kind->entries(cfg_))
+      entities_.push_back(kind->make(*this, cfg_, name));
+  }
 }
 
 std::string Router::tlsSource(const std::string& profile, TlsUse use,
@@ -517,65 +520,53 @@ std::vector<Router::ConnectorInfo> Router::connectors() const {
   return out;
 }
 
-std::vector<Router::TcpListenerInfo> Router::tcpListeners() const {
+std::vector<const adaptors::Entity*> Router::entities(const adaptors::EntityKind& kind) const {
   VANE_ASSERT_THREAD(core_loop_);
-  std::vector<TcpListenerInfo> out;
-  for (const auto& t : tcp_listeners_)
-    out.push_back({t->cfg, t->listener->boundPort(), t->counters});
+  std::vector<const adaptors::Entity*> out;
+  for (const auto& e : entities_) {
+    if (&e->kind() == &kind) out.push_back(e.get());
+  }
   return out;
 }
 
-std::vector<Router::TcpConnectorInfo> Router::tcpConnectors() const {
-  VANE_ASSERT_THREAD(core_loop_);
-  std::vector<TcpConnectorInfo> out;
-  for (const auto& t : tcp_connectors_) out.push_back({t->cfg, t->counters});
-  return out;
+void Router::storeEntities(const adaptors::EntityKind& kind) {
+  kind.store(cfg_, entities(kind));
 }
 
-Router::Refusal Router::addTcpListener(const config::TcpListenerConfig& c) {
+std::string Router::addEntityFrom(const adaptors::EntityKind& kind, const config::Config& cfg,
+                                  const std::string& name) {
   VANE_ASSERT_THREAD(core_loop_);
-  for (const auto& t : tcp_listeners_) {
-    if (t->cfg.name == c.name) return {true, "a tcp listener named '" + c.name + "' exists"};
-  }
-  auto t = makeTcpListener(c);
-  if (std::string err = t->listener->open(); !err.empty()) return {false, err};
-  t->listener->startAccepting();
-  tcp_listeners_.push_back(std::move(t));
-  cfg_.tcp_listeners.push_back(c);
+  auto e = kind.make(*this, cfg, name);
+  if (!e) return "no " + std::string(kind.what) + " named '" + name + "' in the entry";
+  if (std::string err = e->open(); !err.empty()) return err;
+  e->start();
+  entities_.push_back(std::move(e));
   return {};
 }
 
-Router::Refusal Router::addTcpConnector(const config::TcpConnectorConfig& c) {
+Router::Refusal Router::addEntity(const adaptors::EntityKind& kind, const config::Config& entry) {
   VANE_ASSERT_THREAD(core_loop_);
-  for (const auto& t : tcp_connectors_) {
-    if (t->cfg.name == c.name) return {true, "a tcp connector named '" + c.name + "' exists"};
+  const auto entries = kind.entries(entry);
+  if (entries.size() != 1) return {false, "expected one " + std::string(kind.what)};
+  const std::string& name = entries[0].first;
+  for (const auto* e : entities(kind)) {
+    if (e->name() == name) {
+      return {true, "a " + std::string(kind.what) + " named '" + name + "' exists"};
+    }
   }
-  auto t = makeTcpConnector(c);
-  publish(*t);
-  tcp_connectors_.push_back(std::move(t));
-  cfg_.tcp_connectors.push_back(c);
+  if (std::string err = addEntityFrom(kind, entry, name); !err.empty()) return {false, err};
+  storeEntities(kind);
   return {};
 }
 
-bool Router::removeTcpListener(const std::string& name) {
+bool Router::removeEntity(const adaptors::EntityKind& kind, const std::string& name) {
   VANE_ASSERT_THREAD(core_loop_);
-  auto it = std::find_if(tcp_listeners_.begin(), tcp_listeners_.end(),
-                         [&](const auto& t) { return t->cfg.name == name; });
-  if (it == tcp_listeners_.end()) return false;
-  retire(std::move(*it));
-  tcp_listeners_.erase(it);
-  std::erase_if(cfg_.tcp_listeners, [&](const auto& c) { return c.name == name; });
-  return true;
-}
-
-bool Router::removeTcpConnector(const std::string& name) {
-  VANE_ASSERT_THREAD(core_loop_);
-  auto it = std::find_if(tcp_connectors_.begin(), tcp_connectors_.end(),
-                         [&](const auto& t) { return t->cfg.name == name; });
-  if (it == tcp_connectors_.end()) return false;
-  unpublish(**it);
-  tcp_connectors_.erase(it);
-  std::erase_if(cfg_.tcp_connectors, [&](const auto& c) { return c.name == name; });
+  auto it = std::find_if(entities_.begin(), entities_.end(),
+                         [&](const auto& e) { return &e->kind() == &kind && e->name() == name; });
+  if (it == entities_.end()) return false;
+  (*it)->stop();
+  entities_.erase(it);
+  storeEntities(kind);
   return true;
 }
 
@@ -643,81 +634,81 @@ void Router::addressCounters(std::function<void(AddressCounterMap)> done) {
       std::move(done));
 }
 
-void Router::flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) {
-  gather<std::vector<adaptors::tcp::FlowRecord>>([](Worker& w) { return w.flows().records(); },
-                                                 append<adaptors::tcp::FlowRecord>,
-                                                 std::move(done));
+void Router::flows(std::function<void(std::vector<adaptors::FlowRecord>)> done) {
+  gather<std::vector<adaptors::FlowRecord>>([](Worker& w) { return w.flows().records(); },
+                                            append<adaptors::FlowRecord>, std::move(done));
 }
 
-// router.max_connections bounds AMQP connections and the TCP connections
-// accepted by tcp listeners together. Core loop (where the acceptors run).
+// router.max_connections bounds AMQP connections and the connections
+// accepted by adaptor listeners together. Core loop (where the acceptors run).
 const char* Router::admit() const {
   VANE_ASSERT_THREAD(core_loop_);
   const std::uint32_t max = cfg_.router.max_connections;
   if (max == 0) return nullptr;
   std::int64_t n = stats_.connections_active.load(std::memory_order_relaxed);
-  for (const auto& t : tcp_listeners_)
-    n += t->counters->flows_active.load(std::memory_order_relaxed);
+  for (const auto& e : entities_) {
+    if (e->kind().accepts) n += e->counters().flows_active.load(std::memory_order_relaxed);
+  }
   return n < static_cast<std::int64_t>(max) ? nullptr : "router.max_connections";
 }
 
-std::unique_ptr<Router::TcpListener> Router::makeTcpListener(const config::TcpListenerConfig& c) {
-  auto t = std::make_unique<TcpListener>();
-  t->cfg = c;
-  t->counters = std::make_shared<adaptors::tcp::TcpCounters>();
-  std::vector<Worker*> workers;
-  for (auto& w : workers_) workers.push_back(w.get());
-  Listener::Endpoint ep{c.name, c.host, c.port, "tcp listener", "address " + c.address};
-  t->listener = std::make_unique<Listener>(
-      std::move(ep), core_loop_, std::move(workers), [this] { return admit(); },
-      [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
-      [service = adaptors::tcp::serviceAddress(c.address), counters = t->counters, name = c.name](
-          Worker& w, boost::asio::ip::tcp::socket s) {
-        adaptors::tcp::startClientFlow(w.flows(), std::move(s), service, counters, name);
-      });
-  return t;
+adaptors::FlowTable& Router::flowTable(std::size_t worker) {
+  return workers_.at(worker)->flows();
 }
 
-std::unique_ptr<Router::TcpConnector> Router::makeTcpConnector(
-    const config::TcpConnectorConfig& c) {
-  auto t = std::make_unique<TcpConnector>();
-  t->cfg = c;
-  t->counters = std::make_shared<adaptors::tcp::TcpCounters>();
-  for (auto& w : workers_) {
-    auto sink = std::make_shared<adaptors::tcp::ConnectorSink>(w->flows(), c.name, c.address,
-                                                               c.host, c.port, t->counters);
-    t->consumers.push_back(std::make_shared<forwarding::Consumer>(
-        core_->nextConsumerId(), w->loop(), std::weak_ptr<forwarding::EgressSink>(sink)));
-    t->sinks.push_back(std::move(sink));
-  }
-  return t;
+namespace {
+// An adaptor listener's socket: a Listener that hands its sockets to the
+// worker's flow table.
+class AdaptorAcceptor final : public adaptors::Acceptor {
+ public:
+  explicit AdaptorAcceptor(std::unique_ptr<Listener> l) : l_(std::move(l)) {}
+  std::string open() override { return l_->open(); }
+  void start() override { l_->startAccepting(); }
+  void close() override { l_->close(); }
+  std::uint16_t port() const override { return l_->boundPort(); }
+
+ private:
+  std::unique_ptr<Listener> l_;
+};
+}  // namespace
+
+std::unique_ptr<adaptors::Acceptor> Router::listen(ListenSpec spec, Accept accept) {
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  Listener::Endpoint ep{std::move(spec.name), std::move(spec.host), spec.port, std::move(spec.kind),
+                        std::move(spec.detail)};
+  return std::make_unique<AdaptorAcceptor>(std::make_unique<Listener>(
+      std::move(ep), core_loop_, std::move(workers), [this] { return admit(); },
+      [this] { stats_.connections_refused.fetch_add(1, std::memory_order_relaxed); },
+      [accept = std::move(accept)](Worker& w, boost::asio::ip::tcp::socket s) {
+        accept(w.flows(), std::move(s));
+      }));
+}
+
+// Destroyed after its cancelled accept has run.
+void Router::retire(std::unique_ptr<adaptors::Acceptor> acceptor) {
+  VANE_ASSERT_THREAD(core_loop_);
+  core_loop_.post([a = std::move(acceptor)] {});
 }
 
 // A connector's consumers (one per worker) make its address reachable here
 // and, through the routing protocol, everywhere.
-void Router::publish(TcpConnector& c) {
+void Router::publish(const std::string& address,
+                     const std::vector<std::shared_ptr<forwarding::Consumer>>& consumers) {
   VANE_ASSERT_THREAD(core_loop_);
-  const std::string address = adaptors::tcp::serviceAddress(c.cfg.address);
-  for (std::size_t i = 0; i < c.consumers.size(); ++i) {
-    core_->addConsumer(address, c.consumers[i], workers_[i]->loop(), [] {});
+  for (std::size_t i = 0; i < consumers.size(); ++i) {
+    core_->addConsumer(address, consumers[i], workers_.at(i)->loop(), [] {});
   }
-  VANE_LOG_INFO("tcp connector {}: serving address {} with {}:{}", c.cfg.name, c.cfg.address,
-                c.cfg.host, c.cfg.port);
 }
 
-void Router::unpublish(TcpConnector& c) {
+void Router::unpublish(const std::string& address,
+                       const std::vector<std::shared_ptr<forwarding::Consumer>>& consumers) {
   VANE_ASSERT_THREAD(core_loop_);
-  const std::string address = adaptors::tcp::serviceAddress(c.cfg.address);
-  for (auto& consumer : c.consumers) core_->removeConsumer(address, consumer->id);
-  VANE_LOG_INFO("tcp connector {}: removed (flows already open continue)", c.cfg.name);
+  for (const auto& consumer : consumers) core_->removeConsumer(address, consumer->id);
 }
 
-// Closes a tcp listener; it is destroyed after its cancelled accept has run.
-void Router::retire(std::unique_ptr<TcpListener> l) {
-  VANE_ASSERT_THREAD(core_loop_);
-  l->listener->close();
-  VANE_LOG_INFO("tcp listener {}: closed (flows already open continue)", l->cfg.name);
-  core_loop_.post([l = std::move(l)] {});
+std::uint64_t Router::nextConsumerId() {
+  return core_->nextConsumerId();
 }
 
 Router::~Router() {
@@ -727,37 +718,8 @@ Router::~Router() {
   workers_.clear();
   connectors_.clear();
   retired_connectors_.clear();
-  tcp_connectors_.clear();
+  entities_.clear();
 }
-
-namespace {
-// Reload of a list of entities built from configuration entries (T::cfg):
-// keeps those whose entry is unchanged in `wanted`, hands the others to
-// `drop`, and returns in `added` the entries to make anew.
-template <typename T, typename C, typename Drop>
-void sync(std::vector<std::unique_ptr<T>>& current, const std::vector<C>& wanted,
-          std::vector<C>& added, Drop&& drop) {
-  auto same = [](const C& a, const C& b) {
-    return a.host == b.host && a.port == b.port && a.address == b.address;
-  };
-  std::vector<std::unique_ptr<T>> kept;
-  for (auto& t : current) {
-    auto it = std::find_if(wanted.begin(), wanted.end(),
-                           [&](const C& c) { return c.name == t->cfg.name; });
-    if (it != wanted.end() && same(*it, t->cfg)) {
-      kept.push_back(std::move(t));
-    } else {
-      drop(std::move(t));
-    }
-  }
-  current = std::move(kept);
-  for (const C& c : wanted) {
-    auto it = std::find_if(current.begin(), current.end(),
-                           [&](const auto& t) { return t->cfg.name == c.name; });
-    if (it == current.end()) added.push_back(c);
-  }
-}
-}  // namespace
 
 std::string Router::reload(const config::Config& next) {
   VANE_ASSERT_NOT_THREAD(core_loop_);  // it waits for the core loop
@@ -833,33 +795,35 @@ std::string Router::reloadOnCore(const config::Config& next) {
     note("router");
   }
   std::string errors = reloadTls(next.tls_profiles);
-  // Entries are matched by name: those gone or changed are dropped, then
-  // the new ones (including the changed) are made.
-  std::vector<config::TcpListenerConfig> new_listeners;
-  sync(tcp_listeners_, next.tcp_listeners, new_listeners,
-       [this](std::unique_ptr<TcpListener> t) { retire(std::move(t)); });
-  for (const auto& c : new_listeners) {
-    auto t = makeTcpListener(c);
-    if (std::string err = t->listener->open(); !err.empty()) {
-      VANE_LOG_ERROR("reload: tcp listener {}: {}", c.name, err);
-      errors += (errors.empty() ? "" : "; ") + ("tcp listener " + c.name + ": " + err);
-      continue;
+  // Adaptor entities are matched by kind and name: those gone or changed
+  // are stopped, then the new ones (including the changed) are made.
+  for (const adaptors::EntityKind* kind : adaptors::kinds()) {
+    const auto wanted = kind->entries(next);
+    std::vector<std::unique_ptr<adaptors::Entity>> kept;
+    for (auto& e : entities_) {
+      const bool same =
+          &e->kind() != kind || std::any_of(wanted.begin(), wanted.end(), [&](const auto& w) {
+            return w.first == e->name() && w.second == e->key();
+          });
+      if (same) {
+        kept.push_back(std::move(e));
+      } else {
+        e->stop();
+      }
     }
-    t->listener->startAccepting();
-    tcp_listeners_.push_back(std::move(t));
+    entities_ = std::move(kept);
+    const auto have = entities(*kind);
+    for (const auto& [name, key] : wanted) {
+      if (std::any_of(have.begin(), have.end(), [&](const auto* e) { return e->name() == name; }))
+        continue;
+      if (std::string err = addEntityFrom(*kind, next, name); !err.empty()) {
+        VANE_LOG_ERROR("reload: {} {}: {}", kind->what, name, err);
+        errors +=
+            (errors.empty() ? "" : "; ") + (std::string(kind->what) + " " + name + ": " + err);
+      }
+    }
+    storeEntities(*kind);
   }
-  std::vector<config::TcpConnectorConfig> new_connectors;
-  sync(tcp_connectors_, next.tcp_connectors, new_connectors,
-       [this](std::unique_ptr<TcpConnector> t) { unpublish(*t); });
-  for (const auto& c : new_connectors) {
-    auto t = makeTcpConnector(c);
-    publish(*t);
-    tcp_connectors_.push_back(std::move(t));
-  }
-  cfg_.tcp_listeners.clear();
-  for (auto& t : tcp_listeners_) cfg_.tcp_listeners.push_back(t->cfg);
-  cfg_.tcp_connectors.clear();
-  for (auto& t : tcp_connectors_) cfg_.tcp_connectors.push_back(t->cfg);
   return errors;
 }
 
@@ -869,9 +833,9 @@ std::string Router::start() {
     std::string err = l->open();
     if (!err.empty()) return "listener " + l->name() + ": " + err;
   }
-  for (auto& t : tcp_listeners_) {
-    std::string err = t->listener->open();
-    if (!err.empty()) return "tcp listener " + t->cfg.name + ": " + err;
+  for (auto& e : entities_) {
+    std::string err = e->open();
+    if (!err.empty()) return std::string(e->kind().what) + " " + e->name() + ": " + err;
   }
   if (cfg_.management.enabled) {
     management::HttpServer::TlsProvider tls;
@@ -899,8 +863,7 @@ std::string Router::start() {
   core_->start();
   core_loop_.post([this] {
     for (auto& l : listeners_) l->startAccepting();
-    for (auto& t : tcp_listeners_) t->listener->startAccepting();
-    for (auto& t : tcp_connectors_) publish(*t);
+    for (auto& e : entities_) e->start();
     for (auto& c : connectors_) c->start();
     if (management_) management_->start();
     if (claims_server_) claims_server_->start();
@@ -920,7 +883,7 @@ void Router::stop(std::chrono::milliseconds grace) {
     std::promise<void> closed;
     core_loop_.post([this, &closed] {
       for (auto& l : listeners_) l->close();
-      for (auto& t : tcp_listeners_) t->listener->close();
+      for (auto& e : entities_) e->shutdown();
       if (management_) management_->close();
       if (claims_server_) claims_server_->close();
       for (auto& c : connectors_) c->stop();
@@ -954,7 +917,6 @@ void Router::stop(std::chrono::milliseconds grace) {
   // workers live, then drop the acceptors.
   core_loop_.drainAfterJoin([] {});
   listeners_.clear();
-  tcp_listeners_.clear();
   management_.reset();
   claims_server_.reset();
   VANE_LOG_INFO("router {} stopped", cfg_.router.id);

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "adaptors/tcp/tcp_flow.hpp"
+#include "adaptors/adaptor.hpp"
 #include "amqp/connection.hpp"
 #include "config/config.hpp"
 #include "core/event_loop.hpp"
@@ -37,12 +37,10 @@ class Worker;
 class Listener;
 class Connector;
 
-class Router final : public management::RouterControl {
+class Router final : public management::RouterControl, private adaptors::Host {
  public:
   using ListenerInfo = management::ListenerInfo;
   using ConnectorInfo = management::ConnectorInfo;
-  using TcpListenerInfo = management::TcpListenerInfo;
-  using TcpConnectorInfo = management::TcpConnectorInfo;
   using Refusal = management::Refusal;
   using AddressCounterMap = management::AddressCounterMap;
 
@@ -61,9 +59,9 @@ class Router final : public management::RouterControl {
   // every thread. Idempotent. Main thread (never the core loop).
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(3000));
 
-  // Applies a new configuration to a running router: tcp_listeners and
-  // tcp_connectors are added, removed or replaced (by name); flows already
-  // open keep running. Other sections need a restart: each difference is
+  // Applies a new configuration to a running router: the adaptors' entities
+  // (tcp_listeners, tcp_connectors) are added, removed or replaced (by
+  // name); flows already open keep running. Other sections need a restart: each difference is
   // logged. Returns "" or what failed (e.g. a port in use); what could be
   // applied is applied. Call from one thread at a time, after start() and
   // before stop(), from any thread but the core loop: it runs there and waits.
@@ -80,7 +78,7 @@ class Router final : public management::RouterControl {
   routing::RoutingCore& routing() override { return *core_; }
 
   // -- Management: all on the core loop, unless said otherwise. -----------
-  core::EventLoop& coreLoop() { return core_loop_; }
+  core::EventLoop& coreLoop() override { return core_loop_; }
   // Seconds since start() (any thread).
   double uptimeSeconds() const override;
   // Exceptions that escaped a handler on the core loop or a worker loop.
@@ -91,8 +89,7 @@ class Router final : public management::RouterControl {
   std::vector<std::pair<std::string, const management::HttpCounters*>> httpEndpoints()
       const override;
   std::vector<ConnectorInfo> connectors() const override;
-  std::vector<TcpListenerInfo> tcpListeners() const override;
-  std::vector<TcpConnectorInfo> tcpConnectors() const override;
+  std::vector<const adaptors::Entity*> entities(const adaptors::EntityKind& kind) const override;
   // Adds an entity at run time: an empty message when done, else why not
   // (`conflict`: the name or rule exists; otherwise invalid here, or a port
   // in use). Removes one by name (false: no such entity). Open flows stay.
@@ -119,13 +116,12 @@ class Router final : public management::RouterControl {
   // certificates, open ones keep theirs. Returns "" or what failed (that
   // profile keeps its old certificates). Core loop.
   std::string reloadTls(const std::vector<config::TlsProfileConfig>& profiles);
-  Refusal addTcpListener(const config::TcpListenerConfig& c) override;
-  Refusal addTcpConnector(const config::TcpConnectorConfig& c) override;
-  bool removeTcpListener(const std::string& name) override;
-  bool removeTcpConnector(const std::string& name) override;
-  // TCP flows of every worker (open, then recently ended); `done` runs on
-  // the core loop. Callable from the core loop.
-  void flows(std::function<void(std::vector<adaptors::tcp::FlowRecord>)> done) override;
+  // Adaptor entities (tcp listeners and connectors, ...), by kind and name.
+  Refusal addEntity(const adaptors::EntityKind& kind, const config::Config& entry) override;
+  bool removeEntity(const adaptors::EntityKind& kind, const std::string& name) override;
+  // Adaptor flows of every worker (open, then recently ended); `done` runs
+  // on the core loop. Callable from the core loop.
+  void flows(std::function<void(std::vector<adaptors::FlowRecord>)> done) override;
   // AMQP connections of every worker; `done` runs on the core loop.
   void connections(std::function<void(std::vector<amqp::ConnectionInfo>)> done) override;
   // Delivery counters per address, summed over the workers; `done` runs on
@@ -161,29 +157,30 @@ class Router final : public management::RouterControl {
   std::string startClaims();  // where relative file names in requests start  // what the
                               // constructor could not set up, for start()
 
-  // TCP adaptor entities (core loop once started).
-  struct TcpListener {
-    config::TcpListenerConfig cfg;
-    std::shared_ptr<adaptors::tcp::TcpCounters> counters;
-    std::unique_ptr<Listener> listener;
-  };
-  struct TcpConnector {
-    config::TcpConnectorConfig cfg;
-    std::shared_ptr<adaptors::tcp::TcpCounters> counters;
-    std::vector<std::shared_ptr<adaptors::tcp::ConnectorSink>> sinks;  // one per worker
-    std::vector<std::shared_ptr<forwarding::Consumer>> consumers;
-  };
   // nullptr, or the limit that refuses a new connection now.
   const char* admit() const;
   template <typename Result, typename Part, typename Fold>
   void gather(Part part, Fold fold, std::function<void(Result)> done);
-  std::unique_ptr<TcpListener> makeTcpListener(const config::TcpListenerConfig& c);
-  std::unique_ptr<TcpConnector> makeTcpConnector(const config::TcpConnectorConfig& c);
-  void publish(TcpConnector& c);                // core loop
-  void unpublish(TcpConnector& c);              // core loop
-  void retire(std::unique_ptr<TcpListener> l);  // core loop
-  std::vector<std::unique_ptr<TcpListener>> tcp_listeners_;
-  std::vector<std::unique_ptr<TcpConnector>> tcp_connectors_;
+
+  // adaptors::Host (core loop).
+  std::size_t workerLoops() const override { return workers_.size(); }
+  adaptors::FlowTable& flowTable(std::size_t worker) override;
+  std::unique_ptr<adaptors::Acceptor> listen(ListenSpec spec, Accept accept) override;
+  void retire(std::unique_ptr<adaptors::Acceptor> acceptor) override;
+  void publish(const std::string& address,
+               const std::vector<std::shared_ptr<forwarding::Consumer>>& consumers) override;
+  void unpublish(const std::string& address,
+                 const std::vector<std::shared_ptr<forwarding::Consumer>>& consumers) override;
+  std::uint64_t nextConsumerId() override;
+
+  // The adaptors' listeners and connectors, every kind (core loop once
+  // started), and cfg_'s sections of them brought in line after a change.
+  std::vector<std::unique_ptr<adaptors::Entity>> entities_;
+  void storeEntities(const adaptors::EntityKind& kind);
+  // Makes, opens (listeners) and starts the entry `name` of `kind` in `cfg`:
+  // "" or why not (nothing is kept then).
+  std::string addEntityFrom(const adaptors::EntityKind& kind, const config::Config& cfg,
+                            const std::string& name);
 
   std::unique_ptr<management::HttpServer> management_;
   std::unique_ptr<management::Claims> claims_;

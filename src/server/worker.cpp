@@ -11,7 +11,7 @@ Worker::Worker(int index, routing::RoutingCore& core, const amqp::ConnectionSett
     : index_(index),
       loop_("worker-" + std::to_string(index)),
       ctx_{loop_, table_, core, settings, stats},
-      flows_(std::make_shared<adaptors::tcp::FlowTable>(
+      flows_(std::make_shared<adaptors::FlowTable>(
           loop_, table_, settings.container_id, static_cast<std::size_t>(index),
           settings.stream_window, settings.max_frame_size, stats.flow_token_mismatches)),
       flow_consumer_(std::make_shared<forwarding::Consumer>(

@@ -12,7 +12,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "adaptors/tcp/tcp_flow.hpp"
+#include "adaptors/flow.hpp"
 #include "amqp/connection.hpp"
 #include "core/event_loop.hpp"
 #include "forwarding/forwarder.hpp"
@@ -30,8 +30,8 @@ class Worker {
   core::EventLoop& loop() { return loop_; }
   const core::EventLoop& loop() const { return loop_; }
   forwarding::ForwardingTable& table() { return table_; }
-  // TCP flows on this loop, and the consumer of their reply addresses.
-  adaptors::tcp::FlowTable& flows() { return *flows_; }
+  // Adaptor flows on this loop, and the consumer of their reply addresses.
+  adaptors::FlowTable& flows() { return *flows_; }
   const std::shared_ptr<forwarding::Consumer>& flowConsumer() const { return flow_consumer_; }
 
   // Loop thread: takes over a connected socket. `on_closed` (optional) runs
@@ -40,11 +40,11 @@ class Worker {
                                         amqp::ConnectionOptions options,
                                         std::function<void()> on_closed = {});
   // Loop thread: sends every connection an AMQP close with `condition`, and
-  // resets every TCP flow.
+  // resets every adaptor flow.
   void closeAll(const char* condition, const char* description);
   // Loop thread: what management shows of this worker's connections.
   std::vector<amqp::ConnectionInfo> connectionInfos() const;
-  // Loop thread: AMQP connections and TCP flows.
+  // Loop thread: AMQP connections and adaptor flows.
   std::size_t connectionCount() const {
     VANE_ASSERT_THREAD(loop_);
     return connections_.size() + flows_->size();
@@ -55,7 +55,7 @@ class Worker {
   core::EventLoop loop_;
   forwarding::ForwardingTable table_{loop_};
   amqp::LoopContext ctx_;
-  std::shared_ptr<adaptors::tcp::FlowTable> flows_;
+  std::shared_ptr<adaptors::FlowTable> flows_;
   std::shared_ptr<forwarding::Consumer> flow_consumer_;
   std::unordered_map<amqp::Connection*, std::shared_ptr<amqp::Connection>> connections_;
 };

@@ -7,7 +7,7 @@
 #include <deque>
 #include <vector>
 
-#include "adaptors/tcp/stream_codec.hpp"
+#include "adaptors/stream_codec.hpp"
 #include "amqp/inter_router.hpp"
 #include "amqp/message_scan.hpp"
 #include "core/log.hpp"
@@ -23,28 +23,19 @@ using forwarding::Outcome;
 using forwarding::Transfer;
 
 namespace {
-// Room left in a transfer frame for its performative (delivery id, tag,
-// flags: well under this).
-constexpr std::size_t kFrameOverhead = 256;
 // Buffers gathered into one socket write.
 constexpr std::size_t kMaxWriteBuffers = 64;
 // How long a server may take to accept a connection.
 constexpr std::chrono::seconds kConnectTimeout{10};
 }  // namespace
 
-std::string serviceAddress(std::string_view address) {
-  std::string s(kServicePrefix);
-  s.append(address);
-  return s;
-}
-
-class TcpFlow : public forwarding::IngressSink,
-                public forwarding::EgressSink,
-                public std::enable_shared_from_this<TcpFlow> {
+class TcpFlow final : public forwarding::IngressSink,
+                      public Flow,
+                      public std::enable_shared_from_this<TcpFlow> {
  public:
   enum class Side { kClient, kServer };
 
-  TcpFlow(FlowTable& flows, Side side, tcp::socket socket, std::shared_ptr<TcpCounters> counters,
+  TcpFlow(FlowTable& flows, Side side, tcp::socket socket, std::shared_ptr<FlowCounters> counters,
           std::string name, std::string address)
       : flows_(flows),
         side_(side),
@@ -67,10 +58,10 @@ class TcpFlow : public forwarding::IngressSink,
 
   ~TcpFlow() override { counters_->flows_active.fetch_sub(1, std::memory_order_relaxed); }
 
-  const FlowRecord& record() const { return rec_; }
-  const forwarding::FlowToken& token() const { return token_; }
+  const FlowRecord& record() const override { return rec_; }
+  const forwarding::FlowToken& token() const override { return token_; }
 
-  void init(std::uint64_t id) {
+  void init(std::uint64_t id) override {
     id_ = id;
     token_ = forwarding::FlowToken::random();
     rec_.id = id;
@@ -147,7 +138,7 @@ class TcpFlow : public forwarding::IngressSink,
   }
 
   // Router shutdown.
-  void close() { fail(true); }
+  void close() override { fail(true); }
 
   // Keeps `owner` alive as long as the flow (the sink later bytes come
   // through).
@@ -467,7 +458,7 @@ class TcpFlow : public forwarding::IngressSink,
   const Side side_;
   tcp::socket socket_;
   asio::steady_timer timer_;
-  const std::shared_ptr<TcpCounters> counters_;
+  const std::shared_ptr<FlowCounters> counters_;
   const std::string name_;
   std::uint64_t id_ = 0;
   forwarding::FlowToken token_;  // in this flow's reply address
@@ -500,88 +491,8 @@ class TcpFlow : public forwarding::IngressSink,
   bool finished_ = false;
 };
 
-// ---------------------------------------------------------------------------
-
-FlowTable::FlowTable(core::EventLoop& loop, forwarding::ForwardingTable& table,
-                     std::string router_id, std::size_t loop_index, std::int64_t window,
-                     std::size_t max_frame_size, std::atomic<std::uint64_t>& token_mismatches)
-    : loop(loop),
-      table(table),
-      router_id(std::move(router_id)),
-      loop_index(loop_index),
-      window(window),
-      read_size(std::max<std::size_t>(max_frame_size, 2 * kFrameOverhead) - kFrameOverhead -
-                kDataHeaderSize),
-      token_mismatches(token_mismatches) {}
-
-std::uint64_t FlowTable::add(std::shared_ptr<TcpFlow> flow) {
-  const std::uint64_t id = next_id_++;
-  flow->init(id);
-  flows_.emplace(id, std::move(flow));
-  return id;
-}
-
-void FlowTable::remove(std::uint64_t id) {
-  // Destroyed after this call returns: the flow may be on its own stack.
-  auto it = flows_.find(id);
-  if (it == flows_.end()) return;
-  auto keep = std::move(it->second);
-  flows_.erase(it);
-  loop.post([keep = std::move(keep)] {});
-}
-
-std::vector<FlowRecord> FlowTable::records() const {
-  std::vector<FlowRecord> out;
-  out.reserve(flows_.size() + recent_.size());
-  for (const auto& [id, f] : flows_) out.push_back(f->record());
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-  out.insert(out.end(), recent_.begin(), recent_.end());
-  return out;
-}
-
-void FlowTable::ended(FlowRecord r) {
-  if (recent_.size() == kRecent) recent_.pop_front();
-  recent_.push_back(std::move(r));
-}
-
-void FlowTable::closeAll() {
-  std::vector<std::shared_ptr<TcpFlow>> all;
-  all.reserve(flows_.size());
-  for (auto& [id, f] : flows_) all.push_back(f);
-  for (auto& f : all) f->close();
-}
-
-void FlowTable::enqueue(std::shared_ptr<Transfer> t) {
-  auto it = flows_.find(t->flow);
-  if (it == flows_.end()) {
-    forwarding::dropTransfer(t);
-    return;
-  }
-  if (!(it->second->token() == t->flow_token)) {
-    if (token_mismatches.fetch_add(1, std::memory_order_relaxed) == 0) {
-      VANE_LOG_WARN(
-          "a delivery for tcp flow {} carried the wrong token (a guessed or forged "
-          "flow address): dropped (logged once; counted in "
-          "vane_flow_token_mismatches_total)",
-          t->flow);
-    }
-    forwarding::dropTransfer(t);
-    return;
-  }
-  t->via = it->second;
-  it->second->enqueue(std::move(t));
-}
-
-void FlowTable::append(const std::shared_ptr<Transfer>& t, Chunk chunk, bool last) {
-  forwarding::appendVia(t, std::move(chunk), last);
-}
-
-void FlowTable::abort(const std::shared_ptr<Transfer>& t) {
-  forwarding::abortVia(t);
-}
-
 void startClientFlow(FlowTable& flows, tcp::socket socket, const std::string& address,
-                     std::shared_ptr<TcpCounters> counters, const std::string& listener_name) {
+                     std::shared_ptr<FlowCounters> counters, const std::string& listener_name) {
   auto flow = std::make_shared<TcpFlow>(
       flows, TcpFlow::Side::kClient, std::move(socket), std::move(counters), listener_name,
       address.substr(std::min(address.size(), kServicePrefix.size())));

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "../http_request.hpp"
+#include "adaptors/registry.hpp"
 #include "config/config.hpp"
 #include "management/api.hpp"
 #include "pki/pki.hpp"
@@ -217,7 +218,11 @@ class Harness {
   static void closeListeners(vane::server::Router& router) {
     router.coreLoop().post([&router] {
       for (const auto& l : router.listeners()) router.removeListener(l.name);
-      for (const auto& t : router.tcpListeners()) router.removeTcpListener(t.cfg.name);
+      for (const auto* kind : vane::adaptors::kinds()) {
+        std::vector<std::string> names;
+        for (const auto* e : router.entities(*kind)) names.push_back(e->name());
+        for (const auto& n : names) router.removeEntity(*kind, n);
+      }
     });
     router.coreLoop().poll();
   }

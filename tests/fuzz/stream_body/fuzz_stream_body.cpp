@@ -1,6 +1,6 @@
 // Fuzz target for the TCP adaptor's stream decoding: the start of a stream
 // message (amqp::scanTo, which finds reply-to and the end of the properties
-// section) and the body that follows (adaptors::tcp::BodyDecoder).
+// section) and the body that follows (adaptors::BodyDecoder).
 //
 // The first input byte chooses how the rest is split into pieces (1..256
 // bytes). Besides "no crash, no sanitizer report": the payload ranges lie
@@ -13,12 +13,12 @@
 #include <cstdlib>
 #include <string>
 
-#include "adaptors/tcp/stream_codec.hpp"
+#include "adaptors/stream_codec.hpp"
 #include "amqp/message_scan.hpp"
 
 namespace {
 
-using vane::adaptors::tcp::BodyDecoder;
+using vane::adaptors::BodyDecoder;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "invariant violated: %s\n", what);
@@ -65,9 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (split.ok && split.payload != whole.payload) fail("payload depends on splits");
 
   if (split.ok) {
-    std::string again(vane::adaptors::tcp::kDataHeaderSize, '\0');
-    vane::adaptors::tcp::writeDataHeader(again.data(),
-                                         static_cast<std::uint32_t>(split.payload.size()));
+    std::string again(vane::adaptors::kDataHeaderSize, '\0');
+    vane::adaptors::writeDataHeader(again.data(), static_cast<std::uint32_t>(split.payload.size()));
     again += split.payload;
     const Decoded round = decode(again.data(), again.size(), step);
     if (!round.ok || !round.boundary || round.payload != split.payload) fail("round trip");

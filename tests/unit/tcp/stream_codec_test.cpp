@@ -1,5 +1,5 @@
-// The stream message encoding of the TCP adaptor (src/adaptors/tcp/stream_codec.hpp).
-#include "adaptors/tcp/stream_codec.hpp"
+// The stream message encoding of the TCP adaptor (src/adaptors/stream_codec.hpp).
+#include "adaptors/stream_codec.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 
 #include "amqp/message_scan.hpp"
 
-namespace vane::adaptors::tcp {
+namespace vane::adaptors {
 namespace {
 
 std::string dataSection(const std::string& payload) {
@@ -109,4 +109,4 @@ TEST(StreamCodec, StaysMalformed) {
 }
 
 }  // namespace
-}  // namespace vane::adaptors::tcp
+}  // namespace vane::adaptors

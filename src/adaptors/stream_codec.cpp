@@ -1,11 +1,11 @@
-#include "adaptors/tcp/stream_codec.hpp"
+#include "adaptors/stream_codec.hpp"
 
 #include <proton/codec.h>
 
 #include <memory>
 #include <new>
 
-namespace vane::adaptors::tcp {
+namespace vane::adaptors {
 
 namespace {
 constexpr unsigned char kDescribed = 0x00;
@@ -90,4 +90,4 @@ std::size_t BodyDecoder::header(const char* p, std::size_t n) {
   return used;
 }
 
-}  // namespace vane::adaptors::tcp
+}  // namespace vane::adaptors

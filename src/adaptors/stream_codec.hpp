@@ -1,5 +1,5 @@
-// The encoding of a stream (one direction of a TCP connection) as one AMQP
-// message that lasts as long as the stream:
+// The encoding of a stream (one direction of an adaptor's flow, e.g. of a
+// TCP connection) as one AMQP message that lasts as long as the stream:
 //
 //   properties section (to, reply-to)   written once, at the start
 //   data section, data section, ...     one per chunk read from the socket
@@ -8,7 +8,7 @@
 // section header (0x00 0x53 0x75 0xb0 <length:4>), so forwarding it adds no
 // copy. The receiving end finds the payload ranges with BodyDecoder, which
 // accepts bytes split anywhere. Input is untrusted (any AMQP client could
-// send to a TCP service address): every byte sequence yields ranges or
+// send to a service address): every byte sequence yields ranges or
 // kMalformed, never a crash or an allocation.
 #pragma once
 
@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-namespace vane::adaptors::tcp {
+namespace vane::adaptors {
 
 // Size of the data section header written ahead of each chunk.
 inline constexpr std::size_t kDataHeaderSize = 8;
@@ -71,4 +71,4 @@ class BodyDecoder {
   bool malformed_ = false;
 };
 
-}  // namespace vane::adaptors::tcp
+}  // namespace vane::adaptors
