@@ -1,8 +1,7 @@
 #include "adaptors/tcp/tcp_adaptor.hpp"
 
-#include <algorithm>
-
 #include "adaptors/entities.hpp"
+#include "adaptors/section.hpp"
 #include "adaptors/tcp/tcp_flow.hpp"
 
 namespace vane::adaptors::tcp {
@@ -11,21 +10,6 @@ namespace {
 
 extern const EntityKind kListenerKind;
 extern const EntityKind kConnectorKind;
-
-// tcp_listeners and tcp_connectors entries: name, host, port, address.
-template <typename C>
-std::vector<std::pair<std::string, std::string>> entriesOf(const std::vector<C>& section) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const C& c : section) out.emplace_back(c.name, config::toJson(c));
-  return out;
-}
-
-template <typename C>
-const C* find(const std::vector<C>& section, const std::string& name) {
-  auto it =
-      std::find_if(section.begin(), section.end(), [&](const C& c) { return c.name == name; });
-  return it == section.end() ? nullptr : &*it;
-}
 
 class TcpListener final : public ListenerEntity {
  public:
@@ -57,47 +41,30 @@ class TcpConnector final : public ConnectorEntity {
   }
 };
 
-const EntityKind kListenerKind{
-    .adaptor = &adaptor(),
-    .what = "tcp listener",
-    .section = "tcp_listeners",
-    .path = "tcp-listeners",
-    .role = "listener",
-    .accepts = true,
-    .entries = [](const config::Config& cfg) { return entriesOf(cfg.tcp_listeners); },
-    .make = [](Host& host, const config::Config& cfg,
-               const std::string& name) -> std::unique_ptr<Entity> {
-      const auto* c = find(cfg.tcp_listeners, name);
-      return c ? std::make_unique<TcpListener>(host, *c) : nullptr;
-    },
-    .store =
-        [](config::Config& cfg, const std::vector<const Entity*>& entities) {
-          cfg.tcp_listeners.clear();
-          for (const Entity* e : entities)
-            cfg.tcp_listeners.push_back(static_cast<const TcpListener*>(e)->cfg);
-        },
-};
+using ListenerOps =
+    SectionOps<config::TcpListenerConfig, &config::Config::tcp_listeners, TcpListener>;
+using ConnectorOps =
+    SectionOps<config::TcpConnectorConfig, &config::Config::tcp_connectors, TcpConnector>;
 
-const EntityKind kConnectorKind{
-    .adaptor = &adaptor(),
-    .what = "tcp connector",
-    .section = "tcp_connectors",
-    .path = "tcp-connectors",
-    .role = "connector",
-    .accepts = false,
-    .entries = [](const config::Config& cfg) { return entriesOf(cfg.tcp_connectors); },
-    .make = [](Host& host, const config::Config& cfg,
-               const std::string& name) -> std::unique_ptr<Entity> {
-      const auto* c = find(cfg.tcp_connectors, name);
-      return c ? std::make_unique<TcpConnector>(host, *c) : nullptr;
-    },
-    .store =
-        [](config::Config& cfg, const std::vector<const Entity*>& entities) {
-          cfg.tcp_connectors.clear();
-          for (const Entity* e : entities)
-            cfg.tcp_connectors.push_back(static_cast<const TcpConnector*>(e)->cfg);
-        },
-};
+const EntityKind kListenerKind{.adaptor = &adaptor(),
+                               .what = "tcp listener",
+                               .section = "tcp_listeners",
+                               .path = "tcp-listeners",
+                               .role = "listener",
+                               .accepts = true,
+                               .entries = ListenerOps::entries,
+                               .make = ListenerOps::make,
+                               .store = ListenerOps::store};
+
+const EntityKind kConnectorKind{.adaptor = &adaptor(),
+                                .what = "tcp connector",
+                                .section = "tcp_connectors",
+                                .path = "tcp-connectors",
+                                .role = "connector",
+                                .accepts = false,
+                                .entries = ConnectorOps::entries,
+                                .make = ConnectorOps::make,
+                                .store = ConnectorOps::store};
 
 }  // namespace
 

@@ -1,4 +1,4 @@
-// The stream message encoding of the TCP adaptor (src/adaptors/stream_codec.hpp).
+// The stream message encoding of the adaptors (src/adaptors/stream_codec.hpp).
 #include "adaptors/stream_codec.hpp"
 
 #include <gtest/gtest.h>
