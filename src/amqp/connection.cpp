@@ -300,6 +300,7 @@ void Connection::scheduleIo() {
                     pn_connection_driver_write_close(self->driver_.get());
                   } else {
                     pn_connection_driver_write_done(self->driver_.get(), n);
+                    self->engine_bytes_ -= std::min(self->engine_bytes_, n);
                     self->onWritten();
                   }
                   self->process();
@@ -479,6 +480,18 @@ void Connection::frameOutput() {
   // that buffer: the write would then send freed memory. Frame only between
   // writes; a link that needs room waits for onWritten().
   if (!torn_down_ && !writing_) pn_transport_pending(driver_->transport);
+}
+
+bool Connection::outputFull() {
+  if (engine_bytes_ <= ctx_.settings.connection_output_limit) return false;
+  if (torn_down_) return false;
+  if (writing_) return true;  // its completion calls onWritten()
+  // Framed output waiting: scheduleIo() writes it when this turn ends.
+  if (pn_transport_pending(driver_->transport) > 0) return true;
+  // Everything framed is written: what is left in the count is held back
+  // by closed peer windows (or was dropped), and must not stop the others.
+  engine_bytes_ = 0;
+  return false;
 }
 
 void Connection::onWritten() {

@@ -66,6 +66,12 @@ struct ConnectionSettings {
   // Bytes a session may hold in the engine's outgoing buffer before the
   // router stops moving more into it.
   std::size_t session_outgoing_limit = 1u << 20;
+  // Bytes a connection's links may have moved into the engine and not yet
+  // seen written to the socket, over all its sessions. The engine frames
+  // whatever every session may send into one output buffer that keeps its
+  // largest size for the connection's life (on a router link, where every
+  // stream has a session of its own: streams at once x stream window).
+  std::size_t connection_output_limit = 1u << 20;
   // router.mode: edge (an edge connection then leads to our uplink).
   bool edge_mode = false;
   // This run of the router (routing::EngineConfig::instance), announced in
@@ -241,6 +247,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Called by an OutLink that could not move bytes into a full session.
   void addBlocked(std::weak_ptr<OutLink> link) { blocked_.push_back(std::move(link)); }
+  // connection_output_limit: whether a link should wait for the socket
+  // before moving more bytes into the engine (it blocks; onWritten()
+  // resumes it). Only while output is pending, so a write is under way or
+  // about to start: bytes the engine cannot frame (a closed peer window)
+  // or dropped never hold the connection back (the count starts again once
+  // everything framed is written).
+  bool outputFull();
+  // Bytes a link has moved into the engine.
+  void addEngineBytes(std::size_t n) { engine_bytes_ += n; }
 
   // Client connections: deliveries sent to the connection's consumers and
   // not settled yet (router.max_unsettled_per_connection).
@@ -340,6 +355,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool amqp_header_sent_ = false;  // the engine wrote the AMQP (not SASL) header
   std::string final_frame_;        // our own close frame, written after the engine's output
   bool writing_ = false;
+  // Moved into the engine by the links, less what was written since
+  // (connection_output_limit).
+  std::size_t engine_bytes_ = 0;
   bool processing_ = false;
   bool again_ = false;
   bool torn_down_ = false;

@@ -97,7 +97,7 @@ void OutLink::pump() {
     Transfer& t = *current_;
     auto* d = static_cast<pn_delivery_t*>(t.engine_delivery);
     while (!t.pending.empty()) {
-      if (pn_session_outgoing_bytes(ssn) > limit) {
+      if (pn_session_outgoing_bytes(ssn) > limit || conn_.outputFull()) {
         block();
         return;
       }
@@ -124,6 +124,7 @@ void OutLink::pump() {
       const Chunk& c = t.pending.front();
       const std::size_t n = c->size() - t.front_offset;
       pn_link_send(link_, c->data() + t.front_offset, n);
+      conn_.addEngineBytes(n);
       t.engine_appended = static_cast<std::size_t>(pn_delivery_pending(d));
       t.started = true;
       t.pending.pop_front();

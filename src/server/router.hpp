@@ -108,7 +108,8 @@ class Router final : public management::RouterControl, private adaptors::Host {
   management::Claims* claims() override { return claims_.get(); }
   // TLS profiles: added once their files load; removed when nothing uses them.
   Refusal addTlsProfile(const config::TlsProfileConfig& c) override;
-  Refusal removeTlsProfile(const std::string& name);  // conflict: in use; message "" = removed
+  // Removing one in use is a conflict; message "" = removed.
+  Refusal removeTlsProfile(const std::string& name) override;
   // The body of reload(), on the core loop.
   std::string reloadOnCore(const config::Config& next);
   // Re-reads the files of every profile in use (and of `profiles`, which

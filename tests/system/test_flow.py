@@ -259,6 +259,7 @@ def _metric(router, name):
     raise AssertionError(f"no {name} in /metrics")
 
 
+@pytest.mark.release
 def test_paused_sender_bytes_are_counted_and_freed(router_factory, reactor):
     """A sender whose consumer stops reading: the router holds back the
     sender with the session window. The bytes that window lets in while the

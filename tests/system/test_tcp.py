@@ -19,7 +19,7 @@ import pytest
 
 from tcp_tools import (DigestServer, EchoServer, EchoSwarm, connect, echo_roundtrip, free_port,
                        how_it_ends, recv_all, recv_line, set_reset_on_close)
-from vane_harness import eventually, make_config
+from vane_harness import build_sanitizer, eventually, make_config
 from vane_network import Network
 
 MiB = 1024 * 1024
@@ -445,6 +445,58 @@ class RssSampler:
         rows = self.samples[:: max(1, len(self.samples) // 20)]
         return "; ".join(f"t={t}: " + ", ".join(f"{k} {v / MiB:.0f}" for k, v in row.items())
                          for t, row in rows)
+
+
+def heap_in_use(router):
+    text = router.api("GET", "/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith("vane_memory_heap_in_use_bytes "):
+            return float(line.split()[1])
+    raise AssertionError("no vane_memory_heap_in_use_bytes in /metrics")
+
+
+@pytest.mark.release
+def test_many_streams_at_once_leave_no_engine_buffer_behind(router_factory, servers, vaned_bin):
+    """16 TCP connections at once through two routers, each moving more
+    than a stream window: every stream has its own session on the router
+    link, and the engine frames what all of them may send into one output
+    buffer that never shrinks while the link lives. The router limits what
+    a connection moves into the engine ahead of the socket, so once the
+    traffic is over the routers are back near where they were (before:
+    about 16 x the 1 MiB stream window stayed in use on both routers)."""
+    if build_sanitizer(vaned_bin) is not None:
+        pytest.skip("the heap in use is measured with glibc's allocator (not a sanitizer's)")
+    echo = servers(EchoServer())
+    net = Network(router_factory, management={"port": 0}, workers=1)
+    net.interior("A")
+    net.interior("B")
+    net.link("A", "B")
+    net.tcp_listener("A", "in", "echo")
+    net.tcp_connector("B", "out", "echo", echo.port)
+    net.start().wait_converged()
+    port = net.tcp_port("A", "in")
+    wait_served(port)
+    time.sleep(0.5)
+    base = {n: heap_in_use(net[n]) for n in "AB"}
+    data = payload(4 * MiB, seed=16)
+    want = (len(data), hashlib.sha256(data).hexdigest())
+    for _ in range(2):
+        results = [None] * 16
+
+        def run(i):
+            results[i] = echo_roundtrip(port, data, timeout=120)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(150)
+        assert results == [want] * 16, "an echo came back different"
+    time.sleep(1)
+    grown = {n: (heap_in_use(net[n]) - base[n]) / MiB for n in "AB"}
+    assert all(g < 10 for g in grown.values()), (
+        "in use once the 16 streams are over, above where the routers were: "
+        + ", ".join(f"{n} {g:+.1f} MiB" for n, g in grown.items()))
 
 
 def test_bounded_memory_server_not_reading(router_factory, servers):
