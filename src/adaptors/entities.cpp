@@ -26,9 +26,10 @@ ListenerEntity::ListenerEntity(Host& host, const EntityKind& kind, std::string n
       port_(port),
       address_(std::move(address)) {}
 
-ListenerEntity::~ListenerEntity() {
-  if (acceptor_) host_.retire(std::move(acceptor_));
-}
+// stop() hands a running acceptor to the host; one still here was never
+// started (its open failed) or outlived the router's loops (shutdown),
+// with no accept pending: it goes with the entity.
+ListenerEntity::~ListenerEntity() = default;
 
 std::string ListenerEntity::serviceAddress() const {
   return kind().adaptor->serviceAddress(address_);
