@@ -404,13 +404,18 @@ def test_refused_target_resets_client(router_factory, hops):
 # --------------------------------------------------------------------------
 # Flow control: bounded memory
 
-def buffered(router):
-    """vane_traffic_buffered_bytes of `router` (bytes of traffic it holds)."""
+def router_metric(router, name):
+    """The value of the unlabelled metric `name` on `router`'s /metrics."""
     text = router.api("GET", "/metrics").body.decode()
     for line in text.splitlines():
-        if line.startswith("vane_traffic_buffered_bytes "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError("no vane_traffic_buffered_bytes in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def buffered(router):
+    """vane_traffic_buffered_bytes of `router` (bytes of traffic it holds)."""
+    return router_metric(router, "vane_traffic_buffered_bytes")
 
 
 class RssSampler:
@@ -447,14 +452,6 @@ class RssSampler:
                          for t, row in rows)
 
 
-def heap_in_use(router):
-    text = router.api("GET", "/metrics").body.decode()
-    for line in text.splitlines():
-        if line.startswith("vane_memory_heap_in_use_bytes "):
-            return float(line.split()[1])
-    raise AssertionError("no vane_memory_heap_in_use_bytes in /metrics")
-
-
 @pytest.mark.release
 def test_many_streams_at_once_leave_no_engine_buffer_behind(router_factory, servers, vaned_bin):
     """16 TCP connections at once through two routers, each moving more
@@ -467,16 +464,11 @@ def test_many_streams_at_once_leave_no_engine_buffer_behind(router_factory, serv
     if build_sanitizer(vaned_bin) is not None:
         pytest.skip("the heap in use is measured with glibc's allocator (not a sanitizer's)")
     echo = servers(EchoServer())
-    net = Network(router_factory, management={"port": 0}, workers=1)
-    net.interior("A")
-    net.interior("B")
-    net.link("A", "B")
-    net.tcp_listener("A", "in", "echo")
-    net.tcp_connector("B", "out", "echo", echo.port)
-    net.start().wait_converged()
+    net = tcp_line(router_factory, 2, echo.port, management={"port": 0}, workers=1)
     port = net.tcp_port("A", "in")
     wait_served(port)
     time.sleep(0.5)
+    heap_in_use = lambda r: router_metric(r, "vane_memory_heap_in_use_bytes")  # noqa: E731
     base = {n: heap_in_use(net[n]) for n in "AB"}
     data = payload(4 * MiB, seed=16)
     want = (len(data), hashlib.sha256(data).hexdigest())
