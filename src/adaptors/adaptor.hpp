@@ -115,6 +115,12 @@ class Entity {
   // the metrics.
   virtual const std::string& address() const = 0;
   virtual const FlowCounters& counters() const = 0;
+  // Client connections it holds open (router.max_connections counts them
+  // for kinds that accept): its open flows unless a flow is not a
+  // connection (HTTP: a request).
+  virtual std::int64_t connectionsOpen() const {
+    return counters().flows_active.load(std::memory_order_relaxed);
+  }
 
  private:
   const EntityKind& kind_;
@@ -141,14 +147,29 @@ struct EntityKind {
   void (*store)(config::Config& cfg, const std::vector<const Entity*>& entities) = nullptr;
 };
 
+// Where an adaptor writes the metric families of its own (beyond the flow
+// counters every adaptor has), in the Prometheus text format.
+class MetricWriter {
+ public:
+  virtual ~MetricWriter() = default;
+  virtual void family(const std::string& name, const char* type, const std::string& help) = 0;
+  // The entity's kind, name and address are added as labels.
+  virtual void sample(const std::string& name, const Entity& e, double value,
+                      const std::vector<std::pair<std::string, std::string>>& labels = {}) = 0;
+};
+
 // One adaptor: its name (the `kind` of its addresses in /api/v1/addresses,
 // its metrics' prefix vane_<name>_), the prefix of its service addresses
 // and its kinds.
 struct Adaptor {
-  std::string_view name;            // "tcp"
-  std::string_view display;         // "TCP", in texts
-  std::string_view service_prefix;  // "_vane/tcp/"
+  std::string_view name;                       // "tcp"
+  std::string_view display;                    // "TCP", in texts
+  std::string_view service_prefix;             // "_vane/tcp/"
+  std::string_view flow_noun = "connections";  // what one flow is, in texts
   std::vector<const EntityKind*> kinds;
+  // Writes its own metric families over `entities` (all of its kinds), or
+  // nothing.
+  void (*metrics)(MetricWriter& out, const std::vector<const Entity*>& entities) = nullptr;
 
   std::string serviceAddress(std::string_view address) const {
     std::string s(service_prefix);

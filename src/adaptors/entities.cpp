@@ -97,6 +97,12 @@ void ConnectorEntity::stop() {
   if (!published_) return;
   host_.unpublish(kind().adaptor->serviceAddress(address_), consumers_);
   published_ = false;
+  // What a sink keeps between flows goes now, on its loop.
+  for (std::size_t i = 0; i < sinks_.size(); ++i) {
+    if (auto r = std::dynamic_pointer_cast<LoopResource>(sinks_[i])) {
+      host_.flowTable(i).loop.post([r = std::move(r)] { r->release(); });
+    }
+  }
   VANE_LOG_INFO("{} {}: removed (flows already open continue)", kind().what, name());
 }
 

@@ -70,6 +70,17 @@ void FlowTable::closeAll() {
   all.reserve(flows_.size());
   for (auto& [id, f] : flows_) all.push_back(f);
   for (auto& f : all) f->close();
+  auto kept = std::move(kept_);
+  kept_.clear();
+  for (auto& w : kept) {
+    if (auto r = w.lock()) r->release();
+  }
+}
+
+void FlowTable::keep(std::weak_ptr<LoopResource> r) {
+  VANE_ASSERT_THREAD(loop);
+  std::erase_if(kept_, [](const auto& w) { return w.expired(); });
+  kept_.push_back(std::move(r));
 }
 
 void FlowTable::enqueue(std::shared_ptr<forwarding::Transfer> t) {

@@ -17,6 +17,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -40,7 +41,8 @@ struct FlowCounters {
 
 // What management shows of one flow at this router.
 struct FlowRecord {
-  std::uint64_t id = 0;  // unique on its loop
+  std::uint64_t id = 0;      // unique on its loop
+  std::string_view adaptor;  // the adaptor's name ("tcp", "http")
   std::size_t loop = 0;
   bool client_side = true;      // a listener's flow (else a connector's)
   std::string name;             // the listener or connector
@@ -52,6 +54,12 @@ struct FlowRecord {
   std::int64_t start_ms = 0;    // Unix time
   std::int64_t end_ms = 0;      // 0 while open
   std::string outcome;          // "open", "closed", "reset"
+  // HTTP requests: method, Host (without port), path (without query) and
+  // the answer's status (0 until known).
+  std::string method;
+  std::string host;
+  std::string path;
+  unsigned status = 0;
 };
 
 // One flow in a FlowTable. The table gives it its id (init) and hands it
@@ -67,6 +75,16 @@ class Flow : public forwarding::EgressSink {
   virtual void close() = 0;
 };
 
+// What an adaptor keeps on a loop between flows (a connector's pool of idle
+// server connections). Its I/O objects belong to the loop: release() drops
+// them, on the loop, when the router stops (FlowTable::closeAll) or its
+// entity is removed, so that what is left may be destroyed anywhere.
+class LoopResource {
+ public:
+  virtual ~LoopResource() = default;
+  virtual void release() = 0;
+};
+
 class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_this<FlowTable> {
  public:
   FlowTable(core::EventLoop& loop, forwarding::ForwardingTable& table, std::string router_id,
@@ -76,8 +94,10 @@ class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_
   std::uint64_t add(std::shared_ptr<Flow> flow);
   // Drops the table's reference once the current handler returns.
   void remove(std::uint64_t id);
-  // Resets every flow (router shutdown).
+  // Resets every flow and releases every kept resource (router shutdown).
   void closeAll();
+  // `r` is released by closeAll() if it still exists then.
+  void keep(std::weak_ptr<LoopResource> r);
   std::size_t size() const;
   // Open flows, then recently ended ones (newest last, at most kRecent).
   std::vector<FlowRecord> records() const;
@@ -106,6 +126,7 @@ class FlowTable : public forwarding::EgressSink, public std::enable_shared_from_
   std::uint64_t next_id_ = 1;
   std::unordered_map<std::uint64_t, std::shared_ptr<Flow>> flows_;
   std::deque<FlowRecord> recent_;
+  std::vector<std::weak_ptr<LoopResource>> kept_;
 };
 
 }  // namespace vane::adaptors

@@ -1,5 +1,6 @@
 #include "adaptors/registry.hpp"
 
+#include "adaptors/http/http_adaptor.hpp"
 #include "adaptors/tcp/tcp_adaptor.hpp"
 
 namespace vane::adaptors {
@@ -7,6 +8,7 @@ namespace vane::adaptors {
 const std::vector<const Adaptor*>& all() {
   static const std::vector<const Adaptor*> adaptors = {
       &tcp::adaptor(),
+      &http::adaptor(),
   };
   return adaptors;
 }

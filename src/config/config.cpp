@@ -100,6 +100,11 @@ constexpr std::string_view kListenerFields[] = {"name",
 constexpr std::string_view kConnectorFields[] = {"name", "host",        "port",       "role",
                                                  "cost", "tls_profile", "verify_host"};
 constexpr std::string_view kTcpFields[] = {"name", "host", "port", "address"};
+constexpr std::string_view kHttpListenerFields[] = {
+    "name", "host", "port", "address", "routes", "max_header_bytes", "response_timeout_ms"};
+constexpr std::string_view kHttpConnectorFields[] = {"name", "host", "port", "address",
+                                                     "max_idle_connections"};
+constexpr std::string_view kHttpRouteFields[] = {"path_prefix", "host", "address"};
 constexpr std::string_view kTlsProfileFields[] = {"name", "ca", "certificate", "key",
                                                   "key_password_file"};
 constexpr std::string_view kAddressFields[] = {"prefix", "pattern", "distribution"};
@@ -203,10 +208,10 @@ class Parser {
     if (!root.IsMap()) {
       fail(root, "", fmt::format("expected a mapping at the top level, got {}", describe(root)));
     }
-    for (const Entry& e :
-         entries(root, "",
-                 {"router", "listeners", "connectors", "addresses", "tcp_listeners",
-                  "tcp_connectors", "management", "tls_profiles", "claims"})) {
+    for (const Entry& e : entries(
+             root, "",
+             {"router", "listeners", "connectors", "addresses", "tcp_listeners", "tcp_connectors",
+              "http_listeners", "http_connectors", "management", "tls_profiles", "claims"})) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
@@ -218,6 +223,10 @@ class Parser {
         parseTcp(e, "tcp_listeners", "tcp listener", cfg.tcp_listeners);
       } else if (e.key == "tcp_connectors") {
         parseTcp(e, "tcp_connectors", "tcp connector", cfg.tcp_connectors);
+      } else if (e.key == "http_listeners") {
+        parseHttpListeners(e, cfg.http_listeners);
+      } else if (e.key == "http_connectors") {
+        parseHttpConnectors(e, cfg.http_connectors);
       } else if (e.key == "management") {
         parseManagement(e, cfg.management);
       } else if (e.key == "tls_profiles") {
@@ -902,29 +911,70 @@ class Parser {
   void parseTcp(const Entry& section, std::string_view key, std::string_view what,
                 std::vector<T>& out) const {
     constexpr bool listener = std::is_same_v<T, TcpListenerConfig>;
+    parseNamedList(section, key, what, out,
+                   [this](const YAML::Node& item, const std::string& path, T& c) {
+                     std::optional<Entry> name_entry;
+                     bool have_port = false;
+                     bool have_address = false;
+                     for (const Entry& e : entries(item, path, kTcpFields)) {
+                       if (e.key == "name") {
+                         c.name = name(e);
+                         name_entry = e;
+                       } else if (e.key == "host") {
+                         c.host = nonEmptyString(e);
+                       } else if (e.key == "port") {
+                         c.port = static_cast<std::uint16_t>(integer(e, listener ? 0 : 1, 65535));
+                         have_port = true;
+                       } else if (e.key == "address") {
+                         c.address = serviceAddress(e);
+                         have_address = true;
+                       }
+                     }
+                     if (!name_entry) return name_entry;
+                     if (!have_port)
+                       fail(item, joinField(path, "port"), "missing required field 'port'");
+                     if (!have_address) {
+                       fail(item, joinField(path, "address"), "missing required field 'address'");
+                     }
+                     return name_entry;
+                   });
+  }
+
+  // The address an adaptor's listener or connector serves.
+  std::string serviceAddress(const Entry& e) const {
+    std::string a = nonEmptyString(e);
+    if (a.size() > 1024) failValue(e, "an address is at most 1024 bytes long");
+    if (a.rfind("_vane/", 0) == 0) {
+      failValue(e, "addresses starting with '_vane/' are reserved for the router");
+    }
+    return a;
+  }
+
+  void parseHttpListeners(const Entry& section, std::vector<HttpListenerConfig>& out) const {
     parseNamedList(
-        section, key, what, out, [this](const YAML::Node& item, const std::string& path, T& c) {
+        section, "http_listeners", "http listener", out,
+        [this](const YAML::Node& item, const std::string& path, HttpListenerConfig& c) {
           std::optional<Entry> name_entry;
           bool have_port = false;
           bool have_address = false;
-          for (const Entry& e : entries(item, path, kTcpFields)) {
+          for (const Entry& e : entries(item, path, kHttpListenerFields)) {
             if (e.key == "name") {
               c.name = name(e);
               name_entry = e;
             } else if (e.key == "host") {
               c.host = nonEmptyString(e);
             } else if (e.key == "port") {
-              c.port = static_cast<std::uint16_t>(integer(e, listener ? 0 : 1, 65535));
+              c.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
               have_port = true;
             } else if (e.key == "address") {
-              c.address = nonEmptyString(e);
-              if (c.address.size() > 1024) {
-                failValue(e, "an address is at most 1024 bytes long");
-              }
-              if (c.address.rfind("_vane/", 0) == 0) {
-                failValue(e, "addresses starting with '_vane/' are reserved for the router");
-              }
+              c.address = serviceAddress(e);
               have_address = true;
+            } else if (e.key == "routes") {
+              c.routes = httpRoutes(e);
+            } else if (e.key == "max_header_bytes") {
+              c.max_header_bytes = static_cast<std::uint32_t>(integer(e, 1024, 1u << 20));
+            } else if (e.key == "response_timeout_ms") {
+              c.response_timeout_ms = static_cast<std::uint32_t>(integer(e, 1, 86400000));
             }
           }
           if (!name_entry) return name_entry;
@@ -934,6 +984,79 @@ class Parser {
           }
           return name_entry;
         });
+  }
+
+  // http_listeners[].routes: a list of {path_prefix, host, address}.
+  std::vector<HttpRouteConfig> httpRoutes(const Entry& section) const {
+    std::vector<HttpRouteConfig> out;
+    if (!expectSequenceOrNull(section)) return out;
+    if (section.value.size() > 1000) failValue(section, "at most 1000 routes");
+    std::size_t index = 0;
+    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string path = fmt::format("{}[{}]", section.field, index);
+      if (!item.IsMap())
+        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
+      HttpRouteConfig r;
+      bool have_address = false;
+      for (const Entry& e : entries(item, path, kHttpRouteFields)) {
+        if (e.key == "path_prefix") {
+          r.path_prefix = nonEmptyString(e);
+          if (r.path_prefix.front() != '/') failValue(e, "a path prefix starts with '/'");
+          if (r.path_prefix.size() > 4096) failValue(e, "a path prefix is at most 4096 bytes");
+        } else if (e.key == "host") {
+          r.host = nonEmptyString(e);
+          if (r.host.size() > 255) failValue(e, "a host name is at most 255 bytes");
+          for (char& ch : r.host) {
+            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+            if (ch <= ' ' || ch == '/' || ch >= 0x7f) {
+              failValue(e, fmt::format("invalid host name '{}'", displayValue(r.host)));
+            }
+          }
+        } else if (e.key == "address") {
+          r.address = serviceAddress(e);
+          have_address = true;
+        }
+      }
+      if (r.path_prefix.empty() && r.host.empty()) {
+        fail(item, path, "a route needs path_prefix, host or both");
+      }
+      if (!have_address) fail(item, joinField(path, "address"), "missing required field 'address'");
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  void parseHttpConnectors(const Entry& section, std::vector<HttpConnectorConfig>& out) const {
+    parseNamedList(section, "http_connectors", "http connector", out,
+                   [this](const YAML::Node& item, const std::string& path, HttpConnectorConfig& c) {
+                     std::optional<Entry> name_entry;
+                     bool have_port = false;
+                     bool have_address = false;
+                     for (const Entry& e : entries(item, path, kHttpConnectorFields)) {
+                       if (e.key == "name") {
+                         c.name = name(e);
+                         name_entry = e;
+                       } else if (e.key == "host") {
+                         c.host = nonEmptyString(e);
+                       } else if (e.key == "port") {
+                         c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
+                         have_port = true;
+                       } else if (e.key == "address") {
+                         c.address = serviceAddress(e);
+                         have_address = true;
+                       } else if (e.key == "max_idle_connections") {
+                         c.max_idle_connections = static_cast<std::uint32_t>(integer(e, 0, 10000));
+                       }
+                     }
+                     if (!name_entry) return name_entry;
+                     if (!have_port)
+                       fail(item, joinField(path, "port"), "missing required field 'port'");
+                     if (!have_address) {
+                       fail(item, joinField(path, "address"), "missing required field 'address'");
+                     }
+                     return name_entry;
+                   });
   }
 
   // Roles that do not fit the router's mode.
@@ -1088,8 +1211,9 @@ namespace {
 ConfigResult parseText(const std::string& text, const std::string& name, bool entry);
 
 bool isEntrySection(std::string_view section) {
-  return section == "tcp_listeners" || section == "tcp_connectors" || section == "listeners" ||
-         section == "connectors" || section == "addresses" || section == "tls_profiles";
+  return section == "tcp_listeners" || section == "tcp_connectors" || section == "http_listeners" ||
+         section == "http_connectors" || section == "listeners" || section == "connectors" ||
+         section == "addresses" || section == "tls_profiles";
 }
 
 // Parses `item`, one YAML flow mapping on one line, as the only entry of
@@ -1162,6 +1286,8 @@ std::span<const std::string_view> entryFields(std::string_view section) {
   if (section == "listeners") return kListenerFields;
   if (section == "connectors") return kConnectorFields;
   if (section == "tcp_listeners" || section == "tcp_connectors") return kTcpFields;
+  if (section == "http_listeners") return kHttpListenerFields;
+  if (section == "http_connectors") return kHttpConnectorFields;
   if (section == "tls_profiles") return kTlsProfileFields;
   if (section == "addresses") return kAddressFields;
   return {};
@@ -1178,6 +1304,12 @@ std::optional<ConfigError> validate(const TcpConnectorConfig& t) {
 }
 std::optional<ConfigError> validate(const TcpListenerConfig& t) {
   return validateEntry("tcp_listeners", t);
+}
+std::optional<ConfigError> validate(const HttpConnectorConfig& h) {
+  return validateEntry("http_connectors", h);
+}
+std::optional<ConfigError> validate(const HttpListenerConfig& h) {
+  return validateEntry("http_listeners", h);
 }
 
 ConfigResult parseString(const std::string& text, const std::string& name) {

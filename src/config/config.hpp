@@ -184,6 +184,45 @@ struct TcpConnectorConfig {
   bool operator==(const TcpConnectorConfig&) const = default;
 };
 
+// One route of an http listener: a request whose path starts with
+// `path_prefix` and (when set) whose Host is `host` goes to `address`. At
+// least one of path_prefix and host is set.
+struct HttpRouteConfig {
+  std::string path_prefix;  // starts with '/'
+  std::string host;         // compared without port, case-insensitively; stored lower-case
+  std::string address;
+  bool operator==(const HttpRouteConfig&) const = default;
+};
+
+// A local HTTP/1.1 port: each request is routed on its own to an http
+// connector for its address somewhere in the network.
+struct HttpListenerConfig {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;               // required (0 = pick a free port, logged)
+  std::string address;                  // required: where requests go unless a route matches
+  std::vector<HttpRouteConfig> routes;  // first match wins
+  // A request's line and header fields together: larger gets 400.
+  std::uint32_t max_header_bytes = 65536;
+  // From a request's end to the start of its answer: longer gets 504.
+  std::uint32_t response_timeout_ms = 60000;
+  int line = 0;
+  bool operator==(const HttpListenerConfig&) const = default;
+};
+
+// A real HTTP/1.1 server that serves the requests arriving for `address`.
+struct HttpConnectorConfig {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // required
+  std::string address;     // required
+  // Idle keep-alive connections to the server kept for reuse, per router
+  // worker thread.
+  std::uint32_t max_idle_connections = 32;
+  int line = 0;
+  bool operator==(const HttpConnectorConfig&) const = default;
+};
+
 // An address rule: exactly one of prefix or pattern is set.
 // Pattern syntax: tokens separated by '.' or '/'; '*' matches exactly one
 // token, '#' matches zero or more tokens. Longest prefix / most specific
@@ -250,6 +289,8 @@ struct Config {
   std::vector<AddressConfig> addresses;
   std::vector<TcpListenerConfig> tcp_listeners;
   std::vector<TcpConnectorConfig> tcp_connectors;
+  std::vector<HttpListenerConfig> http_listeners;
+  std::vector<HttpConnectorConfig> http_connectors;
   ManagementConfig management;
   std::vector<TlsProfileConfig> tls_profiles;
   ClaimsConfig claims;
@@ -285,7 +326,8 @@ ConfigResult loadFile(const std::string& path);
 void resolvePaths(Config& cfg, const std::string& dir);
 
 // Parses one entry of a list section ("tcp_listeners", "tcp_connectors",
-// "listeners", "connectors", "addresses", "tls_profiles") given as YAML or JSON text (the
+// "http_listeners", "http_connectors", "listeners", "connectors",
+// "addresses", "tls_profiles") given as YAML or JSON text (the
 // management API's request bodies), checked exactly like the same entry in
 // a file: the result holds the entry in its section, or an error whose
 // field names the entry's key (e.g. "port").
@@ -310,10 +352,14 @@ std::string toYaml(const ConnectorConfig& c);
 std::string toYaml(const TlsProfileConfig& t);
 std::string toYaml(const TcpConnectorConfig& t);
 std::string toYaml(const TcpListenerConfig& t);
+std::string toYaml(const HttpConnectorConfig& h);
+std::string toYaml(const HttpListenerConfig& h);
 std::string toJson(const ConnectorConfig& c);
 std::string toJson(const TlsProfileConfig& t);
 std::string toJson(const TcpConnectorConfig& t);
 std::string toJson(const TcpListenerConfig& t);
+std::string toJson(const HttpConnectorConfig& h);
+std::string toJson(const HttpListenerConfig& h);
 
 // Checks an entry with the rules vaned applies to the same entry in its file
 // or in a request body: nothing if vaned takes it, else the error it would
@@ -324,5 +370,7 @@ std::optional<ConfigError> validate(const ConnectorConfig& c);
 std::optional<ConfigError> validate(const TlsProfileConfig& t);
 std::optional<ConfigError> validate(const TcpConnectorConfig& t);
 std::optional<ConfigError> validate(const TcpListenerConfig& t);
+std::optional<ConfigError> validate(const HttpConnectorConfig& h);
+std::optional<ConfigError> validate(const HttpListenerConfig& h);
 
 }  // namespace vane::config

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -18,16 +19,18 @@ namespace vane::config {
 
 namespace {
 
-// One field of an entry: a string (also the enumerations), an integer or a
-// boolean.
+// One field of an entry: a string (also the enumerations), an integer, a
+// boolean or a list of mappings (http listener routes).
+struct Field;
+using Fields = std::vector<Field>;
 struct Field {
   Field(const char* k, std::string v) : key(k), value(std::move(v)) {}
   Field(const char* k, std::uint64_t v) : key(k), value(v) {}
   Field(const char* k, bool v) : key(k), value(v) {}
+  Field(const char* k, std::vector<Fields> v) : key(k), value(std::move(v)) {}
   const char* key;
-  std::variant<std::string, std::uint64_t, bool> value;
+  std::variant<std::string, std::uint64_t, bool, std::vector<Fields>> value;
 };
-using Fields = std::vector<Field>;
 
 // An optional string field: written only when set.
 void optional(Fields& f, const char* key, const std::string& value) {
@@ -67,25 +70,89 @@ Fields tcpFields(const T& t) {
   return f;
 }
 
-std::string yamlOf(const Fields& fields) {
-  YAML::Emitter out;
+// An optional list field: written only when not empty.
+void optional(Fields& f, const char* key, std::vector<Fields> value) {
+  if (!value.empty()) f.emplace_back(key, std::move(value));
+}
+
+Fields fieldsOf(const HttpRouteConfig& r) {
+  Fields f;
+  optional(f, "path_prefix", r.path_prefix);
+  optional(f, "host", r.host);
+  f.emplace_back("address", r.address);
+  return f;
+}
+
+Fields fieldsOf(const HttpListenerConfig& h) {
+  Fields f;
+  f.emplace_back("name", h.name);
+  f.emplace_back("host", h.host);
+  f.emplace_back("port", std::uint64_t{h.port});
+  f.emplace_back("address", h.address);
+  std::vector<Fields> routes;
+  for (const auto& r : h.routes) routes.push_back(fieldsOf(r));
+  optional(f, "routes", std::move(routes));
+  f.emplace_back("max_header_bytes", std::uint64_t{h.max_header_bytes});
+  f.emplace_back("response_timeout_ms", std::uint64_t{h.response_timeout_ms});
+  return f;
+}
+
+Fields fieldsOf(const HttpConnectorConfig& h) {
+  Fields f;
+  f.emplace_back("name", h.name);
+  f.emplace_back("host", h.host);
+  f.emplace_back("port", std::uint64_t{h.port});
+  f.emplace_back("address", h.address);
+  f.emplace_back("max_idle_connections", std::uint64_t{h.max_idle_connections});
+  return f;
+}
+
+void emitYaml(YAML::Emitter& out, const Fields& fields) {
   out << YAML::Flow << YAML::BeginMap;
   for (const Field& f : fields) {
     out << YAML::Key << f.key << YAML::Value;
     // Strings as yaml-cpp sees fit: plain where that reads back as the same
     // string, quoted (and escaped) where not ("", "null", "a: b", "[x]").
-    std::visit([&out](const auto& v) { out << v; }, f.value);
+    std::visit(
+        [&out](const auto& v) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::vector<Fields>>) {
+            out << YAML::Flow << YAML::BeginSeq;
+            for (const Fields& item : v) emitYaml(out, item);
+            out << YAML::EndSeq;
+          } else {
+            out << v;
+          }
+        },
+        f.value);
   }
   out << YAML::EndMap;
+}
+
+std::string yamlOf(const Fields& fields) {
+  YAML::Emitter out;
+  emitYaml(out, fields);
   return out.c_str();
 }
 
-std::string jsonOf(const Fields& fields) {
+nlohmann::ordered_json jsonValue(const Fields& fields) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   for (const Field& f : fields) {
-    std::visit([&j, &f](const auto& v) { j[f.key] = v; }, f.value);
+    std::visit(
+        [&j, &f](const auto& v) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::vector<Fields>>) {
+            auto& list = j[f.key] = nlohmann::ordered_json::array();
+            for (const Fields& item : v) list.push_back(jsonValue(item));
+          } else {
+            j[f.key] = v;
+          }
+        },
+        f.value);
   }
-  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return j;
+}
+
+std::string jsonOf(const Fields& fields) {
+  return jsonValue(fields).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -103,6 +170,13 @@ std::string toYaml(const TcpListenerConfig& t) {
   return yamlOf(tcpFields(t));
 }
 
+std::string toYaml(const HttpConnectorConfig& h) {
+  return yamlOf(fieldsOf(h));
+}
+std::string toYaml(const HttpListenerConfig& h) {
+  return yamlOf(fieldsOf(h));
+}
+
 std::string toJson(const ConnectorConfig& c) {
   return jsonOf(fieldsOf(c));
 }
@@ -114,6 +188,12 @@ std::string toJson(const TcpConnectorConfig& t) {
 }
 std::string toJson(const TcpListenerConfig& t) {
   return jsonOf(tcpFields(t));
+}
+std::string toJson(const HttpConnectorConfig& h) {
+  return jsonOf(fieldsOf(h));
+}
+std::string toJson(const HttpListenerConfig& h) {
+  return jsonOf(fieldsOf(h));
 }
 
 }  // namespace vane::config

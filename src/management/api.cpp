@@ -73,17 +73,25 @@ std::uint64_t rssBytes() {
 }
 
 json flowJson(const adaptors::FlowRecord& f) {
-  return {{"id", std::to_string(f.loop) + "." + std::to_string(f.id)},
-          {"side", f.client_side ? "listener" : "connector"},
-          {"name", f.name},
-          {"address", f.address},
-          {"peer_router", f.peer_router},
-          {"endpoint", f.endpoint},
-          {"bytes_in", f.bytes_in},
-          {"bytes_out", f.bytes_out},
-          {"start_ms", f.start_ms},
-          {"end_ms", f.end_ms == 0 ? json(nullptr) : json(f.end_ms)},
-          {"state", f.outcome}};
+  json j = {{"id", std::to_string(f.loop) + "." + std::to_string(f.id)},
+            {"adaptor", f.adaptor},
+            {"side", f.client_side ? "listener" : "connector"},
+            {"name", f.name},
+            {"address", f.address},
+            {"peer_router", f.peer_router},
+            {"endpoint", f.endpoint},
+            {"bytes_in", f.bytes_in},
+            {"bytes_out", f.bytes_out},
+            {"start_ms", f.start_ms},
+            {"end_ms", f.end_ms == 0 ? json(nullptr) : json(f.end_ms)},
+            {"state", f.outcome}};
+  if (!f.method.empty()) {
+    j["method"] = f.method;
+    j["host"] = f.host;
+    j["path"] = f.path;
+    j["status"] = f.status == 0 ? json(nullptr) : json(f.status);
+  }
+  return j;
 }
 
 // Prometheus text exposition format, version 0.0.4.
@@ -107,6 +115,19 @@ class Metrics {
     }
     char buf[64];
     std::snprintf(buf, sizeof buf, " %.17g\n", value);
+    out_ << buf;
+  }
+  void sample(const std::string& name, double value,
+              const std::vector<std::pair<const char*, std::string>>& labels) {
+    out_ << name << '{';
+    bool first = true;
+    for (const auto& [k, v] : labels) {
+      if (!first) out_ << ',';
+      first = false;
+      out_ << k << "=\"" << escape(v) << '"';
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "} %.17g\n", value);
     out_ << buf;
   }
   std::string str() const { return out_.str(); }
@@ -665,26 +686,44 @@ class Api {
     };
     const std::string_view lower = a.name;
     const std::string_view upper = a.display;
+    const std::string_view noun = a.flow_noun;
     family("flows_opened_total", "counter",
-           fmt::format("{} connections begun, per {} listener or connector.", upper, lower),
+           fmt::format("{} {} begun, per {} listener or connector.", upper, noun, lower),
            &adaptors::FlowCounters::flows_opened);
     family("flows_failed_total", "counter",
-           fmt::format("{} connections ended by a reset or failure.", upper),
+           fmt::format("{} {} ended by a reset or failure.", upper, noun),
            &adaptors::FlowCounters::flows_failed);
-    family(
-        "refused_total", "counter",
-        fmt::format("Connections a {0} listener reset at once: no {0} connector reachable.", lower),
-        &adaptors::FlowCounters::refused);
+    family("refused_total", "counter",
+           fmt::format("{0} a {1} listener refused at once: no {1} connector reachable.",
+                       noun == "connections" ? "Connections" : "Requests", lower),
+           &adaptors::FlowCounters::refused);
     family("connect_failures_total", "counter",
            fmt::format("Server connections a {} connector could not make.", lower),
            &adaptors::FlowCounters::connect_failures);
-    m.family(prefix + "flows_active", "gauge", fmt::format("Open {} connections.", upper));
+    m.family(prefix + "flows_active", "gauge", fmt::format("Open {} {}.", upper, noun));
     for (const auto* e : all) sample(prefix + "flows_active", *e, v(e->counters().flows_active));
     m.family(prefix + "bytes_total", "counter",
              fmt::format("Bytes read from (in) and written to (out) the {} sockets.", upper));
     for (const auto* e : all) {
       sample(prefix + "bytes_total", *e, v(e->counters().bytes_in), "in");
       sample(prefix + "bytes_total", *e, v(e->counters().bytes_out), "out");
+    }
+    if (a.metrics) {
+      struct Writer final : adaptors::MetricWriter {
+        explicit Writer(Metrics& m) : m(m) {}
+        void family(const std::string& name, const char* type, const std::string& help) override {
+          m.family(name, type, help);
+        }
+        void sample(const std::string& name, const adaptors::Entity& e, double value,
+                    const std::vector<std::pair<std::string, std::string>>& labels) override {
+          std::vector<std::pair<const char*, std::string>> all = {
+              {"kind", std::string(e.kind().role)}, {"name", e.name()}, {"address", e.address()}};
+          for (const auto& [k, v] : labels) all.emplace_back(k.c_str(), v);
+          m.sample(name, value, all);
+        }
+        Metrics& m;
+      } writer(m);
+      a.metrics(writer, all);
     }
   }
 

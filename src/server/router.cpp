@@ -647,7 +647,7 @@ const char* Router::admit() const {
   if (max == 0) return nullptr;
   std::int64_t n = stats_.connections_active.load(std::memory_order_relaxed);
   for (const auto& e : entities_) {
-    if (e->kind().accepts) n += e->counters().flows_active.load(std::memory_order_relaxed);
+    if (e->kind().accepts) n += e->connectionsOpen();
   }
   return n < static_cast<std::int64_t>(max) ? nullptr : "router.max_connections";
 }

@@ -23,7 +23,10 @@ LISTENER_RE = re.compile(
     r"listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) \(role (?P<role>[\w-]+)[,)]")
 READY_RE = re.compile(r"router (?P<id>\S+) ready")
 TCP_LISTENER_RE = re.compile(
-    r"tcp listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) "
+    r"(?<!http )tcp listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) "
+    r"\(address (?P<address>.*)\)")
+HTTP_LISTENER_RE = re.compile(
+    r"http listener (?P<name>\S+) listening on (?P<host>\S+):(?P<port>\d+) "
     r"\(address (?P<address>.*)\)")
 RELOAD_DONE_RE = re.compile(r"reload done|reload partly failed|reload refused")
 MANAGEMENT_RE = re.compile(r"management listening on (?P<host>\S+):(?P<port>\d+)")
@@ -246,6 +249,7 @@ class Router:
         self.ports = {}       # listener name -> port
         self.listeners = {}   # listener name -> (host, port, role)
         self.tcp_ports = {}   # tcp listener name -> port (at startup; see tcp_port())
+        self.http_ports = {}  # http listener name -> port (at startup)
         self.management_port = None   # the management API's port, if configured
         self.router_id = None
         self.expected_exit = False
@@ -313,6 +317,8 @@ class Router:
             self.listeners[m.group("name")] = (m.group("host"), port, m.group("role"))
         for m in TCP_LISTENER_RE.finditer(text):
             self.tcp_ports[m.group("name")] = int(m.group("port"))
+        for m in HTTP_LISTENER_RE.finditer(text):
+            self.http_ports[m.group("name")] = int(m.group("port"))
         m = MANAGEMENT_RE.search(text)
         self.management_port = int(m.group("port")) if m else None
         assert self.ports, f"no listener line in vaned log:\n{self.log_tail()}"

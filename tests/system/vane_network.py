@@ -41,6 +41,8 @@ class Network:
         self.management = dict(management) if management is not None else None
         self.tcp_listeners = {}  # id -> [tcp_listeners entries]
         self.tcp_connectors = {}  # id -> [tcp_connectors entries]
+        self.http_listeners = {}  # id -> [http_listeners entries]
+        self.http_connectors = {}  # id -> [http_connectors entries]
         self.order = []          # router ids in declaration order
         self.modes = {}          # id -> "interior" | "edge"
         self.links = []          # (a, b, cost): b connects to a
@@ -73,6 +75,18 @@ class Network:
     def tcp_connector(self, rid, name, address, port, host="127.0.0.1"):
         self.tcp_connectors.setdefault(rid, []).append(
             {"name": name, "host": host, "port": port, "address": address})
+        return self
+
+    def http_listener(self, rid, name, address, port=0, host="127.0.0.1", **fields):
+        """An http listener on `rid` (port 0: a free port, kept on restart);
+        `fields`: more of its settings (routes, max_header_bytes, ...)."""
+        self.http_listeners.setdefault(rid, []).append(
+            dict({"name": name, "host": host, "port": port, "address": address}, **fields))
+        return self
+
+    def http_connector(self, rid, name, address, port, host="127.0.0.1", **fields):
+        self.http_connectors.setdefault(rid, []).append(
+            dict({"name": name, "host": host, "port": port, "address": address}, **fields))
         return self
 
     # -- configuration -----------------------------------------------------
@@ -113,6 +127,11 @@ class Network:
                                     for t in self.tcp_listeners[rid]]
         if self.tcp_connectors.get(rid):
             cfg["tcp_connectors"] = [dict(t) for t in self.tcp_connectors[rid]]
+        if self.http_listeners.get(rid):
+            cfg["http_listeners"] = [dict(t, port=ports.get("http:" + t["name"], t["port"]))
+                                     for t in self.http_listeners[rid]]
+        if self.http_connectors.get(rid):
+            cfg["http_connectors"] = [dict(t) for t in self.http_connectors[rid]]
         if self.management is not None:
             cfg["management"] = dict(self.management)
         return cfg
@@ -123,6 +142,10 @@ class Network:
     def tcp_port(self, rid, name):
         """The port of tcp listener `name` on `rid`."""
         return self.fixed_ports[rid]["tcp:" + name]
+
+    def http_port(self, rid, name):
+        """The port of http listener `name` on `rid`."""
+        return self.fixed_ports[rid]["http:" + name]
 
     # -- lifecycle ---------------------------------------------------------
     def start(self):
@@ -135,6 +158,7 @@ class Network:
         self.routers[rid] = r
         self.fixed_ports[rid] = dict(r.ports)
         self.fixed_ports[rid].update({"tcp:" + n: p for n, p in r.tcp_ports.items()})
+        self.fixed_ports[rid].update({"http:" + n: p for n, p in r.http_ports.items()})
         return r
 
     def kill(self, rid):

@@ -36,7 +36,9 @@ class TcpFlow final : public StreamFlow {
                    std::move(address)),
         side_(side),
         socket_(std::move(socket)),
-        timer_(flows.loop.context()) {}
+        timer_(flows.loop.context()) {
+    rec_.adaptor = "tcp";
+  }
 
   // Client side: sends the client's stream to `service`, then reads.
   void startClient(const std::string& service) {

@@ -357,7 +357,8 @@ TEST(ConfigErrors, UnknownFields) {
               "handshake_timeout_ms, idle_timeout_ms)");
   expectError("routr:\n  id: x\n", 1, 1, "routr",
               "unknown field 'routr' (expected one of: router, listeners, connectors, addresses, "
-              "tcp_listeners, tcp_connectors, management, tls_profiles, claims)");
+              "tcp_listeners, tcp_connectors, http_listeners, http_connectors, management, "
+              "tls_profiles, claims)");
   expectError("router:\n  id: x\n  worker: 2\n", 3, 3, "router.worker",
               "unknown field 'worker' (expected one of: id, mode, workers, link_capacity, "
               "max_message_inflight_bytes, max_frame_size, session_capacity, idle_timeout_ms, "

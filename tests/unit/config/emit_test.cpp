@@ -59,6 +59,30 @@ TcpListenerConfig fullTcpListener() {
   return t;
 }
 
+HttpListenerConfig fullHttpListener() {
+  HttpListenerConfig h;
+  h.name = "web";
+  h.host = "0.0.0.0";
+  h.port = 18080;
+  h.address = "web";
+  h.routes.push_back({.path_prefix = "/api/", .host = "", .address = "api"});
+  h.routes.push_back({.path_prefix = "", .host = "admin.example.com", .address = "admin"});
+  h.routes.push_back({.path_prefix = "/x", .host = "x.example", .address = "x"});
+  h.max_header_bytes = 8192;
+  h.response_timeout_ms = 1500;
+  return h;
+}
+
+HttpConnectorConfig fullHttpConnector() {
+  HttpConnectorConfig h;
+  h.name = "web-1";
+  h.host = "::1";
+  h.port = 8080;
+  h.address = "web";
+  h.max_idle_connections = 4;
+  return h;
+}
+
 // The entries of `section` in a parsed configuration.
 const std::vector<ConnectorConfig>& entriesOf(const Config& c, const ConnectorConfig&) {
   return c.connectors;
@@ -71,6 +95,19 @@ const std::vector<TcpConnectorConfig>& entriesOf(const Config& c, const TcpConne
 }
 const std::vector<TcpListenerConfig>& entriesOf(const Config& c, const TcpListenerConfig&) {
   return c.tcp_listeners;
+}
+
+const std::vector<HttpListenerConfig>& entriesOf(const Config& c, const HttpListenerConfig&) {
+  return c.http_listeners;
+}
+const std::vector<HttpConnectorConfig>& entriesOf(const Config& c, const HttpConnectorConfig&) {
+  return c.http_connectors;
+}
+const char* sectionOf(const HttpListenerConfig&) {
+  return "http_listeners";
+}
+const char* sectionOf(const HttpConnectorConfig&) {
+  return "http_connectors";
 }
 
 const char* sectionOf(const ConnectorConfig&) {
@@ -176,6 +213,8 @@ TEST(ConfigEmit, EveryFieldTheParserReadsIsWritten) {
   expectEveryField(fullProfile());
   expectEveryField(fullTcpConnector());
   expectEveryField(fullTcpListener());
+  expectEveryField(fullHttpListener());
+  expectEveryField(fullHttpConnector());
 }
 
 TEST(ConfigEmit, RoundTripEveryEntryKind) {
@@ -183,6 +222,60 @@ TEST(ConfigEmit, RoundTripEveryEntryKind) {
   expectRoundTrip(fullProfile());
   expectRoundTrip(fullTcpConnector());
   expectRoundTrip(fullTcpListener());
+  expectRoundTrip(fullHttpListener());
+  expectRoundTrip(fullHttpConnector());
+}
+
+TEST(ConfigEmit, HttpDefaults) {
+  HttpListenerConfig h;
+  h.name = "w";
+  h.port = 80;
+  h.address = "a";
+  expectRoundTrip(h);
+  EXPECT_EQ(toYaml(h),
+            "{name: w, host: 127.0.0.1, port: 80, address: a, max_header_bytes: 65536, "
+            "response_timeout_ms: 60000}");
+  HttpConnectorConfig c;
+  c.name = "c";
+  c.port = 8080;
+  c.address = "a";
+  expectRoundTrip(c);
+  EXPECT_EQ(
+      toJson(c),
+      R"({"name":"c","host":"127.0.0.1","port":8080,"address":"a","max_idle_connections":32})");
+}
+
+template <typename T>
+void expectInvalid(const T& entry, const std::string& field, const std::string& message);
+
+TEST(ConfigEmit, HttpRoutesAreChecked) {
+  HttpListenerConfig h = fullHttpListener();
+  h.routes[0].path_prefix = "api";
+  expectInvalid(h, "routes[0].path_prefix", "a path prefix starts with '/'");
+  h = fullHttpListener();
+  h.routes[1].address = "_vane/http/x";
+  expectInvalid(h, "routes[1].address",
+                "addresses starting with '_vane/' are reserved for the router");
+  h = fullHttpListener();
+  h.routes[2].path_prefix.clear();
+  h.routes[2].host.clear();
+  expectInvalid(h, "routes[2]", "a route needs path_prefix, host or both");
+  h = fullHttpListener();
+  h.max_header_bytes = 100;
+  expectInvalid(h, "max_header_bytes", "value 100 is out of range (allowed: 1024..1048576)");
+  h = fullHttpListener();
+  h.address = "_vane/x";
+  expectInvalid(h, "address", "addresses starting with '_vane/' are reserved for the router");
+  // Host names are matched case-insensitively: stored lower-case.
+  ConfigResult r = parseString(
+      "http_listeners:\n  - {name: w, port: 1, address: a, routes: [{host: Admin.Example.COM, "
+      "address: b}]}\n",
+      "f.yaml");
+  ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<ConfigError>(r).toString();
+  EXPECT_EQ(std::get<Config>(r).http_listeners.at(0).routes.at(0).host, "admin.example.com");
+  HttpConnectorConfig c = fullHttpConnector();
+  c.port = 0;
+  expectInvalid(c, "port", "value 0 is out of range (allowed: 1..65535)");
 }
 
 TEST(ConfigEmit, RoundTripDefaultsAndUnsetOptionals) {

@@ -1,0 +1,1058 @@
+#include "adaptors/http/http_flow.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <optional>
+
+#include "adaptors/http/http_codec.hpp"
+#include "adaptors/stream_flow.hpp"
+#include "core/assert.hpp"
+#include "core/log.hpp"
+#include "forwarding/copies.hpp"
+
+namespace vane::adaptors::http {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using forwarding::Outcome;
+using forwarding::Transfer;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+constexpr std::size_t kReadSize = 16384;
+constexpr std::size_t kMaxWriteBuffers = 64;
+// A kept-alive client connection with no request for this long is closed;
+// a request head must arrive within kHeadTimeout of its first byte.
+constexpr std::chrono::seconds kIdleTimeout{60};
+constexpr std::chrono::seconds kHeadTimeout{30};
+constexpr std::chrono::seconds kConnectTimeout{10};
+// Idle server connections older than this are not reused.
+constexpr std::chrono::seconds kMaxIdleAge{30};
+// Request bytes a connector keeps to send again on a fresh connection when
+// a kept-alive one turns out closed before answering.
+constexpr std::size_t kRetryCopyLimit = 65536;
+// A server's answer head (and a request head from the network) is read
+// with this limit.
+constexpr std::uint32_t kUpstreamHeadLimit = 1u << 20;
+
+// Reads once from `socket` into the tail of `buf`; calls done(ec).
+template <typename Done>
+void readInto(tcp::socket& socket, std::string& buf, Done&& done) {
+  const std::size_t old = buf.size();
+  buf.resize(old + kReadSize);
+  socket.async_read_some(asio::buffer(buf.data() + old, kReadSize),
+                         [&buf, old, done = std::forward<Done>(done)](
+                             const boost::system::error_code& ec, std::size_t n) mutable {
+                           buf.resize(old + (ec ? 0 : n));
+                           done(ec, ec ? 0 : n);
+                         });
+}
+
+void resetSocket(tcp::socket& s) {
+  boost::system::error_code ec;
+  if (s.is_open()) s.set_option(asio::socket_base::linger(true, 0), ec);
+  s.close(ec);
+}
+
+}  // namespace
+
+void HttpCounters::observe(Clock::duration d) {
+  const double s = std::chrono::duration<double>(d).count();
+  for (std::size_t i = 0; i < kDurationBuckets.size(); ++i) {
+    if (s <= kDurationBuckets[i]) {
+      duration_buckets[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  duration_count.fetch_add(1, std::memory_order_relaxed);
+  duration_sum_us.fetch_add(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()),
+      std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// Listener side
+// ---------------------------------------------------------------------------
+
+class RequestExchange;
+
+// One client connection: reads each request's head, then hands the
+// connection to that request's exchange until it has been answered.
+class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
+ public:
+  ClientConnection(FlowTable& flows, tcp::socket socket,
+                   std::shared_ptr<const ListenerSettings> settings)
+      : flows(flows),
+        socket(std::move(socket)),
+        timer(flows.loop.context()),
+        s(std::move(settings)) {
+    s->http->connections_active.fetch_add(1, std::memory_order_relaxed);
+    boost::system::error_code ec;
+    this->socket.set_option(tcp::no_delay(true), ec);
+    const auto peer = this->socket.remote_endpoint(ec);
+    if (!ec) {
+      peer_ip = peer.address().to_string();
+      endpoint = peer_ip + ":" + std::to_string(peer.port());
+    }
+    reader_.reset(s->cfg.max_header_bytes);
+  }
+  ~ClientConnection() { s->http->connections_active.fetch_sub(1, std::memory_order_relaxed); }
+
+  void readHead();
+  // The exchange has ended: write `answer` (if any) and then read the next
+  // request (keep) or close.
+  void exchangeDone(bool keep, std::string answer);
+  void resetNow() {
+    closed_ = true;
+    timer.cancel();
+    resetSocket(socket);
+  }
+
+  FlowTable& flows;
+  tcp::socket socket;
+  asio::steady_timer timer;
+  const std::shared_ptr<const ListenerSettings> s;
+  std::string peer_ip;
+  std::string endpoint;
+  std::string rbuf;  // read from the client, not yet taken by a request
+
+ private:
+  void onHead(RequestReader reader, std::size_t used);
+  void answerAndClose(unsigned status, std::string text);
+  void closeGracefully();
+
+  RequestReader reader_{65536};
+  bool reading_ = false;
+  bool closed_ = false;
+};
+
+// One request at the listener's router: sends it to a connector and writes
+// the answer to the client.
+class RequestExchange final : public StreamFlow {
+ public:
+  RequestExchange(FlowTable& flows, std::shared_ptr<ClientConnection> conn, RequestReader req)
+      : StreamFlow(flows, true, conn->s->flows, conn->s->cfg.name, conn->s->cfg.address),
+        conn_(std::move(conn)),
+        req_(std::move(req)),
+        res_(kUpstreamHeadLimit),
+        timer_(flows.loop.context()),
+        started_(Clock::now()) {
+    rec_.adaptor = "http";
+    conn_->s->http->requests_active.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~RequestExchange() override {
+    conn_->s->http->requests_active.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void start();
+
+ private:
+  const ListenerSettings& settings() const { return *conn_->s; }
+  HttpCounters& http() const { return *conn_->s->http; }
+
+  void pumpRequest();
+  void onOutResume() override { pumpRequest(); }
+  void onOutFailed(const Outcome& o) override;
+  void onInAborted() override;
+  void onInData() override;
+  void writeMore();
+  void closeEndpoint(bool reset) override;
+  // Ends the exchange with an answer made here (nothing of an answer has
+  // been written yet); the connection closes after it unless `keep`.
+  void answer(unsigned status, std::string text, bool keep);
+
+  std::shared_ptr<ClientConnection> conn_;
+  RequestReader req_;
+  ResponseReader res_;
+  asio::steady_timer timer_;
+  const Clock::time_point started_;
+  bool head_request_ = false;
+  bool client_keep_ = true;
+  bool http10_ = false;
+  bool request_read_ = false;  // all of the request has been read and sent
+  bool reading_ = false;
+  // The answer: its head is collected in resp_buf_ and parsed, then written
+  // (head_out_), then the body slices of the stream.
+  std::string resp_buf_;
+  bool resp_started_ = false;  // a final head arrived (or an interim one was written)
+  bool resp_head_done_ = false;
+  bool close_after_ = false;
+  std::string head_out_;
+  std::vector<asio::const_buffer> bufs_;
+  bool writing_ = false;
+  bool resp_complete_ = false;
+  std::string answer_;  // made here, written by the connection at the end
+};
+
+void ClientConnection::readHead() {
+  if (closed_) return;
+  for (;;) {
+    std::size_t used = 0;
+    const auto st = rbuf.empty() ? RequestReader::Status::kNeedMore : reader_.head(rbuf, used);
+    if (st == RequestReader::Status::kError) {
+      s->http->bad_requests.fetch_add(1, std::memory_order_relaxed);
+      VANE_LOG_DEBUG("http listener {}: bad request from {}: {}", s->cfg.name, endpoint,
+                     reader_.error());
+      answerAndClose(400, "bad request: " + reader_.error());
+      return;
+    }
+    if (st != RequestReader::Status::kNeedMore) {
+      timer.cancel();
+      RequestReader reader = std::move(reader_);
+      reader_.reset(s->cfg.max_header_bytes);
+      onHead(std::move(reader), used);
+      return;
+    }
+    break;
+  }
+  if (reading_) return;
+  reading_ = true;
+  timer.expires_after(rbuf.empty() ? std::chrono::seconds(kIdleTimeout) : kHeadTimeout);
+  timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->closed_) return;
+    if (!self->rbuf.empty()) {
+      self->s->http->head_timeouts.fetch_add(1, std::memory_order_relaxed);
+      self->answerAndClose(408, "the request head did not arrive in time");
+      return;
+    }
+    self->closeGracefully();
+  });
+  readInto(socket, rbuf,
+           [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+             self->reading_ = false;
+             if (self->closed_) return;
+             if (ec) {
+               // The client closed (or reset) between requests, or mid-head.
+               self->closed_ = true;
+               self->timer.cancel();
+               boost::system::error_code ignored;
+               self->socket.close(ignored);
+               return;
+             }
+             self->s->flows->bytes_in.fetch_add(n, std::memory_order_relaxed);
+             self->readHead();
+           });
+}
+
+void ClientConnection::onHead(RequestReader reader, std::size_t used) {
+  if (auto why = checkRequest(reader)) {
+    (why->status == 501 ? s->http->not_implemented : s->http->bad_requests)
+        .fetch_add(1, std::memory_order_relaxed);
+    VANE_LOG_DEBUG("http listener {}: refused a request from {}: {}", s->cfg.name, endpoint,
+                   why->text);
+    answerAndClose(why->status, (why->status == 400 ? "bad request: " : "") + why->text);
+    return;
+  }
+  rbuf.erase(0, used);
+  auto exchange = std::make_shared<RequestExchange>(flows, shared_from_this(), std::move(reader));
+  flows.add(exchange);
+  exchange->start();
+}
+
+void ClientConnection::answerAndClose(unsigned status, std::string text) {
+  s->http->countStatus(status);
+  exchangeDone(false, errorResponse(status, text, true));
+}
+
+void ClientConnection::exchangeDone(bool keep, std::string answer) {
+  if (closed_) return;
+  if (answer.empty()) {
+    if (keep) {
+      readHead();
+    } else {
+      closeGracefully();
+    }
+    return;
+  }
+  auto bytes = std::make_shared<std::string>(std::move(answer));
+  asio::async_write(
+      socket, asio::buffer(*bytes),
+      [self = shared_from_this(), bytes, keep](const boost::system::error_code& ec, std::size_t n) {
+        if (self->closed_) return;
+        self->s->flows->bytes_out.fetch_add(n, std::memory_order_relaxed);
+        if (ec) {
+          self->resetNow();
+          return;
+        }
+        self->exchangeDone(keep, {});
+      });
+}
+
+void ClientConnection::closeGracefully() {
+  if (closed_) return;
+  closed_ = true;
+  timer.cancel();
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+void RequestExchange::start() {
+  const auto& h = req_.get();
+  const auto& cfg = settings().cfg;
+  rec_.endpoint = conn_->endpoint;
+  rec_.method = std::string(h.method_string());
+  rec_.host = hostOf(req_);
+  const std::string_view target(h.target().data(), h.target().size());
+  rec_.path = std::string(pathOf(target));
+  head_request_ = h.method() == bhttp::verb::head;
+  http10_ = h.version() < 11;
+  client_keep_ = req_.keepAlive();
+  if (head_request_) res_.skipBody();
+  // The first route that matches, else the listener's address.
+  const std::string* address = &cfg.address;
+  for (const auto& r : cfg.routes) {
+    if (!r.host.empty() && r.host != rec_.host) continue;
+    if (!r.path_prefix.empty() && rec_.path.compare(0, r.path_prefix.size(), r.path_prefix) != 0)
+      continue;
+    address = &r.address;
+    break;
+  }
+  rec_.address = *address;
+  const std::string service = std::string(kServicePrefix) + *address;
+  if (!openOut(service, flows_.table.flowAddressHere(flows_.loop_index, id_, token()))) {
+    request_read_ = req_.done();  // else the body would be taken for the next request
+    counters_->refused.fetch_add(1, std::memory_order_relaxed);
+    http().unavailable.fetch_add(1, std::memory_order_relaxed);
+    if (!counters_->failing.exchange(true)) {
+      VANE_LOG_INFO(
+          "http listener {}: no http connector for '{}' is reachable: requests get 503 until "
+          "one is",
+          name_, *address);
+    }
+    answer(503, "no http connector for address '" + *address + "' is reachable", req_.done());
+    return;
+  }
+  if (counters_->failing.exchange(false)) {
+    VANE_LOG_INFO("http listener {}: an http connector for '{}' is reachable again", name_,
+                  *address);
+  }
+  const std::string head =
+      forwardRequestHead(req_, ForwardInfo{conn_->peer_ip, "http", "1.1 " + flows_.router_id});
+  sendBytes(head);
+  timer_.expires_after(std::chrono::milliseconds(cfg.response_timeout_ms));
+  timer_.async_wait([this, self = self<RequestExchange>()](const boost::system::error_code& ec) {
+    if (ec || finished() || resp_started_) return;
+    http().timeouts.fetch_add(1, std::memory_order_relaxed);
+    VANE_LOG_DEBUG("http listener {}: no answer for {} {} within {} ms", name_, rec_.method,
+                   rec_.path, settings().cfg.response_timeout_ms);
+    answer(504,
+           "no answer from address '" + rec_.address + "' within " +
+               std::to_string(settings().cfg.response_timeout_ms) + " ms",
+           false);
+  });
+  if (req_.done()) {
+    request_read_ = true;
+    endOut();
+    return;
+  }
+  pumpRequest();
+}
+
+// Streams the request body: bytes the connection has read first, then the
+// socket, until the parser says the request ended.
+void RequestExchange::pumpRequest() {
+  if (finished() || request_read_ || reading_ || outFinished()) return;
+  std::string& buf = conn_->rbuf;
+  while (!buf.empty()) {
+    if (outPaused()) return;  // onOutResume continues
+    std::size_t used = 0;
+    const auto st =
+        req_.body(std::string_view(buf).substr(0, std::min(buf.size(), kReadSize)), used);
+    if (st == RequestReader::Status::kError) {
+      http().bad_requests.fetch_add(1, std::memory_order_relaxed);
+      abortOut();
+      if (!resp_started_) {
+        answer(400, "bad request: " + req_.error(), false);
+      } else {
+        fail(true);
+      }
+      return;
+    }
+    if (used > 0) {
+      sendBytes(std::string_view(buf).substr(0, used));
+      rec_.bytes_in += used;
+      buf.erase(0, used);
+    }
+    if (st == RequestReader::Status::kDone) {
+      request_read_ = true;
+      endOut();
+      maybeFinish();
+      return;
+    }
+    if (used == 0) break;  // an incomplete chunk header: read more after it
+  }
+  if (buf.size() > settings().cfg.max_header_bytes) {
+    // A chunk header or trailers longer than any head may be.
+    http().bad_requests.fetch_add(1, std::memory_order_relaxed);
+    abortOut();
+    if (!resp_started_) {
+      answer(400, "bad request: chunk header or trailers too long", false);
+    } else {
+      fail(true);
+    }
+    return;
+  }
+  if (outPaused()) return;
+  reading_ = true;
+  readInto(
+      conn_->socket, buf,
+      [this, self = self<RequestExchange>()](const boost::system::error_code& ec, std::size_t n) {
+        reading_ = false;
+        if (finished()) return;
+        if (ec) {
+          // The client went away in the middle of its request.
+          fail(true);
+          return;
+        }
+        counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+        pumpRequest();
+      });
+}
+
+void RequestExchange::onOutFailed(const Outcome& o) {
+  if (resp_started_) {
+    // The connector stopped taking the request after the server answered
+    // (an early answer): finish the answer, then close.
+    close_after_ = true;
+    abortOut();
+    maybeFinish();
+    return;
+  }
+  http().bad_gateway.fetch_add(1, std::memory_order_relaxed);
+  std::string why =
+      o.error_description.empty() ? std::string("the connector failed") : o.error_description;
+  answer(502, "address '" + rec_.address + "': " + why, false);
+}
+
+void RequestExchange::onInAborted() {
+  if (resp_started_) {
+    fail(true);
+    return;
+  }
+  http().bad_gateway.fetch_add(1, std::memory_order_relaxed);
+  answer(502, "address '" + rec_.address + "': the connector went away before answering", false);
+}
+
+void RequestExchange::answer(unsigned status, std::string text, bool keep) {
+  rec_.status = status;
+  http().countStatus(status);
+  answer_ = errorResponse(status, text, !keep);
+  close_after_ = !keep;
+  fail(false);
+}
+
+void RequestExchange::onInData() {
+  if (finished()) return;
+  while (!resp_head_done_) {
+    // Collect the head (and any interim 1xx heads before it).
+    std::size_t taken = 0;
+    for (const auto& s : inq_) {
+      resp_buf_.append(s.data, s.size);
+      taken += s.size;
+    }
+    consumedIn(taken);
+    if (resp_buf_.empty()) {
+      if (inLast()) {
+        onInAborted();
+      } else {
+        writeMore();  // interim heads
+      }
+      return;
+    }
+    std::size_t used = 0;
+    const auto st = res_.head(resp_buf_, used);
+    if (st == ResponseReader::Status::kNeedMore) {
+      if (inLast()) {
+        reportIn(Outcome::rejected("vane:bad-response", "the answer ended inside its head"));
+        onInAborted();
+      } else {
+        writeMore();  // interim heads
+      }
+      return;
+    }
+    if (st == ResponseReader::Status::kError) {
+      reportIn(Outcome::rejected("vane:bad-response", res_.error()));
+      http().bad_gateway.fetch_add(1, std::memory_order_relaxed);
+      answer(502, "address '" + rec_.address + "': bad answer: " + res_.error(), false);
+      return;
+    }
+    const unsigned status = res_.get().result_int();
+    std::string_view head(resp_buf_.data(), used);
+    if (status >= 100 && status < 200 && status != 101) {
+      head_out_.append(head);  // interim: passed on as it is
+      resp_buf_.erase(0, used);
+      res_.reset(kUpstreamHeadLimit);
+      if (head_request_) res_.skipBody();
+      resp_started_ = true;
+      continue;
+    }
+    resp_started_ = true;
+    resp_head_done_ = true;
+    timer_.cancel();
+    rec_.status = status;
+    http().countStatus(status);
+    close_after_ = close_after_ || !client_keep_ || res_.needEof() || status == 101;
+    if (close_after_) {
+      head_out_ += withConnection(head, "close");
+    } else if (http10_) {
+      head_out_ += withConnection(head, "keep-alive");
+    } else {
+      head_out_.append(head);
+    }
+    // Whatever followed the head is body: put it back in front of the
+    // stream's slices (as one owned slice).
+    if (used < resp_buf_.size()) {
+      auto rest = std::make_shared<const std::string>(resp_buf_, used);
+      inq_.push_front(Slice{rest, rest->data(), rest->size(), 0});
+    }
+    resp_buf_.clear();
+    resp_buf_.shrink_to_fit();
+  }
+  writeMore();
+}
+
+void RequestExchange::writeMore() {
+  if (writing_ || finished()) return;
+  if (head_out_.empty() && inq_.empty()) {
+    if (resp_head_done_ && inLast() && !inDone()) {
+      if (!inAtBoundary()) {
+        malformed();
+        return;
+      }
+      resp_complete_ = true;
+      http().observe(Clock::now() - started_);
+      reportIn(Outcome::accepted());
+      if (!request_read_) {
+        // Answered before the request ended: the rest of it cannot be
+        // told from the next request.
+        close_after_ = true;
+        abortOut();
+      }
+      maybeFinish();
+    }
+    return;
+  }
+  bufs_.clear();
+  const bool head = !head_out_.empty();
+  if (head) {
+    bufs_.emplace_back(head_out_.data(), head_out_.size());
+  }
+  if (resp_head_done_) {
+    for (std::size_t i = 0; i < inq_.size() && bufs_.size() < kMaxWriteBuffers; ++i) {
+      bufs_.emplace_back(inq_[i].data, inq_[i].size);
+    }
+  }
+  writing_ = true;
+  asio::async_write(conn_->socket, bufs_,
+                    [this, self = self<RequestExchange>(), head](
+                        const boost::system::error_code& ec, std::size_t n) {
+                      writing_ = false;
+                      if (finished()) return;
+                      if (ec) {
+                        fail(true);
+                        return;
+                      }
+                      counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
+                      rec_.bytes_out += n;
+                      if (head) {
+                        const std::size_t k = std::min(n, head_out_.size());
+                        head_out_.erase(0, k);
+                        n -= k;
+                      }
+                      consumedIn(n);
+                      writeMore();
+                    });
+}
+
+void RequestExchange::closeEndpoint(bool reset) {
+  timer_.cancel();
+  if (reset) {
+    conn_->resetNow();
+    return;
+  }
+  const bool keep = !close_after_ && request_read_ && client_keep_;
+  // Posted: the connection reads the next request after this handler.
+  asio::post(flows_.loop.context(), [conn = conn_, keep, answer = std::move(answer_)]() mutable {
+    conn->exchangeDone(keep, std::move(answer));
+  });
+}
+
+void startClientConnection(FlowTable& flows, tcp::socket socket,
+                           std::shared_ptr<const ListenerSettings> settings) {
+  auto conn = std::make_shared<ClientConnection>(flows, std::move(socket), std::move(settings));
+  conn->readHead();
+}
+
+// ---------------------------------------------------------------------------
+// Connector side
+// ---------------------------------------------------------------------------
+
+class OriginExchange final : public StreamFlow {
+ public:
+  OriginExchange(FlowTable& flows, std::shared_ptr<ConnectorSink> sink,
+                 std::shared_ptr<const ConnectorSettings> settings)
+      : StreamFlow(flows, false, settings->flows, settings->cfg.name, settings->cfg.address),
+        sink_(std::move(sink)),
+        s_(std::move(settings)),
+        socket_(flows.loop.context()),
+        timer_(flows.loop.context()),
+        req_(kUpstreamHeadLimit),
+        res_(kUpstreamHeadLimit) {
+    rec_.adaptor = "http";
+    s_->http->requests_active.fetch_add(1, std::memory_order_relaxed);
+    rec_.endpoint = s_->cfg.host + ":" + std::to_string(s_->cfg.port);
+  }
+  ~OriginExchange() override { s_->http->requests_active.fetch_sub(1, std::memory_order_relaxed); }
+
+  void start(std::shared_ptr<Transfer> t) {
+    t->via = weak_from_this();
+    enqueue(std::move(t));
+  }
+
+ private:
+  void onInStarted() override {
+    if (replyTo().empty() || !openOut(replyTo(), {})) {
+      reportIn(Outcome::rejected("vane:no-route", "no route back to the client's router"));
+      fail(true);
+    }
+  }
+  void onInData() override;
+  void onOutResume() override { readOrigin(); }
+  void onInAborted() override { fail(true); }
+  void closeEndpoint(bool reset) override;
+
+  void connect();
+  void connected();
+  void writeOrigin();
+  void readOrigin();
+  void onOrigin();
+  void originEnded(const std::string& why);
+  void keepForRetry(std::size_t n);
+  void retry();
+  void responseDone();
+  // An answer made here, before any of the server's.
+  void answer(unsigned status, const std::string& text);
+
+  std::shared_ptr<ConnectorSink> sink_;
+  const std::shared_ptr<const ConnectorSettings> s_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  RequestReader req_;
+  ResponseReader res_;
+  std::string head_buf_;  // the request head (and what followed it), to write first
+  bool req_head_done_ = false;
+  bool head_request_ = false;
+  bool have_socket_ = false;
+  bool reused_ = false;
+  bool retried_ = false;
+  bool timed_out_ = false;
+  std::string retry_copy_;  // what was written on a reused connection
+  bool retry_ok_ = true;
+  bool retry_after_write_ = false;
+  bool writing_ = false;
+  bool request_done_ = false;
+  std::vector<asio::const_buffer> bufs_;
+  bool reading_ = false;
+  std::string rbuf_;
+  bool resp_any_ = false;  // any byte of an answer was sent back
+  bool resp_head_done_ = false;
+  bool resp_done_ = false;
+  bool reusable_ = false;
+};
+
+void OriginExchange::onInData() {
+  if (finished()) return;
+  if (!req_head_done_) {
+    std::size_t taken = 0;
+    for (const auto& s : inq_) {
+      head_buf_.append(s.data, s.size);
+      taken += s.size;
+    }
+    consumedIn(taken);
+    std::size_t used = 0;
+    const auto st = req_.head(head_buf_, used);
+    if (st == RequestReader::Status::kNeedMore && !inLast()) return;
+    if (st == RequestReader::Status::kNeedMore || st == RequestReader::Status::kError) {
+      malformed();
+      return;
+    }
+    req_head_done_ = true;
+    head_request_ = req_.get().method() == bhttp::verb::head;
+    rec_.method = std::string(req_.get().method_string());
+    rec_.host = hostOf(req_);
+    rec_.path = std::string(pathOf({req_.get().target().data(), req_.get().target().size()}));
+    if (head_request_) res_.skipBody();
+    if (sink_->takeIdle(socket_)) {
+      reused_ = true;
+      s_->http->connections_reused.fetch_add(1, std::memory_order_relaxed);
+      connected();
+    } else {
+      connect();
+    }
+    return;
+  }
+  writeOrigin();
+}
+
+void OriginExchange::connect() {
+  auto self = this->self<OriginExchange>();
+  auto resolver = std::make_shared<tcp::resolver>(flows_.loop.context());
+  timed_out_ = false;
+  timer_.expires_after(kConnectTimeout);
+  timer_.async_wait([this, self, resolver](const boost::system::error_code& ec) {
+    if (ec || have_socket_ || finished()) return;
+    timed_out_ = true;
+    resolver->cancel();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  });
+  resolver->async_resolve(
+      s_->cfg.host, std::to_string(s_->cfg.port), tcp::resolver::numeric_service,
+      [this, self, resolver](const boost::system::error_code& ec,
+                             tcp::resolver::results_type results) {
+        if (finished()) return;
+        if (ec) {
+          originEnded("cannot resolve " + s_->cfg.host + ": " + ec.message());
+          return;
+        }
+        asio::async_connect(
+            socket_, results,
+            [this, self](const boost::system::error_code& ec, const tcp::endpoint&) {
+              if (finished()) return;
+              timer_.cancel();
+              if (ec) {
+                counters_->connect_failures.fetch_add(1, std::memory_order_relaxed);
+                const std::string why = timed_out_ ? std::string("timed out") : ec.message();
+                if (!counters_->failing.exchange(true)) {
+                  VANE_LOG_INFO("http connector {}: cannot connect to {}:{}: {}", name_,
+                                s_->cfg.host, s_->cfg.port, why);
+                }
+                originEnded("cannot connect to the server: " + why);
+                return;
+              }
+              if (counters_->failing.exchange(false)) {
+                VANE_LOG_INFO("http connector {}: connected to {}:{} again", name_, s_->cfg.host,
+                              s_->cfg.port);
+              }
+              s_->http->connections_opened.fetch_add(1, std::memory_order_relaxed);
+              boost::system::error_code ignored;
+              socket_.set_option(tcp::no_delay(true), ignored);
+              connected();
+            });
+      });
+}
+
+void OriginExchange::connected() {
+  have_socket_ = true;
+  writeOrigin();
+  readOrigin();
+}
+
+void OriginExchange::writeOrigin() {
+  if (writing_ || finished() || !have_socket_ || request_done_ || inDone()) return;
+  if (head_buf_.empty() && inq_.empty()) {
+    if (!inLast()) return;
+    if (!inAtBoundary()) {
+      malformed();
+      return;
+    }
+    request_done_ = true;
+    reportIn(Outcome::accepted());
+    if (resp_done_) responseDone();
+    return;
+  }
+  bufs_.clear();
+  const bool head = !head_buf_.empty();
+  if (head) bufs_.emplace_back(head_buf_.data(), head_buf_.size());
+  for (std::size_t i = 0; i < inq_.size() && bufs_.size() < kMaxWriteBuffers; ++i) {
+    bufs_.emplace_back(inq_[i].data, inq_[i].size);
+  }
+  writing_ = true;
+  asio::async_write(socket_, bufs_,
+                    [this, self = self<OriginExchange>(), head](const boost::system::error_code& ec,
+                                                                std::size_t n) {
+                      writing_ = false;
+                      if (finished()) return;
+                      keepForRetry(n);
+                      if (ec) {
+                        // The read side sees the same end and decides.
+                        if (retry_after_write_) {
+                          retry_after_write_ = false;
+                          retry();
+                        }
+                        return;
+                      }
+                      counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
+                      rec_.bytes_out += n;
+                      if (head) {
+                        const std::size_t k = std::min(n, head_buf_.size());
+                        head_buf_.erase(0, k);
+                        n -= k;
+                      }
+                      consumedIn(n);
+                      writeOrigin();
+                    });
+}
+
+void OriginExchange::readOrigin() {
+  if (reading_ || finished() || !have_socket_ || resp_done_) return;
+  if (outPaused()) return;  // onOutResume continues
+  reading_ = true;
+  readInto(
+      socket_, rbuf_,
+      [this, self = self<OriginExchange>()](const boost::system::error_code& ec, std::size_t n) {
+        reading_ = false;
+        if (finished()) return;
+        if (ec) {
+          if (resp_head_done_ && res_.needEof() && ec == asio::error::eof) {
+            if (res_.eof() == ResponseReader::Status::kDone) {
+              responseDone();
+              return;
+            }
+          }
+          originEnded(ec == asio::error::eof ? std::string("the server closed the connection")
+                                             : "the server connection failed: " + ec.message());
+          return;
+        }
+        counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+        rec_.bytes_in += n;
+        onOrigin();
+      });
+}
+
+// Parses what the server sent: heads are rewritten, body bytes passed on.
+void OriginExchange::onOrigin() {
+  while (!rbuf_.empty() && !resp_done_) {
+    if (!resp_head_done_) {
+      std::size_t used = 0;
+      const auto st = res_.head(rbuf_, used);
+      if (st == ResponseReader::Status::kNeedMore) break;
+      if (st == ResponseReader::Status::kError) {
+        VANE_LOG_DEBUG("http connector {}: bad answer from {}:{}: {}", name_, s_->cfg.host,
+                       s_->cfg.port, res_.error());
+        if (!resp_any_) {
+          s_->http->bad_gateway.fetch_add(1, std::memory_order_relaxed);
+          answer(502, "bad answer from the server: " + res_.error());
+        } else {
+          fail(true);
+        }
+        return;
+      }
+      const unsigned status = res_.get().result_int();
+      sendBytes(forwardResponseHead(res_, "1.1 " + flows_.router_id));
+      resp_any_ = true;
+      rbuf_.erase(0, used);
+      if (status >= 100 && status < 200 && status != 101) {
+        res_.reset(kUpstreamHeadLimit);
+        if (head_request_) res_.skipBody();
+        continue;
+      }
+      rec_.status = status;
+      s_->http->countStatus(status);
+      resp_head_done_ = true;
+      if (st == ResponseReader::Status::kDone) {
+        responseDone();
+        return;
+      }
+      continue;
+    }
+    std::size_t used = 0;
+    const auto st = res_.body(rbuf_, used);
+    if (st == ResponseReader::Status::kError) {
+      VANE_LOG_DEBUG("http connector {}: bad answer body from {}:{}: {}", name_, s_->cfg.host,
+                     s_->cfg.port, res_.error());
+      fail(true);
+      return;
+    }
+    if (used > 0) {
+      sendBytes(std::string_view(rbuf_).substr(0, used));
+      rbuf_.erase(0, used);
+    }
+    if (st == ResponseReader::Status::kDone) {
+      responseDone();
+      return;
+    }
+    if (used == 0) break;
+  }
+  if (rbuf_.size() > kUpstreamHeadLimit) {
+    fail(true);
+    return;
+  }
+  readOrigin();
+}
+
+// The first `n` bytes of bufs_ were written on a kept-alive connection:
+// kept (up to kRetryCopyLimit) to be sent again should it turn out closed.
+void OriginExchange::keepForRetry(std::size_t n) {
+  if (!reused_ || !retry_ok_ || retried_) return;
+  if (retry_copy_.size() + n > kRetryCopyLimit) {
+    retry_ok_ = false;
+    retry_copy_.clear();
+    return;
+  }
+  for (const auto& b : bufs_) {
+    if (n == 0) break;
+    const std::size_t k = std::min(n, b.size());
+    retry_copy_.append(static_cast<const char*>(b.data()), k);
+    n -= k;
+  }
+}
+
+void OriginExchange::retry() {
+  have_socket_ = false;
+  socket_ = tcp::socket(flows_.loop.context());
+  head_buf_ = std::move(retry_copy_) + head_buf_;
+  retry_copy_.clear();
+  rbuf_.clear();
+  res_.reset(kUpstreamHeadLimit);
+  if (head_request_) res_.skipBody();
+  connect();
+}
+
+void OriginExchange::originEnded(const std::string& why) {
+  if (!resp_any_ && reused_ && retry_ok_ && !retried_) {
+    // A kept-alive connection the server had closed: once more on a new one.
+    VANE_LOG_DEBUG("http connector {}: a kept connection was closed ({}): retrying", name_, why);
+    retried_ = true;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    if (writing_) {
+      retry_after_write_ = true;  // the write's handler retries
+      return;
+    }
+    retry();
+    return;
+  }
+  if (!resp_any_) {
+    s_->http->bad_gateway.fetch_add(1, std::memory_order_relaxed);
+    answer(502, why);
+    return;
+  }
+  fail(true);
+}
+
+void OriginExchange::answer(unsigned status, const std::string& text) {
+  rec_.status = status;
+  s_->http->countStatus(status);
+  resp_any_ = true;
+  sendBytes(errorResponse(
+      status, "http connector " + name_ + " for address '" + rec_.address + "': " + text, false));
+  endOut();
+  resp_done_ = true;
+  reusable_ = false;
+  // The request is not sent on: its stream is done with.
+  reportIn(Outcome::accepted());
+  maybeFinish();
+}
+
+void OriginExchange::responseDone() {
+  resp_done_ = true;
+  if (!outFinished()) endOut();
+  if (!request_done_) {
+    if (inLast() && inq_.empty() && head_buf_.empty() && !writing_) {
+      writeOrigin();  // settles the request
+      return;
+    }
+    // Answered before the request ended: the connection cannot be reused.
+    reusable_ = false;
+    reportIn(Outcome::released());
+    maybeFinish();
+    return;
+  }
+  reusable_ = res_.keepAlive() && req_.keepAlive() && rbuf_.empty();
+  maybeFinish();
+}
+
+void OriginExchange::closeEndpoint(bool reset) {
+  timer_.cancel();
+  if (!reset && reusable_ && have_socket_ && !writing_ && !reading_ && socket_.is_open()) {
+    sink_->putIdle(std::move(socket_));
+    return;
+  }
+  if (reset) {
+    resetSocket(socket_);
+  } else {
+    boost::system::error_code ec;
+    socket_.close(ec);
+  }
+}
+
+void ConnectorSink::enqueue(std::shared_ptr<Transfer> t) {
+  auto ex = std::make_shared<OriginExchange>(flows_, shared_from_this(), settings_);
+  flows_.add(ex);
+  ex->start(std::move(t));
+}
+
+void ConnectorSink::append(const std::shared_ptr<Transfer>& t, forwarding::Chunk chunk, bool last) {
+  forwarding::appendVia(t, std::move(chunk), last);
+}
+
+void ConnectorSink::abort(const std::shared_ptr<Transfer>& t) {
+  forwarding::abortVia(t);
+}
+
+bool ConnectorSink::takeIdle(tcp::socket& out) {
+  const auto now = Clock::now();
+  while (!idle_.empty()) {
+    Idle idle = std::move(idle_.back());
+    idle_.pop_back();
+    if (now - idle.since > kMaxIdleAge) continue;
+    // Still open, and the server has sent nothing (a close, or bytes it
+    // should not have sent, makes the connection unusable).
+    char c;
+    const ssize_t n = ::recv(idle.socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      out = std::move(idle.socket);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ConnectorSink::putIdle(tcp::socket s) {
+  VANE_ASSERT_THREAD(flows_.loop);
+  if (released_ || settings_->cfg.max_idle_connections == 0) return;
+  if (!kept_) {
+    flows_.keep(weak_from_this());
+    kept_ = true;
+  }
+  if (idle_.size() >= settings_->cfg.max_idle_connections) idle_.pop_front();
+  idle_.push_back(Idle{std::move(s), Clock::now()});
+  sweepLater();
+}
+
+// Every few seconds while connections are idle: those the server closed,
+// and those kept too long, are closed.
+void ConnectorSink::sweepLater() {
+  if (sweep_) return;
+  sweep_.emplace(flows_.loop.context());
+  sweep_->expires_after(std::chrono::seconds(5));
+  sweep_->async_wait([w = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = w.lock();
+    if (ec || !self || self->released_) return;
+    self->sweep_.reset();
+    const auto now = Clock::now();
+    std::erase_if(self->idle_, [now](Idle& idle) {
+      char c;
+      const ssize_t n = ::recv(idle.socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      const bool open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+      return !open || now - idle.since > kMaxIdleAge;
+    });
+    if (!self->idle_.empty()) self->sweepLater();
+  });
+}
+
+void ConnectorSink::release() {
+  VANE_ASSERT_THREAD(flows_.loop);
+  released_ = true;
+  idle_.clear();
+  sweep_.reset();
+}
+
+}  // namespace vane::adaptors::http

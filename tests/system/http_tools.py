@@ -1,0 +1,349 @@
+"""HTTP test peers for the HTTP adaptor's system tests: an HTTP/1.1 origin
+server (threads, keep-alive, chunked both ways) and small raw-socket
+helpers for what ordinary clients will not send (pipelining, smuggling).
+
+Origin paths (every answer carries `X-Origin: <name>`):
+  GET  /hello            -> "hello from <name>\n"
+  GET  /headers          -> the request's headers as JSON (a list of pairs)
+  GET  /bytes?n=N&seed=S[&chunked=1]
+                         -> N pseudo-random bytes (Content-Length, or chunked)
+  POST|PUT /sha256       -> the sha256 and length of the body (Content-Length
+                            or chunked; trailers ignored) as "HEX LEN\n"
+  POST /echo             -> the body back (chunked answer when it came chunked)
+  GET  /status?code=C    -> status C (204 and 304 without a body)
+  GET  /slow?ms=M        -> "slow\n" after M milliseconds
+  GET  /trailers         -> a chunked body followed by trailer fields
+  anything else          -> 404
+HEAD is answered like GET without the body.
+"""
+
+import hashlib
+import json
+import random
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def payload(n, seed=0):
+    return random.Random(seed).randbytes(n)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "vane-test-origin"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    # -- body helpers ------------------------------------------------------
+    def _read_body(self):
+        """Yields the request body in pieces (Content-Length or chunked)."""
+        te = self.headers.get("Transfer-Encoding", "")
+        if "chunked" in te.lower():
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass   # trailers
+                    return
+                left = size
+                while left:
+                    piece = self.rfile.read(min(left, 1 << 20))
+                    if not piece:
+                        raise ConnectionError("chunk cut short")
+                    left -= len(piece)
+                    yield piece
+                self.rfile.readline(3)
+        else:
+            left = int(self.headers.get("Content-Length", "0") or "0")
+            while left:
+                piece = self.rfile.read(min(left, 1 << 20))
+                if not piece:
+                    raise ConnectionError("body cut short")
+                left -= len(piece)
+                yield piece
+
+    def _send(self, status, body=b"", ctype="text/plain", headers=(), chunked=False):
+        self.send_response(status)
+        self.send_header("X-Origin", self.server.name)
+        self.send_header("Content-Type", ctype)
+        for k, v in headers:
+            self.send_header(k, v)
+        no_body = status in (204, 304) or 100 <= status < 200
+        if chunked and not no_body:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif not no_body:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "HEAD" or no_body:
+            return
+        if chunked:
+            step = 7919
+            for i in range(0, len(body), step):
+                piece = body[i:i + step]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(body)
+
+    # -- methods -----------------------------------------------------------
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        self.server.count(self)
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/hello":
+            self._send(200, f"hello from {self.server.name}\n".encode())
+        elif url.path == "/headers":
+            self._send(200, json.dumps(list(self.headers.items())).encode(), "application/json")
+        elif url.path == "/bytes":
+            n, seed = int(q.get("n", "0")), int(q.get("seed", "0"))
+            chunked = q.get("chunked") == "1"
+            self.send_response(200)
+            self.send_header("X-Origin", self.server.name)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(n))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            rng = random.Random(seed)
+            left = n
+            while left:
+                piece = rng.randbytes(min(left, 1 << 20))
+                left -= len(piece)
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                else:
+                    self.wfile.write(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        elif url.path == "/status":
+            code = int(q.get("code", "200"))
+            self._send(code, f"status {code}\n".encode())
+        elif url.path == "/slow":
+            time.sleep(int(q.get("ms", "1000")) / 1000)
+            self._send(200, b"slow\n")
+        elif url.path == "/trailers":
+            self.send_response(200)
+            self.send_header("X-Origin", self.server.name)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", "X-Checksum")
+            self.end_headers()
+            self.wfile.write(b"5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+        else:
+            self._send(404, b"not found\n")
+
+    def do_POST(self):
+        self.server.count(self)
+        url = urlsplit(self.path)
+        if url.path == "/sha256":
+            h, n = hashlib.sha256(), 0
+            for piece in self._read_body():
+                h.update(piece)
+                n += len(piece)
+            self._send(200, f"{h.hexdigest()} {n}\n".encode())
+        elif url.path == "/echo":
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            body = b"".join(self._read_body())
+            self._send(200, body, "application/octet-stream", chunked=chunked)
+        else:
+            for _ in self._read_body():
+                pass
+            self._send(404, b"not found\n")
+
+    do_PUT = do_POST
+
+
+class Origin(ThreadingHTTPServer):
+    """An HTTP/1.1 origin on 127.0.0.1 (a free port unless given), serving
+    in a background thread. `requests` counts requests; `conns` counts the
+    connections it accepted; `seen` keeps the last request headers."""
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, name="origin", host="127.0.0.1", port=0):
+        self.name = name
+        self.requests = 0
+        self.conns = 0
+        self.seen = []
+        self.paths = []
+        self._lock = threading.Lock()
+        super().__init__((host, port), _Handler)
+        self.port = self.server_address[1]
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        with self._lock:
+            self.conns += 1
+        return conn, addr
+
+    def count(self, handler):
+        with self._lock:
+            self.requests += 1
+            self.seen.append(list(handler.headers.items()))
+            del self.seen[:-50]
+            self.paths.append(handler.path)
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+class StubbornServer(socketserver.ThreadingTCPServer):
+    """A TCP server that accepts and then does one thing to every connection:
+    "reset" (RST after reading the request), "close" (FIN without a reply),
+    "silent" (reads and never answers), "garbage" (answers with bytes that
+    are not HTTP)."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, mode, host="127.0.0.1", port=0):
+        self.mode = mode
+        self.conns = 0
+        self._held = []
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(h):
+                self.conns += 1
+                s = h.request
+                s.settimeout(5)
+                try:
+                    s.recv(65536)
+                except OSError:
+                    return
+                if self.mode == "reset":
+                    import struct
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                elif self.mode == "garbage":
+                    s.sendall(b"\x00\x01 not http at all\r\n\r\n")
+                elif self.mode == "silent":
+                    self._held.append(s)
+                    time.sleep(120)
+        super().__init__((host, port), H)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+        for s in self._held:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def read_response(sock, buf=b"", timeout=10.0, head_only=False):
+    """Reads one HTTP/1.1 response from `sock` (Content-Length, chunked or
+    to the end), `buf` being what was read before: (status, headers dict with
+    lower-case names, body, what was read after it)."""
+    sock.settimeout(timeout)
+    while b"\r\n\r\n" not in buf:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError(f"closed before a response head: {buf!r}")
+        buf += piece
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = b""
+    if head_only or status in (204, 304) or 100 <= status < 200:
+        pass
+    elif "chunked" in headers.get("transfer-encoding", ""):
+        while True:
+            while b"\r\n" not in buf:
+                buf += _recv_more(sock)
+            line, _, buf = buf.partition(b"\r\n")
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                while b"\r\n" not in buf:
+                    buf += _recv_more(sock)
+                while not buf.startswith(b"\r\n"):
+                    _, _, buf = buf.partition(b"\r\n")
+                    while b"\r\n" not in buf:
+                        buf += _recv_more(sock)
+                buf = buf[2:]
+                break
+            while len(buf) < size + 2:
+                buf += _recv_more(sock)
+            body += buf[:size]
+            buf = buf[size + 2:]
+    elif "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(buf) < n:
+            buf += _recv_more(sock)
+        body, buf = buf[:n], buf[n:]
+    else:
+        while True:
+            try:
+                piece = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not piece:
+                break
+            buf += piece
+        body, buf = buf, b""
+    return status, headers, body, buf
+
+
+def _recv_more(sock):
+    piece = sock.recv(65536)
+    if not piece:
+        raise ConnectionError("closed in the middle of a response")
+    return piece
+
+
+class RawClient:
+    """A plain socket to an HTTP listener, for requests written by hand."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+        return self
+
+    def response(self, timeout=10.0, head_only=False):
+        status, headers, body, self.buf = read_response(self.sock, self.buf, timeout=timeout,
+                                                        head_only=head_only)
+        return status, headers, body
+
+    def closed(self, timeout=5.0):
+        """True if the router closes the connection (FIN or reset) within
+        `timeout` with nothing more sent."""
+        self.sock.settimeout(timeout)
+        try:
+            rest = self.sock.recv(65536)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        return rest == b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
