@@ -174,12 +174,45 @@ void renderTcp(const Json& answer, std::ostream& out, const Style& style, const 
   section(out, style, title, t);
 }
 
+// HTTP listeners or connectors, if there are any: requests active and
+// served, answers by class, the router's own error answers.
+void renderHttp(const Json& answer, std::ostream& out, const Style& style, const char* key,
+                const std::string& title) {
+  if (list(answer, key).empty()) return;
+  Table t({{"NAME"},
+           {"ADDRESS"},
+           {"HOST:PORT"},
+           {"STATE"},
+           {"ACTIVE", Align::kRight},
+           {"REQUESTS", Align::kRight},
+           {"2XX", Align::kRight},
+           {"4XX", Align::kRight},
+           {"5XX", Align::kRight}});
+  for (const auto& e : list(answer, key)) {
+    const Json& h = member(e, "http");
+    const Json& r = member(h, "responses");
+    const std::string state = text(e, "state");
+    t.add({text(e, "name"),
+           text(e, "address"),
+           hostPort(e),
+           {state, toneOf(state)},
+           text(h, "requests_active"),
+           text(member(e, "counters"), "flows_opened"),
+           text(r, "2xx"),
+           text(r, "4xx"),
+           text(r, "5xx")});
+  }
+  section(out, style, title, t);
+}
+
 void renderStatus(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
   renderRouterFields(answer, out, style);
   renderLinks(answer, out, style);
   renderTcp(answer, out, style, "tcp_listeners", "TCP listeners", "REFUSED", "refused");
   renderTcp(answer, out, style, "tcp_connectors", "TCP connectors", "CONNECT FAILURES",
             "connect_failures");
+  renderHttp(answer, out, style, "http_listeners", "HTTP listeners");
+  renderHttp(answer, out, style, "http_connectors", "HTTP connectors");
 }
 
 // The status of a site: the site, the router, its links (all of them, then
@@ -226,6 +259,8 @@ void renderSiteStatus(const Json& answer, std::ostream& out, const Style& style,
             "connect_failures");
   renderTcp(answer, out, style, "tcp_listeners", "Listening here (vane listen)", "REFUSED",
             "refused");
+  renderHttp(answer, out, style, "http_connectors", "HTTP exposed here (vane expose http)");
+  renderHttp(answer, out, style, "http_listeners", "HTTP listening here (vane listen http)");
 }
 
 void renderRouters(const Json& answer, std::ostream& out, const Style& style, std::int64_t) {
@@ -262,7 +297,7 @@ void renderAddresses(const Json& answer, std::ostream& out, const Style& style, 
 
 void renderFlows(const Json& answer, std::ostream& out, const Style& style, std::int64_t now_ms) {
   if (list(answer, nullptr).empty()) {
-    out << "No TCP flows.\n";
+    out << "No flows.\n";
     return;
   }
   Table t({{"SIDE"},
@@ -273,7 +308,9 @@ void renderFlows(const Json& answer, std::ostream& out, const Style& style, std:
            {"IN", Align::kRight},
            {"OUT", Align::kRight},
            {"STATE"},
-           {"DURATION", Align::kRight}});
+           {"DURATION", Align::kRight},
+           {"STATUS", Align::kRight},
+           {"REQUEST"}});
   for (const auto& f : list(answer, nullptr)) {
     std::uint64_t start = 0;
     std::uint64_t end = static_cast<std::uint64_t>(now_ms);
@@ -283,6 +320,11 @@ void renderFlows(const Json& answer, std::ostream& out, const Style& style, std:
       age = duration(static_cast<std::int64_t>(end) - static_cast<std::int64_t>(start));
     }
     const std::string state = text(f, "state");
+    // An HTTP request: METHOD host/path; a TCP connection: "-".
+    std::string request = "-";
+    if (member(f, "method").is_string()) {
+      request = text(f, "method") + " " + text(f, "host") + text(f, "path");
+    }
     t.add({text(f, "side"),
            text(f, "name"),
            text(f, "address"),
@@ -291,7 +333,9 @@ void renderFlows(const Json& answer, std::ostream& out, const Style& style, std:
            bytes(member(f, "bytes_in")),
            bytes(member(f, "bytes_out")),
            {state, toneOf(state)},
-           age});
+           age,
+           text(f, "status"),
+           request});
   }
   t.print(out, style);
 }
@@ -316,7 +360,9 @@ const std::vector<Spec>& specs() {
        {{"router", "router", Expect::kObject},
         {"routers", "routers", Expect::kObject},
         {"tcp_listeners", "tcp-listeners", Expect::kArray},
-        {"tcp_connectors", "tcp-connectors", Expect::kArray}},
+        {"tcp_connectors", "tcp-connectors", Expect::kArray},
+        {"http_listeners", "http-listeners", Expect::kArray},
+        {"http_connectors", "http-connectors", Expect::kArray}},
        renderStatus},
       {Command::kSiteStatus,
        {{"router", "router", Expect::kObject},
@@ -324,7 +370,9 @@ const std::vector<Spec>& specs() {
         {"connectors", "connectors", Expect::kArray},
         {"addresses", "addresses", Expect::kArray},
         {"tcp_listeners", "tcp-listeners", Expect::kArray},
-        {"tcp_connectors", "tcp-connectors", Expect::kArray}},
+        {"tcp_connectors", "tcp-connectors", Expect::kArray},
+        {"http_listeners", "http-listeners", Expect::kArray},
+        {"http_connectors", "http-connectors", Expect::kArray}},
        renderSiteStatus},
       {Command::kRouters, {{nullptr, "routers", Expect::kObject}}, renderRouters},
       {Command::kAddresses, {{nullptr, "addresses", Expect::kArray}}, renderAddresses},

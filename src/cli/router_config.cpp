@@ -13,7 +13,8 @@ constexpr const char* kHeader =
 
 // Sections whose entries print one per line in flow style.
 constexpr const char* kLists[] = {"listeners",      "connectors",    "tls_profiles",
-                                  "tcp_connectors", "tcp_listeners", "addresses"};
+                                  "tcp_connectors", "tcp_listeners", "http_connectors",
+                                  "http_listeners", "addresses"};
 
 YAML::Node flowMap() {
   YAML::Node node(YAML::NodeType::Map);
@@ -164,6 +165,12 @@ void RouterConfig::add(const config::TcpConnectorConfig& entry) {
 }
 void RouterConfig::add(const config::TcpListenerConfig& entry) {
   addEntry("tcp_listeners", entry);
+}
+void RouterConfig::add(const config::HttpConnectorConfig& entry) {
+  addEntry("http_connectors", entry);
+}
+void RouterConfig::add(const config::HttpListenerConfig& entry) {
+  addEntry("http_listeners", entry);
 }
 
 bool RouterConfig::remove(const std::string& section, const std::string& name) {

@@ -13,18 +13,27 @@ namespace vane::cli {
 namespace {
 
 struct Kind {
-  const char* section;  // in vaned.yaml
-  const char* api;      // /api/v1/<api>
-  const char* command;  // vane <command>
-  const char* noun;     // in messages
-  const char* article;  // "a" or "an" before noun
+  const char* section;   // in vaned.yaml
+  const char* api;       // /api/v1/<api>
+  const char* command;   // vane <command>
+  const char* noun;      // in messages
+  const char* article;   // "a" or "an" before noun
+  const char* protocol;  // "tcp", "http"
 };
 
-const Kind& kindOf(Service s) {
-  static const Kind kExpose{"tcp_connectors", "tcp-connectors", "expose", "exposed service", "an"};
-  static const Kind kListen{"tcp_listeners", "tcp-listeners", "listen", "listener", "a"};
-  return s == Service::kExpose ? kExpose : kListen;
+const Kind& kindOf(Service s, Protocol p) {
+  static const Kind kExposeTcp{
+      "tcp_connectors", "tcp-connectors", "expose", "exposed service", "an", "tcp"};
+  static const Kind kListenTcp{"tcp_listeners", "tcp-listeners", "listen", "listener", "a", "tcp"};
+  static const Kind kExposeHttp{
+      "http_connectors", "http-connectors", "expose", "exposed service", "an", "http"};
+  static const Kind kListenHttp{
+      "http_listeners", "http-listeners", "listen", "listener", "a", "http"};
+  if (p == Protocol::kHttp) return s == Service::kExpose ? kExposeHttp : kListenHttp;
+  return s == Service::kExpose ? kExposeTcp : kListenTcp;
 }
+
+constexpr Protocol kProtocols[] = {Protocol::kTcp, Protocol::kHttp};
 
 // The entry for vaned.yaml and the router, of type config::TcpConnectorConfig
 // (expose) or config::TcpListenerConfig (listen).
@@ -82,7 +91,7 @@ Json liveEntities(const Site& site, const Kind& kind) {
 
 template <typename Entry>
 int addService(const Options& options, Service which, ServiceOptions s) {
-  const Kind& kind = kindOf(which);
+  const Kind& kind = kindOf(which, s.protocol);
   const bool named = !s.name.empty();
   if (!named) s.name = s.address;
   const Entry entry = entryOf<Entry>(s);
@@ -93,7 +102,8 @@ int addService(const Options& options, Service which, ServiceOptions s) {
   if (!config.find(kind.section, s.name).IsNull()) {
     throw UserError(std::string(kind.article) + " " + kind.noun + " named '" + s.name +
                     "' already exists; delete it first with `vane " + kind.command + " delete " +
-                    s.name + "`, or give another name with --name");
+                    s.name + " --protocol " + kind.protocol +
+                    "`, or give another name with --name");
   }
   if (site.running) {
     apiCall(site.client(), "POST", kind.api, body,
@@ -103,12 +113,14 @@ int addService(const Options& options, Service which, ServiceOptions s) {
   config.add(entry);
   config.save(site.dir.config());
   const std::string endpoint = joinHostPort(s.host, s.port);
+  const bool http = s.protocol == Protocol::kHttp;
   if (which == Service::kExpose) {
-    std::cout << "exposed " << endpoint << " as address '" << s.address << "' (name '" << s.name
-              << "')" << site.whenStopped() << "\n";
+    std::cout << "exposed " << (http ? "HTTP server " : "") << endpoint << " as address '"
+              << s.address << "' (name '" << s.name << "')" << site.whenStopped() << "\n";
   } else {
-    std::cout << "listening on " << endpoint << " for address '" << s.address << "' (name '"
-              << s.name << "')" << site.whenStopped() << "\n";
+    std::cout << "listening on " << endpoint << (http ? " for HTTP requests to" : " for")
+              << " address '" << s.address << "' (name '" << s.name << "')" << site.whenStopped()
+              << "\n";
   }
   return 0;
 }
@@ -116,30 +128,36 @@ int addService(const Options& options, Service which, ServiceOptions s) {
 }  // namespace
 
 int serviceAdd(const Options& options, Service which, ServiceOptions s) {
+  const bool http = s.protocol == Protocol::kHttp;
   if (which == Service::kExpose) {
-    return addService<config::TcpConnectorConfig>(options, which, std::move(s));
+    return http ? addService<config::HttpConnectorConfig>(options, which, std::move(s))
+                : addService<config::TcpConnectorConfig>(options, which, std::move(s));
   }
-  return addService<config::TcpListenerConfig>(options, which, std::move(s));
+  return http ? addService<config::HttpListenerConfig>(options, which, std::move(s))
+              : addService<config::TcpListenerConfig>(options, which, std::move(s));
 }
 
 int serviceList(const Options& options, Service which) {
-  const Kind& kind = kindOf(which);
   const Site site = openSite(options);
   const RouterConfig config = RouterConfig::load(site.dir.config());
-  const Json live = liveEntities(site, kind);
   Json rows = Json::array();
-  for (const auto& e : config.entries(kind.section)) {
-    const std::string name = field(e, "name");
-    Json row = rowOf(e);
-    row["state"] = site.running ? "-" : "not running";
-    row["flows_active"] = nullptr;
-    if (live.contains(name)) {
-      row["state"] = live[name].value("state", "-");
-      if (live[name].contains("counters")) {
-        row["flows_active"] = live[name]["counters"].value("flows_active", Json());
+  for (const Protocol p : kProtocols) {
+    const Kind& kind = kindOf(which, p);
+    const Json live = liveEntities(site, kind);
+    for (const auto& e : config.entries(kind.section)) {
+      const std::string name = field(e, "name");
+      Json row = rowOf(e);
+      row["protocol"] = kind.protocol;
+      row["state"] = site.running ? "-" : "not running";
+      row["flows_active"] = nullptr;
+      if (live.contains(name)) {
+        row["state"] = live[name].value("state", "-");
+        if (live[name].contains("counters")) {
+          row["flows_active"] = live[name]["counters"].value("flows_active", Json());
+        }
       }
+      rows.push_back(row);
     }
-    rows.push_back(row);
   }
   if (options.json) {
     std::cout << rows.dump(2) << "\n";
@@ -147,8 +165,8 @@ int serviceList(const Options& options, Service which) {
   }
   if (rows.empty()) {
     std::cout << (which == Service::kExpose ? "No exposed services; add one with `vane expose "
-                                              "tcp ADDRESS --to HOST:PORT`.\n"
-                                            : "No listeners; add one with `vane listen tcp "
+                                              "tcp|http ADDRESS --to HOST:PORT`.\n"
+                                            : "No listeners; add one with `vane listen tcp|http "
                                               "ADDRESS --port PORT`.\n");
     return 0;
   }
@@ -156,7 +174,8 @@ int serviceList(const Options& options, Service which) {
            {"ADDRESS"},
            {which == Service::kExpose ? "SERVICE" : "LISTENING ON"},
            {"STATE"},
-           {"ACTIVE", Table::Align::kRight}});
+           {"ACTIVE", Table::Align::kRight},
+           {"PROTOCOL"}});
   for (const auto& r : rows) {
     const std::string state = r["state"].get<std::string>();
     const bool bad = state == "failing" || state == "not running";
@@ -164,27 +183,42 @@ int serviceList(const Options& options, Service which) {
            r["address"].get<std::string>(),
            joinHostPort(r["host"].get<std::string>(), r["port"].get<int>()),
            {state, bad ? Tone::kBad : Tone::kPlain},
-           r["flows_active"].is_null() ? "-" : r["flows_active"].dump()});
+           r["flows_active"].is_null() ? "-" : r["flows_active"].dump(),
+           r["protocol"].get<std::string>()});
   }
   t.print(std::cout, options.style);
   return 0;
 }
 
-int serviceDelete(const Options& options, Service which, const std::string& name) {
-  const Kind& kind = kindOf(which);
+int serviceDelete(const Options& options, Service which, const std::string& name,
+                  const std::string& protocol) {
   const Site site = openSite(options);
   RouterConfig config = RouterConfig::load(site.dir.config());
-  if (config.find(kind.section, name).IsNull()) {
-    throw UserError(std::string("there is no ") + kind.noun + " named '" + name +
-                    "'; see them with `vane " + kind.command + " list`");
+  const Kind* found = nullptr;
+  for (const Protocol p : kProtocols) {
+    const Kind& kind = kindOf(which, p);
+    if (!protocol.empty() && protocol != kind.protocol) continue;
+    if (config.find(kind.section, name).IsNull()) continue;
+    if (found) {
+      throw UserError(std::string("there is a tcp and an http ") + kind.noun + " named '" + name +
+                      "'; say which with --protocol tcp or --protocol http");
+    }
+    found = &kind;
+  }
+  const Kind& any = kindOf(which, Protocol::kTcp);
+  if (!found) {
+    throw UserError(std::string("there is no ") + (protocol.empty() ? "" : protocol + " ") +
+                    any.noun + " named '" + name + "'; see them with `vane " + any.command +
+                    " list`");
   }
   if (site.running) {
-    apiCall(site.client(), "DELETE", std::string(kind.api) + "/" + name, nullptr,
-            std::string("cannot delete ") + kind.noun + " '" + name + "'", 404);
+    apiCall(site.client(), "DELETE", std::string(found->api) + "/" + name, nullptr,
+            std::string("cannot delete ") + found->noun + " '" + name + "'", 404);
   }
-  config.remove(kind.section, name);
+  config.remove(found->section, name);
   config.save(site.dir.config());
-  std::cout << "deleted " << kind.noun << " '" << name << "'" << site.whenStopped() << "\n";
+  std::cout << "deleted " << (found == &any ? "" : "http ") << found->noun << " '" << name << "'"
+            << site.whenStopped() << "\n";
   return 0;
 }
 

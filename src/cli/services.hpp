@@ -1,6 +1,6 @@
-// `vane expose` (tcp connectors: a local service offered to the network under
-// an address) and `vane listen` (tcp listeners: a local port for a service
-// anywhere in the network). Each change goes into vaned.yaml and, when the
+// `vane expose` (tcp and http connectors: a local service offered to the
+// network under an address) and `vane listen` (tcp and http listeners: a
+// local port for a service anywhere in the network). Each change goes into vaned.yaml and, when the
 // site runs, into the router through the management API.
 #pragma once
 
@@ -11,8 +11,10 @@
 namespace vane::cli {
 
 enum class Service { kExpose, kListen };
+enum class Protocol { kTcp, kHttp };
 
 struct ServiceOptions {
+  Protocol protocol = Protocol::kTcp;
   std::string address;
   std::string name;  // "" = the address
   std::string host;  // expose: the service's host; listen: where to bind (127.0.0.1)
@@ -21,6 +23,9 @@ struct ServiceOptions {
 
 int serviceAdd(const Options& options, Service kind, ServiceOptions service);
 int serviceList(const Options& options, Service kind);
-int serviceDelete(const Options& options, Service kind, const std::string& name);
+// `protocol` "": the entry of either protocol with that name (an error if
+// both have one).
+int serviceDelete(const Options& options, Service kind, const std::string& name,
+                  const std::string& protocol);
 
 }  // namespace vane::cli

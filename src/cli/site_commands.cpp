@@ -103,38 +103,50 @@ void addLink(CLI::App& app, const Options& o, Actions& actions) {
 void addService(CLI::App& app, const Options& o, Actions& actions, Service kind) {
   const bool expose = kind == Service::kExpose;
   CLI::App* g = group(app, expose ? "expose" : "listen",
-                      expose ? "offer a local TCP service to the network under an address"
-                             : "a local TCP port for a service anywhere in the network");
-  auto s = holder<ServiceOptions>();
-  CLI::App* c = g->add_subcommand(
-      "tcp", expose ? "expose HOST:PORT as ADDRESS" : "listen on --port for ADDRESS");
-  c->add_option("address", s->address, "the service's address in the network")->required();
-  c->add_option("--name", s->name, "the entry's name (default: the address)");
-  if (expose) {
-    auto to = holder<std::string>();
-    c->add_option("--to", *to, "the local service, HOST:PORT")
-        ->required()
-        ->check([](const std::string& v) {
-          std::string h;
-          int p = 0;
-          return splitHostPort(v, h, p) ? std::string() : "expected HOST:PORT, got " + v;
-        });
-    actions.emplace_back(c, [&o, s, to] {
-      splitHostPort(*to, s->host, s->port);
-      return serviceAdd(o, Service::kExpose, *s);
-    });
-  } else {
-    s->host = "127.0.0.1";
-    c->add_option("--port", s->port, "the local port")->required()->check(kPort);
-    c->add_option("--host", s->host, "the address to bind")->capture_default_str();
-    actions.emplace_back(c, [&o, s] { return serviceAdd(o, Service::kListen, *s); });
+                      expose ? "offer a local TCP or HTTP service to the network under an address"
+                             : "a local TCP or HTTP port for a service anywhere in the network");
+  for (const Protocol protocol : {Protocol::kTcp, Protocol::kHttp}) {
+    const bool http = protocol == Protocol::kHttp;
+    auto s = holder<ServiceOptions>();
+    s->protocol = protocol;
+    CLI::App* c = g->add_subcommand(
+        http ? "http" : "tcp",
+        expose ? (http ? "expose the HTTP server HOST:PORT as ADDRESS (each request balanced)"
+                       : "expose HOST:PORT as ADDRESS")
+               : (http ? "listen on --port for HTTP requests to ADDRESS"
+                       : "listen on --port for ADDRESS"));
+    c->add_option("address", s->address, "the service's address in the network")->required();
+    c->add_option("--name", s->name, "the entry's name (default: the address)");
+    if (expose) {
+      auto to = holder<std::string>();
+      c->add_option("--to", *to, "the local service, HOST:PORT")
+          ->required()
+          ->check([](const std::string& v) {
+            std::string h;
+            int p = 0;
+            return splitHostPort(v, h, p) ? std::string() : "expected HOST:PORT, got " + v;
+          });
+      actions.emplace_back(c, [&o, s, to] {
+        splitHostPort(*to, s->host, s->port);
+        return serviceAdd(o, Service::kExpose, *s);
+      });
+    } else {
+      s->host = "127.0.0.1";
+      c->add_option("--port", s->port, "the local port")->required()->check(kPort);
+      c->add_option("--host", s->host, "the address to bind")->capture_default_str();
+      actions.emplace_back(c, [&o, s] { return serviceAdd(o, Service::kListen, *s); });
+    }
   }
-  c = g->add_subcommand("list", expose ? "exposed services" : "listeners");
+  CLI::App* c = g->add_subcommand("list", expose ? "exposed services" : "listeners");
   actions.emplace_back(c, [&o, kind] { return serviceList(o, kind); });
   auto name = holder<std::string>();
+  auto protocol = holder<std::string>();
   c = g->add_subcommand("delete", expose ? "stop exposing a service" : "close a listener");
   c->add_option("name", *name, "its name (see list)")->required();
-  actions.emplace_back(c, [&o, kind, name] { return serviceDelete(o, kind, *name); });
+  c->add_option("--protocol", *protocol, "tcp or http (needed only when both have the name)")
+      ->check(CLI::IsMember({"tcp", "http"}));
+  actions.emplace_back(
+      c, [&o, kind, name, protocol] { return serviceDelete(o, kind, *name, *protocol); });
 }
 
 }  // namespace

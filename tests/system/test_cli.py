@@ -182,7 +182,7 @@ def test_read_commands(traffic_net, cli):
         flows = router.api("GET", "/api/v1/flows").json()
         rows = table(ok(cli("flows", url=url_of(router))))
         assert rows[0] == ["SIDE", "NAME", "ADDRESS", "PEER ROUTER", "ENDPOINT", "IN", "OUT",
-                           "STATE", "DURATION"]
+                           "STATE", "DURATION", "STATUS", "REQUEST"]
         assert len(rows) == 1 + len(flows), rows
         for f, row in zip(flows, rows[1:]):
             assert row[:8] == [f["side"], f["name"], f["address"], f["peer_router"],
@@ -212,9 +212,10 @@ def test_json_matches_api(traffic_net, cli):
         assert out == body, command
         assert json.loads(out) == json.loads(body)
 
-    # status: the four answers, keyed by endpoint; --json also before the command
+    # status: the six answers, keyed by endpoint; --json also before the command
     status = json.loads(ok(cli("--json", "status", url=url_of(a))))
-    assert list(status) == ["router", "routers", "tcp_listeners", "tcp_connectors"]
+    assert list(status) == ["router", "routers", "tcp_listeners", "tcp_connectors",
+                            "http_listeners", "http_connectors"]
     router = a.api("GET", "/api/v1/router").json()
     assert status["router"]["uptime_seconds"] <= router["uptime_seconds"]
     for key in ("id", "mode", "version", "workers"):
@@ -223,6 +224,7 @@ def test_json_matches_api(traffic_net, cli):
     assert status["routers"] == a.api("GET", "/api/v1/routers").json()
     assert status["tcp_listeners"] == a.api("GET", "/api/v1/tcp-listeners").json()
     assert status["tcp_connectors"] == [] == a.api("GET", "/api/v1/tcp-connectors").json()
+    assert status["http_listeners"] == [] == a.api("GET", "/api/v1/http-listeners").json()
 
 
 def test_unreachable(cli):

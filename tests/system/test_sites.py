@@ -12,6 +12,7 @@ commands, changes to a stopped site, and stopping.
 
 The binaries: $VANE_CLI (else `vane` next to vaned) and $VANED."""
 
+import http.client
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from http_tools import Origin
 from tcp_tools import EchoServer, echo_roundtrip, free_port
 from cli_tools import failure, find_vane_cli, ok, table
 from vane_harness import eventually, find_vaned
@@ -309,6 +311,63 @@ def test_messages_and_usage(net, binaries, tmp_path):
     proc = net.run(None, "site", "start", "--systemd", env={"XDG_CONFIG_HOME": str(home)})
     unit = home / "systemd" / "user" / "vane-home.service"
     assert str(unit) in ok(proc) and f"--config {home / 'vane' / 'vaned.yaml'}" in unit.read_text()
+
+
+def test_http_services(net):
+    """`vane expose http` and `vane listen http`: each request of one
+    keep-alive connection from a reaches the origin behind c, through b."""
+    origin = Origin("origin-c")
+    try:
+        out = ok(net.run("c", "expose", "http", "web", "--to", f"127.0.0.1:{origin.port}"))
+        assert out.startswith(f"exposed HTTP server 127.0.0.1:{origin.port} as address 'web'"), out
+        port = free_port()
+        out = ok(net.run("a", "listen", "http", "web", "--port", port))
+        assert out.startswith(f"listening on 127.0.0.1:{port} for HTTP requests to address "
+                              "'web'"), out
+        assert "http_listeners:" in (net.dir("a") / "vaned.yaml").read_text()
+
+        def served():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/hello")
+                r = c.getresponse()
+                return r.status == 200 and r.read() == b"hello from origin-c\n"
+            except OSError:
+                return False
+        eventually(20, served, interval=0.2, what="an HTTP answer from c through b")
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(5):
+            c.request("GET", "/headers")
+            r = c.getresponse()
+            assert r.status == 200
+            seen = dict((k.lower(), v) for k, v in json.loads(r.read()))
+            assert seen["x-forwarded-for"] == "127.0.0.1"
+        c.close()
+
+        rows = table(ok(net.run("c", "expose", "list")))
+        assert ["web", "web", f"127.0.0.1:{origin.port}", "ok", "0", "http"] in rows, rows
+        rows = table(ok(net.run("a", "listen", "list")))
+        assert ["web", "web", f"127.0.0.1:{port}", "listening", "0", "http"] in rows, rows
+        text = ok(net.run("a", "status"))
+        assert "HTTP listening here (vane listen http):" in text, text
+        assert re.search(rf"^\s+web\s+web\s+127\.0\.0\.1:{port}\s+listening\s+0\s+\d+\s+\d+",
+                         text, re.M), text
+        text = ok(net.run("c", "status"))
+        assert "HTTP exposed here (vane expose http):" in text, text
+
+        # a tcp listener with the same name: delete must be told which
+        tcp_port = free_port()
+        ok(net.run("a", "listen", "tcp", "web", "--port", tcp_port))
+        msg = failure(net.run("a", "listen", "delete", "web"))
+        assert "--protocol" in msg, msg
+        assert ok(net.run("a", "listen", "delete", "web", "--protocol", "http")).startswith(
+            "deleted http listener 'web'")
+        assert ok(net.run("a", "listen", "delete", "web")).startswith("deleted listener 'web'")
+        eventually(10, lambda: not served(), interval=0.1, what="a's http port closed")
+        assert ok(net.run("c", "expose", "delete", "web")).startswith(
+            "deleted http exposed service 'web'")
+    finally:
+        origin.close()
 
 
 def test_delete_and_stop(net):
