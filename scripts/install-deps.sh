@@ -14,6 +14,7 @@ PACKAGES=(
   python3-cryptography  # tests/system/fake_router.py signs routing records (Ed25519)
   iproute2 procps socat openssl
   iperf3 haproxy  # bench/run_tcp.sh's reference paths
+  curl wrk nginx-light  # tests/system/test_http.py; bench/run_http.sh and its references
   nodejs          # tests/system/js: rhea clients (and npm, below)
 )
 # Debian's npm, unless npm is there already: NodeSource's nodejs package

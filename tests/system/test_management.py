@@ -81,7 +81,7 @@ def metrics(router, token=None):
     assert res.headers["content-type"].startswith("text/plain; version=0.0.4"), res.headers
     families = {}
     for fam in text_string_to_metric_families(res.body.decode()):
-        assert fam.type in ("counter", "gauge"), (
+        assert fam.type in ("counter", "gauge", "histogram"), (
             f"family {fam.name} on {router.name} has no TYPE (samples {fam.samples[:3]})")
         assert fam.documentation, f"family {fam.name} has no HELP"
         assert fam.name not in families, f"family {fam.name} appears twice"
