@@ -282,15 +282,34 @@ void Connection::process() {
 
 void Connection::scheduleIo() {
   if (torn_down_) return;
+  if (!amqp_header_sent_) {
+    // Our close frame (startReadEtc) is only valid once the AMQP layer
+    // started: our header is in the output (sent, or about to be).
+    static constexpr char kAmqpHeader[] = {'A', 'M', 'Q', 'P', 0, 1, 0, 0};
+    const pn_bytes_t wb = pn_connection_driver_write_buffer(driver_.get());
+    amqp_header_sent_ =
+        wb.size > 0 && std::search(wb.start, wb.start + wb.size, kAmqpHeader,
+                                   kAmqpHeader + sizeof kAmqpHeader) != wb.start + wb.size;
+  }
+  if (!writing_ && !write_posted_ && pn_connection_driver_write_buffer(driver_.get()).size > 0) {
+    // The write waits for the handlers already due on this loop (other
+    // sockets' reads of the same poll), so that what they add to this
+    // connection's output goes out in the same send.
+    write_posted_ = true;
+    asio::post(sock().get_executor(), [self = shared_from_this()] {
+      self->write_posted_ = false;
+      if (self->torn_down_) return;
+      self->startWrite();
+    });
+  }
+  startReadEtc();
+}
+
+void Connection::startWrite() {
+  if (torn_down_) return;
   if (!writing_) {
     pn_bytes_t wb = pn_connection_driver_write_buffer(driver_.get());
     if (wb.size > 0) {
-      if (!amqp_header_sent_) {
-        // Our close frame (below) is only valid once the AMQP layer started.
-        static constexpr char kAmqpHeader[] = {'A', 'M', 'Q', 'P', 0, 1, 0, 0};
-        amqp_header_sent_ = std::search(wb.start, wb.start + wb.size, kAmqpHeader,
-                                        kAmqpHeader + sizeof kAmqpHeader) != wb.start + wb.size;
-      }
       writing_ = true;
       writeSome(asio::buffer(wb.start, wb.size),
                 [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
@@ -307,6 +326,9 @@ void Connection::scheduleIo() {
                 });
     }
   }
+}
+
+void Connection::startReadEtc() {
   if (!reading_ && !input_stopped_) {
     pn_rwbytes_t rb = pn_connection_driver_read_buffer(driver_.get());
     if (rb.size > 0) {
@@ -378,7 +400,7 @@ void Connection::scheduleIo() {
       final_frame_ = encodeCloseFrame("amqp:decode-error", "malformed frame");
     }
   }
-  if (!final_frame_.empty() && !writing_ &&
+  if (!final_frame_.empty() && !writing_ && !write_posted_ &&
       pn_connection_driver_write_buffer(driver_.get()).size == 0) {
     writing_ = true;
     auto frame = std::make_shared<std::string>(std::move(final_frame_));
@@ -397,7 +419,7 @@ void Connection::scheduleIo() {
     return;
   }
   if (!final_frame_.empty()) return;  // proton's output goes first
-  if (!writing_ && pn_connection_driver_read_closed(driver_.get()) &&
+  if (!writing_ && !write_posted_ && pn_connection_driver_read_closed(driver_.get()) &&
       !pn_connection_driver_write_closed(driver_.get()) &&
       pn_connection_driver_write_buffer(driver_.get()).size == 0) {
     // The peer's stream has ended and the engine has nothing left to write.
@@ -407,7 +429,7 @@ void Connection::scheduleIo() {
     // handled by process()).
     pn_connection_driver_write_close(driver_.get());
   }
-  if (pn_connection_driver_finished(driver_.get()) && !writing_) teardown();
+  if (pn_connection_driver_finished(driver_.get()) && !writing_ && !write_posted_) teardown();
 }
 
 void Connection::onGuardViolation(const std::string& condition, const std::string& description) {

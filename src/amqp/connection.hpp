@@ -314,6 +314,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Whether a client link may attach (limits); refuses it if not.
   bool admitLink(pn_link_t* link, bool receiver, bool dynamic);
   void scheduleIo();
+  void startWrite();    // sends what the engine has, unless a send is in flight
+  void startReadEtc();  // reads, and what follows the end of input
   void scheduleTick();
   void onWritten();
   void armGrace();
@@ -355,6 +357,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool amqp_header_sent_ = false;  // the engine wrote the AMQP (not SASL) header
   std::string final_frame_;        // our own close frame, written after the engine's output
   bool writing_ = false;
+  bool write_posted_ = false;  // a startWrite() is posted
   // Moved into the engine by the links, less what was written since
   // (connection_output_limit).
   std::size_t engine_bytes_ = 0;
