@@ -17,6 +17,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -82,6 +83,16 @@ class Host {
   virtual void unpublish(const std::string& address,
                          const std::vector<std::shared_ptr<forwarding::Consumer>>& consumers) = 0;
   virtual std::uint64_t nextConsumerId() = 0;
+
+  // TLS for an adaptor's listener (kServer: the profile's certificate, no
+  // client certificate asked for, ALPN http/1.1 chosen when offered) or
+  // connector (kClient: the server verified with the profile's ca, the
+  // profile's certificate presented if asked). `out` gives the current
+  // context (a reload that re-reads certificates replaces it for new
+  // connections). Returns "" or why not.
+  enum class TlsRole { kServer, kClient };
+  using TlsContext = std::function<std::shared_ptr<boost::asio::ssl::context>()>;
+  virtual std::string tls(const std::string& profile, TlsRole role, TlsContext& out) = 0;
 };
 
 // One configured listener or connector of an adaptor. Made by its kind from

@@ -101,9 +101,10 @@ constexpr std::string_view kConnectorFields[] = {"name", "host",        "port", 
                                                  "cost", "tls_profile", "verify_host"};
 constexpr std::string_view kTcpFields[] = {"name", "host", "port", "address"};
 constexpr std::string_view kHttpListenerFields[] = {
-    "name", "host", "port", "address", "routes", "max_header_bytes", "response_timeout_ms"};
-constexpr std::string_view kHttpConnectorFields[] = {"name", "host", "port", "address",
-                                                     "max_idle_connections"};
+    "name",       "host", "port", "address", "routes", "max_header_bytes", "response_timeout_ms",
+    "tls_profile"};
+constexpr std::string_view kHttpConnectorFields[] = {
+    "name", "host", "port", "address", "max_idle_connections", "tls_profile"};
 constexpr std::string_view kHttpRouteFields[] = {"path_prefix", "host", "address"};
 constexpr std::string_view kTlsProfileFields[] = {"name", "ca", "certificate", "key",
                                                   "key_password_file"};
@@ -864,6 +865,26 @@ class Parser {
                            t->name));
       }
     }
+    for (std::size_t i = 0; i < cfg.http_listeners.size(); ++i) {
+      const auto& l = cfg.http_listeners[i];
+      if (!l.tls_profile.empty() && find(l.tls_profile) == nullptr) {
+        failAt(lineMark(l.line), fmt::format("http_listeners[{}].tls_profile", i),
+               missing(l.tls_profile));
+      }
+    }
+    for (std::size_t i = 0; i < cfg.http_connectors.size(); ++i) {
+      const auto& c = cfg.http_connectors[i];
+      if (c.tls_profile.empty()) continue;
+      const std::string field = fmt::format("http_connectors[{}].tls_profile", i);
+      const TlsProfileConfig* t = find(c.tls_profile);
+      if (t == nullptr) failAt(lineMark(c.line), field, missing(c.tls_profile));
+      if (t->ca.empty()) {
+        failAt(lineMark(c.line), field,
+               fmt::format("tls profile '{}' has no 'ca': an http connector needs it to verify "
+                           "the server's certificate",
+                           t->name));
+      }
+    }
     if (cfg.claims.enabled && find(cfg.claims.tls_profile) == nullptr)
       failAt(lineMark(cfg.claims.line), "claims.tls_profile", missing(cfg.claims.tls_profile));
   }
@@ -975,6 +996,8 @@ class Parser {
               c.max_header_bytes = static_cast<std::uint32_t>(integer(e, 1024, 1u << 20));
             } else if (e.key == "response_timeout_ms") {
               c.response_timeout_ms = static_cast<std::uint32_t>(integer(e, 1, 86400000));
+            } else if (e.key == "tls_profile") {
+              c.tls_profile = name(e);
             }
           }
           if (!name_entry) return name_entry;
@@ -1047,6 +1070,8 @@ class Parser {
                          have_address = true;
                        } else if (e.key == "max_idle_connections") {
                          c.max_idle_connections = static_cast<std::uint32_t>(integer(e, 0, 10000));
+                       } else if (e.key == "tls_profile") {
+                         c.tls_profile = name(e);
                        }
                      }
                      if (!name_entry) return name_entry;

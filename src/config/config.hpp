@@ -206,6 +206,7 @@ struct HttpListenerConfig {
   std::uint32_t max_header_bytes = 65536;
   // From a request's end to the start of its answer: longer gets 504.
   std::uint32_t response_timeout_ms = 60000;
+  std::string tls_profile;  // "": plain HTTP; else HTTPS with the profile's certificate
   int line = 0;
   bool operator==(const HttpListenerConfig&) const = default;
 };
@@ -218,7 +219,11 @@ struct HttpConnectorConfig {
   std::string address;     // required
   // Idle keep-alive connections to the server kept for reuse, per router
   // worker thread.
-  std::uint32_t max_idle_connections = 32;
+  std::uint32_t max_idle_connections = 256;
+  // "": plain HTTP; else HTTPS to the server, its certificate verified with
+  // the profile's ca (and the host name against it); the profile's own
+  // certificate is presented if the server asks.
+  std::string tls_profile;
   int line = 0;
   bool operator==(const HttpConnectorConfig&) const = default;
 };

@@ -94,6 +94,7 @@ Fields fieldsOf(const HttpListenerConfig& h) {
   optional(f, "routes", std::move(routes));
   f.emplace_back("max_header_bytes", std::uint64_t{h.max_header_bytes});
   f.emplace_back("response_timeout_ms", std::uint64_t{h.response_timeout_ms});
+  optional(f, "tls_profile", h.tls_profile);
   return f;
 }
 
@@ -104,6 +105,7 @@ Fields fieldsOf(const HttpConnectorConfig& h) {
   f.emplace_back("port", std::uint64_t{h.port});
   f.emplace_back("address", h.address);
   f.emplace_back("max_idle_connections", std::uint64_t{h.max_idle_connections});
+  optional(f, "tls_profile", h.tls_profile);
   return f;
 }
 

@@ -144,6 +144,14 @@ std::string Router::tlsSource(const std::string& profile, TlsUse use,
   return {};
 }
 
+std::string Router::tls(const std::string& profile, TlsRole role, TlsContext& out) {
+  std::shared_ptr<TlsSource> source;
+  const TlsUse use = role == TlsRole::kServer ? TlsUse::kServerHttp : TlsUse::kClient;
+  if (std::string err = tlsSource(profile, use, source); !err.empty()) return err;
+  out = [source] { return source->current(); };
+  return {};
+}
+
 std::string Router::listenerSecurity(const config::ListenerConfig& l,
                                      amqp::ConnectionOptions& options,
                                      std::shared_ptr<TlsSource>& tls) {
@@ -392,6 +400,12 @@ Router::Refusal Router::removeTlsProfile(const std::string& name) {
   }
   for (const auto& c : cfg_.connectors) {
     if (c.tls_profile == name) user = "connector " + c.name;
+  }
+  for (const auto& l : cfg_.http_listeners) {
+    if (l.tls_profile == name) user = "http listener " + l.name;
+  }
+  for (const auto& c : cfg_.http_connectors) {
+    if (c.tls_profile == name) user = "http connector " + c.name;
   }
   if (cfg_.management.tls_profile == name) user = "the management API";
   if (cfg_.claims.enabled && cfg_.claims.tls_profile == name) user = "the claims endpoint";

@@ -173,6 +173,7 @@ class Router final : public management::RouterControl, private adaptors::Host {
   void unpublish(const std::string& address,
                  const std::vector<std::shared_ptr<forwarding::Consumer>>& consumers) override;
   std::uint64_t nextConsumerId() override;
+  std::string tls(const std::string& profile, TlsRole role, TlsContext& out) override;
 
   // The adaptors' listeners and connectors, every kind (core loop once
   // started), and cfg_'s sections of them brought in line after a change.

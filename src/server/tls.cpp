@@ -11,6 +11,28 @@ namespace vane::server {
 
 namespace ssl = boost::asio::ssl;
 
+namespace {
+
+// ALPN for an HTTP/1.1 server: "http/1.1" if the client offers it, else no
+// protocol (the client then speaks HTTP/1.1 anyway, or gives up).
+int selectHttp1(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+  static constexpr unsigned char kHttp1[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
+  for (unsigned int i = 0; i < inlen;) {
+    const unsigned int n = in[i];
+    if (i + 1 + n > inlen) break;
+    if (n == sizeof kHttp1 && std::memcmp(in + i + 1, kHttp1, n) == 0) {
+      *out = in + i + 1;
+      *outlen = static_cast<unsigned char>(n);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + n;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+}  // namespace
+
 std::string makeTlsContext(const config::TlsProfileConfig& p, TlsUse use,
                            std::shared_ptr<ssl::context>& out) {
   const bool client = use == TlsUse::kClient;
@@ -74,6 +96,8 @@ std::string makeTlsContext(const config::TlsProfileConfig& p, TlsUse use,
   } else {
     ctx->set_verify_mode(ssl::verify_none, ec);
   }
+  if (use == TlsUse::kServerHttp)
+    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), selectHttp1, nullptr);
   out = std::move(ctx);
   return {};
 }

@@ -21,6 +21,7 @@ enum class TlsUse {
   kServer,             // no client certificate asked for
   kServerRequestCert,  // a client certificate is verified if the client sends one
   kServerRequireCert,  // a client certificate signed by the profile's ca is required
+  kServerHttp,         // as kServer, and ALPN chooses http/1.1 when the client offers it
 };
 
 // Builds a context from the profile's files. Returns "" or a sentence naming

@@ -171,7 +171,8 @@ class Origin(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, name="origin", host="127.0.0.1", port=0):
+    def __init__(self, name="origin", host="127.0.0.1", port=0, tls=None):
+        """`tls`: (certificate, key) files: HTTPS."""
         self.name = name
         self.requests = 0
         self.conns = 0
@@ -179,6 +180,11 @@ class Origin(ThreadingHTTPServer):
         self.paths = []
         self._lock = threading.Lock()
         super().__init__((host, port), _Handler)
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.socket = ctx.wrap_socket(self.socket, server_side=True)
         self.port = self.server_address[1]
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)

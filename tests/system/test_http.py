@@ -18,7 +18,8 @@ import pytest
 
 from http_tools import Origin, RawClient, StubbornServer, payload
 from tcp_tools import free_port
-from vane_harness import eventually
+from test_tls import issue, make_ca
+from vane_harness import eventually, run_vaned
 from vane_network import Network
 
 MiB = 1024 * 1024
@@ -564,3 +565,93 @@ def test_flow_records_and_metrics(router_factory, servers):
     f = mine[-1]
     assert (f["method"], f["status"]) == ("GET", 404), f
     assert "secret" not in json.dumps(recs)
+
+
+# --------------------------------------------------------------------------
+# TLS at the edge and to the origin
+
+
+def https_net(router_factory, servers, tmp_path, origin_ca=None):
+    """A: https listener `in` (certificate of CA `edge-ca`); B: http
+    connector to an HTTPS origin, verified with `origin_ca` (default: the
+    CA that issued the origin's certificate)."""
+    ca = make_ca(tmp_path, "edge-ca")
+    edge_cert, edge_key = issue(ca, tmp_path / "edge", "edge")
+    origin_cert, origin_key = issue(ca, tmp_path / "origin", "origin")
+    origin = servers(Origin("tls-origin", tls=(origin_cert, origin_key)))
+    verify_ca = origin_ca or ca
+    net = Network(router_factory, management={"port": 0})
+    net.interior("A").interior("B").link("A", "B")
+    net.section("A", "tls_profiles", [{"name": "edge", "certificate": str(edge_cert),
+                                       "key": str(edge_key)}])
+    net.section("B", "tls_profiles", [{"name": "origin", "certificate": str(edge_cert),
+                                       "key": str(edge_key), "ca": str(verify_ca / "ca.pem")}])
+    net.http_listener("A", "in", "web", tls_profile="edge")
+    net.http_connector("B", "out", "web", origin.port, tls_profile="origin")
+    net.start().wait_converged()
+    return net, ca, origin
+
+
+def curl_https(port, ca, path="/hello", *extra):
+    return subprocess.run(["curl", "-sS", "-v", "--max-time", "10", "--cacert", str(ca / "ca.pem"),
+                           *extra, f"https://127.0.0.1:{port}{path}"],
+                          capture_output=True, timeout=20)
+
+
+def test_https_listener_and_origin(router_factory, servers, tmp_path):
+    net, ca, origin = https_net(router_factory, servers, tmp_path)
+    port = net.http_port("A", "in")
+
+    def served():
+        out = curl_https(port, ca)
+        return out.returncode == 0 and out.stdout == b"hello from tls-origin\n"
+    eventually(20, served, interval=0.2, what="an HTTPS answer through A and B")
+    out = curl_https(port, ca, "/headers")
+    assert out.returncode == 0, out.stderr
+    assert b"ALPN: server accepted http/1.1" in out.stderr, out.stderr
+    seen = {k.lower(): v for k, v in json.loads(out.stdout)}
+    assert seen["x-forwarded-proto"] == "https", seen
+    # keep-alive over TLS on both sides: many requests, few origin connections
+    before = origin.conns
+    out = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(ca / "ca.pem")]
+                         + [f"https://127.0.0.1:{port}/bytes?n={1000 + i}" for i in range(20)]
+                         + ["-o", "/dev/null"] * 20 + ["-w", "%{http_code} %{num_connects}\n"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")[:20]
+    assert all(ln.startswith("200 ") for ln in lines), lines
+    assert sum(int(ln.split()[1]) for ln in lines) == 1, lines   # one client connection
+    assert origin.conns - before <= 2, origin.conns - before
+    # a client that does not speak TLS is dropped and counted; others go on
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.settimeout(5)
+        try:
+            rest = s.recv(100)
+        except ConnectionResetError:
+            rest = b""
+        assert not rest.startswith(b"HTTP/"), rest
+    assert served()
+    info = net["A"].api("GET", "/api/v1/http-listeners/in").json()
+    assert info["tls_profile"] == "edge" and info["http"]["tls_failures"] >= 1, info
+
+
+def test_https_origin_with_untrusted_certificate(router_factory, servers, tmp_path):
+    other = make_ca(tmp_path, "other-ca")
+    net, ca, origin = https_net(router_factory, servers, tmp_path, origin_ca=other)
+    port = net.http_port("A", "in")
+
+    def bad_gateway():
+        out = curl_https(port, ca)
+        return out.returncode == 0 and b"TLS handshake with the server failed" in out.stdout
+    eventually(20, bad_gateway, interval=0.2, what="a 502 for an untrusted origin")
+    assert origin.requests == 0
+    info = net["B"].api("GET", "/api/v1/http-connectors/out").json()
+    assert info["http"]["tls_failures"] >= 1, info
+
+
+def test_https_profile_must_exist(vaned_bin, tmp_path):
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text("http_listeners:\n  - {name: w, port: 0, address: web, tls_profile: nope}\n")
+    rc, out, err = run_vaned(vaned_bin, ["--config", str(cfg)], tmp_path)
+    assert rc != 0 and "http_listeners[0].tls_profile" in err and "nope" in err, (rc, out, err)

@@ -41,6 +41,7 @@ class Network:
         self.management = dict(management) if management is not None else None
         self.tcp_listeners = {}  # id -> [tcp_listeners entries]
         self.tcp_connectors = {}  # id -> [tcp_connectors entries]
+        self.sections = {}       # id -> {top-level section: value} (e.g. tls_profiles)
         self.http_listeners = {}  # id -> [http_listeners entries]
         self.http_connectors = {}  # id -> [http_connectors entries]
         self.order = []          # router ids in declaration order
@@ -75,6 +76,11 @@ class Network:
     def tcp_connector(self, rid, name, address, port, host="127.0.0.1"):
         self.tcp_connectors.setdefault(rid, []).append(
             {"name": name, "host": host, "port": port, "address": address})
+        return self
+
+    def section(self, rid, key, value):
+        """A top-level configuration section of `rid` as given (tls_profiles, ...)."""
+        self.sections.setdefault(rid, {})[key] = value
         return self
 
     def http_listener(self, rid, name, address, port=0, host="127.0.0.1", **fields):
@@ -134,6 +140,7 @@ class Network:
             cfg["http_connectors"] = [dict(t) for t in self.http_connectors[rid]]
         if self.management is not None:
             cfg["management"] = dict(self.management)
+        cfg.update(self.sections.get(rid, {}))
         return cfg
 
     def port(self, rid, listener="amqp"):

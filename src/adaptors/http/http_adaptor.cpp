@@ -37,6 +37,7 @@ nlohmann::json httpJson(const HttpCounters& c) {
           {"unavailable", v(c.unavailable)},
           {"bad_gateway", v(c.bad_gateway)},
           {"timeouts", v(c.timeouts)},
+          {"tls_failures", v(c.tls_failures)},
           {"requests_active", v(c.requests_active)},
           {"connections_active", v(c.connections_active)},
           {"connections_opened", v(c.connections_opened)},
@@ -47,8 +48,19 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
  public:
   HttpListener(Host& host, const config::HttpListenerConfig& c)
       : ListenerEntity(host, kListenerKind, c.name, config::toJson(c), c.host, c.port, c.address),
-        cfg(c) {}
+        cfg(c),
+        host_(host) {}
   const config::HttpListenerConfig cfg;
+
+  std::string open() override {
+    if (!cfg.tls_profile.empty() && !tls_) {
+      if (std::string err = host_.tls(cfg.tls_profile, Host::TlsRole::kServer, tls_);
+          !err.empty()) {
+        return err;
+      }
+    }
+    return ListenerEntity::open();
+  }
 
   std::int64_t connectionsOpen() const override {
     return http_->connections_active.load(std::memory_order_relaxed);
@@ -64,6 +76,8 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
     }
     j["max_header_bytes"] = cfg.max_header_bytes;
     j["response_timeout_ms"] = cfg.response_timeout_ms;
+    j["tls_profile"] =
+        cfg.tls_profile.empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.tls_profile);
     j["http"] = httpJson(*http_);
     return j;
   }
@@ -71,23 +85,37 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
  protected:
   Host::Accept accepting() const override {
     auto settings = std::make_shared<const ListenerSettings>(
-        ListenerSettings{.cfg = cfg, .flows = sharedCounters(), .http = http_});
+        ListenerSettings{.cfg = cfg, .flows = sharedCounters(), .http = http_, .tls = tls_});
     return [settings](FlowTable& flows, boost::asio::ip::tcp::socket s) {
       startClientConnection(flows, std::move(s), settings);
     };
   }
+
+ private:
+  Host& host_;
+  Host::TlsContext tls_;  // empty: plain HTTP
 };
 
 class HttpConnector final : public ConnectorEntity, public WithHttpCounters {
  public:
   HttpConnector(Host& host, const config::HttpConnectorConfig& c)
       : ConnectorEntity(host, kConnectorKind, c.name, config::toJson(c), c.host, c.port, c.address),
-        cfg(c) {}
+        cfg(c),
+        host_(host) {}
   const config::HttpConnectorConfig cfg;
+
+  std::string open() override {
+    if (!cfg.tls_profile.empty() && !tls_) {
+      return host_.tls(cfg.tls_profile, Host::TlsRole::kClient, tls_);
+    }
+    return {};
+  }
 
   nlohmann::json info() const override {
     auto j = ConnectorEntity::info();
     j["max_idle_connections"] = cfg.max_idle_connections;
+    j["tls_profile"] =
+        cfg.tls_profile.empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.tls_profile);
     j["http"] = httpJson(*http_);
     return j;
   }
@@ -95,9 +123,13 @@ class HttpConnector final : public ConnectorEntity, public WithHttpCounters {
  protected:
   std::shared_ptr<forwarding::EgressSink> makeSink(FlowTable& flows) override {
     return std::make_shared<ConnectorSink>(
-        flows, std::make_shared<const ConnectorSettings>(
-                   ConnectorSettings{.cfg = cfg, .flows = sharedCounters(), .http = http_}));
+        flows, std::make_shared<const ConnectorSettings>(ConnectorSettings{
+                   .cfg = cfg, .flows = sharedCounters(), .http = http_, .tls = tls_}));
   }
+
+ private:
+  Host& host_;
+  Host::TlsContext tls_;  // empty: plain HTTP
 };
 
 using ListenerOps =
@@ -157,6 +189,13 @@ void metrics(MetricWriter& out, const std::vector<const Entity*>& entities) {
       out.sample("vane_http_router_answers_total", *e, v(c.bad_gateway), {{"status", "502"}});
       out.sample("vane_http_router_answers_total", *e, v(c.unavailable), {{"status", "503"}});
       out.sample("vane_http_router_answers_total", *e, v(c.timeouts), {{"status", "504"}});
+    }
+  }
+  out.family("vane_http_tls_failures_total", "counter",
+             "TLS handshakes that failed: with clients (listeners) or servers (connectors).");
+  for (const Entity* e : entities) {
+    if (const auto* h = httpOf(e)) {
+      out.sample("vane_http_tls_failures_total", *e, v(h->http().tls_failures));
     }
   }
   out.family("vane_http_requests_active", "gauge", "Requests in progress.");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -42,21 +43,40 @@ constexpr std::uint32_t kUpstreamHeadLimit = 1u << 20;
 
 // Reads once from `socket` into the tail of `buf`; calls done(ec).
 template <typename Done>
-void readInto(tcp::socket& socket, std::string& buf, Done&& done) {
+void readInto(HttpStream& stream, std::string& buf, Done&& done) {
   const std::size_t old = buf.size();
   buf.resize(old + kReadSize);
-  socket.async_read_some(asio::buffer(buf.data() + old, kReadSize),
-                         [&buf, old, done = std::forward<Done>(done)](
-                             const boost::system::error_code& ec, std::size_t n) mutable {
-                           buf.resize(old + (ec ? 0 : n));
-                           done(ec, ec ? 0 : n);
-                         });
+  stream.asyncReadSome(asio::buffer(buf.data() + old, kReadSize),
+                       [&buf, old, done = std::forward<Done>(done)](
+                           const boost::system::error_code& ec, std::size_t n) mutable {
+                         buf.resize(old + (ec ? 0 : n));
+                         done(ec, ec ? 0 : n);
+                       });
 }
 
-void resetSocket(tcp::socket& s) {
-  boost::system::error_code ec;
-  if (s.is_open()) s.set_option(asio::socket_base::linger(true, 0), ec);
-  s.close(ec);
+// As readInto, without trying the read first: for a read that cannot
+// succeed yet (an answer just asked for), the failed attempt would be a
+// wasted system call.
+template <typename Done>
+void readIntoWhenReady(tcp::socket& socket, std::string& buf, Done&& done) {
+  socket.async_wait(tcp::socket::wait_read, [&socket, &buf, done = std::forward<Done>(done)](
+                                                const boost::system::error_code& ec) mutable {
+    if (ec) {
+      done(ec, 0);
+      return;
+    }
+    boost::system::error_code rec;
+    socket.non_blocking(true, rec);
+    const std::size_t old = buf.size();
+    buf.resize(old + kReadSize);
+    const std::size_t n = socket.read_some(asio::buffer(buf.data() + old, kReadSize), rec);
+    buf.resize(old + (rec ? 0 : n));
+    if (rec == asio::error::would_block || rec == asio::error::try_again) {
+      readIntoWhenReady(socket, buf, std::move(done));  // woken for nothing
+      return;
+    }
+    done(rec, rec ? 0 : n);
+  });
 }
 
 }  // namespace
@@ -88,13 +108,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   ClientConnection(FlowTable& flows, tcp::socket socket,
                    std::shared_ptr<const ListenerSettings> settings)
       : flows(flows),
-        socket(std::move(socket)),
+        stream(std::move(socket)),
         timer(flows.loop.context()),
         s(std::move(settings)) {
     s->http->connections_active.fetch_add(1, std::memory_order_relaxed);
     boost::system::error_code ec;
-    this->socket.set_option(tcp::no_delay(true), ec);
-    const auto peer = this->socket.remote_endpoint(ec);
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    const auto peer = stream.socket().remote_endpoint(ec);
     if (!ec) {
       peer_ip = peer.address().to_string();
       endpoint = peer_ip + ":" + std::to_string(peer.port());
@@ -103,6 +123,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   }
   ~ClientConnection() { s->http->connections_active.fetch_sub(1, std::memory_order_relaxed); }
 
+  // TLS first, if the listener has it; then the first request.
+  void start();
   void readHead();
   // The exchange has ended: write `answer` (if any) and then read the next
   // request (keep) or close.
@@ -110,11 +132,11 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   void resetNow() {
     closed_ = true;
     timer.cancel();
-    resetSocket(socket);
+    stream.reset();
   }
 
   FlowTable& flows;
-  tcp::socket socket;
+  HttpStream stream;
   asio::steady_timer timer;
   const std::shared_ptr<const ListenerSettings> s;
   std::string peer_ip;
@@ -129,6 +151,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   RequestReader reader_{65536};
   bool reading_ = false;
   bool closed_ = false;
+  bool tls_done_ = false;
 };
 
 // One request at the listener's router: sends it to a connector and writes
@@ -189,6 +212,35 @@ class RequestExchange final : public StreamFlow {
   std::string answer_;  // made here, written by the connection at the end
 };
 
+void ClientConnection::start() {
+  if (!s->tls) {
+    readHead();
+    return;
+  }
+  const auto ctx = s->tls();
+  stream.startTls(*ctx);
+  timer.expires_after(kHeadTimeout);
+  timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->closed_ || self->tls_done_) return;
+    self->resetNow();  // no TLS handshake in time
+  });
+  stream.tlsStream().async_handshake(
+      asio::ssl::stream_base::server,
+      [self = shared_from_this(), ctx](const boost::system::error_code& ec) {
+        self->tls_done_ = true;
+        if (self->closed_) return;
+        self->timer.cancel();
+        if (ec) {
+          self->s->http->tls_failures.fetch_add(1, std::memory_order_relaxed);
+          VANE_LOG_DEBUG("http listener {}: TLS handshake with {} failed: {}", self->s->cfg.name,
+                         self->endpoint, ec.message());
+          self->resetNow();
+          return;
+        }
+        self->readHead();
+      });
+}
+
 void ClientConnection::readHead() {
   if (closed_) return;
   for (;;) {
@@ -222,7 +274,7 @@ void ClientConnection::readHead() {
     }
     self->closeGracefully();
   });
-  readInto(socket, rbuf,
+  readInto(stream, rbuf,
            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
              self->reading_ = false;
              if (self->closed_) return;
@@ -231,7 +283,7 @@ void ClientConnection::readHead() {
                self->closed_ = true;
                self->timer.cancel();
                boost::system::error_code ignored;
-               self->socket.close(ignored);
+               self->stream.close();
                return;
              }
              self->s->flows->bytes_in.fetch_add(n, std::memory_order_relaxed);
@@ -270,17 +322,16 @@ void ClientConnection::exchangeDone(bool keep, std::string answer) {
     return;
   }
   auto bytes = std::make_shared<std::string>(std::move(answer));
-  asio::async_write(
-      socket, asio::buffer(*bytes),
-      [self = shared_from_this(), bytes, keep](const boost::system::error_code& ec, std::size_t n) {
-        if (self->closed_) return;
-        self->s->flows->bytes_out.fetch_add(n, std::memory_order_relaxed);
-        if (ec) {
-          self->resetNow();
-          return;
-        }
-        self->exchangeDone(keep, {});
-      });
+  stream.asyncWrite(asio::buffer(*bytes), [self = shared_from_this(), bytes, keep](
+                                              const boost::system::error_code& ec, std::size_t n) {
+    if (self->closed_) return;
+    self->s->flows->bytes_out.fetch_add(n, std::memory_order_relaxed);
+    if (ec) {
+      self->resetNow();
+      return;
+    }
+    self->exchangeDone(keep, {});
+  });
 }
 
 void ClientConnection::closeGracefully() {
@@ -288,8 +339,8 @@ void ClientConnection::closeGracefully() {
   closed_ = true;
   timer.cancel();
   boost::system::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  socket.close(ec);
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
 }
 
 void RequestExchange::start() {
@@ -333,7 +384,8 @@ void RequestExchange::start() {
                   *address);
   }
   const std::string head =
-      forwardRequestHead(req_, ForwardInfo{conn_->peer_ip, "http", "1.1 " + flows_.router_id});
+      forwardRequestHead(req_, ForwardInfo{conn_->peer_ip, conn_->stream.tls() ? "https" : "http",
+                                           "1.1 " + flows_.router_id});
   sendBytes(head);
   timer_.expires_after(std::chrono::milliseconds(cfg.response_timeout_ms));
   timer_.async_wait([this, self = self<RequestExchange>()](const boost::system::error_code& ec) {
@@ -401,7 +453,7 @@ void RequestExchange::pumpRequest() {
   if (outPaused()) return;
   reading_ = true;
   readInto(
-      conn_->socket, buf,
+      conn_->stream, buf,
       [this, self = self<RequestExchange>()](const boost::system::error_code& ec, std::size_t n) {
         reading_ = false;
         if (finished()) return;
@@ -549,25 +601,24 @@ void RequestExchange::writeMore() {
     }
   }
   writing_ = true;
-  asio::async_write(conn_->socket, bufs_,
-                    [this, self = self<RequestExchange>(), head](
-                        const boost::system::error_code& ec, std::size_t n) {
-                      writing_ = false;
-                      if (finished()) return;
-                      if (ec) {
-                        fail(true);
-                        return;
-                      }
-                      counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
-                      rec_.bytes_out += n;
-                      if (head) {
-                        const std::size_t k = std::min(n, head_out_.size());
-                        head_out_.erase(0, k);
-                        n -= k;
-                      }
-                      consumedIn(n);
-                      writeMore();
-                    });
+  conn_->stream.asyncWrite(bufs_, [this, self = self<RequestExchange>(), head](
+                                      const boost::system::error_code& ec, std::size_t n) {
+    writing_ = false;
+    if (finished()) return;
+    if (ec) {
+      fail(true);
+      return;
+    }
+    counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
+    rec_.bytes_out += n;
+    if (head) {
+      const std::size_t k = std::min(n, head_out_.size());
+      head_out_.erase(0, k);
+      n -= k;
+    }
+    consumedIn(n);
+    writeMore();
+  });
 }
 
 void RequestExchange::closeEndpoint(bool reset) {
@@ -586,7 +637,7 @@ void RequestExchange::closeEndpoint(bool reset) {
 void startClientConnection(FlowTable& flows, tcp::socket socket,
                            std::shared_ptr<const ListenerSettings> settings) {
   auto conn = std::make_shared<ClientConnection>(flows, std::move(socket), std::move(settings));
-  conn->readHead();
+  conn->start();
 }
 
 // ---------------------------------------------------------------------------
@@ -600,7 +651,7 @@ class OriginExchange final : public StreamFlow {
       : StreamFlow(flows, false, settings->flows, settings->cfg.name, settings->cfg.address),
         sink_(std::move(sink)),
         s_(std::move(settings)),
-        socket_(flows.loop.context()),
+        stream_(tcp::socket(flows.loop.context())),
         timer_(flows.loop.context()),
         req_(kUpstreamHeadLimit),
         res_(kUpstreamHeadLimit) {
@@ -628,6 +679,7 @@ class OriginExchange final : public StreamFlow {
   void closeEndpoint(bool reset) override;
 
   void connect();
+  void startTls();
   void connected();
   void writeOrigin();
   void readOrigin();
@@ -641,7 +693,7 @@ class OriginExchange final : public StreamFlow {
 
   std::shared_ptr<ConnectorSink> sink_;
   const std::shared_ptr<const ConnectorSettings> s_;
-  tcp::socket socket_;
+  HttpStream stream_;
   asio::steady_timer timer_;
   RequestReader req_;
   ResponseReader res_;
@@ -688,7 +740,7 @@ void OriginExchange::onInData() {
     rec_.host = hostOf(req_);
     rec_.path = std::string(pathOf({req_.get().target().data(), req_.get().target().size()}));
     if (head_request_) res_.skipBody();
-    if (sink_->takeIdle(socket_)) {
+    if (sink_->takeIdle(stream_)) {
       reused_ = true;
       s_->http->connections_reused.fetch_add(1, std::memory_order_relaxed);
       connected();
@@ -709,8 +761,7 @@ void OriginExchange::connect() {
     if (ec || have_socket_ || finished()) return;
     timed_out_ = true;
     resolver->cancel();
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    stream_.close();
   });
   resolver->async_resolve(
       s_->cfg.host, std::to_string(s_->cfg.port), tcp::resolver::numeric_service,
@@ -722,11 +773,12 @@ void OriginExchange::connect() {
           return;
         }
         asio::async_connect(
-            socket_, results,
+            stream_.socket(), results,
             [this, self](const boost::system::error_code& ec, const tcp::endpoint&) {
               if (finished()) return;
-              timer_.cancel();
+              if (!s_->tls) timer_.cancel();  // else it bounds the handshake too
               if (ec) {
+                timer_.cancel();
                 counters_->connect_failures.fetch_add(1, std::memory_order_relaxed);
                 const std::string why = timed_out_ ? std::string("timed out") : ec.message();
                 if (!counters_->failing.exchange(true)) {
@@ -742,10 +794,45 @@ void OriginExchange::connect() {
               }
               s_->http->connections_opened.fetch_add(1, std::memory_order_relaxed);
               boost::system::error_code ignored;
-              socket_.set_option(tcp::no_delay(true), ignored);
-              connected();
+              stream_.socket().set_option(tcp::no_delay(true), ignored);
+              if (s_->tls) {
+                startTls();
+              } else {
+                connected();
+              }
             });
       });
+}
+
+// TLS to the server: its certificate verified with the profile's ca and
+// for the connector's host (SNI sent for a name).
+void OriginExchange::startTls() {
+  stream_.startTls(*s_->tls());
+  auto& tls = stream_.tlsStream();
+  const std::string& host = s_->cfg.host;
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (ec) SSL_set_tlsext_host_name(tls.native_handle(), host.c_str());
+  tls.set_verify_callback(asio::ssl::host_name_verification(host));
+  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_set_alpn_protos(tls.native_handle(), kAlpn, sizeof kAlpn);
+  tls.async_handshake(asio::ssl::stream_base::client,
+                      [this, self = self<OriginExchange>()](const boost::system::error_code& ec) {
+                        timer_.cancel();
+                        if (finished()) return;
+                        if (ec) {
+                          s_->http->tls_failures.fetch_add(1, std::memory_order_relaxed);
+                          const std::string why =
+                              timed_out_ ? std::string("timed out") : ec.message();
+                          VANE_LOG_DEBUG("http connector {}: TLS with {}:{} failed: {}", name_,
+                                         s_->cfg.host, s_->cfg.port, why);
+                          have_socket_ = false;
+                          retried_ = true;  // not a stale kept connection
+                          originEnded("TLS handshake with the server failed: " + why);
+                          return;
+                        }
+                        connected();
+                      });
 }
 
 void OriginExchange::connected() {
@@ -774,60 +861,70 @@ void OriginExchange::writeOrigin() {
     bufs_.emplace_back(inq_[i].data, inq_[i].size);
   }
   writing_ = true;
-  asio::async_write(socket_, bufs_,
-                    [this, self = self<OriginExchange>(), head](const boost::system::error_code& ec,
-                                                                std::size_t n) {
-                      writing_ = false;
-                      if (finished()) return;
-                      keepForRetry(n);
-                      if (ec) {
-                        // The read side sees the same end and decides.
-                        if (retry_after_write_) {
-                          retry_after_write_ = false;
-                          retry();
-                        }
-                        return;
-                      }
-                      counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
-                      rec_.bytes_out += n;
-                      if (head) {
-                        const std::size_t k = std::min(n, head_buf_.size());
-                        head_buf_.erase(0, k);
-                        n -= k;
-                      }
-                      consumedIn(n);
-                      writeOrigin();
-                    });
+  stream_.asyncWrite(bufs_, [this, self = self<OriginExchange>(), head](
+                                const boost::system::error_code& ec, std::size_t n) {
+    writing_ = false;
+    if (finished()) return;
+    keepForRetry(n);
+    if (ec) {
+      // The read side sees the same end and decides.
+      if (retry_after_write_) {
+        retry_after_write_ = false;
+        retry();
+      }
+      return;
+    }
+    counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
+    rec_.bytes_out += n;
+    if (head) {
+      const std::size_t k = std::min(n, head_buf_.size());
+      head_buf_.erase(0, k);
+      n -= k;
+    }
+    consumedIn(n);
+    writeOrigin();
+  });
 }
 
 void OriginExchange::readOrigin() {
   if (reading_ || finished() || !have_socket_ || resp_done_) return;
   if (outPaused()) return;  // onOutResume continues
   reading_ = true;
-  readInto(
-      socket_, rbuf_,
-      [this, self = self<OriginExchange>()](const boost::system::error_code& ec, std::size_t n) {
-        reading_ = false;
-        if (finished()) return;
-        if (ec) {
-          if (resp_head_done_ && res_.needEof() && ec == asio::error::eof) {
-            if (res_.eof() == ResponseReader::Status::kDone) {
-              responseDone();
-              return;
-            }
-          }
-          originEnded(ec == asio::error::eof ? std::string("the server closed the connection")
-                                             : "the server connection failed: " + ec.message());
+  auto done = [this, self = self<OriginExchange>()](const boost::system::error_code& ec,
+                                                    std::size_t n) {
+    reading_ = false;
+    if (finished()) return;
+    if (ec) {
+      if (resp_head_done_ && res_.needEof() && ec == asio::error::eof) {
+        if (res_.eof() == ResponseReader::Status::kDone) {
+          responseDone();
           return;
         }
-        counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
-        rec_.bytes_in += n;
-        onOrigin();
-      });
+      }
+      originEnded(ec == asio::error::eof ? std::string("the server closed the connection")
+                                         : "the server connection failed: " + ec.message());
+      return;
+    }
+    counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+    rec_.bytes_in += n;
+    onOrigin();
+  };
+  if (rbuf_.empty() && !resp_any_ && !stream_.tls()) {
+    readIntoWhenReady(stream_.socket(), rbuf_, std::move(done));  // the server is thinking
+  } else {
+    readInto(stream_, rbuf_, std::move(done));
+  }
 }
 
 // Parses what the server sent: heads are rewritten, body bytes passed on.
 void OriginExchange::onOrigin() {
+  // What goes back from this read, sent as one chunk (a head and the body
+  // that came with it reach the client in one write).
+  std::string out;
+  const auto flush = [this, &out] {
+    if (!out.empty()) sendBytes(out);
+    out.clear();
+  };
   while (!rbuf_.empty() && !resp_done_) {
     if (!resp_head_done_) {
       std::size_t used = 0;
@@ -845,7 +942,7 @@ void OriginExchange::onOrigin() {
         return;
       }
       const unsigned status = res_.get().result_int();
-      sendBytes(forwardResponseHead(res_, "1.1 " + flows_.router_id));
+      out += forwardResponseHead(res_, "1.1 " + flows_.router_id);
       resp_any_ = true;
       rbuf_.erase(0, used);
       if (status >= 100 && status < 200 && status != 101) {
@@ -857,6 +954,7 @@ void OriginExchange::onOrigin() {
       s_->http->countStatus(status);
       resp_head_done_ = true;
       if (st == ResponseReader::Status::kDone) {
+        flush();
         responseDone();
         return;
       }
@@ -871,10 +969,11 @@ void OriginExchange::onOrigin() {
       return;
     }
     if (used > 0) {
-      sendBytes(std::string_view(rbuf_).substr(0, used));
+      out.append(rbuf_, 0, used);
       rbuf_.erase(0, used);
     }
     if (st == ResponseReader::Status::kDone) {
+      flush();
       responseDone();
       return;
     }
@@ -884,6 +983,7 @@ void OriginExchange::onOrigin() {
     fail(true);
     return;
   }
+  flush();
   readOrigin();
 }
 
@@ -906,7 +1006,7 @@ void OriginExchange::keepForRetry(std::size_t n) {
 
 void OriginExchange::retry() {
   have_socket_ = false;
-  socket_ = tcp::socket(flows_.loop.context());
+  stream_.renew();
   head_buf_ = std::move(retry_copy_) + head_buf_;
   retry_copy_.clear();
   rbuf_.clear();
@@ -920,8 +1020,7 @@ void OriginExchange::originEnded(const std::string& why) {
     // A kept-alive connection the server had closed: once more on a new one.
     VANE_LOG_DEBUG("http connector {}: a kept connection was closed ({}): retrying", name_, why);
     retried_ = true;
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    stream_.close();
     if (writing_) {
       retry_after_write_ = true;  // the write's handler retries
       return;
@@ -971,17 +1070,32 @@ void OriginExchange::responseDone() {
 
 void OriginExchange::closeEndpoint(bool reset) {
   timer_.cancel();
-  if (!reset && reusable_ && have_socket_ && !writing_ && !reading_ && socket_.is_open()) {
-    sink_->putIdle(std::move(socket_));
+  if (!reset && reusable_ && have_socket_ && !writing_ && !reading_ && stream_.isOpen()) {
+    sink_->putIdle(std::move(stream_));
     return;
   }
   if (reset) {
-    resetSocket(socket_);
+    stream_.reset();
   } else {
-    boost::system::error_code ec;
-    socket_.close(ec);
+    stream_.close();
   }
 }
+
+namespace {
+
+// An idle connection to the server is still open, and the server has sent
+// nothing on it: a close, or bytes it should not have sent, makes it
+// unusable. Over TLS bytes may be a record that is not data (a session
+// ticket); if they were the server's close_notify, the request sent on it
+// fails before any answer and is sent again on a new connection.
+bool stillUsable(HttpStream& stream) {
+  char c;
+  const ssize_t n = ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+  return n > 0 && stream.tls();
+}
+
+}  // namespace
 
 void ConnectorSink::enqueue(std::shared_ptr<Transfer> t) {
   auto ex = std::make_shared<OriginExchange>(flows_, shared_from_this(), settings_);
@@ -997,25 +1111,21 @@ void ConnectorSink::abort(const std::shared_ptr<Transfer>& t) {
   forwarding::abortVia(t);
 }
 
-bool ConnectorSink::takeIdle(tcp::socket& out) {
+bool ConnectorSink::takeIdle(HttpStream& out) {
   const auto now = Clock::now();
   while (!idle_.empty()) {
     Idle idle = std::move(idle_.back());
     idle_.pop_back();
     if (now - idle.since > kMaxIdleAge) continue;
-    // Still open, and the server has sent nothing (a close, or bytes it
-    // should not have sent, makes the connection unusable).
-    char c;
-    const ssize_t n = ::recv(idle.socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      out = std::move(idle.socket);
+    if (stillUsable(idle.stream)) {
+      out = std::move(idle.stream);
       return true;
     }
   }
   return false;
 }
 
-void ConnectorSink::putIdle(tcp::socket s) {
+void ConnectorSink::putIdle(HttpStream s) {
   VANE_ASSERT_THREAD(flows_.loop);
   if (released_ || settings_->cfg.max_idle_connections == 0) return;
   if (!kept_) {
@@ -1039,10 +1149,7 @@ void ConnectorSink::sweepLater() {
     self->sweep_.reset();
     const auto now = Clock::now();
     std::erase_if(self->idle_, [now](Idle& idle) {
-      char c;
-      const ssize_t n = ::recv(idle.socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-      const bool open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-      return !open || now - idle.since > kMaxIdleAge;
+      return !stillUsable(idle.stream) || now - idle.since > kMaxIdleAge;
     });
     if (!self->idle_.empty()) self->sweepLater();
   });

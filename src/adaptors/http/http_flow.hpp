@@ -36,7 +36,9 @@
 #include <string_view>
 #include <vector>
 
+#include "adaptors/adaptor.hpp"
 #include "adaptors/flow.hpp"
+#include "adaptors/http/http_stream.hpp"
 #include "config/config.hpp"
 
 namespace vane::adaptors::http {
@@ -57,6 +59,7 @@ struct HttpCounters {
   std::atomic<std::uint64_t> unavailable{0};      // 503: no connector reachable
   std::atomic<std::uint64_t> bad_gateway{0};      // 502 by the router
   std::atomic<std::uint64_t> timeouts{0};         // 504
+  std::atomic<std::uint64_t> tls_failures{0};     // TLS handshakes that failed
   std::atomic<std::int64_t> connections_active{0};
   std::atomic<std::int64_t> requests_active{0};
   // Listener: request durations.
@@ -80,6 +83,7 @@ struct ListenerSettings {
   config::HttpListenerConfig cfg;
   std::shared_ptr<FlowCounters> flows;
   std::shared_ptr<HttpCounters> http;
+  Host::TlsContext tls;  // empty: plain HTTP
 };
 
 // Starts serving a connection accepted by an http listener.
@@ -90,6 +94,7 @@ struct ConnectorSettings {
   config::HttpConnectorConfig cfg;
   std::shared_ptr<FlowCounters> flows;
   std::shared_ptr<HttpCounters> http;
+  Host::TlsContext tls;  // empty: plain HTTP
 };
 
 // The consumer of an http connector on one loop: each delivery is a
@@ -110,15 +115,15 @@ class ConnectorSink : public forwarding::EgressSink,
   void abort(const std::shared_ptr<forwarding::Transfer>& t) override;
 
   // An idle connection to the server that is still open, if any.
-  bool takeIdle(boost::asio::ip::tcp::socket& out);
-  void putIdle(boost::asio::ip::tcp::socket s);
+  bool takeIdle(HttpStream& out);
+  void putIdle(HttpStream s);
   void release() override;
 
  private:
   void sweepLater();
 
   struct Idle {
-    boost::asio::ip::tcp::socket socket;
+    HttpStream stream;
     std::chrono::steady_clock::time_point since;
   };
   FlowTable& flows_;

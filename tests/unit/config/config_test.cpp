@@ -1068,6 +1068,19 @@ TEST(ConfigSecurity, Errors) {
       "listeners[0].insecure", "contradict");
   expectError(p + "listeners:\n  - {name: a, port: 1, tls_profile: nope}\n", 5, 1,
               "listeners[0].tls_profile", "no tls profile named 'nope'");
+  // HTTP: a listener's profile must exist; a connector's must have a ca.
+  EXPECT_EQ(parseOk(p + "http_listeners:\n  - {name: w, port: 1, address: a, tls_profile: noca}\n")
+                .http_listeners[0]
+                .tls_profile,
+            "noca");
+  expectError(p + "http_listeners:\n  - {name: w, port: 1, address: a, tls_profile: nope}\n", 5, 1,
+              "http_listeners[0].tls_profile", "no tls profile named 'nope'");
+  expectError(p + "http_connectors:\n  - {name: w, port: 1, address: a, tls_profile: noca}\n", 5, 1,
+              "http_connectors[0].tls_profile", "has no 'ca'");
+  EXPECT_EQ(parseOk(p + "http_connectors:\n  - {name: w, port: 1, address: a, tls_profile: t}\n")
+                .http_connectors[0]
+                .tls_profile,
+            "t");
   expectError(p + "listeners:\n  - {name: a, port: 1, verify_router_id: true}\n", 5, 42,
               "listeners[0].verify_router_id", "needs a router listener");
   EXPECT_TRUE(parseOk(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: t,"

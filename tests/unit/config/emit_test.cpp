@@ -70,6 +70,7 @@ HttpListenerConfig fullHttpListener() {
   h.routes.push_back({.path_prefix = "/x", .host = "x.example", .address = "x"});
   h.max_header_bytes = 8192;
   h.response_timeout_ms = 1500;
+  h.tls_profile = "edge";
   return h;
 }
 
@@ -80,6 +81,7 @@ HttpConnectorConfig fullHttpConnector() {
   h.port = 8080;
   h.address = "web";
   h.max_idle_connections = 4;
+  h.tls_profile = "origin";
   return h;
 }
 
@@ -128,7 +130,8 @@ const char* sectionOf(const TcpListenerConfig&) {
 template <typename T>
 T throughFile(const T& entry) {
   std::string text = std::string(sectionOf(entry)) + ":\n  - " + toYaml(entry) + "\n";
-  if constexpr (std::is_same_v<T, ConnectorConfig>) {
+  if constexpr (std::is_same_v<T, ConnectorConfig> || std::is_same_v<T, HttpListenerConfig> ||
+                std::is_same_v<T, HttpConnectorConfig>) {
     if (!entry.tls_profile.empty()) {
       TlsProfileConfig p = fullProfile();
       p.name = entry.tls_profile;
@@ -242,7 +245,7 @@ TEST(ConfigEmit, HttpDefaults) {
   expectRoundTrip(c);
   EXPECT_EQ(
       toJson(c),
-      R"({"name":"c","host":"127.0.0.1","port":8080,"address":"a","max_idle_connections":32})");
+      R"({"name":"c","host":"127.0.0.1","port":8080,"address":"a","max_idle_connections":256})");
 }
 
 template <typename T>
