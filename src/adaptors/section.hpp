@@ -4,12 +4,14 @@
 // `E::cfg`. An entry's key is its JSON (config::toJson(C)).
 //
 //   using Ops = SectionOps<config::TcpListenerConfig, &config::Config::tcp_listeners, TcpListener>;
-//   EntityKind{..., .entries = Ops::entries, .make = Ops::make, .store = Ops::store}
+//   const EntityKind kListenerKind = Ops::kind(&adaptor(), "tcp listener", "tcp_listeners",
+//                                              "tcp-listeners", Role::kListener);
 #pragma once
 
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,22 @@ namespace vane::adaptors {
 
 template <typename C, std::vector<C> config::Config::*Section, typename E>
 struct SectionOps {
+  enum class Role { kListener, kConnector };
+  // The kind: `what` in messages, its configuration `section`, its API
+  // `path`; a listener's flows take connections on this router.
+  static EntityKind kind(const Adaptor* adaptor, std::string_view what, std::string_view section,
+                         std::string_view path, Role role) {
+    const bool listener = role == Role::kListener;
+    return EntityKind{.adaptor = adaptor,
+                      .what = what,
+                      .section = section,
+                      .path = path,
+                      .role = listener ? "listener" : "connector",
+                      .accepts = listener,
+                      .entries = entries,
+                      .make = make,
+                      .store = store};
+  }
   static std::vector<std::pair<std::string, std::string>> entries(const config::Config& cfg) {
     std::vector<std::pair<std::string, std::string>> out;
     for (const C& c : cfg.*Section) out.emplace_back(c.name, config::toJson(c));

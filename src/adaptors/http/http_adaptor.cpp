@@ -137,25 +137,11 @@ using ListenerOps =
 using ConnectorOps =
     SectionOps<config::HttpConnectorConfig, &config::Config::http_connectors, HttpConnector>;
 
-const EntityKind kListenerKind{.adaptor = &adaptor(),
-                               .what = "http listener",
-                               .section = "http_listeners",
-                               .path = "http-listeners",
-                               .role = "listener",
-                               .accepts = true,
-                               .entries = ListenerOps::entries,
-                               .make = ListenerOps::make,
-                               .store = ListenerOps::store};
-
-const EntityKind kConnectorKind{.adaptor = &adaptor(),
-                                .what = "http connector",
-                                .section = "http_connectors",
-                                .path = "http-connectors",
-                                .role = "connector",
-                                .accepts = false,
-                                .entries = ConnectorOps::entries,
-                                .make = ConnectorOps::make,
-                                .store = ConnectorOps::store};
+const EntityKind kListenerKind = ListenerOps::kind(&adaptor(), "http listener", "http_listeners",
+                                                   "http-listeners", ListenerOps::Role::kListener);
+const EntityKind kConnectorKind =
+    ConnectorOps::kind(&adaptor(), "http connector", "http_connectors", "http-connectors",
+                       ConnectorOps::Role::kConnector);
 
 const WithHttpCounters* httpOf(const Entity* e) {
   return dynamic_cast<const WithHttpCounters*>(e);

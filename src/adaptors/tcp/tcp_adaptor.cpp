@@ -46,25 +46,11 @@ using ListenerOps =
 using ConnectorOps =
     SectionOps<config::TcpConnectorConfig, &config::Config::tcp_connectors, TcpConnector>;
 
-const EntityKind kListenerKind{.adaptor = &adaptor(),
-                               .what = "tcp listener",
-                               .section = "tcp_listeners",
-                               .path = "tcp-listeners",
-                               .role = "listener",
-                               .accepts = true,
-                               .entries = ListenerOps::entries,
-                               .make = ListenerOps::make,
-                               .store = ListenerOps::store};
-
-const EntityKind kConnectorKind{.adaptor = &adaptor(),
-                                .what = "tcp connector",
-                                .section = "tcp_connectors",
-                                .path = "tcp-connectors",
-                                .role = "connector",
-                                .accepts = false,
-                                .entries = ConnectorOps::entries,
-                                .make = ConnectorOps::make,
-                                .store = ConnectorOps::store};
+const EntityKind kListenerKind = ListenerOps::kind(&adaptor(), "tcp listener", "tcp_listeners",
+                                                   "tcp-listeners", ListenerOps::Role::kListener);
+const EntityKind kConnectorKind =
+    ConnectorOps::kind(&adaptor(), "tcp connector", "tcp_connectors", "tcp-connectors",
+                       ConnectorOps::Role::kConnector);
 
 }  // namespace
 
