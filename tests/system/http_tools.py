@@ -106,10 +106,17 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/bytes":
             n, seed = int(q.get("n", "0")), int(q.get("seed", "0"))
             chunked = q.get("chunked") == "1"
+            to_close = chunked and self.request_version == "HTTP/1.0"  # 1.0 has no chunked
+            if to_close:
+                chunked = False
+                self.close_connection = True
             self.send_response(200)
             self.send_header("X-Origin", self.server.name)
+            self.send_header("X-Request-Version", self.request_version)
             if chunked:
                 self.send_header("Transfer-Encoding", "chunked")
+            elif to_close:
+                self.send_header("Connection", "close")
             else:
                 self.send_header("Content-Length", str(n))
             self.end_headers()

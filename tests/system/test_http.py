@@ -292,6 +292,28 @@ def test_expect_100_continue(router_factory, servers):
     assert out.stdout.decode().split() == [hashlib.sha256(src).hexdigest(), str(len(src))]
 
 
+def test_http10_client(router_factory, servers):
+    """An HTTP/1.0 client's request goes on as 1.0: the answer is never
+    chunked (1.0 cannot read that), and a kept-alive 1.0 client is kept."""
+    origin = servers(Origin("o1"))
+    net = http_line(router_factory, 2, origin.port)
+    port = net.http_port("A", "in")
+    wait_served(port)
+    with RawClient(port) as c:
+        c.send(b"GET /bytes?n=5000&seed=1&chunked=1 HTTP/1.0\r\n\r\n")
+        status, h, body = c.response()
+        assert status == 200 and "transfer-encoding" not in h, h
+        assert h.get("x-request-version") == "HTTP/1.0", h
+        assert body == payload(5000, 1)
+        assert c.closed()
+    with RawClient(port) as c:
+        for i in range(3):
+            c.send(b"GET /bytes?n=100&seed=%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+            status, h, body = c.response()
+            assert (status, body) == (200, payload(100, i)), h
+            assert h.get("connection", "").lower() == "keep-alive", h
+
+
 def test_pipelined_requests_answered_in_order(router_factory, servers):
     origins = {x: servers(Origin(f"origin-{x}")) for x in "BC"}
     net = Network(router_factory)

@@ -150,8 +150,13 @@ std::string forwardRequestHead(const RequestReader& r, const ForwardInfo& info) 
   out.append(h.method_string().data(), h.method_string().size());
   out += ' ';
   out.append(h.target().data(), h.target().size());
-  out += " HTTP/1.1\r\n";
+  // An HTTP/1.0 client's request goes on as 1.0, so that the server
+  // answers in a framing the client reads (never chunked); kept alive, to
+  // keep the server connection for the next request.
+  const bool http10 = h.version() < 11;
+  out += http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
   appendFields(out, r, {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Via"});
+  if (http10) out += "Connection: keep-alive\r\n";
   std::string xff = joined(h, "X-Forwarded-For");
   if (!xff.empty()) xff += ", ";
   xff.append(info.client_ip);

@@ -162,7 +162,8 @@ struct ForwardInfo {
   std::string_view via;        // "1.1 <router id>", appended to Via
 };
 
-// The request head sent on: HTTP/1.1, hop-by-hop fields removed (Connection
+// The request head sent on: HTTP/1.1 (1.0 for a 1.0 request, with
+// Connection: keep-alive), hop-by-hop fields removed (Connection
 // and the fields it names, Keep-Alive, Proxy-Connection, TE, Upgrade), the
 // framing given once (Content-Length: N or Transfer-Encoding: chunked),
 // Host kept, X-Forwarded-For appended to, X-Forwarded-Proto and

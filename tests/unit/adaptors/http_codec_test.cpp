@@ -126,6 +126,13 @@ TEST(HttpCodec, ForwardedRequestHead) {
   EXPECT_EQ(hostOf(r), "web.example");
 }
 
+TEST(HttpCodec, Http10StaysHttp10) {
+  const RequestReader r = head("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(forwardRequestHead(r, {"c", "http", "1.1 v"}),
+            "GET /x HTTP/1.0\r\nConnection: keep-alive\r\nX-Forwarded-For: c\r\n"
+            "X-Forwarded-Proto: http\r\nVia: 1.1 v\r\n\r\n");
+}
+
 TEST(HttpCodec, ForwardedFraming) {
   const RequestReader chunked =
       head("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
