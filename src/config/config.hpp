@@ -204,7 +204,7 @@ struct HttpListenerConfig {
   std::vector<HttpRouteConfig> routes;  // first match wins
   // A request's line and header fields together: larger gets 400.
   std::uint32_t max_header_bytes = 65536;
-  // From a request's end to the start of its answer: longer gets 504.
+  // From a request's head to the start of its answer: longer gets 504.
   std::uint32_t response_timeout_ms = 60000;
   std::string tls_profile;  // "": plain HTTP; else HTTPS with the profile's certificate
   int line = 0;
