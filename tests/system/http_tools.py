@@ -260,6 +260,47 @@ class StubbornServer(socketserver.ThreadingTCPServer):
                 pass
 
 
+class OneShotServer(socketserver.ThreadingTCPServer):
+    """Answers the first request of every connection (200, keep-alive,
+    body "one-shot N" for the Nth connection) and closes the connection
+    when the second request arrives, without answering it: a kept-alive
+    connection that the server gave up on just as it was reused."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host="127.0.0.1", port=0):
+        self.conns = 0
+        self.answered = 0
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(h):
+                self.conns += 1
+                n = self.conns
+                s = h.request
+                s.settimeout(10)
+                buf = b""
+                try:
+                    while b"\r\n\r\n" not in buf:
+                        piece = s.recv(65536)
+                        if not piece:
+                            return
+                        buf += piece
+                    body = b"one-shot %d\n" % n
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    self.answered += 1
+                    s.recv(65536)   # the next request: dropped, and the connection closed
+                except OSError:
+                    pass
+        super().__init__((host, port), H)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
 def read_response(sock, buf=b"", timeout=10.0, head_only=False):
     """Reads one HTTP/1.1 response from `sock` (Content-Length, chunked or
     to the end), `buf` being what was read before: (status, headers dict with

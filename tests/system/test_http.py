@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from http_tools import Origin, RawClient, StubbornServer, payload
+from http_tools import OneShotServer, Origin, RawClient, StubbornServer, payload
 from tcp_tools import free_port
 from test_tls import issue, make_ca
 from vane_harness import eventually, run_vaned
@@ -453,6 +453,23 @@ def test_origin_failure_is_502(router_factory, servers, mode):
     status, _, _ = get(port, "/x")
     assert status == 502 and time.monotonic() - t0 < 3
     assert metric(metrics(net["A"]), "vane_http_responses_total", **{"class": "5xx"}) >= 2
+
+
+def test_request_on_a_dropped_kept_connection_is_sent_again(router_factory, servers):
+    """The server closes a kept-alive connection as the next request arrives
+    on it: the connector sends the request again on a new connection, and
+    the client never notices."""
+    server = servers(OneShotServer())
+    net = http_line(router_factory, 2, server.port, listener={"response_timeout_ms": 5000})
+    port = net.http_port("A", "in")
+    eventually(20, lambda: get(port, "/")[0] == 200, interval=0.2, what="a first answer")
+    for i in range(5):
+        t0 = time.monotonic()
+        status, _, body = get(port, f"/{i}", method="GET" if i % 2 else "POST",
+                              body=None if i % 2 else b"x" * 1000)
+        assert status == 200 and body.startswith(b"one-shot "), (i, status, body)
+        assert time.monotonic() - t0 < 3, i
+    assert server.conns >= 5, server.conns   # each request after the first found its connection dropped
 
 
 def test_slow_origin_is_504(router_factory, servers):

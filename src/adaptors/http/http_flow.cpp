@@ -842,8 +842,11 @@ void OriginExchange::connected() {
 }
 
 void OriginExchange::writeOrigin() {
-  if (writing_ || finished() || !have_socket_ || request_done_ || inDone()) return;
-  if (head_buf_.empty() && inq_.empty()) {
+  if (writing_ || finished() || !have_socket_) return;
+  if (request_done_ || inDone()) {
+    // Settled already: only a retry's copy of the request is left to send.
+    if (head_buf_.empty()) return;
+  } else if (head_buf_.empty() && inq_.empty()) {
     if (!inLast()) return;
     if (!inAtBoundary()) {
       malformed();
@@ -865,15 +868,16 @@ void OriginExchange::writeOrigin() {
                                 const boost::system::error_code& ec, std::size_t n) {
     writing_ = false;
     if (finished()) return;
-    keepForRetry(n);
     if (ec) {
-      // The read side sees the same end and decides.
+      // The read side sees the same end and decides. What this write took
+      // is still in head_buf_ and inq_ (a retry sends it after the copy).
       if (retry_after_write_) {
         retry_after_write_ = false;
         retry();
       }
       return;
     }
+    keepForRetry(n);
     counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
     rec_.bytes_out += n;
     if (head) {
@@ -1045,7 +1049,9 @@ void OriginExchange::answer(unsigned status, const std::string& text) {
   endOut();
   resp_done_ = true;
   reusable_ = false;
-  // The request is not sent on: its stream is done with.
+  // The request is not sent on: its stream is done with (a write of it in
+  // flight goes first: its buffers are the chunks that settling frees).
+  if (writing_) stream_.close();
   reportIn(Outcome::accepted());
   maybeFinish();
 }
@@ -1059,7 +1065,10 @@ void OriginExchange::responseDone() {
       return;
     }
     // Answered before the request ended: the connection cannot be reused.
+    // A write of the request's bytes still in flight goes first (its
+    // buffers are the stream's chunks, which settling it frees).
     reusable_ = false;
+    if (writing_) stream_.close();
     reportIn(Outcome::released());
     maybeFinish();
     return;
