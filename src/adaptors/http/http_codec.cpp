@@ -19,7 +19,6 @@ bool isHopByHop(field f) {
     case field::keep_alive:
     case field::proxy_connection:
     case field::te:
-    case field::transfer_encoding:
     case field::content_length:  // written once, normalised
     case field::upgrade:
       return true;
@@ -55,22 +54,26 @@ void appendFields(std::string& out, const MessageReader<isRequest>& r,
                   std::initializer_list<std::string_view> replaced) {
   const auto& h = r.get();
   const auto tokens = connectionTokens(h);
+  bool coded = false;  // a Transfer-Encoding went on
   for (const auto& f : h) {
     if (isHopByHop(f.name())) continue;
     if (std::any_of(replaced.begin(), replaced.end(), [&f](std::string_view n) {
           return beast::iequals(beast::string_view(n.data(), n.size()), f.name_string());
         }))
       continue;
-    if (!tokens.empty() && listed(tokens, f.name_string())) continue;
+    // The body's bytes go on as they came, so its Transfer-Encoding does
+    // too (all its codings, not only chunked); neither it nor Host can be
+    // dropped by naming it in Connection.
+    const bool kept = f.name() == field::transfer_encoding || f.name() == field::host;
+    if (!kept && !tokens.empty() && listed(tokens, f.name_string())) continue;
+    coded = coded || f.name() == field::transfer_encoding;
     out.append(f.name_string().data(), f.name_string().size());
     out += ": ";
     out.append(f.value().data(), f.value().size());
     out += "\r\n";
   }
-  if (r.chunked()) {
-    out += "Transfer-Encoding: chunked\r\n";
-  } else if (const auto len = r.contentLength()) {
-    out += fmt::format("Content-Length: {}\r\n", *len);
+  if (!coded) {
+    if (const auto len = r.contentLength()) out += fmt::format("Content-Length: {}\r\n", *len);
   }
 }
 
@@ -94,6 +97,9 @@ std::optional<Refusal> checkRequest(const RequestReader& r) {
     return Refusal{400, "Transfer-Encoding must end in 'chunked'"};
   }
   if (te > 1) return Refusal{400, "Transfer-Encoding is given more than once"};
+  // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+  // framing (a 1.0 server may not read it so: a smuggled request).
+  if (te > 0 && h.version() < 11) return Refusal{400, "Transfer-Encoding in an HTTP/1.0 request"};
   const std::size_t hosts = h.count(field::host);
   if (hosts > 1) return Refusal{400, "Host is given more than once"};
   if (hosts == 0 && h.version() >= 11) return Refusal{400, "an HTTP/1.1 request needs Host"};

@@ -89,6 +89,13 @@ class MessageReader {
       return Status::kNeedMore;
     }
     if (taken_ > header_limit_) return fail(bhttp::error::header_limit);
+    // Both framings (RFC 9112 6.3: a message to refuse, as it may be read
+    // either way by the next hop): Beast lets some through.
+    const auto& fields = parser_->get().base();
+    if (fields.count(bhttp::field::transfer_encoding) > 0 &&
+        fields.count(bhttp::field::content_length) > 0) {
+      return fail(bhttp::error::bad_transfer_encoding);
+    }
     if constexpr (!isRequest) {
       // Beast takes any three digits; HTTP has 100..599 (RFC 9110 15).
       const unsigned status = parser_->get().result_int();
@@ -147,8 +154,9 @@ using ResponseReader = MessageReader<false>;
 
 // Why a request may not be forwarded, or nothing. 400: a Transfer-Encoding
 // other than a final "chunked" (RFC 9112 6.1: the length could not be
-// determined), more than one Host, none in HTTP/1.1, a target or Host that
-// is not ASCII. 501: CONNECT or a method Beast does not know.
+// determined), given twice, or in an HTTP/1.0 request; more than one Host,
+// none in HTTP/1.1, a target or Host that is not ASCII. 501: CONNECT or a method Beast does not
+// know.
 struct Refusal {
   unsigned status;
   std::string text;
@@ -164,8 +172,9 @@ struct ForwardInfo {
 
 // The request head sent on: HTTP/1.1 (1.0 for a 1.0 request, with
 // Connection: keep-alive), hop-by-hop fields removed (Connection
-// and the fields it names, Keep-Alive, Proxy-Connection, TE, Upgrade), the
-// framing given once (Content-Length: N or Transfer-Encoding: chunked),
+// and the fields it names, except Host and Transfer-Encoding; Keep-Alive,
+// Proxy-Connection, TE, Upgrade), the framing given once (Transfer-Encoding
+// as it came, else Content-Length: N),
 // Host kept, X-Forwarded-For appended to, X-Forwarded-Proto and
 // X-Forwarded-Host set (whatever the client sent in them), Via appended to.
 std::string forwardRequestHead(const RequestReader& r, const ForwardInfo& info);

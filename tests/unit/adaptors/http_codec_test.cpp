@@ -139,8 +139,20 @@ TEST(HttpCodec, ForwardedFraming) {
   // A request with gzip then chunked is refused by checkRequest? No: only the
   // final coding must be chunked; the codings stay as they are for the server.
   EXPECT_FALSE(checkRequest(chunked).has_value());
-  EXPECT_NE(forwardRequestHead(chunked, {"c", "http", "v"}).find("Transfer-Encoding: chunked\r\n"),
-            std::string::npos);
+  // Its codings go on as they came: the body is passed on as it is.
+  EXPECT_NE(
+      forwardRequestHead(chunked, {"c", "http", "v"}).find("Transfer-Encoding: gzip, chunked\r\n"),
+      std::string::npos);
+  // Naming the framing or Host in Connection does not remove them.
+  const RequestReader named = head(
+      "POST / HTTP/1.1\r\nHost: h\r\nConnection: transfer-encoding, host, x\r\nX: 1\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n");
+  EXPECT_EQ(forwardRequestHead(named, {"c", "http", "v"}),
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: c\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nVia: v\r\n\r\n");
+  const auto v10 = checkRequest(head("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  ASSERT_TRUE(v10.has_value());
+  EXPECT_EQ(v10->status, 400u);
   const RequestReader len = head("PUT / HTTP/1.1\r\nHost: h\r\ncontent-length: 12\r\n\r\n");
   const std::string out = forwardRequestHead(len, {"c", "http", "v"});
   EXPECT_NE(out.find("Content-Length: 12\r\n"), std::string::npos);
