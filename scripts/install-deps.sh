@@ -15,6 +15,7 @@ PACKAGES=(
   iproute2 procps socat openssl
   iperf3 haproxy  # bench/run_tcp.sh's reference paths
   curl wrk nginx-light  # tests/system/test_http.py; bench/run_http.sh and its references
+  python3-websockets    # tests/system/test_http.py: WebSocket through the routers
   nodejs          # tests/system/js: rhea clients (and npm, below)
 )
 # Debian's npm, unless npm is there already: NodeSource's nodejs package

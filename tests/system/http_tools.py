@@ -14,7 +14,10 @@ Origin paths (every answer carries `X-Origin: <name>`):
   GET  /slow?ms=M        -> "slow\n" after M milliseconds
   GET  /trailers         -> a chunked body followed by trailer fields
   anything else          -> 404
-HEAD is answered like GET without the body.
+HEAD is answered like GET without the body (an Upgrade is ignored).
+
+Also: ConnectProxy (a forward proxy for CONNECT), WebSocketEcho (the
+`websockets` library), and servers that misbehave on purpose.
 """
 
 import hashlib
@@ -219,7 +222,7 @@ class StubbornServer(socketserver.ThreadingTCPServer):
     """A TCP server that accepts and then does one thing to every connection:
     "reset" (RST after reading the request), "close" (FIN without a reply),
     "silent" (reads and never answers), "garbage" (answers with bytes that
-    are not HTTP)."""
+    are not HTTP), "switch" (answers 101 Switching Protocols, asked or not)."""
     daemon_threads = True
     allow_reuse_address = True
 
@@ -242,6 +245,10 @@ class StubbornServer(socketserver.ThreadingTCPServer):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 elif self.mode == "garbage":
                     s.sendall(b"\x00\x01 not http at all\r\n\r\n")
+                elif self.mode == "switch":
+                    s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                              b"Connection: upgrade\r\n\r\nbytes of another protocol")
+                    time.sleep(1)
                 elif self.mode == "silent":
                     self._held.append(s)
                     time.sleep(120)
@@ -299,6 +306,119 @@ class OneShotServer(socketserver.ThreadingTCPServer):
     def close(self):
         self.shutdown()
         self.server_close()
+
+
+def _splice(src, dst):
+    """Copies src to dst until src ends, then half-closes dst."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+class ConnectProxy(socketserver.ThreadingTCPServer):
+    """A forward proxy for CONNECT: `CONNECT 127.0.0.1:P` is answered 200 and
+    the connection spliced to that port (half-closes passed on); any other
+    target gets 403 with a body, and the connection stays HTTP (a second
+    request on it is answered too). `targets` lists what was asked for;
+    `seen` the request heads."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host="127.0.0.1", port=0):
+        self.targets = []
+        self.seen = []
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(h):
+                s = h.request
+                s.settimeout(30)
+                buf = b""
+                try:
+                    while True:
+                        while b"\r\n\r\n" not in buf:
+                            piece = s.recv(65536)
+                            if not piece:
+                                return
+                            buf += piece
+                        head, _, buf = buf.partition(b"\r\n\r\n")
+                        self.seen.append(head.decode("latin-1"))
+                        method, target, _ = head.split(b"\r\n")[0].split(b" ", 2)
+                        self.targets.append(target.decode())
+                        host, _, port = target.rpartition(b":")
+                        if method == b"CONNECT" and host == b"127.0.0.1":
+                            up = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+                            s.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                            if buf:
+                                up.sendall(buf)
+                            t = threading.Thread(target=_splice, args=(up, s), daemon=True)
+                            t.start()
+                            _splice(s, up)
+                            t.join(30)
+                            up.close()
+                            return
+                        body = b"not allowed: " + target + b"\n"
+                        s.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s"
+                                  % (len(body), body))
+                except OSError:
+                    pass
+        super().__init__((host, port), H)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+class WebSocketEcho:
+    """A WebSocket server (the `websockets` library) on 127.0.0.1 that
+    echoes every message, in its own thread and event loop. `headers` keeps
+    the handshake request headers of each connection; `tls`: (certificate,
+    key) files."""
+
+    def __init__(self, tls=None):
+        import asyncio
+        import ssl
+
+        import websockets
+        self.headers = []
+        self._loop = asyncio.new_event_loop()
+        ctx = None
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+
+        async def echo(ws, path=None):
+            self.headers.append(dict(ws.request_headers))
+            async for message in ws:
+                await ws.send(message)
+
+        async def start():
+            return await websockets.serve(echo, "127.0.0.1", 0, ssl=ctx, max_size=None)
+        self._server = self._loop.run_until_complete(start())
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        import asyncio
+
+        async def stop():
+            self._server.close()
+            await self._server.wait_closed()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
 
 
 def read_response(sock, buf=b"", timeout=10.0, head_only=False):

@@ -16,8 +16,9 @@ import urllib.request
 
 import pytest
 
-from http_tools import OneShotServer, Origin, RawClient, StubbornServer, payload
-from tcp_tools import free_port
+from http_tools import (ConnectProxy, OneShotServer, Origin, RawClient, StubbornServer,
+                        WebSocketEcho, payload)
+from tcp_tools import EchoServer, free_port
 from test_tls import issue, make_ca
 from vane_harness import eventually, run_vaned
 from vane_network import Network
@@ -561,7 +562,7 @@ def test_heads_in_small_pieces(router_factory, servers):
         assert body.decode().split() == [hashlib.sha256(b"abcdefg").hexdigest(), "7"]
 
 
-@pytest.mark.parametrize("line", [b"CONNECT t:443 HTTP/1.1", b"BREW /pot HTTP/1.1"])
+@pytest.mark.parametrize("line", [b"BREW /pot HTTP/1.1", b"FROB /x HTTP/1.1"])
 def test_unsupported_methods_get_501(router_factory, servers, line):
     origin = servers(Origin("o1"))
     net = http_line(router_factory, 1, origin.port)
@@ -593,9 +594,13 @@ def test_flow_records_and_metrics(router_factory, servers):
     wait_served(port)
     for _ in range(3):
         assert get(port, "/status?code=404&secret=1")[0] == 404
-    text = metrics(net["A"])
-    assert metric(text, "vane_http_responses_total", **{"class": "4xx"}) >= 3, text
-    assert metric(text, "vane_http_request_duration_seconds_count") >= 4, text
+    # (a request is counted when its answer has been written, which may be
+    # just after the client has read it)
+    def counted():
+        text = metrics(net["A"])
+        return (metric(text, "vane_http_responses_total", **{"class": "4xx"}) >= 3
+                and metric(text, "vane_http_request_duration_seconds_count") >= 4)
+    eventually(5, counted, interval=0.05, what="the requests in the metrics")
     reply = net["A"].api("GET", "/api/v1/flows")
     assert reply.status == 200
     recs = [f for f in json.loads(reply.body) if f["adaptor"] == "http"]
@@ -694,3 +699,158 @@ def test_https_profile_must_exist(vaned_bin, tmp_path):
     cfg.write_text("http_listeners:\n  - {name: w, port: 0, address: web, tls_profile: nope}\n")
     rc, out, err = run_vaned(vaned_bin, ["--config", str(cfg)], tmp_path)
     assert rc != 0 and "http_listeners[0].tls_profile" in err and "nope" in err, (rc, out, err)
+
+
+# --------------------------------------------------------------------------
+# Upgrade (WebSocket) and CONNECT: a byte stream to one server
+
+
+def ws_session(url, ssl_ctx=None, sessions=1):
+    """`sessions` concurrent WebSocket sessions to `url`, each echoing a
+    text, a 1 MiB binary message and 200 small ones in order; their close
+    codes."""
+    import asyncio
+
+    import websockets
+
+    async def one(i):
+        async with websockets.connect(url, ssl=ssl_ctx, max_size=None, open_timeout=10,
+                                      close_timeout=10) as c:
+            await c.send(f"hello {i}")
+            assert await c.recv() == f"hello {i}"
+            big = payload(MiB, i)
+            await c.send(big)
+            assert await c.recv() == big
+            for k in range(200):
+                await c.send(f"m{i}.{k}")
+            for k in range(200):
+                assert await c.recv() == f"m{i}.{k}"
+        return c.close_code
+
+    async def run():
+        return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(sessions))), 60)
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_websocket_through_two_routers(router_factory, servers, tmp_path, tls):
+    import ssl
+
+    import websockets
+    ws = servers(WebSocketEcho())
+    net = Network(router_factory, management={"port": 0})
+    net.interior("A").interior("B").link("A", "B")
+    ctx = None
+    listener = {}
+    if tls:
+        ca = make_ca(tmp_path, "edge-ca")
+        cert, key = issue(ca, tmp_path / "edge", "edge")
+        net.section("A", "tls_profiles", [{"name": "edge", "certificate": str(cert),
+                                           "key": str(key)}])
+        listener["tls_profile"] = "edge"
+        ctx = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+        ctx.check_hostname = False
+    net.http_listener("A", "in", "chat", **listener)
+    net.http_connector("B", "out", "chat", ws.port)
+    net.start().wait_converged()
+    port = net.http_port("A", "in")
+    url = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/chat"
+
+    def opens():
+        try:
+            return ws_session(url, ctx) == [1000]
+        except (OSError, websockets.exceptions.InvalidStatusCode):
+            return False   # 503 until the connector's address has spread
+    eventually(20, opens, interval=0.2, what="a WebSocket session through A and B")
+    assert ws_session(url, ctx, sessions=10) == [1000] * 10
+    seen = {k.lower(): v for k, v in ws.headers[-1].items()}
+    assert seen["x-forwarded-for"] == "127.0.0.1", seen
+    assert seen["x-forwarded-proto"] == ("https" if tls else "http"), seen
+    assert seen["via"].startswith("1.1 "), seen
+    for r in ("A", "B"):
+        assert metric(metrics(net[r]), "vane_http_tunnels_total") >= 11, r
+    recs = [f for f in net["A"].api("GET", "/api/v1/flows").json() if f["adaptor"] == "http"]
+    assert any(f["status"] == 101 and f["path"] == "/chat" for f in recs), recs
+
+
+def test_upgrade_not_granted_stays_http(router_factory, servers):
+    """An origin that ignores Upgrade answers as usual: the client's
+    connection goes on with its next request, and the origin's is reused."""
+    origin = servers(Origin("o1"))
+    net = http_line(router_factory, 2, origin.port)
+    port = net.http_port("A", "in")
+    wait_served(port)
+    conns = origin.conns
+    with RawClient(port) as c:
+        for _ in range(3):
+            c.send(b"GET /headers HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                   b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            status, h, body = c.response()
+            assert status == 200 and h.get("connection") != "close", h
+            seen = {k.lower(): v for k, v in json.loads(body)}
+            assert seen["upgrade"] == "websocket" and seen["connection"] == "upgrade", seen
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.response()[0] == 200
+    assert origin.conns - conns <= 1, origin.conns - conns
+
+
+def test_unasked_switch_is_502(router_factory, servers):
+    bad = servers(StubbornServer("switch"))
+    net = http_line(router_factory, 1, bad.port)
+    port = net.http_port("A", "in")
+    eventually(20, lambda: get(port, "/x")[0] == 502, interval=0.2,
+               what="a 502 for a 101 nobody asked for")
+    status, _, body = get(port, "/x")
+    assert status == 502 and b"101" in body, body
+
+
+def test_connect_through_two_routers(router_factory, servers):
+    """CONNECT goes to the connector's server (here a forward proxy); its 200
+    turns the connection into a byte stream, half-closes included; a
+    refused CONNECT leaves the connection HTTP."""
+    target = servers(Origin("o1"))
+    echo = servers(EchoServer())
+    proxy = servers(ConnectProxy())
+    net = http_line(router_factory, 2, proxy.port)
+    port = net.http_port("A", "in")
+
+    def tunnelled():
+        out = subprocess.run(["curl", "-sS", "--max-time", "10", "-p", "-x",
+                              f"http://127.0.0.1:{port}", f"http://127.0.0.1:{target.port}/hello"],
+                             capture_output=True, timeout=20)
+        return out.returncode == 0 and out.stdout == b"hello from o1\n"
+    eventually(20, tunnelled, interval=0.2, what="curl through a CONNECT tunnel")
+    assert f"127.0.0.1:{target.port}" in proxy.targets
+    assert any("x-forwarded-for: 127.0.0.1" in h.lower() for h in proxy.seen), proxy.seen
+
+    # raw: bytes both ways, then the client's half-close reaches the echo
+    # server, whose close comes back
+    data = payload(4 * MiB, 5)
+    with RawClient(port, timeout=30) as c:
+        c.send(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\nHost: 127.0.0.1:{echo.port}\r\n\r\n"
+               .encode())
+        status, _, _ = c.response(head_only=True)
+        assert status == 200
+        got = bytearray(c.buf)
+        sender = threading.Thread(target=lambda: (c.sock.sendall(data),
+                                                  c.sock.shutdown(socket.SHUT_WR)))
+        sender.start()
+        while True:
+            piece = c.sock.recv(65536)
+            if not piece:
+                break
+            got += piece
+        sender.join(30)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), len(got)
+
+    # refused by the proxy: an ordinary answer, and the connection goes on
+    with RawClient(port) as c:
+        c.send(b"CONNECT blocked.invalid:443 HTTP/1.1\r\nHost: blocked.invalid:443\r\n\r\n")
+        status, h, body = c.response()
+        assert (status, body) == (403, b"not allowed: blocked.invalid:443\n"), (status, body)
+        c.send(b"CONNECT blocked.invalid:80 HTTP/1.1\r\nHost: blocked.invalid:80\r\n\r\n")
+        assert c.response()[0] == 403
+    # a CONNECT the router cannot forward
+    with RawClient(port) as c:
+        c.send(b"CONNECT /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.response()[0] == 400

@@ -38,6 +38,7 @@ nlohmann::json httpJson(const HttpCounters& c) {
           {"bad_gateway", v(c.bad_gateway)},
           {"timeouts", v(c.timeouts)},
           {"tls_failures", v(c.tls_failures)},
+          {"tunnels", v(c.tunnels)},
           {"requests_active", v(c.requests_active)},
           {"connections_active", v(c.connections_active)},
           {"connections_opened", v(c.connections_opened)},
@@ -164,7 +165,7 @@ void metrics(MetricWriter& out, const std::vector<const Entity*>& entities) {
   }
   out.family("vane_http_router_answers_total", "counter",
              "Answers the router made itself: 400 bad request, 408 head not in time, 501 "
-             "method not supported, 502 bad gateway, 503 no connector reachable, 504 no "
+             "method not known, 502 bad gateway, 503 no connector reachable, 504 no "
              "answer in time.");
   for (const Entity* e : entities) {
     if (const auto* h = httpOf(e)) {
@@ -182,6 +183,14 @@ void metrics(MetricWriter& out, const std::vector<const Entity*>& entities) {
   for (const Entity* e : entities) {
     if (const auto* h = httpOf(e)) {
       out.sample("vane_http_tls_failures_total", *e, v(h->http().tls_failures));
+    }
+  }
+  out.family("vane_http_tunnels_total", "counter",
+             "Requests that switched to a byte stream: Upgrade answered 101 (WebSocket), "
+             "CONNECT answered 2xx.");
+  for (const Entity* e : entities) {
+    if (const auto* h = httpOf(e)) {
+      out.sample("vane_http_tunnels_total", *e, v(h->http().tunnels));
     }
   }
   out.family("vane_http_requests_active", "gauge", "Requests in progress.");

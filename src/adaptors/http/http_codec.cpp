@@ -49,14 +49,16 @@ bool listed(const std::vector<std::string>& tokens, beast::string_view name) {
 }
 
 // Appends the fields of `h` that go on, and the framing.
+// `upgrade`: Upgrade goes on (the message asks for, or grants, a switch).
 template <bool isRequest>
 void appendFields(std::string& out, const MessageReader<isRequest>& r,
-                  std::initializer_list<std::string_view> replaced) {
+                  std::initializer_list<std::string_view> replaced, bool upgrade = false) {
   const auto& h = r.get();
   const auto tokens = connectionTokens(h);
   bool coded = false;  // a Transfer-Encoding went on
   for (const auto& f : h) {
-    if (isHopByHop(f.name())) continue;
+    const bool up = upgrade && f.name() == field::upgrade;
+    if (isHopByHop(f.name()) && !up) continue;
     if (std::any_of(replaced.begin(), replaced.end(), [&f](std::string_view n) {
           return beast::iequals(beast::string_view(n.data(), n.size()), f.name_string());
         }))
@@ -64,7 +66,7 @@ void appendFields(std::string& out, const MessageReader<isRequest>& r,
     // The body's bytes go on as they came, so its Transfer-Encoding does
     // too (all its codings, not only chunked); neither it nor Host can be
     // dropped by naming it in Connection.
-    const bool kept = f.name() == field::transfer_encoding || f.name() == field::host;
+    const bool kept = f.name() == field::transfer_encoding || f.name() == field::host || up;
     if (!kept && !tokens.empty() && listed(tokens, f.name_string())) continue;
     coded = coded || f.name() == field::transfer_encoding;
     out.append(f.name_string().data(), f.name_string().size());
@@ -75,6 +77,7 @@ void appendFields(std::string& out, const MessageReader<isRequest>& r,
   if (!coded) {
     if (const auto len = r.contentLength()) out += fmt::format("Content-Length: {}\r\n", *len);
   }
+  if (upgrade) out += "Connection: upgrade\r\n";
 }
 
 // The values of every `f` in `h`, joined by ", " (an empty string if none).
@@ -115,10 +118,39 @@ std::optional<Refusal> checkRequest(const RequestReader& r) {
   if (const auto host = h.find(field::host); host != h.end() && !visible(host->value())) {
     return Refusal{400, "Host is not ASCII"};
   }
-  if (h.method() == bhttp::verb::connect || h.method() == bhttp::verb::unknown) {
-    return Refusal{501, "method not supported"};
+  if (h.method() == bhttp::verb::unknown) return Refusal{501, "method not supported"};
+  if (h.method() == bhttp::verb::connect) {
+    // RFC 9110 9.3.6: the target is host:port; a body has no meaning.
+    const std::string_view t(h.target().data(), h.target().size());
+    const auto colon = t.rfind(':');
+    const bool port = colon != std::string_view::npos && colon + 1 < t.size() &&
+                      t.size() - colon - 1 <= 5 &&
+                      std::all_of(t.begin() + static_cast<std::ptrdiff_t>(colon) + 1, t.end(),
+                                  [](char c) { return c >= '0' && c <= '9'; });
+    if (colon == 0 || !port || t.find_first_of("/?#@") != std::string_view::npos) {
+      return Refusal{400, "a CONNECT target is host:port"};
+    }
+    if (te > 0 || r.contentLength().value_or(0) > 0) {
+      return Refusal{400, "a CONNECT request has no body"};
+    }
   }
   return std::nullopt;
+}
+
+Tunnel tunnelOf(const RequestReader& r) {
+  const auto& h = r.get();
+  if (h.method() == bhttp::verb::connect) return Tunnel::kConnect;
+  if (h.version() < 11) return Tunnel::kNone;  // RFC 9110 7.8: ignored in 1.0
+  const auto up = h.find(field::upgrade);
+  if (up == h.end() || !listed(connectionTokens(h), "upgrade")) return Tunnel::kNone;
+  // h2c: HTTP/2 would carry every later request of the connection to the
+  // one server; the request goes on as HTTP/1.1 instead.
+  for (auto token : bhttp::token_list(up->value())) {
+    const std::string_view name(token.data(), token.size());
+    const auto slash = std::min(name.find('/'), name.size());
+    if (!beast::iequals(beast::string_view(name.data(), slash), "h2c")) return Tunnel::kUpgrade;
+  }
+  return Tunnel::kNone;
 }
 
 std::string hostOf(const RequestReader& r) {
@@ -161,7 +193,8 @@ std::string forwardRequestHead(const RequestReader& r, const ForwardInfo& info) 
   // keep the server connection for the next request.
   const bool http10 = h.version() < 11;
   out += http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
-  appendFields(out, r, {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Via"});
+  appendFields(out, r, {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Via"},
+               tunnelOf(r) == Tunnel::kUpgrade);
   if (http10) out += "Connection: keep-alive\r\n";
   std::string xff = joined(h, "X-Forwarded-For");
   if (!xff.empty()) xff += ", ";
@@ -190,7 +223,7 @@ std::string forwardResponseHead(const ResponseReader& r, std::string_view via_se
   out += fmt::format("HTTP/1.1 {} ", status);
   out.append(h.reason().data(), h.reason().size());
   out += "\r\n";
-  appendFields(out, r, {"Via"});
+  appendFields(out, r, {"Via"}, status == 101);
   std::string via = joined(h, "Via");
   if (!via.empty()) via += ", ";
   via.append(via_self);

@@ -155,13 +155,26 @@ using ResponseReader = MessageReader<false>;
 // Why a request may not be forwarded, or nothing. 400: a Transfer-Encoding
 // other than a final "chunked" (RFC 9112 6.1: the length could not be
 // determined), given twice, or in an HTTP/1.0 request; more than one Host,
-// none in HTTP/1.1, a target or Host that is not ASCII. 501: CONNECT or a method Beast does not
+// none in HTTP/1.1, a target or Host that is not ASCII; a CONNECT whose
+// target is not host:port or that has a body. 501: a method Beast does not
 // know.
 struct Refusal {
   unsigned status;
   std::string text;
 };
 std::optional<Refusal> checkRequest(const RequestReader& r);
+
+// A request that may turn its connection into a byte stream: an HTTP/1.1
+// Upgrade (Upgrade named in Connection; not h2c, which would take every
+// later request of the connection off per-request routing) once the server
+// answers 101, or a CONNECT once it answers 2xx.
+enum class Tunnel { kNone, kUpgrade, kConnect };
+Tunnel tunnelOf(const RequestReader& r);
+// Whether `status` switches a request of kind `t` to a byte stream.
+inline bool switches(Tunnel t, unsigned status) {
+  return (t == Tunnel::kUpgrade && status == 101) ||
+         (t == Tunnel::kConnect && status >= 200 && status < 300);
+}
 
 // What a proxy adds about the client and itself.
 struct ForwardInfo {
@@ -173,14 +186,16 @@ struct ForwardInfo {
 // The request head sent on: HTTP/1.1 (1.0 for a 1.0 request, with
 // Connection: keep-alive), hop-by-hop fields removed (Connection
 // and the fields it names, except Host and Transfer-Encoding; Keep-Alive,
-// Proxy-Connection, TE, Upgrade), the framing given once (Transfer-Encoding
+// Proxy-Connection, TE, Upgrade; an Upgrade request keeps Upgrade, with
+// Connection: upgrade), the framing given once (Transfer-Encoding
 // as it came, else Content-Length: N),
 // Host kept, X-Forwarded-For appended to, X-Forwarded-Proto and
 // X-Forwarded-Host set (whatever the client sent in them), Via appended to.
 std::string forwardRequestHead(const RequestReader& r, const ForwardInfo& info);
 
-// The response head sent back: hop-by-hop fields removed, the framing given
-// once, Via appended to. A body that runs to the end of the connection is
+// The response head sent back: hop-by-hop fields removed (a 101 keeps
+// Upgrade, with Connection: upgrade), the framing given once, Via appended
+// to. A body that runs to the end of the connection is
 // left so (no length: the client's connection closes after it).
 std::string forwardResponseHead(const ResponseReader& r, std::string_view via);
 

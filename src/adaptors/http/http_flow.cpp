@@ -179,6 +179,10 @@ class RequestExchange final : public StreamFlow {
   HttpCounters& http() const { return *conn_->s->http; }
 
   void pumpRequest();
+  // All of the request has been read: its stream ends, unless it may
+  // switch to a byte stream (that waits for the answer's head).
+  void requestEnded();
+  void pumpTunnel();
   void onOutResume() override { pumpRequest(); }
   void onOutFailed(const Outcome& o) override;
   void onInAborted() override;
@@ -199,6 +203,8 @@ class RequestExchange final : public StreamFlow {
   bool http10_ = false;
   bool request_read_ = false;  // all of the request has been read and sent
   bool reading_ = false;
+  Tunnel tunnel_kind_ = Tunnel::kNone;  // what the request may switch to
+  bool tunnel_ = false;                 // switched: bytes both ways, unparsed
   // The answer: its head is collected in resp_buf_ and parsed, then written
   // (head_out_), then the body slices of the stream.
   std::string resp_buf_;
@@ -354,6 +360,7 @@ void RequestExchange::start() {
   head_request_ = h.method() == bhttp::verb::head;
   http10_ = h.version() < 11;
   client_keep_ = req_.keepAlive();
+  tunnel_kind_ = tunnelOf(req_);
   if (head_request_) res_.skipBody();
   // The first route that matches, else the listener's address.
   const std::string* address = &cfg.address;
@@ -399,16 +406,26 @@ void RequestExchange::start() {
            false);
   });
   if (req_.done()) {
-    request_read_ = true;
-    endOut();
+    requestEnded();
     return;
   }
   pumpRequest();
 }
 
+void RequestExchange::requestEnded() {
+  request_read_ = true;
+  if (tunnel_kind_ != Tunnel::kNone && !resp_head_done_) return;  // onInData decides
+  if (!outFinished()) endOut();
+  maybeFinish();
+}
+
 // Streams the request body: bytes the connection has read first, then the
 // socket, until the parser says the request ended.
 void RequestExchange::pumpRequest() {
+  if (tunnel_) {
+    pumpTunnel();
+    return;
+  }
   if (finished() || request_read_ || reading_ || outFinished()) return;
   std::string& buf = conn_->rbuf;
   while (!buf.empty()) {
@@ -432,9 +449,7 @@ void RequestExchange::pumpRequest() {
       buf.erase(0, used);
     }
     if (st == RequestReader::Status::kDone) {
-      request_read_ = true;
-      endOut();
-      maybeFinish();
+      requestEnded();
       return;
     }
     if (used == 0) break;  // an incomplete chunk header: read more after it
@@ -467,7 +482,42 @@ void RequestExchange::pumpRequest() {
       });
 }
 
+// A switched connection: the client's bytes go on as they come (what it
+// sent after its request first), until it half-closes.
+void RequestExchange::pumpTunnel() {
+  if (finished() || reading_ || outFinished()) return;
+  std::string& buf = conn_->rbuf;
+  if (!buf.empty()) {
+    sendBytes(buf);
+    rec_.bytes_in += buf.size();
+    buf.clear();
+  }
+  if (outPaused()) return;  // onOutResume continues
+  reading_ = true;
+  readInto(
+      conn_->stream, buf,
+      [this, self = self<RequestExchange>()](const boost::system::error_code& ec, std::size_t n) {
+        reading_ = false;
+        if (finished()) return;
+        if (ec == asio::error::eof) {
+          endOut();  // the client half-closed: so does the stream
+          maybeFinish();
+          return;
+        }
+        if (ec) {
+          fail(true);
+          return;
+        }
+        counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
+        pumpTunnel();
+      });
+}
+
 void RequestExchange::onOutFailed(const Outcome& o) {
+  if (tunnel_) {
+    fail(true);  // the server end of the byte stream failed
+    return;
+  }
   if (resp_started_) {
     // The connector stopped taking the request after the server answered
     // (an early answer): finish the answer, then close.
@@ -544,13 +594,25 @@ void RequestExchange::onInData() {
       resp_started_ = true;
       continue;
     }
+    if (status == 101 && tunnel_kind_ != Tunnel::kUpgrade) {
+      reportIn(Outcome::rejected("vane:bad-response", "101 to a request that asked for none"));
+      http().bad_gateway.fetch_add(1, std::memory_order_relaxed);
+      answer(502, "address '" + rec_.address + "': bad answer: 101 without an Upgrade", false);
+      return;
+    }
     resp_started_ = true;
     resp_head_done_ = true;
     timer_.cancel();
     rec_.status = status;
     http().countStatus(status);
-    close_after_ = close_after_ || !client_keep_ || res_.needEof() || status == 101;
-    if (close_after_) {
+    tunnel_ = switches(tunnel_kind_, status);
+    close_after_ = close_after_ || !client_keep_ || res_.needEof() || tunnel_;
+    if (tunnel_) {
+      // From here on, bytes both ways as they come; the connection is
+      // never an HTTP one again.
+      http().tunnels.fetch_add(1, std::memory_order_relaxed);
+      head_out_.append(head);
+    } else if (close_after_) {
       head_out_ += withConnection(head, "close");
     } else if (http10_) {
       head_out_ += withConnection(head, "keep-alive");
@@ -565,6 +627,13 @@ void RequestExchange::onInData() {
     }
     resp_buf_.clear();
     resp_buf_.shrink_to_fit();
+    if (tunnel_) {
+      // (Were the request's body not all read, the rest of it is now part
+      // of the byte stream.)
+      pumpTunnel();
+    } else if (tunnel_kind_ != Tunnel::kNone && request_read_) {
+      requestEnded();  // no switch: the request was all there was
+    }
   }
   writeMore();
 }
@@ -575,6 +644,14 @@ void RequestExchange::writeMore() {
     if (resp_head_done_ && inLast() && !inDone()) {
       if (!inAtBoundary()) {
         malformed();
+        return;
+      }
+      if (tunnel_) {
+        // The server's end of the byte stream closed: the client's too.
+        boost::system::error_code ignored;
+        conn_->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        reportIn(Outcome::accepted());
+        maybeFinish();
         return;
       }
       resp_complete_ = true;
@@ -716,6 +793,8 @@ class OriginExchange final : public StreamFlow {
   bool resp_head_done_ = false;
   bool resp_done_ = false;
   bool reusable_ = false;
+  Tunnel tunnel_kind_ = Tunnel::kNone;  // what the request may switch to
+  bool tunnel_ = false;                 // switched: bytes both ways, unparsed
 };
 
 void OriginExchange::onInData() {
@@ -736,6 +815,7 @@ void OriginExchange::onInData() {
     }
     req_head_done_ = true;
     head_request_ = req_.get().method() == bhttp::verb::head;
+    tunnel_kind_ = tunnelOf(req_);
     rec_.method = std::string(req_.get().method_string());
     rec_.host = hostOf(req_);
     rec_.path = std::string(pathOf({req_.get().target().data(), req_.get().target().size()}));
@@ -853,6 +933,11 @@ void OriginExchange::writeOrigin() {
       return;
     }
     request_done_ = true;
+    if (tunnel_) {
+      // The client half-closed its end of the byte stream.
+      boost::system::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
     reportIn(Outcome::accepted());
     if (resp_done_) responseDone();
     return;
@@ -898,6 +983,16 @@ void OriginExchange::readOrigin() {
                                                     std::size_t n) {
     reading_ = false;
     if (finished()) return;
+    if (ec && tunnel_) {
+      if (ec != asio::error::eof) {
+        fail(true);
+        return;
+      }
+      resp_done_ = true;  // the server's end of the byte stream closed
+      endOut();
+      maybeFinish();
+      return;
+    }
     if (ec) {
       if (resp_head_done_ && res_.needEof() && ec == asio::error::eof) {
         if (res_.eof() == ResponseReader::Status::kDone) {
@@ -929,6 +1024,12 @@ void OriginExchange::onOrigin() {
     if (!out.empty()) sendBytes(out);
     out.clear();
   };
+  if (tunnel_) {
+    sendBytes(rbuf_);
+    rbuf_.clear();
+    readOrigin();
+    return;
+  }
   while (!rbuf_.empty() && !resp_done_) {
     if (!resp_head_done_) {
       std::size_t used = 0;
@@ -946,9 +1047,35 @@ void OriginExchange::onOrigin() {
         return;
       }
       const unsigned status = res_.get().result_int();
+      if (status == 101 && tunnel_kind_ != Tunnel::kUpgrade) {
+        VANE_LOG_DEBUG("http connector {}: {}:{} switched protocols unasked", name_, s_->cfg.host,
+                       s_->cfg.port);
+        if (!resp_any_) {
+          s_->http->bad_gateway.fetch_add(1, std::memory_order_relaxed);
+          answer(502, "bad answer from the server: 101 to a request without Upgrade");
+        } else {
+          fail(true);
+        }
+        return;
+      }
       out += forwardResponseHead(res_, "1.1 " + flows_.router_id);
       resp_any_ = true;
       rbuf_.erase(0, used);
+      if (switches(tunnel_kind_, status)) {
+        // A byte stream from here on, both ways: what followed the head is
+        // its first bytes.
+        tunnel_ = true;
+        resp_head_done_ = true;
+        rec_.status = status;
+        s_->http->countStatus(status);
+        s_->http->tunnels.fetch_add(1, std::memory_order_relaxed);
+        out += rbuf_;
+        rbuf_.clear();
+        flush();
+        writeOrigin();  // bytes the client sent after its request may wait
+        readOrigin();
+        return;
+      }
       if (status >= 100 && status < 200 && status != 101) {
         res_.reset(kUpstreamHeadLimit);
         if (head_request_) res_.skipBody();
@@ -1059,6 +1186,9 @@ void OriginExchange::answer(unsigned status, const std::string& text) {
 void OriginExchange::responseDone() {
   resp_done_ = true;
   if (!outFinished()) endOut();
+  if (!request_done_ && tunnel_kind_ != Tunnel::kNone && !inLast()) {
+    return;  // no switch: the listener ends the request now (writeOrigin settles it)
+  }
   if (!request_done_) {
     if (inLast() && inq_.empty() && head_buf_.empty() && !writing_) {
       writeOrigin();  // settles the request

@@ -16,6 +16,9 @@
 //
 //   client ⇄ ClientConnection ─ RequestExchange(L) ══ network ══ OriginExchange(C) ⇄ pool ⇄ server
 //
+// An Upgrade answered 101, or a CONNECT answered 2xx, turns that request's
+// flow into a byte stream both ways to the one server, as a TCP flow.
+//
 // Errors are answers: no connector reachable 503, the server refused or
 // closed before answering 502, no answer head within response_timeout_ms
 // 504, a malformed or ambiguous request 400 (the connection then closes).
@@ -60,6 +63,7 @@ struct HttpCounters {
   std::atomic<std::uint64_t> bad_gateway{0};      // 502 by the router
   std::atomic<std::uint64_t> timeouts{0};         // 504
   std::atomic<std::uint64_t> tls_failures{0};     // TLS handshakes that failed
+  std::atomic<std::uint64_t> tunnels{0};          // Upgrades (101) and CONNECTs switched to bytes
   std::atomic<std::int64_t> connections_active{0};
   std::atomic<std::int64_t> requests_active{0};
   // Listener: request durations.

@@ -94,7 +94,14 @@ Outcome run(const char* data, std::size_t size, std::size_t step) {
     const auto target = r.get().target();
     const auto path = http::pathOf(std::string_view(target.data(), target.size()));
     if (path.empty()) fail("an empty path");
-    checkRewritten(r, http::forwardRequestHead(r, {"192.0.2.1", "http", "1.1 fuzz"}));
+    const std::string out = http::forwardRequestHead(r, {"192.0.2.1", "http", "1.1 fuzz"});
+    checkRewritten(r, out);
+    // The next hop sees the same request as to switching protocols.
+    http::RequestReader again(1u << 20);
+    std::size_t again_used = 0;
+    const auto again_st = again.head(out, again_used);
+    if (again_st != S::kHead && again_st != S::kDone) fail("the rewritten head does not read");
+    if (http::tunnelOf(again) != http::tunnelOf(r)) fail("the rewritten request switches otherwise");
   } else {
     checkRewritten(r, http::forwardResponseHead(r, "1.1 fuzz"));
     const std::string head = http::forwardResponseHead(r, "1.1 fuzz");

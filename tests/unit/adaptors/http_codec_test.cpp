@@ -103,9 +103,19 @@ TEST(HttpCodec, SmugglingIsRefused) {
     ASSERT_TRUE(why.has_value()) << text;
     EXPECT_EQ(why->status, 400u) << text;
   }
-  const auto connect = checkRequest(head("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"));
-  ASSERT_TRUE(connect.has_value());
-  EXPECT_EQ(connect->status, 501u);
+  EXPECT_FALSE(checkRequest(head("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")));
+  EXPECT_FALSE(checkRequest(head("CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n")));
+  for (const char* bad :
+       {"CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n", "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT h:44x HTTP/1.1\r\nHost: h\r\n\r\n", "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT h:443 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"}) {
+    const auto why = checkRequest(head(bad));
+    ASSERT_TRUE(why.has_value()) << bad;
+    EXPECT_EQ(why->status, 400u) << bad;
+  }
+  const auto unknown = checkRequest(head("BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n"));
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_EQ(unknown->status, 501u);
   EXPECT_FALSE(checkRequest(head("GET / HTTP/1.0\r\n\r\n")).has_value());  // 1.0: Host optional
 }
 
@@ -124,6 +134,45 @@ TEST(HttpCodec, ForwardedRequestHead) {
             "X-Forwarded-Host: Web.Example:81\r\n"
             "Via: 1.0 p, 1.1 vane-a\r\n\r\n");
   EXPECT_EQ(hostOf(r), "web.example");
+}
+
+TEST(HttpCodec, UpgradeGoesOn) {
+  const RequestReader ws = head(
+      "GET /chat HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  EXPECT_EQ(tunnelOf(ws), Tunnel::kUpgrade);
+  EXPECT_EQ(forwardRequestHead(ws, {"c", "http", "1.1 v"}),
+            "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n"
+            "Sec-WebSocket-Version: 13\r\nConnection: upgrade\r\nX-Forwarded-For: c\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nVia: 1.1 v\r\n\r\n");
+  // Not named in Connection, in HTTP/1.0, or h2c: no switch, Upgrade dropped.
+  for (const char* text : {"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+                           "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+                           "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                           "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"}) {
+    const RequestReader r = head(text);
+    EXPECT_EQ(tunnelOf(r), Tunnel::kNone) << text;
+    const std::string out = forwardRequestHead(r, {"c", "http", "1.1 v"});
+    EXPECT_EQ(out.find("pgrade"), std::string::npos) << out;
+    EXPECT_EQ(out.find("HTTP2-Settings"), std::string::npos) << out;
+  }
+  EXPECT_EQ(tunnelOf(head("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")), Tunnel::kConnect);
+  EXPECT_TRUE(switches(Tunnel::kUpgrade, 101));
+  EXPECT_FALSE(switches(Tunnel::kUpgrade, 200));
+  EXPECT_TRUE(switches(Tunnel::kConnect, 200));
+  EXPECT_FALSE(switches(Tunnel::kConnect, 407));
+  EXPECT_FALSE(switches(Tunnel::kNone, 101));
+
+  ResponseReader res;
+  std::size_t used = 0;
+  ASSERT_EQ(res.head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: a\r\n\r\n",
+                     used),
+            ResponseReader::Status::kDone)
+      << res.error();
+  EXPECT_EQ(forwardResponseHead(res, "1.1 v"),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: "
+            "a\r\nConnection: upgrade\r\nVia: 1.1 v\r\n\r\n");
 }
 
 TEST(HttpCodec, Http10StaysHttp10) {
