@@ -100,9 +100,15 @@ constexpr std::string_view kListenerFields[] = {"name",
 constexpr std::string_view kConnectorFields[] = {"name", "host",        "port",       "role",
                                                  "cost", "tls_profile", "verify_host"};
 constexpr std::string_view kTcpFields[] = {"name", "host", "port", "address"};
-constexpr std::string_view kHttpListenerFields[] = {
-    "name",       "host", "port", "address", "routes", "max_header_bytes", "response_timeout_ms",
-    "tls_profile"};
+constexpr std::string_view kHttpListenerFields[] = {"name",
+                                                    "host",
+                                                    "port",
+                                                    "address",
+                                                    "routes",
+                                                    "max_header_bytes",
+                                                    "head_timeout_ms",
+                                                    "response_timeout_ms",
+                                                    "tls_profile"};
 constexpr std::string_view kHttpConnectorFields[] = {
     "name", "host", "port", "address", "max_idle_connections", "tls_profile"};
 constexpr std::string_view kHttpRouteFields[] = {"path_prefix", "host", "address"};
@@ -994,6 +1000,8 @@ class Parser {
               c.routes = httpRoutes(e);
             } else if (e.key == "max_header_bytes") {
               c.max_header_bytes = static_cast<std::uint32_t>(integer(e, 1024, 1u << 20));
+            } else if (e.key == "head_timeout_ms") {
+              c.head_timeout_ms = static_cast<std::uint32_t>(integer(e, 1, 3600000));
             } else if (e.key == "response_timeout_ms") {
               c.response_timeout_ms = static_cast<std::uint32_t>(integer(e, 1, 86400000));
             } else if (e.key == "tls_profile") {

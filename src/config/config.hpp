@@ -204,7 +204,11 @@ struct HttpListenerConfig {
   std::vector<HttpRouteConfig> routes;  // first match wins
   // A request's line and header fields together: larger gets 400.
   std::uint32_t max_header_bytes = 65536;
-  // From a request's head to the start of its answer: longer gets 504.
+  // From a request head's first byte to its last: longer gets 408 (however
+  // slowly it trickles in).
+  std::uint32_t head_timeout_ms = 30000;
+  // The longest silence in an exchange: before the answer's head (504), in
+  // the request's or the answer's body (the exchange is cut off).
   std::uint32_t response_timeout_ms = 60000;
   std::string tls_profile;  // "": plain HTTP; else HTTPS with the profile's certificate
   int line = 0;

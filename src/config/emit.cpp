@@ -93,6 +93,7 @@ Fields fieldsOf(const HttpListenerConfig& h) {
   for (const auto& r : h.routes) routes.push_back(fieldsOf(r));
   optional(f, "routes", std::move(routes));
   f.emplace_back("max_header_bytes", std::uint64_t{h.max_header_bytes});
+  f.emplace_back("head_timeout_ms", std::uint64_t{h.head_timeout_ms});
   f.emplace_back("response_timeout_ms", std::uint64_t{h.response_timeout_ms});
   optional(f, "tls_profile", h.tls_profile);
   return f;

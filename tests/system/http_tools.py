@@ -10,6 +10,7 @@ Origin paths (every answer carries `X-Origin: <name>`):
   POST|PUT /sha256       -> the sha256 and length of the body (Content-Length
                             or chunked; trailers ignored) as "HEX LEN\n"
   POST /echo             -> the body back (chunked answer when it came chunked)
+  POST /refuse           -> 400 at once, the body unread, and the connection closed
   GET  /status?code=C    -> status C (204 and 304 without a body)
   GET  /slow?ms=M        -> "slow\n" after M milliseconds
   GET  /trailers         -> a chunked body followed by trailer fields
@@ -165,6 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
             chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
             body = b"".join(self._read_body())
             self._send(200, body, "application/octet-stream", chunked=chunked)
+        elif url.path == "/refuse":
+            # refused before its body is read; the connection then closes
+            self.close_connection = True
+            self._send(400, b"refused\n", headers=[("Connection", "close")])
         else:
             for _ in self._read_body():
                 pass
@@ -222,7 +227,9 @@ class StubbornServer(socketserver.ThreadingTCPServer):
     """A TCP server that accepts and then does one thing to every connection:
     "reset" (RST after reading the request), "close" (FIN without a reply),
     "silent" (reads and never answers), "garbage" (answers with bytes that
-    are not HTTP), "switch" (answers 101 Switching Protocols, asked or not)."""
+    are not HTTP), "switch" (answers 101 Switching Protocols, asked or not),
+    "interim" (answers 100 Continue, then nothing), "stall" (answers a head
+    and half of the body, then nothing)."""
     daemon_threads = True
     allow_reuse_address = True
 
@@ -249,6 +256,11 @@ class StubbornServer(socketserver.ThreadingTCPServer):
                     s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
                               b"Connection: upgrade\r\n\r\nbytes of another protocol")
                     time.sleep(1)
+                elif self.mode in ("interim", "stall"):
+                    s.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" if self.mode == "interim" else
+                              b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.")
+                    self._held.append(s)
+                    time.sleep(30)
                 elif self.mode == "silent":
                     self._held.append(s)
                     time.sleep(120)

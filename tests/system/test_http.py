@@ -487,6 +487,81 @@ def test_slow_origin_is_504(router_factory, servers):
     assert get(port, "/slow?ms=100")[0] == 200
 
 
+@pytest.mark.parametrize("mode", ["interim", "stall"])
+def test_silent_server_after_answer_began(router_factory, servers, mode):
+    """A server that answers 100 Continue, or half an answer, and then
+    nothing: after response_timeout_ms of silence the client's connection is
+    reset (part of an answer was written: no 504 can follow), and counted."""
+    server = servers(StubbornServer(mode))
+    net = http_line(router_factory, 1, server.port, listener={"response_timeout_ms": 800},
+                    management={"port": 0})
+    port = net.http_port("A", "in")
+    eventually(20, lambda: server.conns > 0 or _poke(port), interval=0.2,
+               what="a request reaching the server")
+    with RawClient(port) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        seen = b""
+        c.sock.settimeout(10)
+        try:
+            while True:
+                piece = c.sock.recv(65536)
+                if not piece:
+                    break
+                seen += piece
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t0
+    assert 0.7 < took < 3.5, took
+    assert b"504" not in seen, seen
+    text = metrics(net["A"])
+    assert metric(text, "vane_http_stalls_total") >= 1, text
+    eventually(5, lambda: metric(metrics(net["A"]), "vane_http_requests_active") == 0,
+               what="no request left active")
+
+
+def _poke(port):
+    """One request that may fail; False (for eventually)."""
+    try:
+        get(port, "/x", timeout=1)
+    except OSError:
+        pass
+    return False
+
+
+def test_request_head_trickling_in_gets_408(router_factory, servers):
+    """A head must be whole within head_timeout_ms of its first byte, however
+    steadily it trickles (slowloris)."""
+    origin = servers(Origin("o1"))
+    net = http_line(router_factory, 1, origin.port, listener={"head_timeout_ms": 1000})
+    port = net.http_port("A", "in")
+    wait_served(port)
+    with RawClient(port) as c:
+        t0 = time.monotonic()
+        status = None
+        c.send(b"GET / HTTP/1.1\r\n")
+        for i in range(40):
+            try:
+                c.send(b"X-%d: y\r\n" % i)
+            except OSError:
+                break
+            time.sleep(0.1)
+            c.sock.settimeout(0.01)
+            try:
+                data = c.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if data:
+                status = int(data.split()[1])
+            break
+        took = time.monotonic() - t0
+    assert status == 408, status
+    assert 0.9 < took < 2.5, took
+    assert wait_served(port) is None
+
+
 # --------------------------------------------------------------------------
 # Bad input
 
@@ -794,6 +869,28 @@ def test_upgrade_not_granted_stays_http(router_factory, servers):
     assert origin.conns - conns <= 1, origin.conns - conns
 
 
+def test_refused_upgrade_with_a_body(router_factory, servers):
+    """An Upgrade POST whose server answers 400 and closes without reading
+    the 20 MiB body: the client gets the 400 and nothing is left behind."""
+    origin = servers(Origin("o1"))
+    net = http_line(router_factory, 2, origin.port, management={"port": 0})
+    port = net.http_port("A", "in")
+    wait_served(port)
+    body = b"b" * (20 * MiB)
+    with RawClient(port, timeout=30) as c:
+        c.send(b"POST /refuse HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\n"
+               b"Upgrade: websocket\r\nContent-Length: %d\r\n\r\n" % len(body))
+        try:
+            c.sock.sendall(body)
+        except OSError:
+            pass
+        assert c.response()[0] == 400
+    for r in ("A", "B"):
+        eventually(10, lambda: metric(metrics(net[r]), "vane_http_requests_active") == 0,
+                   what=f"no request left active on {r}")
+    assert get(port, "/hello")[0] == 200
+
+
 def test_unasked_switch_is_502(router_factory, servers):
     bad = servers(StubbornServer("switch"))
     net = http_line(router_factory, 1, bad.port)
@@ -811,7 +908,7 @@ def test_connect_through_two_routers(router_factory, servers):
     target = servers(Origin("o1"))
     echo = servers(EchoServer())
     proxy = servers(ConnectProxy())
-    net = http_line(router_factory, 2, proxy.port)
+    net = http_line(router_factory, 2, proxy.port, management={"port": 0})
     port = net.http_port("A", "in")
 
     def tunnelled():
@@ -850,6 +947,21 @@ def test_connect_through_two_routers(router_factory, servers):
         assert (status, body) == (403, b"not allowed: blocked.invalid:443\n"), (status, body)
         c.send(b"CONNECT blocked.invalid:80 HTTP/1.1\r\nHost: blocked.invalid:80\r\n\r\n")
         assert c.response()[0] == 403
+    # the target closes first while the client still writes: the flows end
+    closer = servers(StubbornServer("close"))
+    with RawClient(port, timeout=30) as c:
+        c.send(f"CONNECT 127.0.0.1:{closer.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert c.response(head_only=True)[0] == 200
+        try:
+            for _ in range(20):
+                c.send(b"x" * 1000)
+                time.sleep(0.05)
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    for r in ("A", "B"):
+        eventually(10, lambda: metric(metrics(net[r]), "vane_http_requests_active") == 0,
+                   what=f"no request left active on {r}")
     # a CONNECT the router cannot forward
     with RawClient(port) as c:
         c.send(b"CONNECT /x HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -37,6 +37,7 @@ nlohmann::json httpJson(const HttpCounters& c) {
           {"unavailable", v(c.unavailable)},
           {"bad_gateway", v(c.bad_gateway)},
           {"timeouts", v(c.timeouts)},
+          {"stalls", v(c.stalls)},
           {"tls_failures", v(c.tls_failures)},
           {"tunnels", v(c.tunnels)},
           {"requests_active", v(c.requests_active)},
@@ -76,6 +77,7 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
       routes.push_back(std::move(route));
     }
     j["max_header_bytes"] = cfg.max_header_bytes;
+    j["head_timeout_ms"] = cfg.head_timeout_ms;
     j["response_timeout_ms"] = cfg.response_timeout_ms;
     j["tls_profile"] =
         cfg.tls_profile.empty() ? nlohmann::json(nullptr) : nlohmann::json(cfg.tls_profile);
@@ -183,6 +185,14 @@ void metrics(MetricWriter& out, const std::vector<const Entity*>& entities) {
   for (const Entity* e : entities) {
     if (const auto* h = httpOf(e)) {
       out.sample("vane_http_tls_failures_total", *e, v(h->http().tls_failures));
+    }
+  }
+  out.family("vane_http_stalls_total", "counter",
+             "Answers cut off (the client's connection reset) after response_timeout_ms "
+             "without a byte moving.");
+  for (const Entity* e : entities) {
+    if (const auto* h = httpOf(e)) {
+      out.sample("vane_http_stalls_total", *e, v(h->http().stalls));
     }
   }
   out.family("vane_http_tunnels_total", "counter",

@@ -123,10 +123,14 @@ std::optional<Refusal> checkRequest(const RequestReader& r) {
     // RFC 9110 9.3.6: the target is host:port; a body has no meaning.
     const std::string_view t(h.target().data(), h.target().size());
     const auto colon = t.rfind(':');
-    const bool port = colon != std::string_view::npos && colon + 1 < t.size() &&
-                      t.size() - colon - 1 <= 5 &&
-                      std::all_of(t.begin() + static_cast<std::ptrdiff_t>(colon) + 1, t.end(),
-                                  [](char c) { return c >= '0' && c <= '9'; });
+    bool port = colon != std::string_view::npos && colon + 1 < t.size() &&
+                t.size() - colon - 1 <= 5 &&
+                std::all_of(t.begin() + static_cast<std::ptrdiff_t>(colon) + 1, t.end(),
+                            [](char c) { return c >= '0' && c <= '9'; });
+    if (port) {
+      const int p = std::stoi(std::string(t.substr(colon + 1)));
+      port = p >= 1 && p <= 65535;
+    }
     if (colon == 0 || !port || t.find_first_of("/?#@") != std::string_view::npos) {
       return Refusal{400, "a CONNECT target is host:port"};
     }
@@ -145,18 +149,38 @@ Tunnel tunnelOf(const RequestReader& r) {
   if (up == h.end() || !listed(connectionTokens(h), "upgrade")) return Tunnel::kNone;
   // h2c: HTTP/2 would carry every later request of the connection to the
   // one server; the request goes on as HTTP/1.1 instead.
+  // Offered with anything else, it is not passed on at all.
+  bool any = false;
   for (auto token : bhttp::token_list(up->value())) {
     const std::string_view name(token.data(), token.size());
     const auto slash = std::min(name.find('/'), name.size());
-    if (!beast::iequals(beast::string_view(name.data(), slash), "h2c")) return Tunnel::kUpgrade;
+    if (beast::iequals(beast::string_view(name.data(), slash), "h2c")) return Tunnel::kNone;
+    any = true;
   }
-  return Tunnel::kNone;
+  return any ? Tunnel::kUpgrade : Tunnel::kNone;
+}
+
+bool grantsUpgrade(const RequestReader& req, const ResponseReader& res) {
+  if (tunnelOf(req) != Tunnel::kUpgrade) return false;
+  const auto& h = res.get();
+  const auto chosen = h.find(field::upgrade);
+  if (chosen == h.end() || !listed(connectionTokens(h), "upgrade")) return false;
+  const auto offered = req.get().find(field::upgrade);
+  for (auto token : bhttp::token_list(offered->value())) {
+    if (beast::iequals(token, chosen->value())) return true;
+  }
+  return false;
 }
 
 std::string hostOf(const RequestReader& r) {
-  const auto it = r.get().find(field::host);
-  if (it == r.get().end()) return {};
-  std::string_view v(it->value().data(), it->value().size());
+  std::string_view v;
+  if (r.get().method() == bhttp::verb::connect) {
+    v = std::string_view(r.get().target().data(), r.get().target().size());  // host:port
+  } else {
+    const auto it = r.get().find(field::host);
+    if (it == r.get().end()) return {};
+    v = std::string_view(it->value().data(), it->value().size());
+  }
   if (!v.empty() && v.front() == '[') {
     const auto close = v.find(']');
     v = close == std::string_view::npos ? v : v.substr(0, close + 1);

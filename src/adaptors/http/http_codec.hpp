@@ -170,6 +170,9 @@ std::optional<Refusal> checkRequest(const RequestReader& r);
 // answers 101, or a CONNECT once it answers 2xx.
 enum class Tunnel { kNone, kUpgrade, kConnect };
 Tunnel tunnelOf(const RequestReader& r);
+// A 101 answer to `req` is a real switch: it names (in Upgrade, with
+// Connection: upgrade) one of the protocols the request offered.
+bool grantsUpgrade(const RequestReader& req, const ResponseReader& res);
 // Whether `status` switches a request of kind `t` to a byte stream.
 inline bool switches(Tunnel t, unsigned status) {
   return (t == Tunnel::kUpgrade && status == 101) ||
@@ -199,7 +202,8 @@ std::string forwardRequestHead(const RequestReader& r, const ForwardInfo& info);
 // left so (no length: the client's connection closes after it).
 std::string forwardResponseHead(const ResponseReader& r, std::string_view via);
 
-// Host without its port, lower-case ("" when absent).
+// Host without its port, lower-case ("" when absent); for CONNECT, the
+// target's host (what the tunnel goes to, whatever Host says).
 std::string hostOf(const RequestReader& r);
 // The request target's path, without the query ("/" for "*" and absolute
 // targets without a path).

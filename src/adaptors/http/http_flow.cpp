@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -28,9 +29,8 @@ namespace {
 constexpr std::size_t kReadSize = 16384;
 constexpr std::size_t kMaxWriteBuffers = 64;
 // A kept-alive client connection with no request for this long is closed;
-// a request head must arrive within kHeadTimeout of its first byte.
+// a request head must arrive within head_timeout_ms of its first byte.
 constexpr std::chrono::seconds kIdleTimeout{60};
-constexpr std::chrono::seconds kHeadTimeout{30};
 constexpr std::chrono::seconds kConnectTimeout{10};
 // Idle server connections older than this are not reused.
 constexpr std::chrono::seconds kMaxIdleAge{30};
@@ -77,6 +77,12 @@ void readIntoWhenReady(tcp::socket& socket, std::string& buf, Done&& done) {
     }
     done(rec, rec ? 0 : n);
   });
+}
+
+// The end of a byte stream's direction: EOF, or over TLS the peer closing
+// TCP without close_notify (the bytes before it were delivered).
+bool endOfData(const boost::system::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
 }
 
 }  // namespace
@@ -149,6 +155,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   void closeGracefully();
 
   RequestReader reader_{65536};
+  // When the head being read began (its first byte): the whole head must
+  // arrive within head_timeout_ms of it, however it trickles in.
+  std::optional<Clock::time_point> head_since_;
   bool reading_ = false;
   bool closed_ = false;
   bool tls_done_ = false;
@@ -189,6 +198,11 @@ class RequestExchange final : public StreamFlow {
   void onInData() override;
   void writeMore();
   void closeEndpoint(bool reset) override;
+  // Something moved (request bytes read, answer bytes received or
+  // written): the silence that response_timeout_ms bounds starts again.
+  void touch() { last_progress_ = Clock::now(); }
+  void watchSilence();
+  void silent();
   // Ends the exchange with an answer made here (nothing of an answer has
   // been written yet); the connection closes after it unless `keep`.
   void answer(unsigned status, std::string text, bool keep);
@@ -198,6 +212,7 @@ class RequestExchange final : public StreamFlow {
   ResponseReader res_;
   asio::steady_timer timer_;
   const Clock::time_point started_;
+  Clock::time_point last_progress_;
   bool head_request_ = false;
   bool client_keep_ = true;
   bool http10_ = false;
@@ -211,7 +226,8 @@ class RequestExchange final : public StreamFlow {
   bool resp_started_ = false;  // a final head arrived (or an interim one was written)
   bool resp_head_done_ = false;
   bool close_after_ = false;
-  std::string head_out_;
+  std::string head_out_;      // heads to write next
+  std::string head_writing_;  // heads being written (head_out_ may grow meanwhile)
   std::vector<asio::const_buffer> bufs_;
   bool writing_ = false;
   bool resp_complete_ = false;
@@ -225,9 +241,10 @@ void ClientConnection::start() {
   }
   const auto ctx = s->tls();
   stream.startTls(*ctx);
-  timer.expires_after(kHeadTimeout);
+  timer.expires_after(std::chrono::milliseconds(s->cfg.head_timeout_ms));
   timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || self->closed_ || self->tls_done_) return;
+    self->s->http->tls_failures.fetch_add(1, std::memory_order_relaxed);
     self->resetNow();  // no TLS handshake in time
   });
   stream.tlsStream().async_handshake(
@@ -261,6 +278,7 @@ void ClientConnection::readHead() {
     }
     if (st != RequestReader::Status::kNeedMore) {
       timer.cancel();
+      head_since_.reset();
       RequestReader reader = std::move(reader_);
       reader_.reset(s->cfg.max_header_bytes);
       onHead(std::move(reader), used);
@@ -270,7 +288,12 @@ void ClientConnection::readHead() {
   }
   if (reading_) return;
   reading_ = true;
-  timer.expires_after(rbuf.empty() ? std::chrono::seconds(kIdleTimeout) : kHeadTimeout);
+  if (rbuf.empty()) {
+    timer.expires_after(kIdleTimeout);
+  } else {
+    if (!head_since_) head_since_ = Clock::now();
+    timer.expires_at(*head_since_ + std::chrono::milliseconds(s->cfg.head_timeout_ms));
+  }
   timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || self->closed_) return;
     if (!self->rbuf.empty()) {
@@ -394,22 +417,47 @@ void RequestExchange::start() {
       forwardRequestHead(req_, ForwardInfo{conn_->peer_ip, conn_->stream.tls() ? "https" : "http",
                                            "1.1 " + flows_.router_id});
   sendBytes(head);
-  timer_.expires_after(std::chrono::milliseconds(cfg.response_timeout_ms));
-  timer_.async_wait([this, self = self<RequestExchange>()](const boost::system::error_code& ec) {
-    if (ec || finished() || resp_started_) return;
-    http().timeouts.fetch_add(1, std::memory_order_relaxed);
-    VANE_LOG_DEBUG("http listener {}: no answer for {} {} within {} ms", name_, rec_.method,
-                   rec_.path, settings().cfg.response_timeout_ms);
-    answer(504,
-           "no answer from address '" + rec_.address + "' within " +
-               std::to_string(settings().cfg.response_timeout_ms) + " ms",
-           false);
-  });
+  touch();
+  watchSilence();
   if (req_.done()) {
     requestEnded();
     return;
   }
   pumpRequest();
+}
+
+// Until the exchange ends (or becomes a byte stream), nothing may stay
+// still for response_timeout_ms: not the answer's head after the request's
+// last bytes, not the request's body, not the answer's body.
+void RequestExchange::watchSilence() {
+  timer_.expires_at(last_progress_ + std::chrono::milliseconds(settings().cfg.response_timeout_ms));
+  timer_.async_wait([this, self = self<RequestExchange>()](const boost::system::error_code& ec) {
+    if (ec || finished() || tunnel_) return;
+    if (Clock::now() <
+        last_progress_ + std::chrono::milliseconds(settings().cfg.response_timeout_ms)) {
+      watchSilence();
+      return;
+    }
+    silent();
+  });
+}
+
+void RequestExchange::silent() {
+  const auto ms = settings().cfg.response_timeout_ms;
+  if (!resp_started_) {
+    http().timeouts.fetch_add(1, std::memory_order_relaxed);
+    VANE_LOG_DEBUG("http listener {}: no answer for {} {} within {} ms", name_, rec_.method,
+                   rec_.path, ms);
+    answer(504,
+           "no answer from address '" + rec_.address + "' within " + std::to_string(ms) + " ms",
+           false);
+    return;
+  }
+  // Part of an answer has been written: it can only be cut off.
+  http().stalls.fetch_add(1, std::memory_order_relaxed);
+  VANE_LOG_DEBUG("http listener {}: the answer to {} {} stalled for {} ms", name_, rec_.method,
+                 rec_.path, ms);
+  fail(true);
 }
 
 void RequestExchange::requestEnded() {
@@ -472,11 +520,19 @@ void RequestExchange::pumpRequest() {
       [this, self = self<RequestExchange>()](const boost::system::error_code& ec, std::size_t n) {
         reading_ = false;
         if (finished()) return;
+        if (tunnel_ && endOfData(ec)) {
+          // The answer switched while this read was waiting: the client's
+          // end of the byte stream.
+          endOut();
+          maybeFinish();
+          return;
+        }
         if (ec) {
           // The client went away in the middle of its request.
           fail(true);
           return;
         }
+        touch();
         counters_->bytes_in.fetch_add(n, std::memory_order_relaxed);
         pumpRequest();
       });
@@ -499,7 +555,7 @@ void RequestExchange::pumpTunnel() {
       [this, self = self<RequestExchange>()](const boost::system::error_code& ec, std::size_t n) {
         reading_ = false;
         if (finished()) return;
-        if (ec == asio::error::eof) {
+        if (endOfData(ec)) {
           endOut();  // the client half-closed: so does the stream
           maybeFinish();
           return;
@@ -551,6 +607,7 @@ void RequestExchange::answer(unsigned status, std::string text, bool keep) {
 
 void RequestExchange::onInData() {
   if (finished()) return;
+  touch();
   while (!resp_head_done_) {
     // Collect the head (and any interim 1xx heads before it).
     std::size_t taken = 0;
@@ -587,14 +644,21 @@ void RequestExchange::onInData() {
     const unsigned status = res_.get().result_int();
     std::string_view head(resp_buf_.data(), used);
     if (status >= 100 && status < 200 && status != 101) {
-      head_out_.append(head);  // interim: passed on as it is
+      // Interim: passed on as it is, except to an HTTP/1.0 client (RFC
+      // 9110 15.2: it would not know what to do with it). A server that
+      // sends them faster than the client reads is a hostile one.
+      if (!http10_) head_out_.append(head);
+      if (head_out_.size() > kUpstreamHeadLimit) {
+        fail(true);
+        return;
+      }
       resp_buf_.erase(0, used);
       res_.reset(kUpstreamHeadLimit);
       if (head_request_) res_.skipBody();
-      resp_started_ = true;
+      resp_started_ = resp_started_ || !http10_;
       continue;
     }
-    if (status == 101 && tunnel_kind_ != Tunnel::kUpgrade) {
+    if (status == 101 && !grantsUpgrade(req_, res_)) {
       reportIn(Outcome::rejected("vane:bad-response", "101 to a request that asked for none"));
       http().bad_gateway.fetch_add(1, std::memory_order_relaxed);
       answer(502, "address '" + rec_.address + "': bad answer: 101 without an Upgrade", false);
@@ -602,14 +666,14 @@ void RequestExchange::onInData() {
     }
     resp_started_ = true;
     resp_head_done_ = true;
-    timer_.cancel();
     rec_.status = status;
     http().countStatus(status);
     tunnel_ = switches(tunnel_kind_, status);
     close_after_ = close_after_ || !client_keep_ || res_.needEof() || tunnel_;
     if (tunnel_) {
       // From here on, bytes both ways as they come; the connection is
-      // never an HTTP one again.
+      // never an HTTP one again (and may be silent as long as it likes).
+      timer_.cancel();
       http().tunnels.fetch_add(1, std::memory_order_relaxed);
       head_out_.append(head);
     } else if (close_after_) {
@@ -659,9 +723,12 @@ void RequestExchange::writeMore() {
       reportIn(Outcome::accepted());
       if (!request_read_) {
         // Answered before the request ended: the rest of it cannot be
-        // told from the next request.
+        // told from the next request. (The aborted stream's outcome may
+        // never come: the other end may be waiting for its end.)
         close_after_ = true;
         abortOut();
+        finish(false);
+        return;
       }
       maybeFinish();
     }
@@ -670,7 +737,9 @@ void RequestExchange::writeMore() {
   bufs_.clear();
   const bool head = !head_out_.empty();
   if (head) {
-    bufs_.emplace_back(head_out_.data(), head_out_.size());
+    head_writing_ = std::move(head_out_);
+    head_out_.clear();
+    bufs_.emplace_back(head_writing_.data(), head_writing_.size());
   }
   if (resp_head_done_) {
     for (std::size_t i = 0; i < inq_.size() && bufs_.size() < kMaxWriteBuffers; ++i) {
@@ -686,12 +755,12 @@ void RequestExchange::writeMore() {
       fail(true);
       return;
     }
+    touch();
     counters_->bytes_out.fetch_add(n, std::memory_order_relaxed);
     rec_.bytes_out += n;
     if (head) {
-      const std::size_t k = std::min(n, head_out_.size());
-      head_out_.erase(0, k);
-      n -= k;
+      n -= std::min(n, head_writing_.size());  // a whole write: all of it
+      head_writing_.clear();
     }
     consumedIn(n);
     writeMore();
@@ -954,12 +1023,16 @@ void OriginExchange::writeOrigin() {
     writing_ = false;
     if (finished()) return;
     if (ec) {
-      // The read side sees the same end and decides. What this write took
-      // is still in head_buf_ and inq_ (a retry sends it after the copy).
       if (retry_after_write_) {
         retry_after_write_ = false;
         retry();
+        return;
       }
+      // While the answer is awaited the read side sees the same end and
+      // decides (what this write took is still in head_buf_ and inq_: a
+      // retry sends it after the copy). With no read left to see it (the
+      // answer ended, or a byte stream's server half-closed), this ends it.
+      if (resp_done_ || tunnel_) fail(true);
       return;
     }
     keepForRetry(n);
@@ -984,7 +1057,7 @@ void OriginExchange::readOrigin() {
     reading_ = false;
     if (finished()) return;
     if (ec && tunnel_) {
-      if (ec != asio::error::eof) {
+      if (!endOfData(ec)) {
         fail(true);
         return;
       }
@@ -1047,12 +1120,12 @@ void OriginExchange::onOrigin() {
         return;
       }
       const unsigned status = res_.get().result_int();
-      if (status == 101 && tunnel_kind_ != Tunnel::kUpgrade) {
+      if (status == 101 && !grantsUpgrade(req_, res_)) {
         VANE_LOG_DEBUG("http connector {}: {}:{} switched protocols unasked", name_, s_->cfg.host,
                        s_->cfg.port);
         if (!resp_any_) {
           s_->http->bad_gateway.fetch_add(1, std::memory_order_relaxed);
-          answer(502, "bad answer from the server: 101 to a request without Upgrade");
+          answer(502, "bad answer from the server: a 101 to no Upgrade the request offered");
         } else {
           fail(true);
         }
@@ -1186,8 +1259,11 @@ void OriginExchange::answer(unsigned status, const std::string& text) {
 void OriginExchange::responseDone() {
   resp_done_ = true;
   if (!outFinished()) endOut();
-  if (!request_done_ && tunnel_kind_ != Tunnel::kNone && !inLast()) {
-    return;  // no switch: the listener ends the request now (writeOrigin settles it)
+  if (!request_done_ && tunnel_kind_ != Tunnel::kNone && !tunnel_ && !inLast() && inq_.empty() &&
+      head_buf_.empty() && !writing_) {
+    // No switch, and all of the request has been written: the listener
+    // ends its stream now (writeOrigin settles it).
+    return;
   }
   if (!request_done_) {
     if (inLast() && inq_.empty() && head_buf_.empty() && !writing_) {
@@ -1203,7 +1279,7 @@ void OriginExchange::responseDone() {
     maybeFinish();
     return;
   }
-  reusable_ = res_.keepAlive() && req_.keepAlive() && rbuf_.empty();
+  reusable_ = !tunnel_ && res_.keepAlive() && req_.keepAlive() && rbuf_.empty();
   maybeFinish();
 }
 

@@ -20,8 +20,9 @@
 // flow into a byte stream both ways to the one server, as a TCP flow.
 //
 // Errors are answers: no connector reachable 503, the server refused or
-// closed before answering 502, no answer head within response_timeout_ms
-// 504, a malformed or ambiguous request 400 (the connection then closes).
+// closed before answering 502, response_timeout_ms of silence before the
+// answer's head 504 (later in the answer: the client's connection is reset), a malformed or
+// ambiguous request 400 (the connection then closes).
 //
 // IMPORTANT: everything here lives on one worker loop.
 #pragma once
@@ -62,6 +63,7 @@ struct HttpCounters {
   std::atomic<std::uint64_t> unavailable{0};      // 503: no connector reachable
   std::atomic<std::uint64_t> bad_gateway{0};      // 502 by the router
   std::atomic<std::uint64_t> timeouts{0};         // 504
+  std::atomic<std::uint64_t> stalls{0};           // answers cut off: response_timeout_ms of silence
   std::atomic<std::uint64_t> tls_failures{0};     // TLS handshakes that failed
   std::atomic<std::uint64_t> tunnels{0};          // Upgrades (101) and CONNECTs switched to bytes
   std::atomic<std::int64_t> connections_active{0};

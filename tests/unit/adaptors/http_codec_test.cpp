@@ -108,6 +108,7 @@ TEST(HttpCodec, SmugglingIsRefused) {
   for (const char* bad :
        {"CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n", "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
         "CONNECT h:44x HTTP/1.1\r\nHost: h\r\n\r\n", "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT h:0 HTTP/1.1\r\nHost: h\r\n\r\n", "CONNECT h:99999 HTTP/1.1\r\nHost: h\r\n\r\n",
         "CONNECT h:443 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"}) {
     const auto why = checkRequest(head(bad));
     ASSERT_TRUE(why.has_value()) << bad;
@@ -156,7 +157,13 @@ TEST(HttpCodec, UpgradeGoesOn) {
     EXPECT_EQ(out.find("pgrade"), std::string::npos) << out;
     EXPECT_EQ(out.find("HTTP2-Settings"), std::string::npos) << out;
   }
-  EXPECT_EQ(tunnelOf(head("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")), Tunnel::kConnect);
+  EXPECT_EQ(tunnelOf(head("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+                          "Upgrade: websocket, h2c\r\n\r\n")),
+            Tunnel::kNone);
+  const RequestReader connect =
+      head("CONNECT Inner.Example:22 HTTP/1.1\r\nHost: public.example\r\n\r\n");
+  EXPECT_EQ(tunnelOf(connect), Tunnel::kConnect);
+  EXPECT_EQ(hostOf(connect), "inner.example");  // routed by where it goes
   EXPECT_TRUE(switches(Tunnel::kUpgrade, 101));
   EXPECT_FALSE(switches(Tunnel::kUpgrade, 200));
   EXPECT_TRUE(switches(Tunnel::kConnect, 200));
@@ -170,6 +177,14 @@ TEST(HttpCodec, UpgradeGoesOn) {
                      used),
             ResponseReader::Status::kDone)
       << res.error();
+  EXPECT_TRUE(grantsUpgrade(ws, res));
+  for (const char* other : {"HTTP/1.1 101 S\r\nUpgrade: other\r\nConnection: upgrade\r\n\r\n",
+                            "HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n",
+                            "HTTP/1.1 101 S\r\nConnection: upgrade\r\n\r\n"}) {
+    ResponseReader o;
+    ASSERT_EQ(o.head(other, used), ResponseReader::Status::kDone) << other;
+    EXPECT_FALSE(grantsUpgrade(ws, o)) << other;
+  }
   EXPECT_EQ(forwardResponseHead(res, "1.1 v"),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: "
             "a\r\nConnection: upgrade\r\nVia: 1.1 v\r\n\r\n");

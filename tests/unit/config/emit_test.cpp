@@ -237,7 +237,7 @@ TEST(ConfigEmit, HttpDefaults) {
   expectRoundTrip(h);
   EXPECT_EQ(toYaml(h),
             "{name: w, host: 127.0.0.1, port: 80, address: a, max_header_bytes: 65536, "
-            "response_timeout_ms: 60000}");
+            "head_timeout_ms: 30000, response_timeout_ms: 60000}");
   HttpConnectorConfig c;
   c.name = "c";
   c.port = 8080;
