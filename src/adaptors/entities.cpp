@@ -13,6 +13,7 @@ json countersJson(const FlowCounters& c) {
           {"flows_active", v(c.flows_active)},
           {"refused", v(c.refused)},
           {"connect_failures", v(c.connect_failures)},
+          {"malformed", v(c.malformed)},
           {"bytes_in", v(c.bytes_in)},
           {"bytes_out", v(c.bytes_out)}};
 }

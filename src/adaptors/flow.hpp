@@ -34,9 +34,10 @@ struct FlowCounters {
   std::atomic<std::int64_t> flows_active{0};
   std::atomic<std::uint64_t> refused{0};           // listener: no connector reachable
   std::atomic<std::uint64_t> connect_failures{0};  // connector: the server refused / unreachable
-  std::atomic<std::uint64_t> bytes_in{0};          // read from this end's sockets
-  std::atomic<std::uint64_t> bytes_out{0};         // written to them
-  std::atomic<bool> failing{false};                // logs the first of a run of failures only
+  std::atomic<std::uint64_t> malformed{0};  // streams from a peer router that broke their framing
+  std::atomic<std::uint64_t> bytes_in{0};   // read from this end's sockets
+  std::atomic<std::uint64_t> bytes_out{0};  // written to them
+  std::atomic<bool> failing{false};         // logs the first of a run of failures only
 };
 
 // What management shows of one flow at this router.

@@ -241,6 +241,7 @@ void StreamFlow::reportIn(const Outcome& o) {
 }
 
 void StreamFlow::malformed() {
+  counters_->malformed.fetch_add(1, std::memory_order_relaxed);
   VANE_LOG_WARN("flow {} ({}): the incoming stream is not a valid stream message: reset", id_,
                 name_);
   reportIn(Outcome::rejected("amqp:decode-error", "not a valid stream message"));

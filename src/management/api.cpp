@@ -700,6 +700,11 @@ class Api {
     family("connect_failures_total", "counter",
            fmt::format("Server connections a {} connector could not make.", lower),
            &adaptors::FlowCounters::connect_failures);
+    family("malformed_total", "counter",
+           fmt::format("{} streams from another router refused as malformed (broken stream "
+                       "framing{}): the flow was reset.",
+                       upper, noun == "connections" ? "" : ", or a request that is not one"),
+           &adaptors::FlowCounters::malformed);
     m.family(prefix + "flows_active", "gauge", fmt::format("Open {} {}.", upper, noun));
     for (const auto* e : all) sample(prefix + "flows_active", *e, v(e->counters().flows_active));
     m.family(prefix + "bytes_total", "counter",

@@ -6,12 +6,16 @@ guesses or forges the reply address of a TCP flow must not be able to
 inject bytes into someone else's connection. (Forged routing records:
 test_forged_records.py.)"""
 
+import http.client
 import re
 import socket
+import struct
 import time
 
+import pytest
 from fake_router import FakeRouter, encode_route_header
-from proton import Message
+from http_tools import Origin
+from proton import Data, Message, ulong
 from vane_harness import eventually, make_config, never
 
 
@@ -131,3 +135,88 @@ def test_forged_flow_address_cannot_inject_into_a_tcp_connection(router_factory)
         assert a.alive()
     finally:
         f.close()
+
+
+# -- HTTP: a request stream from a linked router is parsed again -----------
+
+def _stream_message(to, reply_to, subject, payload):
+    """A whole stream message (adaptors/stream_codec.hpp): its properties
+    section, then the payload in one data section."""
+    d = Data()
+    d.put_described()
+    d.enter()
+    d.put_ulong(ulong(0x73))
+    d.put_list()
+    d.enter()
+    d.put_null()            # message-id
+    d.put_null()            # user-id
+    d.put_string(to)
+    d.put_string(subject)
+    d.put_string(reply_to)
+    d.exit()
+    d.exit()
+    return d.encode() + b"\x00\x53\x75\xb0" + struct.pack(">I", len(payload)) + payload
+
+
+@pytest.mark.parametrize("case", ["smuggled", "cut-short", "bad-chunk", "two-lengths"])
+def test_hostile_router_cannot_smuggle_requests_to_an_http_origin(router_factory, case):
+    """F advertises nothing; A has an http connector for `web`. F sends A's
+    connector request streams that an honest listener never sends: a
+    second request behind the first, a body shorter than its length,
+    broken chunking, two framings. Each flow is reset and counted; the
+    origin never sees a smuggled request, and no server connection
+    carrying one is kept for the next request (a real client through A's
+    own listener gets its own answer)."""
+    origin = Origin("o1")
+    cfg = make_config(router_id="A", listeners=[
+        {"name": "amqp", "host": "127.0.0.1", "port": 0, "role": "normal"},
+        {"name": "inter", "host": "127.0.0.1", "port": 0, "role": "inter-router"}])
+    cfg["http_listeners"] = [{"name": "in", "host": "127.0.0.1", "port": 0, "address": "web"}]
+    cfg["http_connectors"] = [{"name": "out", "host": "127.0.0.1", "port": origin.port,
+                               "address": "web"}]
+    cfg["management"] = {"port": 0}
+    a = router_factory(cfg)
+    f = join(a)
+    try:
+        def f_reachable():
+            body = a.api("GET", "/api/v1/routers").json()
+            return any(r["id"] == "F" and r["next_hop"] for r in body["routers"])
+        eventually(10, f_reachable, what="A's path to F (its answers go there)")
+        payloads = {
+            "smuggled": b"GET /first HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody"
+                        b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+            "cut-short": b"POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n"
+                         b"GET /smuggled HTTP/1.1\r\n",
+            "bad-chunk": b"POST /first HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"4\r\nbody\r\nzz\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+            "two-lengths": b"POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                           b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        }
+        to = "_vane/http/web"
+        reply_to = "_vane/temp/F/" + "ab" * 16
+        m = _stream_message(to, reply_to, "F", payloads[case])
+        f.send_data(encode_route_header(to, dest="A", origin="F"), m)
+        label = 'vane_http_malformed_total{kind="connector",name="out",address="web"}'
+
+        def counted():
+            text = a.api("GET", "/metrics").body.decode()
+            mm = re.search(rf"^{re.escape(label)} (\d+)", text, re.M)
+            return mm and int(mm.group(1)) == 1
+        eventually(10, counted, what="the malformed request stream counted")
+        # A real client through A's own listener: its answer, on whatever
+        # server connection the pool has.
+        for _ in range(3):
+            c = http.client.HTTPConnection("127.0.0.1", a.http_ports["in"], timeout=10)
+            c.request("GET", "/hello?mine")
+            r = c.getresponse()
+            assert r.status == 200
+            assert r.getheader("X-Origin") == "o1"
+            r.read()
+            c.close()
+        assert "/smuggled" not in origin.paths, origin.paths
+        assert origin.paths.count("/hello?mine") == 3, origin.paths
+        assert a.alive()
+    finally:
+        f.close()
+        origin.close()

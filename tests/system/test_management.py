@@ -282,7 +282,7 @@ def test_listeners_connectors_and_tcp_entities(router_factory, servers):
     assert to_a["state"] == "connected" and to_a["attempts"] >= 1, to_a
 
     zero = {"flows_opened": 0, "flows_failed": 0, "flows_active": 0, "refused": 0,
-            "connect_failures": 0, "bytes_in": 0, "bytes_out": 0}
+            "connect_failures": 0, "malformed": 0, "bytes_in": 0, "bytes_out": 0}
     listeners = get(a, "/api/v1/tcp-listeners")
     assert listeners == [{"name": "in", "host": "127.0.0.1", "port": net.tcp_port("A", "in"),
                           "address": "svc", "state": "listening", "counters": zero}], listeners
@@ -794,7 +794,7 @@ def test_metrics(router_factory, reactor, servers):
             "vane_connections_active", "vane_connections_opened", "vane_connections_refused",
             "vane_protocol_errors", "vane_deliveries", "vane_routers_reachable", "vane_links_up",
             "vane_tcp_flows_opened", "vane_tcp_flows_failed", "vane_tcp_refused",
-            "vane_tcp_connect_failures", "vane_tcp_flows_active", "vane_tcp_bytes"}
+            "vane_tcp_connect_failures", "vane_tcp_malformed", "vane_tcp_flows_active", "vane_tcp_bytes"}
     assert want <= set(m), f"missing families: {sorted(want - set(m))}"
     version = get(a, "/api/v1/router")["version"]
     info = m["vane_router_info"].samples

@@ -831,6 +831,8 @@ class OriginExchange final : public StreamFlow {
   void readOrigin();
   void onOrigin();
   void originEnded(const std::string& why);
+  bool checkBody(std::string_view bytes);
+  void consumed(std::size_t n);
   void keepForRetry(std::size_t n);
   void retry();
   void responseDone();
@@ -845,6 +847,13 @@ class OriginExchange final : public StreamFlow {
   ResponseReader res_;
   std::string head_buf_;  // the request head (and what followed it), to write first
   bool req_head_done_ = false;
+  // The request's body is parsed here again (req_ finds its end) so that
+  // nothing but one whole request reaches a server connection that may be
+  // kept: bytes after the end, a body cut short or broken chunking from
+  // the other router reset the flow (and that connection).
+  bool req_body_done_ = false;
+  std::size_t checked_ = 0;  // bytes at the front of inq_ already given to req_
+  std::string carry_;        // an incomplete chunk header, given again with what follows
   bool head_request_ = false;
   bool have_socket_ = false;
   bool reused_ = false;
@@ -878,11 +887,17 @@ void OriginExchange::onInData() {
     std::size_t used = 0;
     const auto st = req_.head(head_buf_, used);
     if (st == RequestReader::Status::kNeedMore && !inLast()) return;
-    if (st == RequestReader::Status::kNeedMore || st == RequestReader::Status::kError) {
+    if (st == RequestReader::Status::kNeedMore || st == RequestReader::Status::kError ||
+        checkRequest(req_)) {
       malformed();
       return;
     }
     req_head_done_ = true;
+    req_body_done_ = st == RequestReader::Status::kDone;
+    if (!checkBody(std::string_view(head_buf_).substr(used))) {
+      malformed();
+      return;
+    }
     head_request_ = req_.get().method() == bhttp::verb::head;
     tunnel_kind_ = tunnelOf(req_);
     rec_.method = std::string(req_.get().method_string());
@@ -898,7 +913,52 @@ void OriginExchange::onInData() {
     }
     return;
   }
+  std::size_t skip = checked_;
+  checked_ = 0;
+  for (const auto& slice : inq_) {
+    if (skip >= slice.size) {
+      skip -= slice.size;
+    } else if (!checkBody({slice.data + skip, slice.size - skip})) {
+      malformed();
+      return;
+    } else {
+      skip = 0;
+    }
+    checked_ += slice.size;
+  }
   writeOrigin();
+}
+
+// Gives request bytes that followed what req_ has seen to it; false when
+// they are not the rest of one request (after a switch they are the
+// client's byte stream, unparsed).
+bool OriginExchange::checkBody(std::string_view bytes) {
+  if (bytes.empty() || tunnel_) return true;
+  if (req_body_done_) return false;  // a second request, smuggled after the first
+  std::string joined;
+  if (!carry_.empty()) {
+    joined = std::move(carry_) + std::string(bytes);
+    carry_.clear();
+    bytes = joined;
+  }
+  std::size_t used = 0;
+  const auto st = req_.body(bytes, used);
+  if (st == RequestReader::Status::kError) {
+    VANE_LOG_DEBUG("http connector {}: a request body from router {} is malformed: {}", name_,
+                   rec_.peer_router, req_.error());
+    return false;
+  }
+  if (st == RequestReader::Status::kDone) {
+    req_body_done_ = true;
+    return used == bytes.size();
+  }
+  carry_.assign(bytes.substr(used));
+  return carry_.size() <= kUpstreamHeadLimit;
+}
+
+void OriginExchange::consumed(std::size_t n) {
+  consumedIn(n);
+  checked_ -= std::min(checked_, n);
 }
 
 void OriginExchange::connect() {
@@ -997,8 +1057,8 @@ void OriginExchange::writeOrigin() {
     if (head_buf_.empty()) return;
   } else if (head_buf_.empty() && inq_.empty()) {
     if (!inLast()) return;
-    if (!inAtBoundary()) {
-      malformed();
+    if (!inAtBoundary() || (!tunnel_ && !req_body_done_)) {
+      malformed();  // the stream broke off, or the request did
       return;
     }
     request_done_ = true;
@@ -1043,7 +1103,7 @@ void OriginExchange::writeOrigin() {
       head_buf_.erase(0, k);
       n -= k;
     }
-    consumedIn(n);
+    consumed(n);
     writeOrigin();
   });
 }
