@@ -195,10 +195,15 @@ bool StreamFlow::consume(const Chunk& c) {
 
 bool StreamFlow::consumeBody(const Chunk& c) {
   const std::size_t before = inq_.size();
+  bool refused = false;
   const auto st = decoder_.feed(c->data(), c->size(), [&](const char* p, std::size_t n) {
+    if (refused || !checkIn({p, n})) {
+      refused = true;
+      return;
+    }
     inq_.push_back(Slice{c, p, n, 0});
   });
-  if (st != BodyDecoder::Status::kOk) {
+  if (st != BodyDecoder::Status::kOk || refused) {
     in_->budget->release(static_cast<std::int64_t>(c->size()));
     malformed();
     return false;

@@ -102,6 +102,10 @@ class StreamFlow : public forwarding::IngressSink,
   // -- incoming --
   // The stream's start was parsed: replyTo() and rec_.peer_router are set.
   virtual void onInStarted() {}
+  // Each payload range of the incoming stream as it arrives, before it is
+  // queued (and before onInData): false refuses it, and the stream is reset
+  // as malformed. Default: any bytes.
+  virtual bool checkIn(std::string_view) { return true; }
   // inq_ grew, or inLast() became true.
   virtual void onInData() = 0;
   // The other end aborted the incoming stream (it was reset, or a router on

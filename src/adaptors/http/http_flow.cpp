@@ -831,8 +831,8 @@ class OriginExchange final : public StreamFlow {
   void readOrigin();
   void onOrigin();
   void originEnded(const std::string& why);
+  bool checkIn(std::string_view bytes) override { return !req_head_done_ || checkBody(bytes); }
   bool checkBody(std::string_view bytes);
-  void consumed(std::size_t n);
   void keepForRetry(std::size_t n);
   void retry();
   void responseDone();
@@ -852,8 +852,7 @@ class OriginExchange final : public StreamFlow {
   // kept: bytes after the end, a body cut short or broken chunking from
   // the other router reset the flow (and that connection).
   bool req_body_done_ = false;
-  std::size_t checked_ = 0;  // bytes at the front of inq_ already given to req_
-  std::string carry_;        // an incomplete chunk header, given again with what follows
+  std::string carry_;  // an incomplete chunk header, given again with what follows
   bool head_request_ = false;
   bool have_socket_ = false;
   bool reused_ = false;
@@ -913,20 +912,7 @@ void OriginExchange::onInData() {
     }
     return;
   }
-  std::size_t skip = checked_;
-  checked_ = 0;
-  for (const auto& slice : inq_) {
-    if (skip >= slice.size) {
-      skip -= slice.size;
-    } else if (!checkBody({slice.data + skip, slice.size - skip})) {
-      malformed();
-      return;
-    } else {
-      skip = 0;
-    }
-    checked_ += slice.size;
-  }
-  writeOrigin();
+  writeOrigin();  // what arrived was checked on its way in (checkIn)
 }
 
 // Gives request bytes that followed what req_ has seen to it; false when
@@ -937,8 +923,9 @@ bool OriginExchange::checkBody(std::string_view bytes) {
   if (req_body_done_) return false;  // a second request, smuggled after the first
   std::string joined;
   if (!carry_.empty()) {
-    joined = std::move(carry_) + std::string(bytes);
+    joined = std::move(carry_);
     carry_.clear();
+    joined.append(bytes);
     bytes = joined;
   }
   std::size_t used = 0;
@@ -954,11 +941,6 @@ bool OriginExchange::checkBody(std::string_view bytes) {
   }
   carry_.assign(bytes.substr(used));
   return carry_.size() <= kUpstreamHeadLimit;
-}
-
-void OriginExchange::consumed(std::size_t n) {
-  consumedIn(n);
-  checked_ -= std::min(checked_, n);
 }
 
 void OriginExchange::connect() {
@@ -1103,7 +1085,7 @@ void OriginExchange::writeOrigin() {
       head_buf_.erase(0, k);
       n -= k;
     }
-    consumed(n);
+    consumedIn(n);
     writeOrigin();
   });
 }
