@@ -7,9 +7,11 @@
 // (adaptors/registry.hpp) and these interfaces: it makes the entities of
 // every kind from the configuration, starts, stops and reloads them by
 // name, lists them for the management API and metrics, and implements Host
-// for them. So adding an adaptor is adding its folder and one line in
-// registry.cpp; the router, the AMQP connection and management stay as they
-// are. docs/design/adaptors.md describes the layer.
+// for them. Its configuration sections are its own too (config/section.hpp,
+// adaptors/sections.hpp). So adding an adaptor is adding its folder and one
+// line each in registry.cpp and sections.cpp; the router, the AMQP
+// connection, management and config stay as they are.
+// docs/design/adaptors.md describes the layer.
 //
 // Threads: entities and Host's methods live on the router's core loop
 // (asserted by the router in debug builds); an Accept runs on a worker loop,

@@ -1,11 +1,13 @@
 #include "adaptors/registry.hpp"
 
 #include "adaptors/http/http_adaptor.hpp"
+#include "adaptors/sections.hpp"
 #include "adaptors/tcp/tcp_adaptor.hpp"
 
 namespace vane::adaptors {
 
 const std::vector<const Adaptor*>& all() {
+  addConfigSections();  // every adaptor's sections are in the schema
   static const std::vector<const Adaptor*> adaptors = {
       &tcp::adaptor(),
       &http::adaptor(),

@@ -1,9 +1,9 @@
-// The three EntityKind functions for a kind whose entries are one list
-// section of config::Config (`std::vector<C> config::Config::*Section`) and
+// The three EntityKind functions for a kind whose entries are one added
+// configuration section (config::ListSection<C>, e.g. kTcpListeners) and
 // whose entity type E is made as E(Host&, const C&) and keeps its entry as
-// `E::cfg`. An entry's key is its JSON (config::toJson(C)).
+// `E::cfg`. An entry's key is its JSON (Section.json(C)).
 //
-//   using Ops = SectionOps<config::TcpListenerConfig, &config::Config::tcp_listeners, TcpListener>;
+//   using Ops = SectionOps<TcpListenerConfig, kTcpListeners, TcpListener>;
 //   const EntityKind kListenerKind = Ops::kind(&adaptor(), "tcp listener", "tcp_listeners",
 //                                              "tcp-listeners", Role::kListener);
 #pragma once
@@ -16,10 +16,11 @@
 #include <vector>
 
 #include "adaptors/adaptor.hpp"
+#include "config/section.hpp"
 
 namespace vane::adaptors {
 
-template <typename C, std::vector<C> config::Config::*Section, typename E>
+template <typename C, const config::ListSection<C>& Section, typename E>
 struct SectionOps {
   enum class Role { kListener, kConnector };
   // The kind: `what` in messages, its configuration `section`, its API
@@ -39,19 +40,19 @@ struct SectionOps {
   }
   static std::vector<std::pair<std::string, std::string>> entries(const config::Config& cfg) {
     std::vector<std::pair<std::string, std::string>> out;
-    for (const C& c : cfg.*Section) out.emplace_back(c.name, config::toJson(c));
+    for (const C& c : Section.of(cfg)) out.emplace_back(c.name, Section.json(c));
     return out;
   }
   static std::unique_ptr<Entity> make(Host& host, const config::Config& cfg,
                                       const std::string& name) {
-    const auto& section = cfg.*Section;
+    const auto& section = Section.of(cfg);
     auto it =
         std::find_if(section.begin(), section.end(), [&](const C& c) { return c.name == name; });
     if (it == section.end()) return nullptr;
     return std::make_unique<E>(host, *it);
   }
   static void store(config::Config& cfg, const std::vector<const Entity*>& entities) {
-    auto& section = cfg.*Section;
+    auto& section = Section.of(cfg);
     section.clear();
     for (const Entity* e : entities) section.push_back(static_cast<const E*>(e)->cfg);
   }

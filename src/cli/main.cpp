@@ -14,6 +14,7 @@
 #include <iostream>
 #include <optional>
 
+#include "adaptors/sections.hpp"
 #include "cli/commands.hpp"
 #include "cli/errors.hpp"
 #include "cli/http_client.hpp"
@@ -85,6 +86,7 @@ int read(vane::cli::Command command, const std::string& url_text, bool url_given
 }  // namespace
 
 int main(int argc, char** argv) {
+  vane::adaptors::addConfigSections();
   using vane::cli::Command;
 
   CLI::App app{

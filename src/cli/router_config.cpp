@@ -160,16 +160,16 @@ void RouterConfig::add(const config::ConnectorConfig& entry) {
 void RouterConfig::add(const config::TlsProfileConfig& entry) {
   addEntry("tls_profiles", entry);
 }
-void RouterConfig::add(const config::TcpConnectorConfig& entry) {
+void RouterConfig::add(const adaptors::TcpConnectorConfig& entry) {
   addEntry("tcp_connectors", entry);
 }
-void RouterConfig::add(const config::TcpListenerConfig& entry) {
+void RouterConfig::add(const adaptors::TcpListenerConfig& entry) {
   addEntry("tcp_listeners", entry);
 }
-void RouterConfig::add(const config::HttpConnectorConfig& entry) {
+void RouterConfig::add(const adaptors::HttpConnectorConfig& entry) {
   addEntry("http_connectors", entry);
 }
-void RouterConfig::add(const config::HttpListenerConfig& entry) {
+void RouterConfig::add(const adaptors::HttpListenerConfig& entry) {
   addEntry("http_listeners", entry);
 }
 

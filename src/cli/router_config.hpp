@@ -2,8 +2,9 @@
 // `vane site init`, then entries added and removed by name in the sections
 // the CLI owns (connectors, tls_profiles, tcp_ and http_ connectors and
 // listeners).
-// Entries are added as the config module's types and written by its
-// emitters (config::toYaml), so they have the keys vaned reads.
+// Entries are added as the types of the schema vaned reads (config's, and
+// the sections the adaptors add) and written by their emitters (toYaml), so
+// they have the keys vaned reads.
 // Everything else in the file, including hand edits, is kept; comments are
 // not (the file says so at the top).
 #pragma once
@@ -14,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "adaptors/http/http_config.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "cli/site_dir.hpp"
 #include "config/config.hpp"
 
@@ -37,10 +40,10 @@ class RouterConfig {
   // (config::validate): the commands check their entries before this.
   void add(const config::ConnectorConfig& entry);
   void add(const config::TlsProfileConfig& entry);
-  void add(const config::TcpConnectorConfig& entry);
-  void add(const config::TcpListenerConfig& entry);
-  void add(const config::HttpConnectorConfig& entry);
-  void add(const config::HttpListenerConfig& entry);
+  void add(const adaptors::TcpConnectorConfig& entry);
+  void add(const adaptors::TcpListenerConfig& entry);
+  void add(const adaptors::HttpConnectorConfig& entry);
+  void add(const adaptors::HttpListenerConfig& entry);
   // False if there was no such entry.
   bool remove(const std::string& section, const std::string& name);
 

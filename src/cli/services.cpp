@@ -35,8 +35,8 @@ const Kind& kindOf(Service s, Protocol p) {
 
 constexpr Protocol kProtocols[] = {Protocol::kTcp, Protocol::kHttp};
 
-// The entry for vaned.yaml and the router, of type config::TcpConnectorConfig
-// (expose) or config::TcpListenerConfig (listen).
+// The entry for vaned.yaml and the router: a connector (expose) or listener
+// (listen) entry of the tcp or http adaptor.
 template <typename Entry>
 Entry entryOf(const ServiceOptions& s) {
   Entry e;
@@ -73,7 +73,7 @@ void check(const Entry& entry, const Kind& kind, bool named) {
 Json rowOf(const YAML::Node& entry) {
   const std::string host = field(entry, "host");
   return {{"name", field(entry, "name")},
-          {"host", host.empty() ? config::TcpConnectorConfig{}.host : host},
+          {"host", host.empty() ? adaptors::TcpConnectorConfig{}.host : host},
           {"port", std::atoi(field(entry, "port").c_str())},
           {"address", field(entry, "address")}};
 }
@@ -130,11 +130,11 @@ int addService(const Options& options, Service which, ServiceOptions s) {
 int serviceAdd(const Options& options, Service which, ServiceOptions s) {
   const bool http = s.protocol == Protocol::kHttp;
   if (which == Service::kExpose) {
-    return http ? addService<config::HttpConnectorConfig>(options, which, std::move(s))
-                : addService<config::TcpConnectorConfig>(options, which, std::move(s));
+    return http ? addService<adaptors::HttpConnectorConfig>(options, which, std::move(s))
+                : addService<adaptors::TcpConnectorConfig>(options, which, std::move(s));
   }
-  return http ? addService<config::HttpListenerConfig>(options, which, std::move(s))
-              : addService<config::TcpListenerConfig>(options, which, std::move(s));
+  return http ? addService<adaptors::HttpListenerConfig>(options, which, std::move(s))
+              : addService<adaptors::TcpListenerConfig>(options, which, std::move(s));
 }
 
 int serviceList(const Options& options, Service which) {

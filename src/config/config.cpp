@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "config/address_tokens.hpp"
+#include "config/section.hpp"
 
 namespace vane::config {
 
@@ -99,19 +100,6 @@ constexpr std::string_view kListenerFields[] = {"name",
                                                 "idle_timeout_ms"};
 constexpr std::string_view kConnectorFields[] = {"name", "host",        "port",       "role",
                                                  "cost", "tls_profile", "verify_host"};
-constexpr std::string_view kTcpFields[] = {"name", "host", "port", "address"};
-constexpr std::string_view kHttpListenerFields[] = {"name",
-                                                    "host",
-                                                    "port",
-                                                    "address",
-                                                    "routes",
-                                                    "max_header_bytes",
-                                                    "head_timeout_ms",
-                                                    "response_timeout_ms",
-                                                    "tls_profile"};
-constexpr std::string_view kHttpConnectorFields[] = {
-    "name", "host", "port", "address", "max_idle_connections", "tls_profile"};
-constexpr std::string_view kHttpRouteFields[] = {"path_prefix", "host", "address"};
 constexpr std::string_view kTlsProfileFields[] = {"name", "ca", "certificate", "key",
                                                   "key_password_file"};
 constexpr std::string_view kAddressFields[] = {"prefix", "pattern", "distribution"};
@@ -133,26 +121,6 @@ bool isLoopbackHost(const std::string& host) {
 struct Failure {
   ConfigError error;
 };
-
-// Renders a user-supplied value for an error message: control and non-ASCII
-// bytes are escaped and very long values are shortened.
-std::string displayValue(std::string_view value) {
-  constexpr std::size_t kMaxShown = 64;
-  std::string out;
-  const std::size_t shown = value.size() > kMaxShown ? kMaxShown : value.size();
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto c = static_cast<unsigned char>(value[i]);
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned>(c));
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (shown < value.size()) out += "...";
-  return out;
-}
 
 const char* describe(const YAML::Node& node) {
   switch (node.Type()) {
@@ -184,6 +152,34 @@ std::string joinNames(std::span<const std::string_view> names) {
   return out;
 }
 
+template <typename Enum>
+struct EnumName {
+  std::string_view name;
+  Enum value;
+};
+
+}  // namespace
+
+std::string displayValue(std::string_view value) {
+  constexpr std::size_t kMaxShown = 64;
+  std::string out;
+  const std::size_t shown = value.size() > kMaxShown ? kMaxShown : value.size();
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned>(c));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (shown < value.size()) out += "...";
+  return out;
+}
+
+namespace detail {
+
 // One key/value pair of a YAML mapping that passed the key checks.
 struct Entry {
   std::string key;
@@ -192,10 +188,13 @@ struct Entry {
   YAML::Node value;
 };
 
-template <typename Enum>
-struct EnumName {
-  std::string_view name;
-  Enum value;
+// One entry of an added section being read (EntryReader).
+struct EntryState {
+  const Parser& parser;
+  YAML::Node item;
+  std::string path;
+  int line = 0;
+  std::vector<Entry> seen;  // its fields, once read
 };
 
 class Parser {
@@ -215,10 +214,10 @@ class Parser {
     if (!root.IsMap()) {
       fail(root, "", fmt::format("expected a mapping at the top level, got {}", describe(root)));
     }
-    for (const Entry& e : entries(
-             root, "",
-             {"router", "listeners", "connectors", "addresses", "tcp_listeners", "tcp_connectors",
-              "http_listeners", "http_connectors", "management", "tls_profiles", "claims"})) {
+    std::vector<std::string_view> sections = {"router", "listeners", "connectors", "addresses"};
+    for (const SectionType* t : addedSections()) sections.push_back(t->key());
+    sections.insert(sections.end(), {"management", "tls_profiles", "claims"});
+    for (const Entry& e : entries(root, "", sections)) {
       if (e.key == "router") {
         parseRouter(e, cfg.router);
       } else if (e.key == "listeners") {
@@ -226,22 +225,16 @@ class Parser {
         parseListeners(e, cfg.listeners);
       } else if (e.key == "connectors") {
         parseConnectors(e, cfg.connectors);
-      } else if (e.key == "tcp_listeners") {
-        parseTcp(e, "tcp_listeners", "tcp listener", cfg.tcp_listeners);
-      } else if (e.key == "tcp_connectors") {
-        parseTcp(e, "tcp_connectors", "tcp connector", cfg.tcp_connectors);
-      } else if (e.key == "http_listeners") {
-        parseHttpListeners(e, cfg.http_listeners);
-      } else if (e.key == "http_connectors") {
-        parseHttpConnectors(e, cfg.http_connectors);
       } else if (e.key == "management") {
         parseManagement(e, cfg.management);
       } else if (e.key == "tls_profiles") {
         parseTlsProfiles(e, cfg.tls_profiles);
       } else if (e.key == "claims") {
         parseClaims(e, cfg.claims);
-      } else {
+      } else if (e.key == "addresses") {
         parseAddresses(e, cfg.addresses);
+      } else {
+        parseAdded(e, *findSection(e.key), cfg);
       }
     }
     if (!have_listeners) cfg.listeners.push_back(defaultListener());
@@ -263,6 +256,10 @@ class Parser {
   }
 
  private:
+  friend class config::EntryReader;
+  friend class config::FieldReader;
+  friend class config::References;
+
   static ListenerConfig defaultListener() {
     ListenerConfig l;
     l.name = "amqp";
@@ -871,26 +868,8 @@ class Parser {
                            t->name));
       }
     }
-    for (std::size_t i = 0; i < cfg.http_listeners.size(); ++i) {
-      const auto& l = cfg.http_listeners[i];
-      if (!l.tls_profile.empty() && find(l.tls_profile) == nullptr) {
-        failAt(lineMark(l.line), fmt::format("http_listeners[{}].tls_profile", i),
-               missing(l.tls_profile));
-      }
-    }
-    for (std::size_t i = 0; i < cfg.http_connectors.size(); ++i) {
-      const auto& c = cfg.http_connectors[i];
-      if (c.tls_profile.empty()) continue;
-      const std::string field = fmt::format("http_connectors[{}].tls_profile", i);
-      const TlsProfileConfig* t = find(c.tls_profile);
-      if (t == nullptr) failAt(lineMark(c.line), field, missing(c.tls_profile));
-      if (t->ca.empty()) {
-        failAt(lineMark(c.line), field,
-               fmt::format("tls profile '{}' has no 'ca': an http connector needs it to verify "
-                           "the server's certificate",
-                           t->name));
-      }
-    }
+    const References refs(*this, cfg);
+    for (const SectionType* t : addedSections()) t->check(cfg, refs);
     if (cfg.claims.enabled && find(cfg.claims.tls_profile) == nullptr)
       failAt(lineMark(cfg.claims.line), "claims.tls_profile", missing(cfg.claims.tls_profile));
   }
@@ -932,39 +911,18 @@ class Parser {
     }
   }
 
-  // tcp_listeners and tcp_connectors share their fields: name, host, port
-  // and address, all but host required.
-  template <typename T>
-  void parseTcp(const Entry& section, std::string_view key, std::string_view what,
-                std::vector<T>& out) const {
-    constexpr bool listener = std::is_same_v<T, TcpListenerConfig>;
-    parseNamedList(section, key, what, out,
-                   [this](const YAML::Node& item, const std::string& path, T& c) {
-                     std::optional<Entry> name_entry;
-                     bool have_port = false;
-                     bool have_address = false;
-                     for (const Entry& e : entries(item, path, kTcpFields)) {
-                       if (e.key == "name") {
-                         c.name = name(e);
-                         name_entry = e;
-                       } else if (e.key == "host") {
-                         c.host = nonEmptyString(e);
-                       } else if (e.key == "port") {
-                         c.port = static_cast<std::uint16_t>(integer(e, listener ? 0 : 1, 65535));
-                         have_port = true;
-                       } else if (e.key == "address") {
-                         c.address = serviceAddress(e);
-                         have_address = true;
-                       }
-                     }
-                     if (!name_entry) return name_entry;
-                     if (!have_port)
-                       fail(item, joinField(path, "port"), "missing required field 'port'");
-                     if (!have_address) {
-                       fail(item, joinField(path, "address"), "missing required field 'address'");
-                     }
-                     return name_entry;
-                   });
+  // A section another module added: a list of mappings, each read by `type`.
+  void parseAdded(const Entry& section, const SectionType& type, Config& cfg) const {
+    if (!expectSequenceOrNull(section)) return;
+    std::size_t index = 0;
+    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      EntryState state{
+          *this, item, fmt::format("{}[{}]", section.key, index), item.Mark().line + 1, {}};
+      if (!item.IsMap())
+        fail(item, state.path, fmt::format("expected a mapping, got {}", describe(item)));
+      type.parse(EntryReader(state), cfg);
+    }
   }
 
   // The address an adaptor's listener or connector serves.
@@ -975,121 +933,6 @@ class Parser {
       failValue(e, "addresses starting with '_vane/' are reserved for the router");
     }
     return a;
-  }
-
-  void parseHttpListeners(const Entry& section, std::vector<HttpListenerConfig>& out) const {
-    parseNamedList(
-        section, "http_listeners", "http listener", out,
-        [this](const YAML::Node& item, const std::string& path, HttpListenerConfig& c) {
-          std::optional<Entry> name_entry;
-          bool have_port = false;
-          bool have_address = false;
-          for (const Entry& e : entries(item, path, kHttpListenerFields)) {
-            if (e.key == "name") {
-              c.name = name(e);
-              name_entry = e;
-            } else if (e.key == "host") {
-              c.host = nonEmptyString(e);
-            } else if (e.key == "port") {
-              c.port = static_cast<std::uint16_t>(integer(e, 0, 65535));
-              have_port = true;
-            } else if (e.key == "address") {
-              c.address = serviceAddress(e);
-              have_address = true;
-            } else if (e.key == "routes") {
-              c.routes = httpRoutes(e);
-            } else if (e.key == "max_header_bytes") {
-              c.max_header_bytes = static_cast<std::uint32_t>(integer(e, 1024, 1u << 20));
-            } else if (e.key == "head_timeout_ms") {
-              c.head_timeout_ms = static_cast<std::uint32_t>(integer(e, 1, 3600000));
-            } else if (e.key == "response_timeout_ms") {
-              c.response_timeout_ms = static_cast<std::uint32_t>(integer(e, 1, 86400000));
-            } else if (e.key == "tls_profile") {
-              c.tls_profile = name(e);
-            }
-          }
-          if (!name_entry) return name_entry;
-          if (!have_port) fail(item, joinField(path, "port"), "missing required field 'port'");
-          if (!have_address) {
-            fail(item, joinField(path, "address"), "missing required field 'address'");
-          }
-          return name_entry;
-        });
-  }
-
-  // http_listeners[].routes: a list of {path_prefix, host, address}.
-  std::vector<HttpRouteConfig> httpRoutes(const Entry& section) const {
-    std::vector<HttpRouteConfig> out;
-    if (!expectSequenceOrNull(section)) return out;
-    if (section.value.size() > 1000) failValue(section, "at most 1000 routes");
-    std::size_t index = 0;
-    for (auto it = section.value.begin(); it != section.value.end(); ++it, ++index) {
-      const YAML::Node item = *it;
-      const std::string path = fmt::format("{}[{}]", section.field, index);
-      if (!item.IsMap())
-        fail(item, path, fmt::format("expected a mapping, got {}", describe(item)));
-      HttpRouteConfig r;
-      bool have_address = false;
-      for (const Entry& e : entries(item, path, kHttpRouteFields)) {
-        if (e.key == "path_prefix") {
-          r.path_prefix = nonEmptyString(e);
-          if (r.path_prefix.front() != '/') failValue(e, "a path prefix starts with '/'");
-          if (r.path_prefix.size() > 4096) failValue(e, "a path prefix is at most 4096 bytes");
-        } else if (e.key == "host") {
-          r.host = nonEmptyString(e);
-          if (r.host.size() > 255) failValue(e, "a host name is at most 255 bytes");
-          for (char& ch : r.host) {
-            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-            if (ch <= ' ' || ch == '/' || ch >= 0x7f) {
-              failValue(e, fmt::format("invalid host name '{}'", displayValue(r.host)));
-            }
-          }
-        } else if (e.key == "address") {
-          r.address = serviceAddress(e);
-          have_address = true;
-        }
-      }
-      if (r.path_prefix.empty() && r.host.empty()) {
-        fail(item, path, "a route needs path_prefix, host or both");
-      }
-      if (!have_address) fail(item, joinField(path, "address"), "missing required field 'address'");
-      out.push_back(std::move(r));
-    }
-    return out;
-  }
-
-  void parseHttpConnectors(const Entry& section, std::vector<HttpConnectorConfig>& out) const {
-    parseNamedList(section, "http_connectors", "http connector", out,
-                   [this](const YAML::Node& item, const std::string& path, HttpConnectorConfig& c) {
-                     std::optional<Entry> name_entry;
-                     bool have_port = false;
-                     bool have_address = false;
-                     for (const Entry& e : entries(item, path, kHttpConnectorFields)) {
-                       if (e.key == "name") {
-                         c.name = name(e);
-                         name_entry = e;
-                       } else if (e.key == "host") {
-                         c.host = nonEmptyString(e);
-                       } else if (e.key == "port") {
-                         c.port = static_cast<std::uint16_t>(integer(e, 1, 65535));
-                         have_port = true;
-                       } else if (e.key == "address") {
-                         c.address = serviceAddress(e);
-                         have_address = true;
-                       } else if (e.key == "max_idle_connections") {
-                         c.max_idle_connections = static_cast<std::uint32_t>(integer(e, 0, 10000));
-                       } else if (e.key == "tls_profile") {
-                         c.tls_profile = name(e);
-                       }
-                     }
-                     if (!name_entry) return name_entry;
-                     if (!have_port)
-                       fail(item, joinField(path, "port"), "missing required field 'port'");
-                     if (!have_address) {
-                       fail(item, joinField(path, "address"), "missing required field 'address'");
-                     }
-                     return name_entry;
-                   });
   }
 
   // Roles that do not fit the router's mode.
@@ -1195,6 +1038,10 @@ class Parser {
   bool entry_ = false;
 };
 
+}  // namespace detail
+
+namespace {
+
 // Records where each YAML document starts and whether it has any content.
 class DocumentScanner : public YAML::EventHandler {
  public:
@@ -1244,9 +1091,8 @@ namespace {
 ConfigResult parseText(const std::string& text, const std::string& name, bool entry);
 
 bool isEntrySection(std::string_view section) {
-  return section == "tcp_listeners" || section == "tcp_connectors" || section == "http_listeners" ||
-         section == "http_connectors" || section == "listeners" || section == "connectors" ||
-         section == "addresses" || section == "tls_profiles";
+  return section == "listeners" || section == "connectors" || section == "addresses" ||
+         section == "tls_profiles" || findSection(section) != nullptr;
 }
 
 // Parses `item`, one YAML flow mapping on one line, as the only entry of
@@ -1266,14 +1112,118 @@ ConfigResult parseOneEntry(const std::string& section, const std::string& item,
   return r;
 }
 
-template <typename T>
-std::optional<ConfigError> validateEntry(const std::string& section, const T& entry) {
-  ConfigResult r = parseOneEntry(section, toYaml(entry), "");
+std::vector<const SectionType*>& sectionRegistry() {
+  static std::vector<const SectionType*> types;
+  return types;
+}
+
+}  // namespace
+
+std::optional<ConfigError> validateEntry(const std::string& section, const std::string& yaml) {
+  ConfigResult r = parseOneEntry(section, yaml, "");
   if (auto* e = std::get_if<ConfigError>(&r)) return std::move(*e);
   return std::nullopt;
 }
 
-}  // namespace
+void addSection(const SectionType& type) {
+  if (findSection(type.key()) == nullptr) sectionRegistry().push_back(&type);
+}
+
+std::span<const SectionType* const> addedSections() {
+  return sectionRegistry();
+}
+
+const SectionType* findSection(std::string_view key) {
+  for (const SectionType* t : sectionRegistry()) {
+    if (t->key() == key) return t;
+  }
+  return nullptr;
+}
+
+// ---- Reading added sections ----
+
+const std::string& EntryReader::path() const {
+  return s_.path;
+}
+
+int EntryReader::line() const {
+  return s_.line;
+}
+
+void EntryReader::read(std::span<const std::string_view> allowed,
+                       const std::function<void(const FieldReader&)>& read) const {
+  s_.seen = s_.parser.entries(s_.item, s_.path, allowed);
+  for (const detail::Entry& e : s_.seen) read(FieldReader(s_.parser, e));
+}
+
+void EntryReader::require(std::initializer_list<std::string_view> keys) const {
+  auto seen = [this](std::string_view key) {
+    return std::any_of(s_.seen.begin(), s_.seen.end(),
+                       [key](const detail::Entry& e) { return e.key == key; });
+  };
+  if (!seen("name")) fail("name", "missing required field 'name'");
+  for (std::string_view key : keys) {
+    if (!seen(key)) fail(key, fmt::format("missing required field '{}'", key));
+  }
+}
+
+void EntryReader::fail(std::string_view key, std::string message) const {
+  for (const detail::Entry& e : s_.seen) {
+    if (e.key == key) s_.parser.failValue(e, std::move(message));
+  }
+  s_.parser.fail(s_.item, key.empty() ? s_.path : joinField(s_.path, key), std::move(message));
+}
+
+const std::string& FieldReader::key() const {
+  return e_.key;
+}
+std::string FieldReader::name() const {
+  return p_.name(e_);
+}
+std::string FieldReader::string() const {
+  return p_.nonEmptyString(e_);
+}
+std::uint64_t FieldReader::integer(std::uint64_t min, std::uint64_t max) const {
+  return p_.integer(e_, min, max);
+}
+bool FieldReader::boolean() const {
+  return p_.boolean(e_);
+}
+std::string FieldReader::serviceAddress() const {
+  return p_.serviceAddress(e_);
+}
+
+void FieldReader::items(std::size_t max, std::string_view noun,
+                        const std::function<void(const EntryReader&)>& read) const {
+  if (!p_.expectSequenceOrNull(e_)) return;
+  if (e_.value.size() > max) p_.failValue(e_, fmt::format("at most {} {}", max, noun));
+  std::size_t index = 0;
+  for (auto it = e_.value.begin(); it != e_.value.end(); ++it, ++index) {
+    const YAML::Node item = *it;
+    detail::EntryState state{
+        p_, item, fmt::format("{}[{}]", e_.field, index), item.Mark().line + 1, {}};
+    if (!item.IsMap())
+      p_.fail(item, state.path, fmt::format("expected a mapping, got {}", describe(item)));
+    read(EntryReader(state));
+  }
+}
+
+void FieldReader::fail(std::string message) const {
+  p_.failValue(e_, std::move(message));
+}
+
+void References::tlsProfile(const std::string& field, int line, const std::string& name,
+                            std::string_view needs_ca) const {
+  auto it = std::find_if(cfg_.tls_profiles.begin(), cfg_.tls_profiles.end(),
+                         [&name](const TlsProfileConfig& t) { return t.name == name; });
+  const YAML::Mark at = detail::Parser::lineMark(line);
+  if (it == cfg_.tls_profiles.end()) {
+    p_.failAt(at, field,
+              fmt::format("no tls profile named '{}' (define it under tls_profiles)", name));
+  }
+  if (!needs_ca.empty() && it->ca.empty())
+    p_.failAt(at, field, fmt::format("tls profile '{}' has no 'ca': {}", name, needs_ca));
+}
 
 Config defaultConfig() {
   Config cfg;
@@ -1318,31 +1268,17 @@ ConfigResult parseEntry(const std::string& section, const std::string& text) {
 std::span<const std::string_view> entryFields(std::string_view section) {
   if (section == "listeners") return kListenerFields;
   if (section == "connectors") return kConnectorFields;
-  if (section == "tcp_listeners" || section == "tcp_connectors") return kTcpFields;
-  if (section == "http_listeners") return kHttpListenerFields;
-  if (section == "http_connectors") return kHttpConnectorFields;
   if (section == "tls_profiles") return kTlsProfileFields;
   if (section == "addresses") return kAddressFields;
+  if (const SectionType* t = findSection(section)) return t->fields();
   return {};
 }
 
 std::optional<ConfigError> validate(const ConnectorConfig& c) {
-  return validateEntry("connectors", c);
+  return validateEntry("connectors", toYaml(c));
 }
 std::optional<ConfigError> validate(const TlsProfileConfig& t) {
-  return validateEntry("tls_profiles", t);
-}
-std::optional<ConfigError> validate(const TcpConnectorConfig& t) {
-  return validateEntry("tcp_connectors", t);
-}
-std::optional<ConfigError> validate(const TcpListenerConfig& t) {
-  return validateEntry("tcp_listeners", t);
-}
-std::optional<ConfigError> validate(const HttpConnectorConfig& h) {
-  return validateEntry("http_connectors", h);
-}
-std::optional<ConfigError> validate(const HttpListenerConfig& h) {
-  return validateEntry("http_listeners", h);
+  return validateEntry("tls_profiles", toYaml(t));
 }
 
 ConfigResult parseString(const std::string& text, const std::string& name) {
@@ -1352,7 +1288,7 @@ ConfigResult parseString(const std::string& text, const std::string& name) {
 namespace {
 ConfigResult parseText(const std::string& text, const std::string& name, bool entry) {
   try {
-    Parser parser(name, entry);
+    detail::Parser parser(name, entry);
     // First pass over the event stream: find where documents start and which
     // are empty, before building a node tree for the first one.
     std::istringstream in(text);

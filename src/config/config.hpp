@@ -1,11 +1,16 @@
 // Vane configuration model: one schema shared by the YAML file, the
 // management API's request bodies and the `vane` CLI, which writes its
-// entries of vaned.yaml with the emitters below. Parsing never throws to
+// entries of vaned.yaml with the emitters below. Other modules add list
+// sections of their own to it (config/section.hpp: the adaptors' listeners
+// and connectors). Parsing never throws to
 // callers; it returns either a Config or a ConfigError naming file, line and
 // field.
 #pragma once
 
+#include <any>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -163,75 +168,6 @@ struct ConnectorConfig {
   bool operator==(const ConnectorConfig&) const = default;
 };
 
-// A local TCP port whose connections are carried to a TCP connector for
-// `address` somewhere in the network.
-struct TcpListenerConfig {
-  std::string name;
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;  // required (0 = pick a free port, logged)
-  std::string address;     // required
-  int line = 0;
-  bool operator==(const TcpListenerConfig&) const = default;
-};
-
-// A real TCP server reached for the connections arriving for `address`.
-struct TcpConnectorConfig {
-  std::string name;
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;  // required
-  std::string address;     // required
-  int line = 0;
-  bool operator==(const TcpConnectorConfig&) const = default;
-};
-
-// One route of an http listener: a request whose path starts with
-// `path_prefix` and (when set) whose Host is `host` goes to `address`. At
-// least one of path_prefix and host is set.
-struct HttpRouteConfig {
-  std::string path_prefix;  // starts with '/'
-  std::string host;         // compared without port, case-insensitively; stored lower-case
-  std::string address;
-  bool operator==(const HttpRouteConfig&) const = default;
-};
-
-// A local HTTP/1.1 port: each request is routed on its own to an http
-// connector for its address somewhere in the network.
-struct HttpListenerConfig {
-  std::string name;
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;               // required (0 = pick a free port, logged)
-  std::string address;                  // required: where requests go unless a route matches
-  std::vector<HttpRouteConfig> routes;  // first match wins
-  // A request's line and header fields together: larger gets 400.
-  std::uint32_t max_header_bytes = 65536;
-  // From a request head's first byte to its last: longer gets 408 (however
-  // slowly it trickles in).
-  std::uint32_t head_timeout_ms = 30000;
-  // The longest silence in an exchange: before the answer's head (504), in
-  // the request's or the answer's body (the exchange is cut off).
-  std::uint32_t response_timeout_ms = 60000;
-  std::string tls_profile;  // "": plain HTTP; else HTTPS with the profile's certificate
-  int line = 0;
-  bool operator==(const HttpListenerConfig&) const = default;
-};
-
-// A real HTTP/1.1 server that serves the requests arriving for `address`.
-struct HttpConnectorConfig {
-  std::string name;
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;  // required
-  std::string address;     // required
-  // Idle keep-alive connections to the server kept for reuse, per router
-  // worker thread.
-  std::uint32_t max_idle_connections = 256;
-  // "": plain HTTP; else HTTPS to the server, its certificate verified with
-  // the profile's ca (and the host name against it); the profile's own
-  // certificate is presented if the server asks.
-  std::string tls_profile;
-  int line = 0;
-  bool operator==(const HttpConnectorConfig&) const = default;
-};
-
 // An address rule: exactly one of prefix or pattern is set.
 // Pattern syntax: tokens separated by '.' or '/'; '*' matches exactly one
 // token, '#' matches zero or more tokens. Longest prefix / most specific
@@ -291,15 +227,30 @@ struct ClaimsConfig {
   int line = 0;
 };
 
+// The entries of the sections that other modules add to the schema
+// (config/section.hpp: ListSection<C>::of() reads them), by section key.
+class Sections {
+ public:
+  const std::any* find(std::string_view key) const {
+    auto it = lists_.find(key);
+    return it == lists_.end() ? nullptr : &it->second;
+  }
+  std::any& at(std::string_view key) {
+    auto it = lists_.find(key);
+    if (it == lists_.end()) it = lists_.emplace(std::string(key), std::any{}).first;
+    return it->second;
+  }
+
+ private:
+  std::map<std::string, std::any, std::less<>> lists_;
+};
+
 struct Config {
   RouterConfig router;
   std::vector<ListenerConfig> listeners;
   std::vector<ConnectorConfig> connectors;
   std::vector<AddressConfig> addresses;
-  std::vector<TcpListenerConfig> tcp_listeners;
-  std::vector<TcpConnectorConfig> tcp_connectors;
-  std::vector<HttpListenerConfig> http_listeners;
-  std::vector<HttpConnectorConfig> http_connectors;
+  Sections sections;  // the sections other modules add (config/section.hpp)
   ManagementConfig management;
   std::vector<TlsProfileConfig> tls_profiles;
   ClaimsConfig claims;
@@ -334,9 +285,8 @@ ConfigResult loadFile(const std::string& path);
 // files, claims) relative to `dir` (the configuration file's directory).
 void resolvePaths(Config& cfg, const std::string& dir);
 
-// Parses one entry of a list section ("tcp_listeners", "tcp_connectors",
-// "http_listeners", "http_connectors", "listeners", "connectors",
-// "addresses", "tls_profiles") given as YAML or JSON text (the
+// Parses one entry of a list section ("listeners", "connectors",
+// "addresses", "tls_profiles" or an added one: config/section.hpp) given as YAML or JSON text (the
 // management API's request bodies), checked exactly like the same entry in
 // a file: the result holds the entry in its section, or an error whose
 // field names the entry's key (e.g. "port").
@@ -350,8 +300,8 @@ std::span<const std::string_view> entryFields(std::string_view section);
 // ---- Writing entries (the CLI's side of vaned.yaml) ----
 //
 // toYaml() writes one entry as a one-line YAML flow mapping, e.g.
-// `{name: echo, host: 127.0.0.1, port: 7, address: echo}`, for its section
-// (connectors, tls_profiles, tcp_connectors, tcp_listeners); toJson() writes
+// `{name: b, host: b.example.org, port: 55671, ...}`, for its section
+// (connectors, tls_profiles; added sections: ListSection); toJson() writes
 // it as the JSON object the management API takes for it (parseEntry()).
 // Both write every field the parser reads for the entry except optional
 // ones left unset (an empty tls_profile, ca or key_password_file), so that
@@ -359,16 +309,8 @@ std::span<const std::string_view> entryFields(std::string_view section);
 // writes bytes that are not valid UTF-8 as U+FFFD; toYaml() keeps them.
 std::string toYaml(const ConnectorConfig& c);
 std::string toYaml(const TlsProfileConfig& t);
-std::string toYaml(const TcpConnectorConfig& t);
-std::string toYaml(const TcpListenerConfig& t);
-std::string toYaml(const HttpConnectorConfig& h);
-std::string toYaml(const HttpListenerConfig& h);
 std::string toJson(const ConnectorConfig& c);
 std::string toJson(const TlsProfileConfig& t);
-std::string toJson(const TcpConnectorConfig& t);
-std::string toJson(const TcpListenerConfig& t);
-std::string toJson(const HttpConnectorConfig& h);
-std::string toJson(const HttpListenerConfig& h);
 
 // Checks an entry with the rules vaned applies to the same entry in its file
 // or in a request body: nothing if vaned takes it, else the error it would
@@ -377,9 +319,5 @@ std::string toJson(const HttpListenerConfig& h);
 // as in parseEntry().
 std::optional<ConfigError> validate(const ConnectorConfig& c);
 std::optional<ConfigError> validate(const TlsProfileConfig& t);
-std::optional<ConfigError> validate(const TcpConnectorConfig& t);
-std::optional<ConfigError> validate(const TcpListenerConfig& t);
-std::optional<ConfigError> validate(const HttpConnectorConfig& h);
-std::optional<ConfigError> validate(const HttpListenerConfig& h);
 
 }  // namespace vane::config

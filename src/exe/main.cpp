@@ -13,11 +13,13 @@
 #include <functional>
 #include <iostream>
 
+#include "adaptors/sections.hpp"
 #include "config/config.hpp"
 #include "core/log.hpp"
 #include "server/router.hpp"
 
 int main(int argc, char** argv) {
+  vane::adaptors::addConfigSections();
   CLI::App app{"vaned - Vane router daemon"};
   std::string config_path;
   std::string log_level = "info";
@@ -79,7 +81,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   // SIGHUP re-reads the configuration file and applies what can change at
-  // run time (tcp_listeners, tcp_connectors); SIGINT/SIGTERM stop.
+  // run time (the adaptors' listeners and connectors, ...); SIGINT/SIGTERM stop.
   int received = 0;
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {

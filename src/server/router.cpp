@@ -12,6 +12,7 @@
 #include "adaptors/registry.hpp"
 #include "amqp/auth_throttle.hpp"
 #include "amqp/sasl_server.hpp"
+#include "config/section.hpp"
 #include "core/log.hpp"
 #include "management/api.hpp"
 #include "management/claims.hpp"
@@ -401,11 +402,9 @@ Router::Refusal Router::removeTlsProfile(const std::string& name) {
   for (const auto& c : cfg_.connectors) {
     if (c.tls_profile == name) user = "connector " + c.name;
   }
-  for (const auto& l : cfg_.http_listeners) {
-    if (l.tls_profile == name) user = "http listener " + l.name;
-  }
-  for (const auto& c : cfg_.http_connectors) {
-    if (c.tls_profile == name) user = "http connector " + c.name;
+  for (const config::SectionType* t : config::addedSections()) {
+    const std::string entry = t->tlsUser(cfg_, name);
+    if (!entry.empty()) user = std::string(t->what()) + " " + entry;
   }
   if (cfg_.management.tls_profile == name) user = "the management API";
   if (cfg_.claims.enabled && cfg_.claims.tls_profile == name) user = "the claims endpoint";

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "adaptors/entities.hpp"
+#include "adaptors/http/http_config.hpp"
 #include "adaptors/http/http_flow.hpp"
 #include "adaptors/section.hpp"
 
@@ -48,11 +49,11 @@ nlohmann::json httpJson(const HttpCounters& c) {
 
 class HttpListener final : public ListenerEntity, public WithHttpCounters {
  public:
-  HttpListener(Host& host, const config::HttpListenerConfig& c)
+  HttpListener(Host& host, const HttpListenerConfig& c)
       : ListenerEntity(host, kListenerKind, c.name, config::toJson(c), c.host, c.port, c.address),
         cfg(c),
         host_(host) {}
-  const config::HttpListenerConfig cfg;
+  const HttpListenerConfig cfg;
 
   std::string open() override {
     if (!cfg.tls_profile.empty() && !tls_) {
@@ -101,11 +102,11 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
 
 class HttpConnector final : public ConnectorEntity, public WithHttpCounters {
  public:
-  HttpConnector(Host& host, const config::HttpConnectorConfig& c)
+  HttpConnector(Host& host, const HttpConnectorConfig& c)
       : ConnectorEntity(host, kConnectorKind, c.name, config::toJson(c), c.host, c.port, c.address),
         cfg(c),
         host_(host) {}
-  const config::HttpConnectorConfig cfg;
+  const HttpConnectorConfig cfg;
 
   std::string open() override {
     if (!cfg.tls_profile.empty() && !tls_) {
@@ -135,10 +136,8 @@ class HttpConnector final : public ConnectorEntity, public WithHttpCounters {
   Host::TlsContext tls_;  // empty: plain HTTP
 };
 
-using ListenerOps =
-    SectionOps<config::HttpListenerConfig, &config::Config::http_listeners, HttpListener>;
-using ConnectorOps =
-    SectionOps<config::HttpConnectorConfig, &config::Config::http_connectors, HttpConnector>;
+using ListenerOps = SectionOps<HttpListenerConfig, kHttpListeners, HttpListener>;
+using ConnectorOps = SectionOps<HttpConnectorConfig, kHttpConnectors, HttpConnector>;
 
 const EntityKind kListenerKind = ListenerOps::kind(&adaptor(), "http listener", "http_listeners",
                                                    "http-listeners", ListenerOps::Role::kListener);

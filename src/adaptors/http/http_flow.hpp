@@ -42,6 +42,7 @@
 
 #include "adaptors/adaptor.hpp"
 #include "adaptors/flow.hpp"
+#include "adaptors/http/http_config.hpp"
 #include "adaptors/http/http_stream.hpp"
 #include "config/config.hpp"
 
@@ -86,7 +87,7 @@ struct HttpCounters {
 
 // An http listener's settings, shared by its connections.
 struct ListenerSettings {
-  config::HttpListenerConfig cfg;
+  HttpListenerConfig cfg;
   std::shared_ptr<FlowCounters> flows;
   std::shared_ptr<HttpCounters> http;
   Host::TlsContext tls;  // empty: plain HTTP
@@ -97,7 +98,7 @@ void startClientConnection(FlowTable& flows, boost::asio::ip::tcp::socket socket
                            std::shared_ptr<const ListenerSettings> settings);
 
 struct ConnectorSettings {
-  config::HttpConnectorConfig cfg;
+  HttpConnectorConfig cfg;
   std::shared_ptr<FlowCounters> flows;
   std::shared_ptr<HttpCounters> http;
   Host::TlsContext tls;  // empty: plain HTTP

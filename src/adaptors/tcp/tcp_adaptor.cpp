@@ -2,6 +2,7 @@
 
 #include "adaptors/entities.hpp"
 #include "adaptors/section.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "adaptors/tcp/tcp_flow.hpp"
 
 namespace vane::adaptors::tcp {
@@ -13,10 +14,10 @@ extern const EntityKind kConnectorKind;
 
 class TcpListener final : public ListenerEntity {
  public:
-  TcpListener(Host& host, const config::TcpListenerConfig& c)
+  TcpListener(Host& host, const TcpListenerConfig& c)
       : ListenerEntity(host, kListenerKind, c.name, config::toJson(c), c.host, c.port, c.address),
         cfg(c) {}
-  const config::TcpListenerConfig cfg;
+  const TcpListenerConfig cfg;
 
  protected:
   Host::Accept accepting() const override {
@@ -29,10 +30,10 @@ class TcpListener final : public ListenerEntity {
 
 class TcpConnector final : public ConnectorEntity {
  public:
-  TcpConnector(Host& host, const config::TcpConnectorConfig& c)
+  TcpConnector(Host& host, const TcpConnectorConfig& c)
       : ConnectorEntity(host, kConnectorKind, c.name, config::toJson(c), c.host, c.port, c.address),
         cfg(c) {}
-  const config::TcpConnectorConfig cfg;
+  const TcpConnectorConfig cfg;
 
  protected:
   std::shared_ptr<forwarding::EgressSink> makeSink(FlowTable& flows) override {
@@ -41,10 +42,8 @@ class TcpConnector final : public ConnectorEntity {
   }
 };
 
-using ListenerOps =
-    SectionOps<config::TcpListenerConfig, &config::Config::tcp_listeners, TcpListener>;
-using ConnectorOps =
-    SectionOps<config::TcpConnectorConfig, &config::Config::tcp_connectors, TcpConnector>;
+using ListenerOps = SectionOps<TcpListenerConfig, kTcpListeners, TcpListener>;
+using ConnectorOps = SectionOps<TcpConnectorConfig, kTcpConnectors, TcpConnector>;
 
 const EntityKind kListenerKind = ListenerOps::kind(&adaptor(), "tcp listener", "tcp_listeners",
                                                    "tcp-listeners", ListenerOps::Role::kListener);

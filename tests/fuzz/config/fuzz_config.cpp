@@ -40,12 +40,18 @@
 #include <variant>
 #include <vector>
 
+#include "adaptors/sections.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "config/address_tokens.hpp"
 #include "config/config.hpp"
 
 namespace {
 
 using namespace vane::config;
+using vane::adaptors::TcpConnectorConfig;
+using vane::adaptors::kTcpConnectors;
+using vane::adaptors::TcpListenerConfig;
+using vane::adaptors::kTcpListeners;
 using json = nlohmann::json;
 
 [[noreturn]] void fail(const char* what) {
@@ -180,13 +186,13 @@ void checkConfig(const Config& c, bool entry) {
     check(!a.empty() && a.size() <= 1024, "tcp address empty or too long");
     check(a.rfind("_vane/", 0) != 0, "reserved tcp address accepted");
   };
-  checkNames(c.tcp_listeners, "tcp listener names invalid or not unique");
-  for (const auto& t : c.tcp_listeners) {
+  checkNames(kTcpListeners.of(c), "tcp listener names invalid or not unique");
+  for (const auto& t : kTcpListeners.of(c)) {
     check(!t.host.empty(), "tcp listener with an empty host");
     checkAddress(t.address);
   }
-  checkNames(c.tcp_connectors, "tcp connector names invalid or not unique");
-  for (const auto& t : c.tcp_connectors) {
+  checkNames(kTcpConnectors.of(c), "tcp connector names invalid or not unique");
+  for (const auto& t : kTcpConnectors.of(c)) {
     check(!t.host.empty(), "tcp connector with an empty host");
     check(t.port >= 1, "tcp connector port 0");
     checkAddress(t.address);
@@ -359,8 +365,8 @@ void checkParsedEntry(const std::string& section, const Config& c, const std::st
   check(!c.management.enabled && !c.claims.enabled, "an entry enabled a section");
   auto count = [&](const std::string& s, std::size_t n) { return s == section ? n == 1 : n == 0; };
   check(count("connectors", c.connectors.size()) && count("addresses", c.addresses.size()) &&
-            count("tcp_listeners", c.tcp_listeners.size()) &&
-            count("tcp_connectors", c.tcp_connectors.size()) &&
+            count("tcp_listeners", kTcpListeners.of(c).size()) &&
+            count("tcp_connectors", kTcpConnectors.of(c).size()) &&
             count("tls_profiles", c.tls_profiles.size()),
         "an entry reached another section");
   if (section != "listeners") {
@@ -396,9 +402,9 @@ void checkParsedEntry(const std::string& section, const Config& c, const std::st
                                            {"port", Type::kInteger},
                                            {"address", Type::kString}};
     if (section == "tcp_listeners") {
-      checkEntry(only(c.tcp_listeners), body, fields);
+      checkEntry(only(kTcpListeners.of(c)), body, fields);
     } else {
-      checkEntry(only(c.tcp_connectors), body, fields);
+      checkEntry(only(kTcpConnectors.of(c)), body, fields);
     }
   } else if (section == "addresses") {
     checkEntry(
@@ -474,6 +480,12 @@ void runEntry(const std::string& section, const std::string& text) {
 }
 
 }  // namespace
+
+// The schema vaned reads: the adaptors' sections too.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  vane::adaptors::addConfigSections();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);

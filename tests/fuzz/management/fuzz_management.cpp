@@ -55,6 +55,8 @@
 
 #include "../http_request.hpp"
 #include "adaptors/registry.hpp"
+#include "adaptors/sections.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "config/config.hpp"
 #include "management/api.hpp"
 #include "pki/pki.hpp"
@@ -259,7 +261,7 @@ class Harness {
       return l.host == "127.0.0.1" && l.port == 0 && bareName(l.users_file);
     }
     if (section == "tcp_listeners") {
-      const auto& t = cfg->tcp_listeners.at(0);
+      const auto& t = vane::adaptors::kTcpListeners.of(*cfg).at(0);
       return t.host == "127.0.0.1" && t.port == 0;
     }
     if (section == "connectors") return edge;  // refused: an edge router's list is fixed
@@ -317,6 +319,7 @@ std::unique_ptr<Harness> harness;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   vane::fuzz::logIntoNullSink();
+  vane::adaptors::addConfigSections();
   harness = std::make_unique<Harness>();
   // Removes the temporary directory when the run ends normally.
   std::atexit([] { harness.reset(); });

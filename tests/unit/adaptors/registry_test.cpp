@@ -9,7 +9,14 @@
 #include <string>
 #include <variant>
 
+#include "adaptors/http/http_config.hpp"
+#include "adaptors/sections.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "adaptors/tcp/tcp_flow.hpp"
+#include "config/config.hpp"
+
+// The schema these tests read has the adaptors' sections too.
+[[maybe_unused]] static const bool kAdaptorSections = (vane::adaptors::addConfigSections(), true);
 
 namespace vane::adaptors {
 namespace {

@@ -7,8 +7,14 @@
 #include <string>
 #include <variant>
 
+#include "adaptors/http/http_config.hpp"
+#include "adaptors/sections.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "cli/errors.hpp"
 #include "config/config.hpp"
+
+// The schema these tests read has the adaptors' sections too.
+[[maybe_unused]] static const bool kAdaptorSections = (vane::adaptors::addConfigSections(), true);
 
 namespace vane::cli {
 namespace {
@@ -58,8 +64,8 @@ TEST(RouterConfigFile, InitialIsWhatVanedReads) {
   EXPECT_TRUE(c.claims.enabled);
   EXPECT_EQ(c.claims.advertise_host, "a.example.org");
   EXPECT_TRUE(c.connectors.empty());
-  EXPECT_TRUE(c.tcp_connectors.empty());
-  EXPECT_TRUE(c.tcp_listeners.empty());
+  EXPECT_TRUE(adaptors::kTcpConnectors.of(c).empty());
+  EXPECT_TRUE(adaptors::kTcpListeners.of(c).empty());
 
   SiteInfo no_amqp = site();
   no_amqp.amqp_port = 0;
@@ -75,9 +81,9 @@ TEST(RouterConfigFile, AddedEntriesAreWhatVanedReads) {
                                          .key_password_file = ""};
   const config::ConnectorConfig connector{
       .name = "b", .host = "b.example.org", .port = 55681, .cost = 3, .tls_profile = "link-b"};
-  const config::TcpConnectorConfig exposed{
+  const adaptors::TcpConnectorConfig exposed{
       .name = "echo", .host = "10.0.0.7", .port = 7, .address = "svc/echo"};
-  const config::TcpListenerConfig listener{
+  const adaptors::TcpListenerConfig listener{
       .name = "echo-in", .host = "0.0.0.0", .port = 9007, .address = "svc/echo"};
   file.add(profile);
   file.add(connector);
@@ -93,12 +99,12 @@ TEST(RouterConfigFile, AddedEntriesAreWhatVanedReads) {
   auto k = c.connectors[0];
   k.line = 0;
   EXPECT_TRUE(k == connector);
-  ASSERT_EQ(c.tcp_connectors.size(), 1u);
-  auto e = c.tcp_connectors[0];
+  ASSERT_EQ(adaptors::kTcpConnectors.of(c).size(), 1u);
+  auto e = adaptors::kTcpConnectors.of(c)[0];
   e.line = 0;
   EXPECT_TRUE(e == exposed);
-  ASSERT_EQ(c.tcp_listeners.size(), 1u);
-  auto l = c.tcp_listeners[0];
+  ASSERT_EQ(adaptors::kTcpListeners.of(c).size(), 1u);
+  auto l = adaptors::kTcpListeners.of(c)[0];
   l.line = 0;
   EXPECT_TRUE(l == listener);
 
@@ -106,13 +112,13 @@ TEST(RouterConfigFile, AddedEntriesAreWhatVanedReads) {
   EXPECT_EQ(field(file.find("connectors", "b"), "cost"), "3");
   EXPECT_EQ(field(file.find("tcp_listeners", "echo-in"), "host"), "0.0.0.0");
   EXPECT_TRUE(file.remove("tcp_listeners", "echo-in"));
-  EXPECT_TRUE(parse(file).tcp_listeners.empty());
+  EXPECT_TRUE(adaptors::kTcpListeners.of(parse(file)).empty());
 }
 
 TEST(RouterConfigFile, AnEntryVanedWouldRefuseIsNotWritten) {
   RouterConfig file = RouterConfig::initial(site());
   const std::string before = file.text();
-  config::TcpListenerConfig listener{.name = "x", .port = 9007, .address = "_vane/x"};
+  adaptors::TcpListenerConfig listener{.name = "x", .port = 9007, .address = "_vane/x"};
   try {
     file.add(listener);
     ADD_FAILURE() << "added";

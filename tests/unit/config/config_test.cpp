@@ -9,6 +9,13 @@
 #include <string>
 #include <variant>
 
+#include "adaptors/http/http_config.hpp"
+#include "adaptors/sections.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
+
+// The schema these tests read has the adaptors' sections too.
+[[maybe_unused]] static const bool kAdaptorSections = (vane::adaptors::addConfigSections(), true);
+
 namespace vane::config {
 namespace {
 
@@ -838,17 +845,17 @@ TEST(ConfigTcp, ListenersConnectorsAndWindow) {
       "  - name: any\n    host: 0.0.0.0\n    port: 0\n    address: orders/eu\n"
       "tcp_connectors:\n  - name: db\n    host: 10.0.0.5\n    port: 5432\n    address: db\n");
   EXPECT_EQ(c.router.stream_window_bytes, 262144u);
-  ASSERT_EQ(c.tcp_listeners.size(), 2u);
-  EXPECT_EQ(c.tcp_listeners[0].name, "db-local");
-  EXPECT_EQ(c.tcp_listeners[0].host, "127.0.0.1");
-  EXPECT_EQ(c.tcp_listeners[0].port, 15432);
-  EXPECT_EQ(c.tcp_listeners[0].address, "db");
-  EXPECT_EQ(c.tcp_listeners[1].port, 0);
-  EXPECT_EQ(c.tcp_listeners[1].address, "orders/eu");
-  ASSERT_EQ(c.tcp_connectors.size(), 1u);
-  EXPECT_EQ(c.tcp_connectors[0].host, "10.0.0.5");
-  EXPECT_EQ(c.tcp_connectors[0].port, 5432);
-  EXPECT_EQ(c.tcp_connectors[0].line, 13);
+  ASSERT_EQ(adaptors::kTcpListeners.of(c).size(), 2u);
+  EXPECT_EQ(adaptors::kTcpListeners.of(c)[0].name, "db-local");
+  EXPECT_EQ(adaptors::kTcpListeners.of(c)[0].host, "127.0.0.1");
+  EXPECT_EQ(adaptors::kTcpListeners.of(c)[0].port, 15432);
+  EXPECT_EQ(adaptors::kTcpListeners.of(c)[0].address, "db");
+  EXPECT_EQ(adaptors::kTcpListeners.of(c)[1].port, 0);
+  EXPECT_EQ(adaptors::kTcpListeners.of(c)[1].address, "orders/eu");
+  ASSERT_EQ(adaptors::kTcpConnectors.of(c).size(), 1u);
+  EXPECT_EQ(adaptors::kTcpConnectors.of(c)[0].host, "10.0.0.5");
+  EXPECT_EQ(adaptors::kTcpConnectors.of(c)[0].port, 5432);
+  EXPECT_EQ(adaptors::kTcpConnectors.of(c)[0].line, 13);
   EXPECT_EQ(parseOk("router:\n  id: a\n").router.stream_window_bytes, 1u << 20);
 }
 
@@ -1069,18 +1076,22 @@ TEST(ConfigSecurity, Errors) {
   expectError(p + "listeners:\n  - {name: a, port: 1, tls_profile: nope}\n", 5, 1,
               "listeners[0].tls_profile", "no tls profile named 'nope'");
   // HTTP: a listener's profile must exist; a connector's must have a ca.
-  EXPECT_EQ(parseOk(p + "http_listeners:\n  - {name: w, port: 1, address: a, tls_profile: noca}\n")
-                .http_listeners[0]
-                .tls_profile,
-            "noca");
+  EXPECT_EQ(
+      adaptors::kHttpListeners
+          .of(parseOk(
+              p + "http_listeners:\n  - {name: w, port: 1, address: a, tls_profile: noca}\n"))[0]
+          .tls_profile,
+      "noca");
   expectError(p + "http_listeners:\n  - {name: w, port: 1, address: a, tls_profile: nope}\n", 5, 1,
               "http_listeners[0].tls_profile", "no tls profile named 'nope'");
   expectError(p + "http_connectors:\n  - {name: w, port: 1, address: a, tls_profile: noca}\n", 5, 1,
               "http_connectors[0].tls_profile", "has no 'ca'");
-  EXPECT_EQ(parseOk(p + "http_connectors:\n  - {name: w, port: 1, address: a, tls_profile: t}\n")
-                .http_connectors[0]
-                .tls_profile,
-            "t");
+  EXPECT_EQ(
+      adaptors::kHttpConnectors
+          .of(parseOk(p +
+                      "http_connectors:\n  - {name: w, port: 1, address: a, tls_profile: t}\n"))[0]
+          .tls_profile,
+      "t");
   expectError(p + "listeners:\n  - {name: a, port: 1, verify_router_id: true}\n", 5, 42,
               "listeners[0].verify_router_id", "needs a router listener");
   EXPECT_TRUE(parseOk(p + "listeners:\n  - {name: a, port: 1, role: inter-router, tls_profile: t,"

@@ -12,10 +12,22 @@
 #include <variant>
 #include <vector>
 
+#include "adaptors/http/http_config.hpp"
+#include "adaptors/sections.hpp"
+#include "adaptors/tcp/tcp_config.hpp"
 #include "config/config.hpp"
+
+// The schema these tests read has the adaptors' sections too.
+[[maybe_unused]] static const bool kAdaptorSections = (vane::adaptors::addConfigSections(), true);
 
 namespace vane::config {
 namespace {
+
+using adaptors::HttpConnectorConfig;
+using adaptors::HttpListenerConfig;
+using adaptors::HttpRouteConfig;
+using adaptors::TcpConnectorConfig;
+using adaptors::TcpListenerConfig;
 
 // Every field set, none at its default, so that a field the emitter leaves
 // out or writes wrong shows.
@@ -93,17 +105,17 @@ const std::vector<TlsProfileConfig>& entriesOf(const Config& c, const TlsProfile
   return c.tls_profiles;
 }
 const std::vector<TcpConnectorConfig>& entriesOf(const Config& c, const TcpConnectorConfig&) {
-  return c.tcp_connectors;
+  return adaptors::kTcpConnectors.of(c);
 }
 const std::vector<TcpListenerConfig>& entriesOf(const Config& c, const TcpListenerConfig&) {
-  return c.tcp_listeners;
+  return adaptors::kTcpListeners.of(c);
 }
 
 const std::vector<HttpListenerConfig>& entriesOf(const Config& c, const HttpListenerConfig&) {
-  return c.http_listeners;
+  return adaptors::kHttpListeners.of(c);
 }
 const std::vector<HttpConnectorConfig>& entriesOf(const Config& c, const HttpConnectorConfig&) {
-  return c.http_connectors;
+  return adaptors::kHttpConnectors.of(c);
 }
 const char* sectionOf(const HttpListenerConfig&) {
   return "http_listeners";
@@ -275,7 +287,8 @@ TEST(ConfigEmit, HttpRoutesAreChecked) {
       "address: b}]}\n",
       "f.yaml");
   ASSERT_TRUE(std::holds_alternative<Config>(r)) << std::get<ConfigError>(r).toString();
-  EXPECT_EQ(std::get<Config>(r).http_listeners.at(0).routes.at(0).host, "admin.example.com");
+  EXPECT_EQ(adaptors::kHttpListeners.of(std::get<Config>(r)).at(0).routes.at(0).host,
+            "admin.example.com");
   HttpConnectorConfig c = fullHttpConnector();
   c.port = 0;
   expectInvalid(c, "port", "value 0 is out of range (allowed: 1..65535)");
