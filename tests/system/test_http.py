@@ -436,6 +436,49 @@ def test_no_connector_is_503(router_factory):
     c.close()
 
 
+def test_early_answer_to_an_upload_is_read_not_reset(router_factory):
+    """An answer before the request's end (here 503: no connector) closes
+    the connection, but the router first drains what the client is still
+    sending: a client busy uploading reads the answer and a clean end, not a
+    reset in the middle of its send."""
+    net = Network(router_factory)
+    net.interior("A")
+    net.http_listener("A", "in", "nowhere")
+    net.start()
+    port = net.http_port("A", "in")
+    size = 4 << 20
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    sent = [0]
+    failure = []
+
+    def upload():
+        chunk = b"u" * 65536
+        try:
+            while sent[0] < size:
+                s.sendall(chunk)
+                sent[0] += len(chunk)
+        except OSError as e:
+            failure.append(e)
+
+    t = threading.Thread(target=upload)
+    t.start()
+    answer = b""
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            answer += data
+    except OSError as e:
+        failure.append(e)
+    t.join(10)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert b"nowhere" in answer
+    assert not failure and sent[0] == size, (failure, sent[0])
+
+
 @pytest.mark.parametrize("mode", ["refused", "reset", "close", "garbage"])
 def test_origin_failure_is_502(router_factory, servers, mode):
     if mode == "refused":

@@ -32,6 +32,13 @@ constexpr std::size_t kMaxWriteBuffers = 64;
 // a request head must arrive within head_timeout_ms of its first byte.
 constexpr std::chrono::seconds kIdleTimeout{60};
 constexpr std::chrono::seconds kConnectTimeout{10};
+// A client connection closed by the router while the client may still be
+// sending (an answer before the request's end, a refused request with more
+// behind it) is drained for up to this long and this many bytes before the
+// socket closes: closing with unread bytes resets the connection, and a
+// client still sending then sees the reset instead of the answer.
+constexpr std::chrono::seconds kLingerTime{5};
+constexpr std::size_t kLingerBytes = 16u << 20;
 // Idle server connections older than this are not reused.
 constexpr std::chrono::seconds kMaxIdleAge{30};
 // Request bytes a connector keeps to send again on a fresh connection when
@@ -152,7 +159,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  private:
   void onHead(RequestReader reader, std::size_t used);
   void answerAndClose(unsigned status, std::string text);
+  // Closes after the answers written so far, draining what the client
+  // still sends (linger) so that it reads them rather than a reset.
   void closeGracefully();
+  void linger(std::size_t budget);
 
   RequestReader reader_{65536};
   // When the head being read began (its first byte): the whole head must
@@ -369,7 +379,30 @@ void ClientConnection::closeGracefully() {
   timer.cancel();
   boost::system::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
+  if (ec) {
+    stream.close();
+    return;
+  }
+  // Lingering close: what the client still sends is read and dropped until
+  // it closes its end, for kLingerTime and kLingerBytes at most.
+  timer.expires_after(kLingerTime);
+  timer.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+    if (!e) self->stream.close();
+  });
+  linger(kLingerBytes);
+}
+
+void ClientConnection::linger(std::size_t budget) {
+  rbuf.clear();
+  readInto(stream, rbuf,
+           [self = shared_from_this(), budget](const boost::system::error_code& ec, std::size_t n) {
+             if (ec || n >= budget) {
+               self->timer.cancel();
+               self->stream.close();
+               return;
+             }
+             self->linger(budget - n);
+           });
 }
 
 void RequestExchange::start() {
