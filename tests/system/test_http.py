@@ -434,6 +434,14 @@ def test_no_connector_is_503(router_factory):
         assert r.status == 503
         r.read()
     c.close()
+    # ... unless the client closes it: the answer says so, and it closes
+    for raw in (b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                b"GET /x HTTP/1.0\r\n\r\n"):
+        with RawClient(port) as rc:
+            rc.send(raw)
+            status, h, body = rc.response()
+            assert status == 503 and h.get("connection") == "close", (raw, status, h)
+            assert rc.closed(), raw
 
 
 def test_early_answer_to_an_upload_is_read_not_reset(router_factory):
@@ -475,6 +483,7 @@ def test_early_answer_to_an_upload_is_read_not_reset(router_factory):
     t.join(10)
     s.close()
     assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert b"\r\nConnection: close\r\n" in answer, answer[:200]
     assert b"nowhere" in answer
     assert not failure and sent[0] == size, (failure, sent[0])
 

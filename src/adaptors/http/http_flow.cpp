@@ -633,6 +633,9 @@ void RequestExchange::onInAborted() {
 void RequestExchange::answer(unsigned status, std::string text, bool keep) {
   rec_.status = status;
   http().countStatus(status);
+  // The connection stays only if the client keeps it too and all of the
+  // request has been read (closeEndpoint): the answer says which.
+  keep = keep && client_keep_ && request_read_;
   answer_ = errorResponse(status, text, !keep);
   close_after_ = !keep;
   fail(false);
