@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2154  # prog and root are set by the sourcing script
-# Shell helpers shared by the benchmark scripts (run_amqp.sh, run_network.sh).
+# Shell helpers shared by the benchmark scripts (run_amqp.sh, run_network.sh,
+# run_tcp.sh, run_http.sh).
 # Source it after setting:
 #   prog   the script's name, used as the prefix of error messages
 #   root   the repository root
@@ -45,4 +46,42 @@ show() { [[ -n ${1:-} ]] && echo "$1" || echo "-"; }
 # "listener NAME listening on 127.0.0.1:PORT (role ROLE)" line, or nothing.
 listener_port() {
   sed -n "s/.*listener $2 listening on 127\.0\.0\.1:\([0-9][0-9]*\) (role $3[,)].*/\1/p" "$1" | head -n 1
+}
+
+# program EXPLICIT NAME -> EXPLICIT if set (it must be executable), else NAME
+# from PATH, else /usr/sbin/NAME.
+program() {
+  if [[ -n $1 ]]; then
+    [[ -x $1 ]] || die "not executable: $1"
+    echo "$1"
+  elif command -v "$2" >/dev/null; then
+    command -v "$2"
+  elif [[ -x /usr/sbin/$2 ]]; then
+    echo "/usr/sbin/$2"
+  else
+    die "$2 not found; install it (scripts/install-deps.sh) or set ${2^^}"
+  fi
+}
+
+# path_options "ALLOWED PATHS" ARGS...: the options of the scripts that run
+# paths side by side (run_tcp.sh, run_http.sh): --duration S, --paths
+# "A B", --keep-logs, --help (the script's opening comment). Sets DURATION,
+# PATHS and KEEP_LOGS, and checks them and REPEAT.
+path_options() {
+  local known=$1 allowed=" $1 " p
+  shift
+  while (($#)); do
+    case $1 in
+      -t | --duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
+      --paths) PATHS=${2:?--paths needs a value}; shift 2 ;;
+      --keep-logs) KEEP_LOGS=1; shift ;;
+      -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *) die "unknown argument '$1' (try --help)" ;;
+    esac
+  done
+  [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds >= 1"
+  [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number >= 1"
+  for p in $PATHS; do
+    [[ $allowed == *" $p "* ]] || die "unknown path '$p' (known: $known)"
+  done
 }

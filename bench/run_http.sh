@@ -51,33 +51,7 @@ prog=run_http.sh
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-while (($#)); do
-  case $1 in
-    -t | --duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
-    --paths) PATHS=${2:?--paths needs a value}; shift 2 ;;
-    --keep-logs) KEEP_LOGS=1; shift ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (try --help)" ;;
-  esac
-done
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds >= 1"
-[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number >= 1"
-for p in $PATHS; do
-  case $p in direct | haproxy1 | haproxy2 | nginx1 | vane1 | vane2) ;; *) die "unknown path '$p'" ;; esac
-done
-
-program() {  # program EXPLICIT NAME -> path of NAME (PATH, then /usr/sbin)
-  if [[ -n $1 ]]; then
-    [[ -x $1 ]] || die "not executable: $1"
-    echo "$1"
-  elif command -v "$2" >/dev/null; then
-    command -v "$2"
-  elif [[ -x /usr/sbin/$2 ]]; then
-    echo "/usr/sbin/$2"
-  else
-    die "$2 not found; install it (scripts/install-deps.sh) or set ${2^^}"
-  fi
-}
+path_options "direct haproxy1 haproxy2 nginx1 vane1 vane2" "$@"
 wrk=$(program "${WRK:-}" wrk)
 nginx=$(program "${NGINX:-}" nginx)
 haproxy=""
