@@ -444,19 +444,27 @@ def test_no_connector_is_503(router_factory):
             assert rc.closed(), raw
 
 
-def test_early_answer_to_an_upload_is_read_not_reset(router_factory):
-    """An answer before the request's end (here 503: no connector) closes
-    the connection, but the router first drains what the client is still
-    sending: a client busy uploading reads the answer and a clean end, not a
-    reset in the middle of its send."""
-    net = Network(router_factory)
-    net.interior("A")
-    net.http_listener("A", "in", "nowhere")
-    net.start()
-    port = net.http_port("A", "in")
+@pytest.mark.parametrize("who", ["router", "origin"])
+def test_early_answer_to_an_upload_is_read_not_reset(router_factory, servers, who):
+    """An answer before the request's end (the router's 503: no connector;
+    the origin's 400 before it reads the body) closes the connection, but
+    the router first drains what the client is still sending: a client busy
+    uploading reads the answer and a clean end, not a reset in the middle
+    of its send."""
+    if who == "router":
+        net = Network(router_factory)
+        net.interior("A")
+        net.http_listener("A", "in", "nowhere")
+        net.start()
+        port, path, status, text = net.http_port("A", "in"), "/up", b"503", b"nowhere"
+    else:
+        origin = servers(Origin("o1"))
+        net = http_line(router_factory, 1, origin.port)
+        port, path, status, text = net.http_port("A", "in"), "/refuse", b"400", b"refused"
+        wait_served(port)
     size = 4 << 20
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path.encode(), size))
     sent = [0]
     failure = []
 
@@ -482,9 +490,9 @@ def test_early_answer_to_an_upload_is_read_not_reset(router_factory):
         failure.append(e)
     t.join(10)
     s.close()
-    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
     assert b"\r\nConnection: close\r\n" in answer, answer[:200]
-    assert b"nowhere" in answer
+    assert text in answer, answer[:200]
     assert not failure and sent[0] == size, (failure, sent[0])
 
 

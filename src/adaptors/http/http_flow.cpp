@@ -165,6 +165,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   void linger(std::size_t budget);
 
   RequestReader reader_{65536};
+  std::string linger_buf_;  // what lingering reads drop
   // When the head being read began (its first byte): the whole head must
   // arrive within head_timeout_ms of it, however it trickles in.
   std::optional<Clock::time_point> head_since_;
@@ -384,25 +385,31 @@ void ClientConnection::closeGracefully() {
     return;
   }
   // Lingering close: what the client still sends is read and dropped until
-  // it closes its end, for kLingerTime and kLingerBytes at most.
+  // it closes its end, for kLingerTime and kLingerBytes at most. A read may
+  // still be waiting (for the next head, or an exchange's for its body): it
+  // is cancelled, and the lingering reads start after its handler has run,
+  // into a buffer of their own.
+  stream.socket().cancel(ec);
   timer.expires_after(kLingerTime);
   timer.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
     if (!e) self->stream.close();
   });
-  linger(kLingerBytes);
+  asio::post(flows.loop.context(), [self = shared_from_this()] { self->linger(kLingerBytes); });
 }
 
 void ClientConnection::linger(std::size_t budget) {
-  rbuf.clear();
-  readInto(stream, rbuf,
-           [self = shared_from_this(), budget](const boost::system::error_code& ec, std::size_t n) {
-             if (ec || n >= budget) {
-               self->timer.cancel();
-               self->stream.close();
-               return;
-             }
-             self->linger(budget - n);
-           });
+  if (!stream.isOpen()) return;
+  linger_buf_.resize(kReadSize);
+  stream.asyncReadSome(asio::buffer(linger_buf_),
+                       [self = shared_from_this(), budget](const boost::system::error_code& ec,
+                                                           std::size_t n) {
+                         if (ec || n >= budget) {
+                           self->timer.cancel();
+                           self->stream.close();
+                           return;
+                         }
+                         self->linger(budget - n);
+                       });
 }
 
 void RequestExchange::start() {
@@ -705,7 +712,10 @@ void RequestExchange::onInData() {
     rec_.status = status;
     http().countStatus(status);
     tunnel_ = switches(tunnel_kind_, status);
-    close_after_ = close_after_ || !client_keep_ || res_.needEof() || tunnel_;
+    // An answer that begins before the request has all been read may end
+    // before it too, and then the connection closes: say so at once.
+    close_after_ =
+        close_after_ || !client_keep_ || res_.needEof() || tunnel_ || !request_read_;
     if (tunnel_) {
       // From here on, bytes both ways as they come; the connection is
       // never an HTTP one again (and may be silent as long as it likes).
