@@ -496,6 +496,34 @@ def test_early_answer_to_an_upload_is_read_not_reset(router_factory, servers, wh
     assert not failure and sent[0] == size, (failure, sent[0])
 
 
+def test_removed_listener_serves_no_more_requests(router_factory, servers):
+    """A removed http listener closes its client connections too: an idle
+    keep-alive one at once, one in the middle of a request once that
+    request has been answered; the port takes no new connections."""
+    origin = servers(Origin("o1"))
+    net = http_line(router_factory, 1, origin.port, management={"port": 0})
+    port = net.http_port("A", "in")
+    wait_served(port)
+    idle = RawClient(port)
+    idle.send(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert idle.response()[0] == 200
+    busy = RawClient(port)
+    busy.send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.3)   # the slow request is at the origin
+    res = net["A"].api("DELETE", "/api/v1/http-listeners/in")
+    assert res.status == 204, res
+    t0 = time.monotonic()
+    assert idle.closed(timeout=2), "an idle connection of a removed listener stayed open"
+    assert time.monotonic() - t0 < 1.5
+    status, h, body = busy.response()
+    assert (status, body) == (200, b"slow\n"), (status, body)
+    assert busy.closed(timeout=2), "the connection stayed open after its last answer"
+    idle.close()
+    busy.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
 @pytest.mark.parametrize("mode", ["refused", "reset", "close", "garbage"])
 def test_origin_failure_is_502(router_factory, servers, mode):
     if mode == "refused":

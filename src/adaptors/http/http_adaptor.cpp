@@ -52,8 +52,19 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
   HttpListener(Host& host, const HttpListenerConfig& c)
       : ListenerEntity(host, kListenerKind, c.name, config::toJson(c), c.host, c.port, c.address),
         cfg(c),
-        host_(host) {}
+        host_(host),
+        conns_(std::make_shared<ListenerConnections>(host.workerLoops())) {}
   const HttpListenerConfig cfg;
+
+  // No more requests on the connections already open either: each worker
+  // closes its idle ones, and the others once their exchange is answered.
+  void stop() override {
+    ListenerEntity::stop();
+    for (std::size_t w = 0; w < host_.workerLoops(); ++w) {
+      boost::asio::post(host_.flowTable(w).loop.context(),
+                        [conns = conns_, w] { stopClientConnections(*conns, w); });
+    }
+  }
 
   std::string open() override {
     if (!cfg.tls_profile.empty() && !tls_) {
@@ -88,8 +99,8 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
 
  protected:
   Host::Accept accepting() const override {
-    auto settings = std::make_shared<const ListenerSettings>(
-        ListenerSettings{.cfg = cfg, .flows = sharedCounters(), .http = http_, .tls = tls_});
+    auto settings = std::make_shared<const ListenerSettings>(ListenerSettings{
+        .cfg = cfg, .flows = sharedCounters(), .http = http_, .tls = tls_, .conns = conns_});
     return [settings](FlowTable& flows, boost::asio::ip::tcp::socket s) {
       startClientConnection(flows, std::move(s), settings);
     };
@@ -98,6 +109,7 @@ class HttpListener final : public ListenerEntity, public WithHttpCounters {
  private:
   Host& host_;
   Host::TlsContext tls_;  // empty: plain HTTP
+  const std::shared_ptr<ListenerConnections> conns_;
 };
 
 class HttpConnector final : public ConnectorEntity, public WithHttpCounters {

@@ -133,8 +133,21 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       endpoint = peer_ip + ":" + std::to_string(peer.port());
     }
     reader_.reset(s->cfg.max_header_bytes);
+    s->conns->open[flows.loop_index].insert(this);
+    stopping_ = s->conns->stopped[flows.loop_index] != 0;
   }
-  ~ClientConnection() { s->http->connections_active.fetch_sub(1, std::memory_order_relaxed); }
+  ~ClientConnection() {
+    s->conns->open[flows.loop_index].erase(this);
+    s->http->connections_active.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // The listener has stopped: no more requests. An idle connection closes
+  // now, one in the middle of a request once it has been answered.
+  void stop() {
+    stopping_ = true;
+    // (rbuf has room for the read in progress: a head begun is head_since_.)
+    if (!in_exchange_ && !head_since_) closeGracefully();
+  }
 
   // TLS first, if the listener has it; then the first request.
   void start();
@@ -172,6 +185,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   bool reading_ = false;
   bool closed_ = false;
   bool tls_done_ = false;
+  bool in_exchange_ = false;  // a request's exchange has the connection
+  bool stopping_ = false;     // the listener stopped: close when idle
 };
 
 // One request at the listener's router: sends it to a connector and writes
@@ -246,6 +261,11 @@ class RequestExchange final : public StreamFlow {
 };
 
 void ClientConnection::start() {
+  if (stopping_) {  // accepted as its listener stopped
+    closed_ = true;
+    stream.close();
+    return;
+  }
   if (!s->tls) {
     readHead();
     return;
@@ -277,6 +297,10 @@ void ClientConnection::start() {
 
 void ClientConnection::readHead() {
   if (closed_) return;
+  if (stopping_ && rbuf.empty()) {
+    closeGracefully();
+    return;
+  }
   for (;;) {
     std::size_t used = 0;
     const auto st = rbuf.empty() ? RequestReader::Status::kNeedMore : reader_.head(rbuf, used);
@@ -341,6 +365,7 @@ void ClientConnection::onHead(RequestReader reader, std::size_t used) {
     return;
   }
   rbuf.erase(0, used);
+  in_exchange_ = true;
   auto exchange = std::make_shared<RequestExchange>(flows, shared_from_this(), std::move(reader));
   flows.add(exchange);
   exchange->start();
@@ -352,7 +377,9 @@ void ClientConnection::answerAndClose(unsigned status, std::string text) {
 }
 
 void ClientConnection::exchangeDone(bool keep, std::string answer) {
+  in_exchange_ = false;
   if (closed_) return;
+  keep = keep && !stopping_;
   if (answer.empty()) {
     if (keep) {
       readHead();
@@ -400,16 +427,16 @@ void ClientConnection::closeGracefully() {
 void ClientConnection::linger(std::size_t budget) {
   if (!stream.isOpen()) return;
   linger_buf_.resize(kReadSize);
-  stream.asyncReadSome(asio::buffer(linger_buf_),
-                       [self = shared_from_this(), budget](const boost::system::error_code& ec,
-                                                           std::size_t n) {
-                         if (ec || n >= budget) {
-                           self->timer.cancel();
-                           self->stream.close();
-                           return;
-                         }
-                         self->linger(budget - n);
-                       });
+  stream.asyncReadSome(
+      asio::buffer(linger_buf_),
+      [self = shared_from_this(), budget](const boost::system::error_code& ec, std::size_t n) {
+        if (ec || n >= budget) {
+          self->timer.cancel();
+          self->stream.close();
+          return;
+        }
+        self->linger(budget - n);
+      });
 }
 
 void RequestExchange::start() {
@@ -714,8 +741,7 @@ void RequestExchange::onInData() {
     tunnel_ = switches(tunnel_kind_, status);
     // An answer that begins before the request has all been read may end
     // before it too, and then the connection closes: say so at once.
-    close_after_ =
-        close_after_ || !client_keep_ || res_.needEof() || tunnel_ || !request_read_;
+    close_after_ = close_after_ || !client_keep_ || res_.needEof() || tunnel_ || !request_read_;
     if (tunnel_) {
       // From here on, bytes both ways as they come; the connection is
       // never an HTTP one again (and may be silent as long as it likes).
@@ -824,6 +850,14 @@ void RequestExchange::closeEndpoint(bool reset) {
   asio::post(flows_.loop.context(), [conn = conn_, keep, answer = std::move(answer_)]() mutable {
     conn->exchangeDone(keep, std::move(answer));
   });
+}
+
+void stopClientConnections(ListenerConnections& conns, std::size_t worker) {
+  conns.stopped[worker] = 1;
+  // stop() may close (and so free) a connection: not while iterating.
+  std::vector<std::shared_ptr<ClientConnection>> all;
+  for (ClientConnection* c : conns.open[worker]) all.push_back(c->shared_from_this());
+  for (const auto& c : all) c->stop();
 }
 
 void startClientConnection(FlowTable& flows, tcp::socket socket,

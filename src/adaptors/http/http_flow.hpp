@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "adaptors/adaptor.hpp"
@@ -86,11 +87,27 @@ struct HttpCounters {
 };
 
 // An http listener's settings, shared by its connections.
+class ClientConnection;
+
+// The client connections of one http listener, per worker (each worker's
+// part is used on its loop only), so that a stopped listener (removed, or
+// replaced by a reload) serves no more requests: stopClientConnections()
+// closes the idle ones at once and the others when their exchange is done.
+struct ListenerConnections {
+  explicit ListenerConnections(std::size_t workers) : open(workers), stopped(workers, 0) {}
+  std::vector<std::unordered_set<ClientConnection*>> open;
+  std::vector<char> stopped;  // connections accepted later close at once
+};
+
+// On worker `worker`'s loop.
+void stopClientConnections(ListenerConnections& conns, std::size_t worker);
+
 struct ListenerSettings {
   HttpListenerConfig cfg;
   std::shared_ptr<FlowCounters> flows;
   std::shared_ptr<HttpCounters> http;
   Host::TlsContext tls;  // empty: plain HTTP
+  std::shared_ptr<ListenerConnections> conns;
 };
 
 // Starts serving a connection accepted by an http listener.
