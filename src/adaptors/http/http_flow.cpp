@@ -133,11 +133,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       endpoint = peer_ip + ":" + std::to_string(peer.port());
     }
     reader_.reset(s->cfg.max_header_bytes);
-    s->conns->open[flows.loop_index].insert(this);
-    stopping_ = s->conns->stopped[flows.loop_index] != 0;
+    s->conns->open[worker_].insert(this);
+    stopping_ = s->conns->stopped[worker_] != 0;
   }
+  // (At router shutdown a connection still waiting is destroyed with its
+  // loop's handlers, after the FlowTable: only `s` may be used here.)
   ~ClientConnection() {
-    s->conns->open[flows.loop_index].erase(this);
+    s->conns->open[worker_].erase(this);
     s->http->connections_active.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -145,8 +147,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // now, one in the middle of a request once it has been answered.
   void stop() {
     stopping_ = true;
-    // (rbuf has room for the read in progress: a head begun is head_since_.)
-    if (!in_exchange_ && !head_since_) closeGracefully();
+    // (rbuf has room for the read in progress: a head begun is head_since_.
+    // An answer being written closes the connection when it is done.)
+    if (!in_exchange_ && !answering_ && !head_since_) closeGracefully();
   }
 
   // TLS first, if the listener has it; then the first request.
@@ -185,7 +188,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   bool reading_ = false;
   bool closed_ = false;
   bool tls_done_ = false;
+  const std::size_t worker_ = flows.loop_index;
   bool in_exchange_ = false;  // a request's exchange has the connection
+  bool answering_ = false;    // exchangeDone() is writing an answer
   bool stopping_ = false;     // the listener stopped: close when idle
 };
 
@@ -389,8 +394,10 @@ void ClientConnection::exchangeDone(bool keep, std::string answer) {
     return;
   }
   auto bytes = std::make_shared<std::string>(std::move(answer));
+  answering_ = true;
   stream.asyncWrite(asio::buffer(*bytes), [self = shared_from_this(), bytes, keep](
                                               const boost::system::error_code& ec, std::size_t n) {
+    self->answering_ = false;
     if (self->closed_) return;
     self->s->flows->bytes_out.fetch_add(n, std::memory_order_relaxed);
     if (ec) {
@@ -665,6 +672,12 @@ void RequestExchange::onInAborted() {
 }
 
 void RequestExchange::answer(unsigned status, std::string text, bool keep) {
+  if (writing_) {
+    // An interim head is being written: the connection cannot take the
+    // router's answer behind it in order.
+    fail(true);
+    return;
+  }
   rec_.status = status;
   http().countStatus(status);
   // The connection stays only if the client keeps it too and all of the
