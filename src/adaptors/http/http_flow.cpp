@@ -954,6 +954,10 @@ class OriginExchange final : public StreamFlow {
   std::string retry_copy_;  // what was written on a reused connection
   bool retry_ok_ = true;
   bool retry_after_write_ = false;
+  // The request's stream was let go (answered before its end) while a write
+  // of its chunks was in flight: that write's handler must not touch them
+  // (bufs_ points into the chunks that letting go freed).
+  bool write_dropped_ = false;
   bool writing_ = false;
   bool request_done_ = false;
   std::vector<asio::const_buffer> bufs_;
@@ -1157,6 +1161,11 @@ void OriginExchange::writeOrigin() {
                                 const boost::system::error_code& ec, std::size_t n) {
     writing_ = false;
     if (finished()) return;
+    if (write_dropped_) {
+      write_dropped_ = false;
+      maybeFinish();
+      return;
+    }
     if (ec) {
       if (retry_after_write_) {
         retry_after_write_ = false;
@@ -1386,7 +1395,10 @@ void OriginExchange::answer(unsigned status, const std::string& text) {
   reusable_ = false;
   // The request is not sent on: its stream is done with (a write of it in
   // flight goes first: its buffers are the chunks that settling frees).
-  if (writing_) stream_.close();
+  if (writing_) {
+    write_dropped_ = true;
+    stream_.close();
+  }
   reportIn(Outcome::accepted());
   maybeFinish();
 }
@@ -1409,7 +1421,10 @@ void OriginExchange::responseDone() {
     // A write of the request's bytes still in flight goes first (its
     // buffers are the stream's chunks, which settling it frees).
     reusable_ = false;
-    if (writing_) stream_.close();
+    if (writing_) {
+      write_dropped_ = true;
+      stream_.close();
+    }
     reportIn(Outcome::released());
     maybeFinish();
     return;
